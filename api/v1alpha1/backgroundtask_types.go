@@ -1,0 +1,245 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// DesiredState is the lifecycle state a user asks for in spec.state.
+// +kubebuilder:validation:Enum=Running;Paused;Stopped
+type DesiredState string
+
+const (
+	// DesiredRunning asks for the task to run (or keep running) until it finishes.
+	DesiredRunning DesiredState = "Running"
+	// DesiredPaused asks the task to park at its next pause point. A task created Paused stays
+	// Pending until it is set Running.
+	DesiredPaused DesiredState = "Paused"
+	// DesiredStopped asks for the current run to be cancelled. Setting Running again afterwards
+	// starts a new attempt from scratch.
+	DesiredStopped DesiredState = "Stopped"
+)
+
+// Phase is the observed lifecycle phase of a BackgroundTask, written by the controller only.
+// +kubebuilder:validation:Enum=Pending;Running;Paused;Finished;Failed;Stopped
+type Phase string
+
+const (
+	// PhasePending: the task is accepted but not running. In: creation, a retry waiting for its
+	// backoff, a run waiting for a free runner slot, or a task created with state Paused.
+	// Out: to Running when a slot is free and spec.state is Running; to Paused/Stopped on request.
+	PhasePending Phase = "Pending"
+	// PhaseRunning: the task's goroutine is executing Pre/Run. In: from Pending when a slot is
+	// free, from Paused on resume. Out: Paused (reached a pause point after a pause request),
+	// Finished, Failed, Stopped.
+	PhaseRunning Phase = "Running"
+	// PhasePaused: the run is parked at a pause point and holds no runner slot. In: from Running
+	// when the task reaches ctl.Yield after spec.state became Paused. Out: Running (resume, same
+	// run), Stopped.
+	PhasePaused Phase = "Paused"
+	// PhaseFinished (terminal): Run returned without error; status.result holds its result.
+	// Out: only a restartGeneration bump starts a new attempt.
+	PhaseFinished Phase = "Finished"
+	// PhaseFailed (terminal): the last attempt failed and no retries are left, or the spec can
+	// never run (unknown task type, invalid params). Out: only a restartGeneration bump.
+	PhaseFailed Phase = "Failed"
+	// PhaseStopped (terminal): the run was cancelled because spec.state became Stopped.
+	// Out: setting spec.state back to Running, or bumping restartGeneration, starts a new attempt.
+	PhaseStopped Phase = "Stopped"
+)
+
+// Terminal reports whether no further work happens in this phase without a new request.
+func (p Phase) Terminal() bool {
+	switch p {
+	case PhaseFinished, PhaseFailed, PhaseStopped:
+		return true
+	case PhasePending, PhaseRunning, PhasePaused:
+		return false
+	}
+	return false
+}
+
+// Condition types set on status.conditions.
+const (
+	// ConditionReady is True when the observed phase matches spec: running while Running is
+	// desired, parked while Paused is desired, Stopped while Stopped is desired, or the task
+	// finished. `kubectl wait --for=condition=Ready` after a patch waits for the change to land.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while work is queued or executing.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when the last attempt failed (retrying or terminal).
+	ConditionDegraded = "Degraded"
+	// ConditionRecorded is False while transitions of this task are waiting to be written to
+	// PostgreSQL (for example while the database is unreachable); they are kept in order and
+	// written when it returns.
+	ConditionRecorded = "Recorded"
+)
+
+// Reasons used in conditions, Events and the transition history.
+const (
+	ReasonUnknownTaskType  = "UnknownTaskType"
+	ReasonInvalidParams    = "InvalidParams"
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+)
+
+// BackgroundTaskSpec is the desired state of a BackgroundTask: what to run and whether it
+// should be running. Everything here belongs to the user (or GitOps); the controller never
+// writes spec.
+type BackgroundTaskSpec struct {
+	// taskName is the registered task type to run, for example `countdown`, `sleep` or
+	// `checksum`. It cannot be changed after creation: create a new BackgroundTask instead.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="taskName is immutable: create a new BackgroundTask to run another task type"
+	TaskName string `json:"taskName"`
+
+	// params are the task type's parameters, a free-form JSON object passed to the task's
+	// factory. Unknown fields are preserved. At most 64 top-level keys here and 32 KiB once
+	// serialized (checked by the controller: a larger object fails with reason InvalidParams).
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:MaxProperties=64
+	Params *runtime.RawExtension `json:"params,omitempty"`
+
+	// state is the lifecycle state you want: Running (default), Paused (park at the next pause
+	// point; a task created Paused stays Pending) or Stopped (cancel the run; terminal until set
+	// Running again, which starts a new attempt).
+	// +optional
+	// +kubebuilder:default=Running
+	State DesiredState `json:"state,omitempty"`
+
+	// restartGeneration restarts the task from scratch each time it is increased: the current
+	// run, if any, is stopped and a new attempt starts without its checkpoint. It may only grow.
+	// Finished and Failed tasks stay as they are until it is bumped, so re-applying the same
+	// manifest never reruns work.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:XValidation:rule="self >= oldSelf",message="restartGeneration may only grow: increase it to restart the task"
+	RestartGeneration int64 `json:"restartGeneration,omitempty"`
+
+	// maxRetries is how many times a failed attempt is retried, with exponential backoff
+	// (1s, 2s, 4s, ... capped at 5m). 0 (default) means a failure is final.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxRetries int32 `json:"maxRetries,omitempty"`
+
+	// timeout bounds the running time of one attempt (time parked while Paused does not count),
+	// for example `30s` or `1h`. An attempt that runs longer fails with reason DeadlineExceeded
+	// and is retried if maxRetries allows. Unset means no limit.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="timeout must be at least 1s"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// BackgroundTaskStatus is the observed state of a BackgroundTask, written only by the
+// controller through the status subresource. The full transition history lives in PostgreSQL
+// (table background_task_transitions).
+type BackgroundTaskStatus struct {
+	// phase is where the task is in its lifecycle: Pending, Running, Paused, Finished, Failed
+	// or Stopped.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// conditions explain the phase: Ready (observed matches desired), Progressing, Degraded
+	// and Recorded (every transition is written to PostgreSQL).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// observedGeneration is the metadata.generation of the spec this status reflects.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// observedRestartGeneration is the spec.restartGeneration the current attempt was started
+	// for. While it is lower than spec.restartGeneration a restart is in progress.
+	// +optional
+	ObservedRestartGeneration int64 `json:"observedRestartGeneration,omitempty"`
+
+	// attempt counts the runs started for this task, including retries and restarts (1 for the
+	// first run; 0 while it has never started).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Attempt int32 `json:"attempt,omitempty"`
+
+	// startTime is when the current attempt started running for the first time.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// endTime is when the task reached a terminal phase (Finished, Failed, Stopped). It is
+	// cleared when a new attempt starts.
+	// +optional
+	EndTime *metav1.Time `json:"endTime,omitempty"`
+
+	// lastRunTime is the last time the task (re)entered Running, including resumes.
+	// +optional
+	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
+
+	// progress is the task's own short progress text, such as `42%` or `420/1000`.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Progress string `json:"progress,omitempty"`
+
+	// result is the JSON value Run returned when the task finished. Results larger than 4 KiB
+	// are kept only in PostgreSQL (background_tasks.result); here they are replaced by
+	// `{"truncated": true, "bytes": N}`.
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Result *runtime.RawExtension `json:"result,omitempty"`
+
+	// message is a human-readable explanation of the current phase, such as the error of a
+	// failed attempt or why the task is waiting.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Message string `json:"message,omitempty"`
+}
+
+// BackgroundTask runs a registered task type inside the taskpilot operator's pod and gives it a
+// lifecycle you control with spec.state: Running, Paused, Stopped. Bump spec.restartGeneration
+// to restart it from scratch. Every transition is also recorded in PostgreSQL.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=bgt,categories=taskpilot
+// +kubebuilder:printcolumn:name="Task",type=string,JSONPath=`.spec.taskName`
+// +kubebuilder:printcolumn:name="Desired",type=string,JSONPath=`.spec.state`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Attempt",type=integer,JSONPath=`.status.attempt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BackgroundTask struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what you want: which task type to run, its params and its lifecycle state.
+	// +required
+	Spec BackgroundTaskSpec `json:"spec"`
+
+	// status is what the controller observed.
+	// +optional
+	Status BackgroundTaskStatus `json:"status,omitempty"`
+}
+
+// BackgroundTaskList is a list of BackgroundTasks.
+//
+// +kubebuilder:object:root=true
+type BackgroundTaskList struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items are the BackgroundTasks.
+	Items []BackgroundTask `json:"items"`
+}

@@ -1,0 +1,347 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// Finalizer keeps a deleted BackgroundTask until its run is stopped and its row is marked
+// deleted in PostgreSQL (history kept).
+const Finalizer = "tasks.taskpilot.dev/finalizer"
+
+// MaxParamsBytes bounds spec.params once serialized; larger params fail with InvalidParams.
+const MaxParamsBytes = 32 << 10
+
+// TaskRunner is the part of *runner.Runner the reconciler drives (an interface so the pure
+// reconcile logic is unit-tested without goroutines).
+type TaskRunner interface {
+	StartTask(key runner.Key, spec runner.StartSpec) error
+	PauseTask(key runner.Key) error
+	ResumeTask(key runner.Key) error
+	StopTask(key runner.Key) error
+	RestartTask(key runner.Key, spec runner.StartSpec) error
+	Forget(key runner.Key) error
+	Snapshot(key runner.Key) (runner.TaskSnapshot, bool)
+}
+
+// ReconcilerOptions are the reconciler's dependencies and settings.
+type ReconcilerOptions struct {
+	Client   client.Client
+	Store    store.Repository
+	Runner   TaskRunner
+	Journal  *Journal
+	Notifier *Notifier
+	Events   events.EventRecorder
+	Clock    clock.PassiveClock
+	// ProgressInterval is how often the status of a running task is refreshed with its
+	// progress (a write only when the progress text changed).
+	ProgressInterval time.Duration
+	// FinalizerTimeout bounds how long a deleted task waits for its run to stop and its record
+	// to be written before the finalizer is removed anyway (with a Warning event).
+	FinalizerTimeout time.Duration
+	// DatabaseTimeout bounds the synchronous database calls of a reconcile (loading or
+	// creating a task's row when it is first seen).
+	DatabaseTimeout time.Duration
+	// MaxConcurrentReconciles is the number of reconcile workers.
+	MaxConcurrentReconciles int
+}
+
+// BackgroundTaskReconciler drives the runner toward each BackgroundTask's spec and mirrors the
+// actual state into status.
+type BackgroundTaskReconciler struct {
+	opts ReconcilerOptions
+}
+
+// NewBackgroundTaskReconciler fills defaults and builds the reconciler.
+func NewBackgroundTaskReconciler(opts ReconcilerOptions) *BackgroundTaskReconciler {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = 10 * time.Second
+	}
+	if opts.FinalizerTimeout <= 0 {
+		opts.FinalizerTimeout = time.Minute
+	}
+	if opts.DatabaseTimeout <= 0 {
+		opts.DatabaseTimeout = 5 * time.Second
+	}
+	if opts.MaxConcurrentReconciles <= 0 {
+		opts.MaxConcurrentReconciles = 8
+	}
+	return &BackgroundTaskReconciler{opts: opts}
+}
+
+// SetupWithManager registers the controller. Spec changes arrive through the watch (status-only
+// updates, our own writes, are filtered out); runner transitions and database writes arrive
+// through the Notifier's channel.
+func (r *BackgroundTaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.opts.Notifier.Events(), &handler.TypedEnqueueRequestForObject[*v1alpha1.BackgroundTask]{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
+		Named("backgroundtask").
+		Complete(r)
+}
+
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves one BackgroundTask toward its spec: gather (CR, journal, runner), decide
+// (pure), act on the runner or the journal, and write status only if it changed. It never
+// waits for a task: runs report back through the Notifier.
+func (r *BackgroundTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	res, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		// Someone (the user, GitOps) changed the object since we read it: the newer version is
+		// already on its way to us. Look again shortly, without logging an error.
+		return ctrl.Result{RequeueAfter: settleDelay}, nil
+	}
+	return res, err
+}
+
+func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	bt := &v1alpha1.BackgroundTask{}
+	if err := r.opts.Client.Get(ctx, req.NamespacedName, bt); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !bt.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, bt)
+	}
+	if !controllerutil.ContainsFinalizer(bt, Finalizer) {
+		controllerutil.AddFinalizer(bt, Finalizer)
+		if err := r.opts.Client.Update(ctx, bt); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+
+	uid := string(bt.UID)
+	state, tracked := r.opts.Journal.Get(uid)
+	if !tracked {
+		var err error
+		state, err = r.track(ctx, bt)
+		if err != nil {
+			log.Info("cannot load the task's record from PostgreSQL; will retry", "error", err.Error())
+			if werr := r.writeStatus(ctx, bt, TaskState{}, err.Error()); werr != nil {
+				return ctrl.Result{}, werr
+			}
+			return ctrl.Result{}, fmt.Errorf("load record of %s: %w", req.NamespacedName, err)
+		}
+	}
+
+	d := decide(r.decisionInput(bt, state))
+	if d.Action != actNone {
+		log.V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)
+	}
+	actErr := r.act(bt, state, d)
+
+	state, _ = r.opts.Journal.Get(uid)
+	if err := r.writeStatus(ctx, bt, state, ""); err != nil {
+		return ctrl.Result{}, err
+	}
+	if actErr != nil {
+		return ctrl.Result{}, actErr
+	}
+	return ctrl.Result{RequeueAfter: r.requeueAfter(state, d)}, nil
+}
+
+// track loads the task's row (adoption after an operator restart or a leader change) or
+// creates it (a new task).
+func (r *BackgroundTaskReconciler) track(ctx context.Context, bt *v1alpha1.BackgroundTask) (TaskState, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.DatabaseTimeout)
+	defer cancel()
+	nn := types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name}
+	row, err := r.opts.Store.GetTask(ctx, string(bt.UID))
+	observed := bt.Status.ObservedRestartGeneration
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrNotFound):
+		row = &store.Task{
+			UID:          string(bt.UID),
+			Namespace:    bt.Namespace,
+			Name:         bt.Name,
+			TaskName:     bt.Spec.TaskName,
+			DesiredState: desiredToStore(bt.Spec.State),
+		}
+		if _, err := r.opts.Store.CreateTask(ctx, row); err != nil {
+			return TaskState{}, fmt.Errorf("create row: %w", err)
+		}
+		if bt.Status.Phase == "" {
+			// A new task honours the restartGeneration it was created with.
+			observed = bt.Spec.RestartGeneration
+		}
+	default:
+		return TaskState{}, fmt.Errorf("get row: %w", err)
+	}
+	return r.opts.Journal.Track(nn, row, observed), nil
+}
+
+func (r *BackgroundTaskReconciler) decisionInput(bt *v1alpha1.BackgroundTask, s TaskState) decisionInput {
+	snap, inRunner := r.opts.Runner.Snapshot(runner.Key(bt.UID))
+	return decisionInput{
+		Desired:                   bt.Spec.State,
+		RestartGeneration:         bt.Spec.RestartGeneration,
+		ObservedRestartGeneration: s.ObservedRestartGeneration,
+		MaxRetries:                int(bt.Spec.MaxRetries),
+		Now:                       r.opts.Clock.Now(),
+		Observed: observedTask{
+			Status:        s.Status,
+			Attempt:       s.Attempt,
+			Reason:        s.Reason,
+			At:            s.At,
+			HasCheckpoint: len(s.Checkpoint) > 0,
+			Handed:        s.HandedAttempt > 0 && s.HandedAttempt >= s.Attempt,
+			RunnerActive:  inRunner && !snap.State.Terminal(),
+			Fenced:        s.Fenced,
+		},
+	}
+}
+
+// act carries out a decision. Runner calls only change memory and return at once.
+func (r *BackgroundTaskReconciler) act(bt *v1alpha1.BackgroundTask, s TaskState, d decision) error {
+	uid := string(bt.UID)
+	key := runner.Key(bt.UID)
+	var err error
+	switch d.Action {
+	case actNone:
+	case actStart, actRestart:
+		spec, specErr := r.startSpec(bt, d.Attempt)
+		if specErr == nil {
+			if d.Resume && d.Action == actStart {
+				spec.Checkpoint = s.Checkpoint
+			}
+			r.opts.Journal.MarkHanded(uid, d.Attempt)
+			if d.Action == actRestart {
+				specErr = r.opts.Runner.RestartTask(key, spec)
+			} else {
+				specErr = r.opts.Runner.StartTask(key, spec)
+			}
+		}
+		err = r.startFailed(bt, s, d.Attempt, specErr)
+	case actPause:
+		err = ignoreSettled(r.opts.Runner.PauseTask(key))
+	case actResume:
+		err = ignoreSettled(r.opts.Runner.ResumeTask(key))
+	case actStop:
+		err = ignoreSettled(r.opts.Runner.StopTask(key))
+	case actRecord:
+		err = r.opts.Journal.Record(uid, *d.Change)
+	}
+	if err == nil && d.ObserveRestart {
+		r.opts.Journal.ObserveRestart(uid, bt.Spec.RestartGeneration)
+	}
+	return err
+}
+
+// startFailed turns a start error into the task's outcome: a spec that can never run fails for
+// good (terminal error, no requeue); anything else is retried by the workqueue.
+func (r *BackgroundTaskReconciler) startFailed(bt *v1alpha1.BackgroundTask, s TaskState, attempt int, err error) error {
+	if err == nil || errors.Is(err, runner.ErrAlreadyActive) {
+		return nil
+	}
+	reason := ""
+	switch {
+	case errors.Is(err, runner.ErrUnknownTaskType):
+		reason = v1alpha1.ReasonUnknownTaskType
+	case errors.Is(err, runner.ErrInvalidParams):
+		reason = v1alpha1.ReasonInvalidParams
+	default:
+		return fmt.Errorf("start attempt %d: %w", attempt, err)
+	}
+	uid := string(bt.UID)
+	r.opts.Journal.MarkHanded(uid, 0)
+	if s.Status.Terminal() && s.Reason == reason {
+		return reconcile.TerminalError(err)
+	}
+	if rerr := r.opts.Journal.Record(uid, Change{To: store.StatusFailed, Attempt: max(s.Attempt, attempt), Reason: reason, Message: err.Error()}); rerr != nil {
+		return rerr
+	}
+	return reconcile.TerminalError(err)
+}
+
+// startSpec builds the runner's spec for attempt; oversized params are InvalidParams.
+func (r *BackgroundTaskReconciler) startSpec(bt *v1alpha1.BackgroundTask, attempt int) (runner.StartSpec, error) {
+	spec := runner.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt}
+	if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > 0 {
+		if n := len(bt.Spec.Params.Raw); n > MaxParamsBytes {
+			return spec, fmt.Errorf("spec.params is %d bytes, more than the %d allowed: %w", n, MaxParamsBytes, runner.ErrInvalidParams)
+		}
+		spec.Params = json.RawMessage(bt.Spec.Params.Raw)
+	}
+	if bt.Spec.Timeout != nil {
+		spec.Timeout = bt.Spec.Timeout.Duration
+	}
+	return spec, nil
+}
+
+// writeStatus writes the status computed from state if it differs from the stored one.
+func (r *BackgroundTaskReconciler) writeStatus(ctx context.Context, bt *v1alpha1.BackgroundTask, state TaskState, dbProblem string) error {
+	live := ""
+	if snap, ok := r.opts.Runner.Snapshot(runner.Key(bt.UID)); ok && snap.Attempt == state.Attempt {
+		live = snap.Progress
+	}
+	if state.Status == "" {
+		state.ObservedRestartGeneration = bt.Status.ObservedRestartGeneration
+	}
+	next := buildStatus(statusInput{
+		Generation:      bt.Generation,
+		Desired:         bt.Spec.State,
+		Previous:        bt.Status,
+		State:           state,
+		LiveProgress:    live,
+		Now:             r.opts.Clock.Now(),
+		DatabaseProblem: dbProblem,
+	})
+	if equality.Semantic.DeepEqual(bt.Status, next) {
+		return nil
+	}
+	bt.Status = next
+	if err := r.opts.Client.Status().Update(ctx, bt); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+func (r *BackgroundTaskReconciler) requeueAfter(s TaskState, d decision) time.Duration {
+	after := d.RequeueAfter
+	if s.Status == store.StatusRunning && (after == 0 || after > r.opts.ProgressInterval) {
+		after = r.opts.ProgressInterval
+	}
+	return after
+}
+
+// ignoreSettled treats "already there" answers of the runner as success: the decision was made
+// from a snapshot the run has since moved past, and its transition is on the way.
+func ignoreSettled(err error) error {
+	if errors.Is(err, runner.ErrTerminal) || errors.Is(err, runner.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+

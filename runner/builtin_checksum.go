@@ -1,0 +1,135 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+)
+
+// ChecksumParams are the params of the "checksum" task type.
+type ChecksumParams struct {
+	Blocks          int    `json:"blocks"`                    // required, > 0
+	BlockSize       int    `json:"blockSize,omitempty"`       // bytes per block, default 65536
+	Seed            uint64 `json:"seed"`                      // data generator seed
+	CheckpointEvery int    `json:"checkpointEvery,omitempty"` // blocks between checkpoints, default 16
+}
+
+// checksumCheckpoint is the whole state of the chain after Next blocks.
+// Seed and BlockSize are recorded so a checkpoint cannot be resumed under
+// different params and silently produce a wrong digest.
+type checksumCheckpoint struct {
+	Next      int    `json:"next"`
+	Digest    string `json:"digest"`
+	Seed      uint64 `json:"seed"`
+	BlockSize int    `json:"blockSize"`
+}
+
+// ChecksumResult is the result of the "checksum" task type.
+type ChecksumResult struct {
+	SHA256 string `json:"sha256"`
+	Blocks int    `json:"blocks"`
+}
+
+const (
+	maxChecksumBlocks    = 10_000_000
+	maxChecksumBlockSize = 16 << 20
+)
+
+// checksumTask is a real CPU-bound job: it generates deterministic
+// pseudo-random blocks and hashes them into a SHA-256 chain,
+// digest_i = SHA256(digest_{i-1} || block_i), digest_-1 = 32 zero bytes.
+// Block i depends only on (seed, i), and the chain state is one digest, so a
+// run resumed from a checkpoint ends with exactly the digest of an
+// uninterrupted run.
+type checksumTask struct {
+	Base
+	p ChecksumParams
+}
+
+// NewChecksumTask validates {"blocks":N,"blockSize":65536,"seed":1}.
+func NewChecksumTask(params json.RawMessage) (Task, error) {
+	var p ChecksumParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	switch {
+	case p.Blocks <= 0 || p.Blocks > maxChecksumBlocks:
+		return nil, fmt.Errorf(`"blocks" must be between 1 and %d, got %d`, maxChecksumBlocks, p.Blocks)
+	case p.BlockSize < 0 || p.BlockSize > maxChecksumBlockSize:
+		return nil, fmt.Errorf(`"blockSize" must be between 1 and %d, got %d`, maxChecksumBlockSize, p.BlockSize)
+	case p.CheckpointEvery < 0:
+		return nil, fmt.Errorf(`"checkpointEvery" must be positive, got %d`, p.CheckpointEvery)
+	}
+	if p.BlockSize == 0 {
+		p.BlockSize = 64 << 10
+	}
+	if p.CheckpointEvery == 0 {
+		p.CheckpointEvery = 16
+	}
+	return &checksumTask{p: p}, nil
+}
+
+func (t *checksumTask) Run(ctx context.Context, ctl Control) (json.RawMessage, error) {
+	next, digest, err := t.resume(ctl)
+	if err != nil {
+		return nil, fmt.Errorf("checksum: %w", err)
+	}
+	buf := make([]byte, t.p.BlockSize+sha256.Size)
+	for next < t.p.Blocks {
+		ctl.SetProgress(fmt.Sprintf("%d/%d", next, t.p.Blocks))
+		if err := ctl.Yield(ctx); err != nil {
+			return nil, err
+		}
+		copy(buf, digest[:])
+		fillBlock(buf[sha256.Size:], t.p.Seed, next)
+		digest = sha256.Sum256(buf)
+		next++
+		if next%t.p.CheckpointEvery == 0 && next < t.p.Blocks {
+			cp := checksumCheckpoint{Next: next, Digest: hex.EncodeToString(digest[:]), Seed: t.p.Seed, BlockSize: t.p.BlockSize}
+			if err := ctl.SaveCheckpoint(ctx, cp); err != nil {
+				return nil, fmt.Errorf("checksum: %w", err)
+			}
+		}
+	}
+	ctl.SetProgress(fmt.Sprintf("%d/%d", t.p.Blocks, t.p.Blocks))
+	return json.Marshal(ChecksumResult{SHA256: hex.EncodeToString(digest[:]), Blocks: t.p.Blocks})
+}
+
+// resume returns the chain state to continue from: the checkpoint if any,
+// otherwise block 0 with the zero digest.
+func (t *checksumTask) resume(ctl Control) (int, [sha256.Size]byte, error) {
+	var digest [sha256.Size]byte
+	var cp checksumCheckpoint
+	found, err := ctl.LoadCheckpoint(&cp)
+	if err != nil || !found {
+		return 0, digest, err
+	}
+	if cp.Seed != t.p.Seed || cp.BlockSize != t.p.BlockSize {
+		return 0, digest, errors.New("checkpoint was made with a different seed or blockSize")
+	}
+	if cp.Next < 0 || cp.Next > t.p.Blocks {
+		return 0, digest, fmt.Errorf("checkpoint block index %d out of range", cp.Next)
+	}
+	raw, err := hex.DecodeString(cp.Digest)
+	if err != nil || len(raw) != sha256.Size {
+		return 0, digest, fmt.Errorf("checkpoint digest %q is not a hex SHA-256", cp.Digest)
+	}
+	copy(digest[:], raw)
+	return cp.Next, digest, nil
+}
+
+// fillBlock writes block i of the stream for seed. Seeding a PCG with
+// (seed, i) makes every block independently reproducible.
+func fillBlock(b []byte, seed uint64, i int) {
+	rng := rand.NewPCG(seed, uint64(i))
+	var w [8]byte
+	for len(b) > 0 {
+		binary.LittleEndian.PutUint64(w[:], rng.Uint64())
+		b = b[copy(b, w[:]):]
+	}
+}

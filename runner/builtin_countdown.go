@@ -1,0 +1,74 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CountdownParams are the params of the "countdown" (demo) task type.
+type CountdownParams struct {
+	From            int      `json:"from"`                      // required, > 0
+	Interval        Duration `json:"interval"`                  // required, > 0
+	CheckpointEvery int      `json:"checkpointEvery,omitempty"` // steps between checkpoints, default 1
+}
+
+type countdownCheckpoint struct {
+	Done int `json:"done"`
+}
+
+// countdownTask counts from From down to zero, one step per Interval.
+type countdownTask struct {
+	Base
+	p CountdownParams
+}
+
+// maxCountdownFrom keeps a typo from creating a task that runs for years.
+const maxCountdownFrom = 1_000_000
+
+// NewCountdownTask validates {"from":100,"interval":"500ms","checkpointEvery":1}.
+func NewCountdownTask(params json.RawMessage) (Task, error) {
+	var p CountdownParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	switch {
+	case p.From <= 0 || p.From > maxCountdownFrom:
+		return nil, fmt.Errorf(`"from" must be between 1 and %d, got %d`, maxCountdownFrom, p.From)
+	case p.Interval <= 0:
+		return nil, errors.New(`"interval" is required and must be positive, e.g. "500ms"`)
+	case p.CheckpointEvery < 0:
+		return nil, fmt.Errorf(`"checkpointEvery" must be positive, got %d`, p.CheckpointEvery)
+	}
+	if p.CheckpointEvery == 0 {
+		p.CheckpointEvery = 1
+	}
+	return &countdownTask{p: p}, nil
+}
+
+func (t *countdownTask) Run(ctx context.Context, ctl Control) (json.RawMessage, error) {
+	var cp countdownCheckpoint
+	if _, err := ctl.LoadCheckpoint(&cp); err != nil {
+		return nil, fmt.Errorf("countdown: %w", err)
+	}
+	done := min(max(cp.Done, 0), t.p.From)
+	for done < t.p.From {
+		ctl.SetProgress(fmt.Sprintf("%d/%d", done, t.p.From))
+		if err := ctl.Yield(ctx); err != nil {
+			return nil, err
+		}
+		if err := sleepCtx(ctx, time.Duration(t.p.Interval)); err != nil {
+			return nil, err
+		}
+		done++
+		if done%t.p.CheckpointEvery == 0 || done == t.p.From {
+			if err := ctl.SaveCheckpoint(ctx, countdownCheckpoint{Done: done}); err != nil {
+				return nil, fmt.Errorf("countdown: %w", err)
+			}
+		}
+	}
+	ctl.SetProgress(fmt.Sprintf("%d/%d", t.p.From, t.p.From))
+	return json.Marshal(map[string]int{"counted": t.p.From})
+}

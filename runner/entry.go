@@ -1,0 +1,263 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// StartSpec describes one run (attempt) of a task.
+type StartSpec struct {
+	TaskName string
+	Params   json.RawMessage
+	// Attempt is chosen by the caller: the controller owns the retry policy,
+	// the runner only carries the number through to Control and transitions.
+	Attempt int
+	// Timeout bounds the attempt's RUNNING time; 0 means none. Time spent
+	// Paused or Pending does not count, so a task paused overnight is not
+	// failed on resume. Exceeding it cancels the run with cause
+	// ErrDeadlineExceeded and ends it Failed (reason DeadlineExceeded).
+	Timeout time.Duration
+	// Checkpoint is the initial checkpoint to resume from (nil = scratch).
+	// RestartTask ignores it.
+	Checkpoint json.RawMessage
+	// Paused admits the task parked: reported ""->Paused, no goroutine and no
+	// slot until ResumeTask. Used when a new leader re-admits tasks that were
+	// Paused in the durable record.
+	Paused bool
+}
+
+// entry is one run of one key: the state machine plus the Control handle the
+// task gets. The run goroutine drives it; Runner methods poke it under mu.
+// Every state change goes through transitionLocked, which is what makes Sink
+// delivery ordered, exactly-once and never concurrent for a key.
+type entry struct {
+	r      *Runner
+	key    Key
+	spec   StartSpec
+	task   Task
+	ctx    context.Context // run context; cause ErrStopped/ErrDeadlineExceeded/ErrShutdown
+	cancel context.CancelCauseFunc
+
+	// pauseReq is read lock-free by Yield's fast path, so a task that is not
+	// being paused pays one atomic load per Yield.
+	pauseReq atomic.Bool
+	// wake nudges the run goroutine parked in waitRunnable after the state
+	// was changed under mu (buffered, 1 token is enough: it re-reads state).
+	wake chan struct{}
+	// terminal is closed once the terminal transition was reported.
+	terminal chan struct{}
+
+	mu         sync.Mutex
+	state      State
+	reason     string
+	message    string
+	progress   string
+	startedAt  time.Time
+	result     json.RawMessage
+	checkpoint json.RawMessage
+	spawned    bool // run goroutine started (or will never be needed)
+	stopReq    bool
+	abandoned  bool // reported Stopped by the grace timer, goroutine still out
+	waiter     *waiter
+	holdsSlot  bool
+	runTime    time.Duration // running time of finished Running segments
+	segStart   time.Time     // start of the current Running segment
+	deadline   *time.Timer
+	grace      *time.Timer
+}
+
+func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
+	ctx, cancel := context.WithCancelCause(r.base)
+	e := &entry{
+		r:        r,
+		key:      key,
+		spec:     spec,
+		task:     task,
+		ctx:      ctx,
+		cancel:   cancel,
+		wake:     make(chan struct{}, 1),
+		terminal: make(chan struct{}),
+	}
+	if len(spec.Checkpoint) > 0 {
+		e.checkpoint = append(json.RawMessage(nil), spec.Checkpoint...)
+	}
+	// Spec params are not needed after the factory ran; drop them so an idle
+	// entry does not pin a possibly large blob.
+	e.spec.Params, e.spec.Checkpoint = nil, nil
+	return e
+}
+
+// transitionLocked changes state, keeps the gauges and the timeout clock in
+// step, and reports to the Sink. Reporting under e.mu is what serialises
+// delivery per key. During shutdown nothing is reported (see Runner.Start).
+func (e *entry) transitionLocked(to State, reason, msg string) {
+	from := e.state
+	now := e.r.opts.Clock()
+	if from == StateRunning {
+		e.stopClockLocked()
+	}
+	e.state, e.reason, e.message = to, reason, msg
+	if c := e.r.counter(from); c != nil {
+		c.Add(-1)
+	}
+	if c := e.r.counter(to); c != nil {
+		c.Add(1)
+	}
+	if to == StateRunning {
+		if e.startedAt.IsZero() {
+			e.startedAt = now
+		}
+		e.startClockLocked()
+	}
+	if to.Terminal() {
+		if e.grace != nil {
+			e.grace.Stop()
+		}
+		e.cancel(ErrStopped) // release the context's resources; cause is kept if already cancelled
+		close(e.terminal)
+	}
+	if e.r.base.Err() != nil {
+		return
+	}
+	t := Transition{
+		Key: e.key, From: from, To: to, Attempt: e.spec.Attempt, At: now,
+		Reason: reason, Message: msg, Progress: e.progress, StartedAt: e.startedAt,
+	}
+	if to == StateFinished {
+		t.Result = e.result
+	}
+	e.r.opts.Logger.V(1).Info("task transition", "key", e.key, "task", e.spec.TaskName,
+		"attempt", e.spec.Attempt, "from", from, "to", to, "reason", reason, "message", msg)
+	e.r.opts.Sink.Transition(t)
+}
+
+// startClockLocked opens a Running segment and arms the timeout for the
+// budget that is left.
+func (e *entry) startClockLocked() {
+	e.segStart = time.Now()
+	if e.spec.Timeout > 0 {
+		left := max(e.spec.Timeout-e.runTime, 0)
+		e.deadline = time.AfterFunc(left, func() { e.cancel(ErrDeadlineExceeded) })
+	}
+}
+
+// stopClockLocked closes the Running segment: pausing stops the clock.
+func (e *entry) stopClockLocked() {
+	if e.segStart.IsZero() {
+		return
+	}
+	e.runTime += time.Since(e.segStart)
+	e.segStart = time.Time{}
+	if e.deadline != nil {
+		e.deadline.Stop()
+		e.deadline = nil
+	}
+}
+
+// admitLocked gives the entry a slot (-> Running, with reason) or queues it
+// FIFO (-> Pending, reason Queued).
+func (e *entry) admitLocked(reason string) {
+	w := e.r.slots.acquire()
+	if w == nil {
+		e.holdsSlot = true
+		e.transitionLocked(StateRunning, reason, "")
+		return
+	}
+	e.waiter = w
+	inUse, _ := e.r.slots.stats()
+	e.transitionLocked(StatePending, ReasonQueued,
+		fmt.Sprintf("waiting for a free slot (%d/%d in use)", inUse, e.r.opts.MaxConcurrent))
+}
+
+// withdrawLocked leaves the slot queue (giving back a slot granted meanwhile).
+func (e *entry) withdrawLocked() {
+	if e.waiter != nil {
+		e.r.slots.withdraw(e.waiter)
+		e.waiter = nil
+	}
+}
+
+func (e *entry) releaseSlotLocked() {
+	if e.holdsSlot {
+		e.holdsSlot = false
+		e.r.slots.release()
+	}
+}
+
+// signal wakes the run goroutine if it is parked; never blocks.
+func (e *entry) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitRunnable blocks the run goroutine until the entry is Running with a
+// slot, or returns the cancellation cause. It is where both "not started yet"
+// and "paused inside Yield" park: a blocked select, no CPU.
+func (e *entry) waitRunnable(ctx context.Context) error {
+	for {
+		e.mu.Lock()
+		st, w := e.state, e.waiter
+		e.mu.Unlock()
+		switch {
+		case st == StateRunning:
+			return nil
+		case st.Terminal():
+			return context.Cause(e.ctx)
+		}
+		var grant <-chan struct{}
+		if w != nil {
+			grant = w.ch
+		}
+		select {
+		case <-grant:
+			e.mu.Lock()
+			if e.waiter == w && e.state == StatePending {
+				e.waiter = nil
+				e.holdsSlot = true
+				reason := ReasonResumed
+				if e.startedAt.IsZero() {
+					reason = ReasonStarted
+				}
+				e.transitionLocked(StateRunning, reason, "")
+			}
+			e.mu.Unlock()
+		case <-e.wake:
+		case <-e.ctx.Done():
+			e.mu.Lock()
+			e.withdrawLocked()
+			e.mu.Unlock()
+			return context.Cause(e.ctx)
+		case <-ctx.Done():
+			e.mu.Lock()
+			e.withdrawLocked()
+			e.mu.Unlock()
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func (e *entry) isTerminal() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state.Terminal()
+}
+
+func (e *entry) snapshot() TaskSnapshot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt := e.runTime
+	if !e.segStart.IsZero() {
+		rt += time.Since(e.segStart)
+	}
+	return TaskSnapshot{
+		Key: e.key, TaskName: e.spec.TaskName, State: e.state, Attempt: e.spec.Attempt,
+		Reason: e.reason, Message: e.message, Progress: e.progress, StartedAt: e.startedAt,
+		Result: e.result, PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
+	}
+}

@@ -1,0 +1,167 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+)
+
+// maxPanicMessage bounds the panic text (value + stack) put in a transition,
+// which ends up in a Kubernetes condition and an event.
+const maxPanicMessage = 4 << 10
+
+// verdict is how a run ended, before it is reported.
+type verdict struct {
+	state    State
+	reason   string
+	message  string
+	err      error
+	result   json.RawMessage
+	shutdown bool // runner shutdown: report nothing, call no Post
+}
+
+// main is the run goroutine: it owns the task's hooks from admission to the
+// terminal transition.
+func (e *entry) main() {
+	defer e.r.wg.Done()
+	defer e.cleanup()
+	if err := e.waitRunnable(e.ctx); err != nil {
+		// Stopped or shut down before Pre: nothing to clean up in the task.
+		e.finish(e.judge("", nil, err, ""))
+		return
+	}
+	e.finish(e.execute())
+}
+
+// execute runs Pre, Run and Post with panic recovery.
+func (e *entry) execute() verdict {
+	hook := "pre"
+	err, panicMsg := e.call(hook, func() error { return e.task.Pre(e.ctx, e) })
+	var result json.RawMessage
+	if err == nil && panicMsg == "" {
+		hook = "run"
+		err, panicMsg = e.call(hook, func() error {
+			var rerr error
+			result, rerr = e.task.Run(e.ctx, e)
+			return rerr
+		})
+	}
+	v := e.judge(hook, result, err, panicMsg)
+	if v.shutdown {
+		return v
+	}
+	// Post's context survives StopTask (cleanup must be able to finish) but
+	// not runner shutdown.
+	out := Outcome{State: v.state, Err: v.err, Result: v.result}
+	postErr, postPanic := e.call("post", func() error { return e.task.Post(e.r.base, out) })
+	switch {
+	case postPanic != "":
+		return verdict{state: StateFailed, reason: ReasonPanic, message: postPanic, err: errors.New(postPanic)}
+	case postErr != nil:
+		v.message = joinMessage(v.message, "post: "+postErr.Error())
+	}
+	return v
+}
+
+// call runs one hook, turning a panic into a bounded message.
+func (e *entry) call(hook string, f func() error) (err error, panicMsg string) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicMsg = truncate(fmt.Sprintf("panic in %s: %v\n%s", hook, p, debug.Stack()), maxPanicMessage)
+			e.r.opts.Logger.Error(fmt.Errorf("task panicked: %v", p), "recovered task panic",
+				"key", e.key, "task", e.spec.TaskName, "hook", hook)
+		}
+	}()
+	return f(), ""
+}
+
+// judge classifies how Pre/Run ended. Precedence: shutdown (not an outcome),
+// panic (a bug must be visible), stop (the user's request wins over whatever
+// the task returned), timeout, error, success.
+func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg string) verdict {
+	cause := context.Cause(e.ctx)
+	if e.ctx.Err() != nil && errors.Is(cause, ErrShutdown) {
+		return verdict{shutdown: true}
+	}
+	if panicMsg != "" {
+		return verdict{state: StateFailed, reason: ReasonPanic, message: panicMsg, err: errors.New(panicMsg)}
+	}
+	if e.ctx.Err() != nil {
+		switch {
+		case errors.Is(cause, ErrStopped):
+			return verdict{state: StateStopped, reason: ReasonStopped, message: "stopped by request", err: ErrStopped}
+		case errors.Is(cause, ErrDeadlineExceeded):
+			return verdict{state: StateFailed, reason: ReasonDeadlineExceeded, err: ErrDeadlineExceeded,
+				message: fmt.Sprintf("running time exceeded the %s timeout", e.spec.Timeout)}
+		}
+	}
+	if err != nil {
+		msg := err.Error()
+		if hook == "pre" {
+			msg = "pre: " + msg
+		}
+		return verdict{state: StateFailed, reason: ReasonError, message: msg, err: err}
+	}
+	if len(result) > 0 && !json.Valid(result) {
+		err := errors.New("run returned a result that is not valid JSON")
+		return verdict{state: StateFailed, reason: ReasonError, message: err.Error(), err: err}
+	}
+	return verdict{state: StateFinished, reason: ReasonCompleted, result: result}
+}
+
+// finish reports the verdict unless the grace timer already did, then frees
+// the slot.
+func (e *entry) finish(v verdict) {
+	if v.shutdown {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Terminal() {
+		e.r.opts.Logger.Info("abandoned task returned after its stop grace", "key", e.key, "task", e.spec.TaskName)
+		return
+	}
+	e.withdrawLocked()
+	e.result = v.result
+	e.transitionLocked(v.state, v.reason, v.message)
+	e.releaseSlotLocked()
+}
+
+// cleanup runs when the goroutine exits, whatever happened: no timer may
+// outlive it and no slot may leak (shutdown skips finish).
+func (e *entry) cleanup() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.deadline != nil {
+		e.deadline.Stop()
+		e.deadline = nil
+	}
+	if e.grace != nil {
+		e.grace.Stop()
+	}
+	if e.abandoned {
+		e.abandoned = false
+		e.r.abandoned.Add(-1)
+	}
+	e.withdrawLocked()
+	e.releaseSlotLocked()
+	e.task = nil // a terminal entry may be kept until Forget; do not pin the task's memory
+}
+
+func joinMessage(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}

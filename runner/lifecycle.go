@@ -1,0 +1,208 @@
+package runner
+
+import (
+	"fmt"
+	"time"
+)
+
+// StartTask admits a new run for key.
+//
+// The task is built synchronously with Registry.New, so ErrUnknownTaskType
+// and ErrInvalidParams come back from this call and no transition is
+// reported. A key whose current run is not terminal gives ErrAlreadyActive;
+// a terminal entry is replaced by the new run (a new attempt).
+//
+// Reported transitions: ""->Running (Started) when a slot is free right now,
+// otherwise ""->Pending (Queued) and later Pending->Running (Started). With
+// spec.Paused: ""->Paused, and nothing runs until ResumeTask.
+func (r *Runner) StartTask(key Key, spec StartSpec) error {
+	r.mu.Lock()
+	err := r.phaseErrLocked()
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("start task %q: %w", key, err)
+	}
+	task, err := r.opts.Registry.New(spec.TaskName, spec.Params)
+	if err != nil {
+		return fmt.Errorf("start task %q: %w", key, err)
+	}
+	return r.launch(key, spec, task)
+}
+
+func (r *Runner) launch(key Key, spec StartSpec, task Task) error {
+	r.mu.Lock()
+	if err := r.phaseErrLocked(); err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("start task %q: %w", key, err)
+	}
+	if old, ok := r.entries[key]; ok && !old.isTerminal() {
+		r.mu.Unlock()
+		return fmt.Errorf("start task %q: %w", key, ErrAlreadyActive)
+	}
+	e := newEntry(r, key, spec, task)
+	// Lock e before publishing it so no other call can observe it before
+	// its first transition has been reported.
+	e.mu.Lock()
+	r.entries[key] = e
+	r.mu.Unlock()
+
+	if spec.Paused {
+		e.transitionLocked(StatePaused, ReasonPaused, "admitted paused; waiting for resume")
+	} else {
+		e.spawned = true
+		e.admitLocked(ReasonStarted)
+	}
+	spawn := e.spawned
+	e.mu.Unlock()
+	if spawn {
+		r.spawn(e)
+	}
+	return nil
+}
+
+// PauseTask asks a run to pause. Pause is cooperative: a Running task moves
+// to Paused (and the transition is reported) when it next calls Yield; until
+// then Snapshot shows PauseRequested. A Pending task leaves the queue and is
+// Paused immediately. Paused, or a run already being stopped: no-op.
+// Terminal: ErrTerminal. Unknown key: ErrNotFound.
+func (r *Runner) PauseTask(key Key) error {
+	e, err := r.lookup(key)
+	if err != nil {
+		return fmt.Errorf("pause task: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.state.Terminal():
+		return fmt.Errorf("pause task %q in state %s: %w", key, e.state, ErrTerminal)
+	case e.stopReq:
+		return nil
+	case e.state == StatePending:
+		e.withdrawLocked()
+		e.transitionLocked(StatePaused, ReasonPaused, "paused while waiting for a slot")
+		e.signal()
+	case e.state == StateRunning:
+		e.pauseReq.Store(true)
+	}
+	return nil
+}
+
+// ResumeTask continues a Paused run from where it parked (the same Run call
+// returns from Yield). It needs a slot again: Paused->Running (Resumed) when
+// one is free, else Paused->Pending (Queued) and FIFO like any new task.
+// Running with a pause still requested: the request is withdrawn, nothing is
+// reported. Running/Pending otherwise, or a run being stopped: no-op.
+// Terminal: ErrTerminal. Unknown key: ErrNotFound.
+func (r *Runner) ResumeTask(key Key) error {
+	e, err := r.lookup(key)
+	if err != nil {
+		return fmt.Errorf("resume task: %w", err)
+	}
+	e.mu.Lock()
+	switch {
+	case e.state.Terminal():
+		st := e.state
+		e.mu.Unlock()
+		return fmt.Errorf("resume task %q in state %s: %w", key, st, ErrTerminal)
+	case e.stopReq:
+		e.mu.Unlock()
+		return nil
+	case e.state == StateRunning:
+		e.pauseReq.Store(false)
+		e.mu.Unlock()
+		return nil
+	case e.state == StatePaused:
+		e.admitLocked(ReasonResumed)
+		spawn := !e.spawned
+		e.spawned = true
+		e.signal()
+		e.mu.Unlock()
+		if spawn {
+			r.spawn(e)
+		}
+		return nil
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// StopTask cancels the run with cause ErrStopped; the task unwinds, Post
+// runs and the run ends Stopped, whatever Run returned. A Paused task is
+// unblocked (Yield returns ErrStopped); a Pending or admitted-paused task
+// that never reached Pre ends Stopped without calling Pre/Post. If the task
+// ignores cancellation, after StopGrace it is reported Stopped anyway with
+// reason StopGraceExceeded, its slot is freed and its goroutine is counted in
+// Stats.Abandoned until it returns (shutdown still waits for it, bounded).
+// Already terminal or already stopping: no-op nil. Unknown key: ErrNotFound.
+func (r *Runner) StopTask(key Key) error {
+	e, err := r.lookup(key)
+	if err != nil {
+		return fmt.Errorf("stop task: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Terminal() || e.stopReq {
+		return nil
+	}
+	e.stopReq = true
+	e.pauseReq.Store(false)
+	e.cancel(ErrStopped)
+	if !e.spawned {
+		e.spawned = true // never needed now
+		e.transitionLocked(StateStopped, ReasonStopped, "stopped before it started")
+		return nil
+	}
+	e.grace = time.AfterFunc(r.opts.StopGrace, e.graceExceeded)
+	return nil
+}
+
+// graceExceeded reports a stopped task that did not return in time.
+func (e *entry) graceExceeded() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Terminal() {
+		return
+	}
+	e.withdrawLocked()
+	e.releaseSlotLocked()
+	e.abandoned = true
+	e.r.abandoned.Add(1)
+	msg := fmt.Sprintf("task did not return within the %s stop grace after cancellation; "+
+		"reported Stopped while its goroutine is still running", e.r.opts.StopGrace)
+	e.r.opts.Logger.Info("task ignored stop", "key", e.key, "task", e.spec.TaskName, "stopGrace", e.r.opts.StopGrace)
+	e.transitionLocked(StateStopped, ReasonStopGraceExceeded, msg)
+}
+
+// RestartTask starts a new attempt from scratch: the spec is validated
+// first (a bad spec leaves the current run alone), then the current run, if
+// any and not terminal, is stopped and awaited until it is reported Stopped
+// (at most about StopGrace), then the new run is started with no checkpoint
+// (spec.Checkpoint is ignored). An unknown key simply starts.
+func (r *Runner) RestartTask(key Key, spec StartSpec) error {
+	r.mu.Lock()
+	err := r.phaseErrLocked()
+	old := r.entries[key]
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("restart task %q: %w", key, err)
+	}
+	task, err := r.opts.Registry.New(spec.TaskName, spec.Params)
+	if err != nil {
+		return fmt.Errorf("restart task %q: %w", key, err)
+	}
+	spec.Checkpoint = nil
+	if old != nil {
+		if err := r.StopTask(key); err != nil {
+			return fmt.Errorf("restart task %q: %w", key, err)
+		}
+		select {
+		case <-old.terminal:
+		case <-r.base.Done():
+			return fmt.Errorf("restart task %q: %w", key, ErrShutdown)
+		}
+	}
+	if err := r.launch(key, spec, task); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	return nil
+}

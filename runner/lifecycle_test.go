@@ -1,0 +1,389 @@
+package runner_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/runner"
+)
+
+func TestStartRunFinish(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "quick")
+	fin := e.sink.waitTo(t, "a", runner.StateFinished)
+	require.Equal(t, runner.ReasonCompleted, fin.Reason)
+	require.JSONEq(t, `{"ok":true}`, string(fin.Result))
+	require.False(t, fin.StartedAt.IsZero())
+	require.Equal(t, 1, fin.Attempt)
+
+	trs := e.sink.of("a")
+	require.Len(t, trs, 2)
+	require.Equal(t, runner.State(""), trs[0].From)
+	require.Equal(t, runner.StateRunning, trs[0].To)
+	require.Equal(t, runner.ReasonStarted, trs[0].Reason)
+
+	outs := e.h.outcomesOf("a")
+	require.Len(t, outs, 1)
+	require.Equal(t, runner.StateFinished, outs[0].State)
+	require.NoError(t, outs[0].Err)
+}
+
+func TestRunErrorFails(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "fail")
+	tr := e.sink.waitTo(t, "a", runner.StateFailed)
+	require.Equal(t, runner.ReasonError, tr.Reason)
+	require.Equal(t, "boom", tr.Message)
+	outs := e.h.outcomesOf("a")
+	require.Len(t, outs, 1)
+	require.Equal(t, runner.StateFailed, outs[0].State)
+	require.EqualError(t, outs[0].Err, "boom")
+}
+
+func TestPreErrorFailsWithoutRun(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "preFail")
+	tr := e.sink.waitTo(t, "a", runner.StateFailed)
+	require.Equal(t, runner.ReasonError, tr.Reason)
+	require.Equal(t, "pre: pre boom", tr.Message)
+	require.Zero(t, e.h.runsOf("a"), "Run must not be called after Pre failed")
+	require.Len(t, e.h.outcomesOf("a"), 1, "Post is called after a Pre failure")
+}
+
+func TestPostErrorKeepsFinished(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "postFail")
+	tr := e.sink.waitTo(t, "a", runner.StateFinished)
+	require.Equal(t, "post: post boom", tr.Message)
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+}
+
+func TestPanicRecoveredInEachHook(t *testing.T) {
+	for _, mode := range []string{"prePanic", "runPanic", "postPanic"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.start(t, "p", mode)
+			tr := e.sink.waitTo(t, "p", runner.StateFailed)
+			require.Equal(t, runner.ReasonPanic, tr.Reason)
+			require.Contains(t, tr.Message, "kaboom")
+			require.Contains(t, tr.Message, "goroutine")
+			require.LessOrEqual(t, len(tr.Message), 4096)
+			hook := strings.TrimSuffix(strings.ToLower(mode), "panic")
+			require.Contains(t, tr.Message, "panic in "+hook)
+
+			// The runner keeps serving.
+			e.start(t, "after", "quick")
+			e.sink.waitTo(t, "after", runner.StateFinished)
+		})
+	}
+}
+
+func TestInvalidJSONResultFails(t *testing.T) {
+	reg := runner.NewRegistry()
+	require.NoError(t, reg.Register("bad", func(json.RawMessage) (runner.Task, error) { return badResult{}, nil }))
+	e := newEnv(t, func(o *runner.Options) { o.Registry = reg })
+	require.NoError(t, e.r.StartTask("k", runner.StartSpec{TaskName: "bad"}))
+	tr := e.sink.waitTo(t, "k", runner.StateFailed)
+	require.Contains(t, tr.Message, "not valid JSON")
+}
+
+func TestPauseResumeContinuesSameRun(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "loop")
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.PauseTask("a"))
+	p := e.sink.waitTo(t, "a", runner.StatePaused)
+	require.Equal(t, runner.ReasonPaused, p.Reason)
+	st := e.r.Stats()
+	require.Equal(t, 1, st.Paused)
+	require.Zero(t, st.Running)
+	require.Zero(t, st.SlotsInUse, "a paused task holds no slot")
+
+	require.NoError(t, e.r.PauseTask("a"), "pausing a paused task is a no-op")
+	require.NoError(t, e.r.ResumeTask("a"))
+	e.waitState(t, "a", runner.StateRunning)
+	e.h.release("a")
+	e.sink.waitTo(t, "a", runner.StateFinished)
+
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StatePaused, runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+	require.Equal(t, runner.ReasonResumed, e.sink.of("a")[2].Reason)
+	require.Equal(t, 1, e.h.runsOf("a"), "resume continues the same Run call")
+}
+
+func TestResumeCancelsPendingPauseRequest(t *testing.T) {
+	// A task that never yields: the pause request stays pending, so we can
+	// observe it and withdraw it.
+	block := make(chan struct{})
+	reg := runner.NewRegistry()
+	require.NoError(t, reg.Register("noyield", func(json.RawMessage) (runner.Task, error) { return &noYield{block: block}, nil }))
+	e := newEnv(t, func(o *runner.Options) { o.Registry = reg })
+	require.NoError(t, e.r.StartTask("a", runner.StartSpec{TaskName: "noyield"}))
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.PauseTask("a"))
+	snap, _ := e.r.Snapshot("a")
+	require.True(t, snap.PauseRequested)
+	require.NoError(t, e.r.ResumeTask("a"))
+	snap, _ = e.r.Snapshot("a")
+	require.False(t, snap.PauseRequested)
+	close(block)
+	e.sink.waitTo(t, "a", runner.StateFinished)
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+}
+
+func TestStopRunningEndsStoppedEvenIfRunReturnsError(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "loop")
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.StopTask("a"))
+	tr := e.sink.waitTo(t, "a", runner.StateStopped)
+	require.Equal(t, runner.ReasonStopped, tr.Reason)
+	outs := e.h.outcomesOf("a")
+	require.Len(t, outs, 1)
+	require.Equal(t, runner.StateStopped, outs[0].State)
+	require.ErrorIs(t, outs[0].Err, runner.ErrStopped)
+	require.NoError(t, e.r.StopTask("a"), "stopping a terminal task is a no-op")
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StateStopped}, e.sink.states("a"))
+}
+
+func TestStopPausedUnblocksYield(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "loop")
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.PauseTask("a"))
+	e.waitState(t, "a", runner.StatePaused)
+	require.NoError(t, e.r.StopTask("a"))
+	require.NoError(t, e.r.StopTask("a"), "double stop is a no-op")
+	e.sink.waitTo(t, "a", runner.StateStopped)
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StatePaused, runner.StateStopped}, e.sink.states("a"))
+	require.Len(t, e.h.outcomesOf("a"), 1)
+}
+
+func TestStopGraceExceeded(t *testing.T) {
+	e := newEnv(t, func(o *runner.Options) { o.StopGrace = 50 * time.Millisecond })
+	e.start(t, "a", "stuck")
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.StopTask("a"))
+	tr := e.sink.waitTo(t, "a", runner.StateStopped)
+	require.Equal(t, runner.ReasonStopGraceExceeded, tr.Reason)
+	require.Contains(t, tr.Message, "stop grace")
+	st := e.r.Stats()
+	require.Equal(t, 1, st.Abandoned)
+	require.Zero(t, st.SlotsInUse, "the slot of an abandoned task is freed")
+
+	// The key can be reused while the old goroutine is still out.
+	e.start(t, "a", "quick")
+	e.sink.waitTo(t, "a", runner.StateFinished)
+
+	close(e.h.unstuck)
+	require.Eventually(t, func() bool { return e.r.Stats().Abandoned == 0 }, waitFor, tick)
+	// Exactly one terminal report for the stuck run; its late Post ran.
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StateStopped, runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+}
+
+func TestTimeoutFails(t *testing.T) {
+	e := newEnv(t, nil)
+	spec := probeSpec("loop", "a")
+	spec.Timeout = 50 * time.Millisecond
+	require.NoError(t, e.r.StartTask("a", spec))
+	tr := e.sink.waitTo(t, "a", runner.StateFailed)
+	require.Equal(t, runner.ReasonDeadlineExceeded, tr.Reason)
+	outs := e.h.outcomesOf("a")
+	require.Len(t, outs, 1)
+	require.ErrorIs(t, outs[0].Err, runner.ErrDeadlineExceeded)
+}
+
+func TestPauseStopsTimeoutClock(t *testing.T) {
+	e := newEnv(t, nil)
+
+	// RunTime is frozen while paused.
+	spec := probeSpec("loop", "a")
+	spec.Timeout = time.Hour
+	require.NoError(t, e.r.StartTask("a", spec))
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.PauseTask("a"))
+	s1 := e.waitState(t, "a", runner.StatePaused)
+	time.Sleep(20 * time.Millisecond) // let wall time pass; not an assertion on duration
+	s2, _ := e.r.Snapshot("a")
+	require.Equal(t, s1.RunTime, s2.RunTime, "paused time must not count")
+	require.NoError(t, e.r.StopTask("a"))
+
+	// A task admitted paused for longer than its timeout is not failed; once
+	// resumed its clock runs and it times out.
+	spec = probeSpec("loop", "b")
+	spec.Timeout = 100 * time.Millisecond
+	spec.Paused = true
+	require.NoError(t, e.r.StartTask("b", spec))
+	time.Sleep(3 * spec.Timeout) // paused well past the timeout
+	snap, _ := e.r.Snapshot("b")
+	require.Equal(t, runner.StatePaused, snap.State)
+	require.NoError(t, e.r.ResumeTask("b"))
+	tr := e.sink.waitTo(t, "b", runner.StateFailed)
+	require.Equal(t, runner.ReasonDeadlineExceeded, tr.Reason)
+}
+
+func TestStartPaused(t *testing.T) {
+	e := newEnv(t, nil)
+	spec := probeSpec("loop", "a")
+	spec.Paused = true
+	require.NoError(t, e.r.StartTask("a", spec))
+	snap, ok := e.r.Snapshot("a")
+	require.True(t, ok)
+	require.Equal(t, runner.StatePaused, snap.State)
+	require.Equal(t, 1, e.r.Stats().Paused)
+	require.Zero(t, e.h.runsOf("a"))
+	require.NoError(t, e.r.ResumeTask("a"))
+	e.waitState(t, "a", runner.StateRunning)
+	e.h.release("a")
+	e.sink.waitTo(t, "a", runner.StateFinished)
+	trs := e.sink.of("a")
+	require.Equal(t, runner.State(""), trs[0].From)
+	require.Equal(t, runner.StatePaused, trs[0].To)
+
+	// Stopping a task admitted paused never calls its hooks.
+	spec = probeSpec("loop", "b")
+	spec.Paused = true
+	require.NoError(t, e.r.StartTask("b", spec))
+	require.NoError(t, e.r.StopTask("b"))
+	snap, _ = e.r.Snapshot("b")
+	require.Equal(t, runner.StateStopped, snap.State)
+	require.Empty(t, e.h.outcomesOf("b"))
+}
+
+func TestIllegalCalls(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "done", "quick")
+	e.waitState(t, "done", runner.StateFinished)
+	e.start(t, "live", "loop")
+	e.waitState(t, "live", runner.StateRunning)
+
+	require.ErrorIs(t, e.r.PauseTask("done"), runner.ErrTerminal)
+	require.ErrorIs(t, e.r.ResumeTask("done"), runner.ErrTerminal)
+	require.NoError(t, e.r.StopTask("done"))
+	require.NoError(t, e.r.ResumeTask("live"), "resume running is a no-op")
+	require.ErrorIs(t, e.r.StartTask("live", probeSpec("loop", "live")), runner.ErrAlreadyActive)
+	require.ErrorIs(t, e.r.Forget("live"), runner.ErrActive)
+
+	for name, call := range map[string]func(runner.Key) error{
+		"pause": e.r.PauseTask, "resume": e.r.ResumeTask, "stop": e.r.StopTask, "forget": e.r.Forget,
+	} {
+		require.ErrorIs(t, call("nope"), runner.ErrNotFound, name)
+	}
+	_, ok := e.r.Snapshot("nope")
+	require.False(t, ok)
+
+	require.NoError(t, e.r.StopTask("live"))
+	e.waitState(t, "live", runner.StateStopped)
+	require.Equal(t, []runner.State{runner.StateRunning, runner.StateStopped}, e.sink.states("live"))
+}
+
+func TestStartTaskValidationReportsNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	err := e.r.StartTask("a", runner.StartSpec{TaskName: "nope"})
+	require.ErrorIs(t, err, runner.ErrUnknownTaskType)
+	err = e.r.StartTask("a", runner.StartSpec{TaskName: "countdown", Params: json.RawMessage(`{"from":-1}`)})
+	require.ErrorIs(t, err, runner.ErrInvalidParams)
+	require.Zero(t, e.sink.count())
+	_, ok := e.r.Snapshot("a")
+	require.False(t, ok)
+}
+
+func TestRestartTaskStartsFreshAttempt(t *testing.T) {
+	e := newEnv(t, nil)
+	spec := probeSpec("checkpoint", "a")
+	spec.Checkpoint = json.RawMessage(`{"N":5}`)
+	require.NoError(t, e.r.StartTask("a", spec))
+	e.waitState(t, "a", runner.StateRunning)
+	require.Eventually(t, func() bool { return len(e.saver.get("a")) == 1 }, waitFor, tick)
+	require.JSONEq(t, `{"N":6}`, string(e.saver.get("a")[0]), "resumed from spec.Checkpoint")
+
+	// Invalid spec: the current run is untouched.
+	require.ErrorIs(t, e.r.RestartTask("a", runner.StartSpec{TaskName: "nope"}), runner.ErrUnknownTaskType)
+	require.Equal(t, runner.StateRunning, func() runner.State { s, _ := e.r.Snapshot("a"); return s.State }())
+
+	spec.Attempt = 2
+	require.NoError(t, e.r.RestartTask("a", spec))
+	snap, _ := e.r.Snapshot("a")
+	require.Equal(t, 2, snap.Attempt)
+	require.Eventually(t, func() bool { return len(e.saver.get("a")) == 2 }, waitFor, tick)
+	require.JSONEq(t, `{"N":1}`, string(e.saver.get("a")[1]), "restart ignores spec.Checkpoint")
+
+	trs := e.sink.of("a")
+	require.Equal(t, runner.StateStopped, trs[1].To)
+	require.Equal(t, 1, trs[1].Attempt)
+	require.Equal(t, runner.State(""), trs[2].From)
+	require.Equal(t, 2, trs[2].Attempt)
+
+	// Restart of a terminal or unknown key simply starts.
+	require.NoError(t, e.r.StopTask("a"))
+	e.waitState(t, "a", runner.StateStopped)
+	spec.Attempt = 3
+	require.NoError(t, e.r.RestartTask("a", spec))
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.RestartTask("fresh", probeSpec("quick", "fresh")))
+	e.sink.waitTo(t, "fresh", runner.StateFinished)
+	require.NoError(t, e.r.StopTask("a"))
+}
+
+func TestForget(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "a", "quick")
+	e.waitState(t, "a", runner.StateFinished)
+	require.NoError(t, e.r.Forget("a"))
+	_, ok := e.r.Snapshot("a")
+	require.False(t, ok)
+	require.ErrorIs(t, e.r.Forget("a"), runner.ErrNotFound)
+}
+
+func TestCheckpoints(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(t, "fresh", "checkpoint")
+	require.Eventually(t, func() bool { return len(e.saver.get("fresh")) == 1 }, waitFor, tick)
+	e.h.mu.Lock()
+	require.False(t, e.h.found["fresh"])
+	e.h.mu.Unlock()
+
+	e.start(t, "big", "bigcheckpoint")
+	e.sink.waitTo(t, "big", runner.StateFinished)
+	e.h.mu.Lock()
+	err := e.h.cpErr["big"]
+	e.h.mu.Unlock()
+	require.ErrorIs(t, err, runner.ErrCheckpointTooLarge)
+	var tooLarge *runner.CheckpointTooLargeError
+	require.ErrorAs(t, err, &tooLarge)
+	require.Equal(t, runner.MaxCheckpointBytes, tooLarge.Limit)
+	require.Empty(t, e.saver.get("big"))
+	require.NoError(t, e.r.StopTask("fresh"))
+}
+
+func TestCheckpointsInMemoryWithoutSaver(t *testing.T) {
+	e := newEnv(t, func(o *runner.Options) { o.Checkpoints = nil })
+	e.start(t, "a", "checkpoint")
+	e.waitState(t, "a", runner.StateRunning)
+	require.NoError(t, e.r.StopTask("a"))
+	e.waitState(t, "a", runner.StateStopped)
+}
+
+func TestRunnerPhases(t *testing.T) {
+	reg := runner.NewRegistry()
+	require.NoError(t, runner.RegisterBuiltins(reg))
+	_, err := runner.New(runner.Options{})
+	require.Error(t, err, "Registry is required")
+	_, err = runner.New(runner.Options{Registry: reg, MaxConcurrent: -1})
+	require.Error(t, err)
+
+	r, err := runner.New(runner.Options{Registry: reg})
+	require.NoError(t, err)
+	require.ErrorIs(t, r.StartTask("a", runner.StartSpec{TaskName: "noop"}), runner.ErrNotStarted)
+	require.ErrorIs(t, r.PauseTask("a"), runner.ErrNotStarted)
+	require.Equal(t, runner.DefaultMaxConcurrent, r.Stats().MaxConcurrent)
+
+	e := newEnv(t, nil)
+	e.stop()
+	require.ErrorIs(t, e.r.StartTask("a", runner.StartSpec{TaskName: "noop"}), runner.ErrShutdown)
+	require.ErrorIs(t, e.r.RestartTask("a", runner.StartSpec{TaskName: "noop"}), runner.ErrShutdown)
+	require.Error(t, e.r.Start(t.Context()), "a runner cannot be started twice")
+}

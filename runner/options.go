@@ -1,0 +1,92 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Sink receives every state change.
+//
+// Contract: Transition is called sequentially per key (never concurrently for
+// the same key) and in order, exactly once per change. It is called with the
+// task's internal lock held, from a runner goroutine or synchronously from the
+// Runner method that caused the change (StartTask, PauseTask, ResumeTask,
+// StopTask, RestartTask). It therefore MUST return quickly (the controller's
+// sink appends to an in-memory outbox) and MUST NOT call Runner methods or
+// wait for something that does, or it deadlocks.
+type Sink interface {
+	Transition(Transition)
+}
+
+// CheckpointSaver persists checkpoints; the controller backs it with Postgres.
+// attempt lets the store ignore a late save from an older attempt. It is
+// called from the task's goroutine without runner locks held, so it may block
+// on I/O, but should honour ctx.
+type CheckpointSaver interface {
+	SaveCheckpoint(ctx context.Context, key Key, attempt int, data json.RawMessage) error
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxConcurrent = 64
+	DefaultStopGrace     = 10 * time.Second
+)
+
+// Options configure a Runner. Registry is required; everything else has a
+// default.
+type Options struct {
+	Registry *Registry
+	// Sink receives transitions; nil discards them (tests/benchmarks only).
+	Sink Sink
+	// Checkpoints persists checkpoints; nil keeps them in memory only.
+	Checkpoints CheckpointSaver
+	// MaxConcurrent bounds tasks holding a slot (Running). Paused tasks do
+	// not hold one; Pending tasks wait FIFO. 0 means DefaultMaxConcurrent.
+	MaxConcurrent int
+	// StopGrace is how long StopTask waits for a task that ignores
+	// cancellation before reporting it Stopped anyway, and how long shutdown
+	// waits for goroutines. 0 means DefaultStopGrace.
+	StopGrace time.Duration
+	// Clock stamps Transition.At and StartedAt; default time.Now. Timeouts
+	// and StopGrace always use real timers.
+	Clock func() time.Time
+	// Logger defaults to logr.Discard().
+	Logger logr.Logger
+}
+
+type discardSink struct{}
+
+func (discardSink) Transition(Transition) {}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Registry == nil {
+		return o, errors.New("runner: Options.Registry is required")
+	}
+	if o.MaxConcurrent < 0 {
+		return o, fmt.Errorf("runner: Options.MaxConcurrent must be >= 0, got %d", o.MaxConcurrent)
+	}
+	if o.StopGrace < 0 {
+		return o, fmt.Errorf("runner: Options.StopGrace must be >= 0, got %s", o.StopGrace)
+	}
+	if o.Sink == nil {
+		o.Sink = discardSink{}
+	}
+	if o.MaxConcurrent == 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = DefaultStopGrace
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	return o, nil
+}

@@ -1,0 +1,109 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Task is the contract a task type implements: the Go counterpart of a
+// pre/run/post base class. A Task value is created by its Factory for one run
+// (attempt) and is never reused, so it may keep per-run state in fields.
+//
+// All three hooks are called from the same goroutine, the run goroutine that
+// the runner owns for this run, one after the other; never concurrently.
+//
+//   - Pre is called once per run, before Run, after the run got a concurrency
+//     slot (a run admitted paused calls Pre only after ResumeTask). Use it to
+//     validate the environment or acquire resources. A non-nil error ends the
+//     run as Failed (reason Error, message prefixed "pre: ") and Run is not
+//     called; Post is still called so Pre's resources can be released.
+//   - Run does the work. It must call ctl.Yield regularly: Yield is where a
+//     pause takes effect and where stop/timeout/shutdown are noticed. Run
+//     should also watch ctx (cancelled with cause ErrStopped,
+//     ErrDeadlineExceeded or ErrShutdown) in any blocking call. Returning a
+//     result with a nil error ends the run Finished; an error ends it Failed,
+//     unless the run was cancelled by StopTask (then Stopped, whatever Run
+//     returns) or by the timeout (Failed, reason DeadlineExceeded).
+//   - Post is called exactly once for every run in which Pre was called,
+//     after Run returned (or after Pre failed), with the outcome the runner
+//     is about to report. Its ctx is not cancelled by StopTask (so cleanup can
+//     finish) but is cancelled on runner shutdown. A Post error does NOT
+//     change the outcome (a Finished run stays Finished): it is appended to
+//     the transition message as "post: ...". Post is not called when the
+//     runner shuts down, because the run is not over: the next leader
+//     resumes it.
+//
+// A panic in any hook is recovered: the run ends Failed with reason Panic and
+// a message holding the panic value and a trimmed stack; other tasks keep
+// running. Hooks must not call Runner methods for their own key in a way that
+// waits for their own termination (RestartTask of self would deadlock).
+type Task interface {
+	Pre(ctx context.Context, ctl Control) error
+	Run(ctx context.Context, ctl Control) (result json.RawMessage, err error)
+	Post(ctx context.Context, outcome Outcome) error
+}
+
+// Base gives a Task no-op Pre and Post so simple types only write Run.
+type Base struct{}
+
+// Pre does nothing.
+func (Base) Pre(context.Context, Control) error { return nil }
+
+// Post does nothing.
+func (Base) Post(context.Context, Outcome) error { return nil }
+
+// Outcome is what Post sees: the terminal state the runner is about to
+// report, the error that caused it (nil when Finished; ErrStopped or
+// ErrDeadlineExceeded when cancelled) and Run's result.
+type Outcome struct {
+	State  State
+	Err    error
+	Result json.RawMessage
+}
+
+// MaxCheckpointBytes bounds one encoded checkpoint. Checkpoints are persisted
+// in the task's database row on every save, so they must stay small.
+const MaxCheckpointBytes = 64 << 10
+
+// MaxProgressLen bounds SetProgress text, which ends up in the CR status.
+const MaxProgressLen = 64
+
+// Control is the handle a run gets from the runner. Its methods are safe to
+// call from the run goroutine (and, except Yield, from goroutines the task
+// starts itself).
+type Control interface {
+	// Key is the task identity given to StartTask.
+	Key() Key
+	// Attempt is StartSpec.Attempt of this run.
+	Attempt() int
+	// Deadline is when the timeout fires if the task keeps running without a
+	// pause; it moves later after every pause. ok is false without a timeout.
+	Deadline() (deadline time.Time, ok bool)
+	// SetProgress records short human text ("42%", "420/1000"), truncated to
+	// MaxProgressLen bytes. It is reported with the next transition and in
+	// Snapshot; it does not itself report a transition (that would flood the
+	// Sink).
+	SetProgress(p string)
+	// SaveCheckpoint JSON-encodes v and persists it through the
+	// CheckpointSaver (memory only when none is configured). An encoding
+	// over MaxCheckpointBytes fails with a *CheckpointTooLargeError. Only a
+	// successfully persisted checkpoint becomes the one LoadCheckpoint sees.
+	SaveCheckpoint(ctx context.Context, v any) error
+	// LoadCheckpoint decodes the last checkpoint into v: the last one saved
+	// by this run or, before that, StartSpec.Checkpoint. found is false when
+	// there is none (start from scratch).
+	LoadCheckpoint(v any) (found bool, err error)
+	// Yield is the pause point. It returns nil at once when no pause is
+	// requested; blocks (no CPU, no slot held) while paused; and returns a
+	// non-nil error, the cancellation cause (ErrStopped,
+	// ErrDeadlineExceeded, ErrShutdown), as soon as the run is cancelled.
+	// Call it only from the run goroutine.
+	Yield(ctx context.Context) error
+}
+
+// Factory builds a Task for one run from its JSON params. It must validate
+// params strictly and return an error for bad ones; the Registry wraps it
+// into a *ParamsError (errors.Is ErrInvalidParams). Factories must be cheap and
+// must not start work: they run synchronously inside StartTask.
+type Factory func(params json.RawMessage) (Task, error)

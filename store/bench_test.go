@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// statementCounter is a pgx tracer counting statements sent to PostgreSQL.
+// With pgx's statement cache each one is one network round trip (a
+// statement's first use on a connection adds one prepare).
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// BenchmarkRecordTransition measures the hot path: transitions per second and
+// statements per transition, for one writer and for 16 concurrent writers
+// (each the single writer of its own task, as in the controller).
+func BenchmarkRecordTransition(b *testing.B) {
+	url := srv.NewDatabase(b)
+	var runs atomic.Int64 // unique task uids across benchmark invocations
+
+	for _, bc := range []struct {
+		name        string
+		writers     int
+		prepareStmt bool
+	}{
+		{"single-writer", 1, false},
+		{"16-writers", 16, false},
+		{"single-writer-gorm-preparestmt", 1, true},
+		{"16-writers-gorm-preparestmt", 16, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			counter := &statementCounter{}
+			repo := openRepo(b, url, Config{MaxOpenConns: 20, QueryTracer: counter, prepareStmt: bc.prepareStmt})
+			ctx := testCtx(b)
+			trackers := make([]*tracker, bc.writers)
+			for i := range trackers {
+				uid := fmt.Sprintf("bench-%d-%d", runs.Add(1), i)
+				trackers[i] = createTask(b, repo, uid, "bench", uid, "bench")
+			}
+			at := time.Now()
+			record := func(k *tracker, n int) error {
+				for j := range n {
+					to := StatusRunning
+					if k.status == StatusRunning {
+						to = StatusPaused
+					}
+					if err := repo.RecordTransition(ctx, k.next(to, 1, at.Add(time.Duration(j)))); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+
+			counter.n.Store(0)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			errs := make([]error, bc.writers)
+			for i, k := range trackers {
+				n := b.N / bc.writers
+				if i < b.N%bc.writers {
+					n++
+				}
+				wg.Go(func() { errs[i] = record(k, n) })
+			}
+			wg.Wait()
+			b.StopTimer()
+			for _, err := range errs {
+				require.NoError(b, err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "transitions/s")
+			b.ReportMetric(float64(counter.n.Load())/float64(b.N), "stmts/transition")
+		})
+	}
+}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// cookbookPath is docs/schema.md relative to this package.
+const cookbookPath = "../docs/schema.md"
+
+// cookbookQuery matches a marker line followed by a ```sql fenced block.
+var cookbookQuery = regexp.MustCompile("(?s)<!-- query: ([a-z0-9-]+) -->\\s*```sql\\n(.*?)```")
+
+// TestSQLCookbook runs every query of the documentation's SQL cookbook,
+// unchanged, against fixture data recorded through the repository, and checks
+// the rows each one returns.
+func TestSQLCookbook(t *testing.T) {
+	doc, err := os.ReadFile(cookbookPath)
+	require.NoError(t, err)
+	matches := cookbookQuery.FindAllStringSubmatch(string(doc), -1)
+	require.GreaterOrEqual(t, len(matches), 8, "the cookbook documents at least 8 queries")
+
+	repo := newRepo(t)
+	loadCookbookFixture(t, repo)
+
+	checks := map[string]func(t *testing.T, rows []map[string]string){
+		"running-by-type": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"backup", "1"}, {"email", "2"}}, project(rows, "task_name", "running"))
+		},
+		"failures-last-hour": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{
+				{"nightly-report", "1", "disk full"},
+				{"failing-backup", "1", "timeout"},
+			}, project(rows, "name", "attempt", "message"))
+		},
+		"avg-run-time-by-type": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"report", "2", "200.0"}}, project(rows, "task_name", "finished", "avg_seconds"))
+		},
+		"paused-over-a-day": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"default", "paused-old", "cleanup"}}, project(rows, "namespace", "name", "task_name"))
+		},
+		"task-history": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{
+				{"1", "<nil>", "PENDING", "0", "Created"},
+				{"2", "PENDING", "RUNNING", "1", "Started"},
+				{"3", "RUNNING", "FAILED", "1", "Failed"},
+				{"4", "FAILED", "PENDING", "2", "Restarted"},
+				{"5", "PENDING", "RUNNING", "2", "Started"},
+				{"6", "RUNNING", "FINISHED", "2", "Finished"},
+			}, project(rows, "seq", "from_status", "to_status", "attempt", "reason"))
+		},
+		"running-progress": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"db-backup", "50%"}, {"send-a", "3/10"}, {"send-b", "7/10"}},
+				project(rows, "name", "progress"))
+		},
+		"retries-per-task": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"db-backup", "RUNNING", "2"}, {"nightly-report", "FINISHED", "1"}},
+				project(rows, "name", "status", "retries"))
+		},
+		"throughput-per-minute": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"0", "1"}, {"0", "1"}, {"1", "0"}}, project(rows, "finished", "failed"))
+		},
+		"status-overview": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"FAILED", "1"}, {"FINISHED", "2"}, {"PAUSED", "2"}, {"RUNNING", "3"}},
+				project(rows, "status", "tasks"))
+		},
+	}
+
+	seen := map[string]bool{}
+	for _, m := range matches {
+		name, query := m[1], m[2]
+		require.False(t, seen[name], "duplicate query name %s", name)
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			check, ok := checks[name]
+			require.True(t, ok, "query %s has no assertions in cookbook_test.go", name)
+			check(t, runQuery(t, repo, query))
+		})
+	}
+	for name := range checks {
+		require.True(t, seen[name], "query %s is checked but missing from %s", name, cookbookPath)
+	}
+}
+
+// runQuery runs sql and returns each row as column name -> text.
+func runQuery(t *testing.T, repo *GormRepository, sql string) []map[string]string {
+	t.Helper()
+	rows, err := repo.sqlDB.QueryContext(testCtx(t), sql)
+	require.NoError(t, err, sql)
+	defer rows.Close()
+	cols, err := rows.Columns()
+	require.NoError(t, err)
+	var out []map[string]string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		require.NoError(t, rows.Scan(ptrs...))
+		row := map[string]string{}
+		for i, c := range cols {
+			switch v := vals[i].(type) {
+			case []byte:
+				row[c] = string(v)
+			case time.Time:
+				row[c] = v.UTC().Format(time.RFC3339)
+			default:
+				row[c] = fmt.Sprint(v)
+			}
+		}
+		out = append(out, row)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func project(rows []map[string]string, cols ...string) [][]string {
+	out := [][]string{}
+	for _, r := range rows {
+		var p []string
+		for _, c := range cols {
+			v, ok := r[c]
+			if !ok {
+				v = "<missing column " + c + ">"
+			}
+			p = append(p, v)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// loadCookbookFixture records a small, realistic operator history relative
+// to now through the repository (not raw inserts), so the queries are checked
+// against what the store really writes.
+func loadCookbookFixture(t *testing.T, repo *GormRepository) {
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	started := func(at time.Time) func(*Transition) {
+		return func(tr *Transition) { tr.StartTime, tr.Reason = &at, "Started" }
+	}
+	reason := func(r, msg string) func(*Transition) {
+		return func(tr *Transition) { tr.Reason, tr.Message = r, msg }
+	}
+	progress := func(p string) func(*Transition) { return func(tr *Transition) { tr.Progress = p } }
+
+	// report: failed once, restarted, finished after 300 s.
+	k := createTask(t, repo, "uid-nightly", "default", "nightly-report", "report")
+	k.apply(t, repo, StatusRunning, 1, ago(30*time.Minute), started(ago(30*time.Minute)))
+	k.apply(t, repo, StatusFailed, 1, ago(20*time.Minute), reason("Failed", "disk full"))
+	k.apply(t, repo, StatusPending, 2, ago(15*time.Minute), reason("Restarted", ""))
+	k.apply(t, repo, StatusRunning, 2, ago(10*time.Minute), started(ago(10*time.Minute)))
+	k.apply(t, repo, StatusFinished, 2, ago(5*time.Minute), reason("Finished", ""), func(tr *Transition) {
+		tr.Result = json.RawMessage(`{"rows": 1}`)
+	})
+
+	// report: finished after 100 s, two hours ago.
+	k = createTask(t, repo, "uid-weekly", "default", "weekly-report", "report")
+	k.apply(t, repo, StatusRunning, 1, ago(2*time.Hour), started(ago(2*time.Hour)))
+	k.apply(t, repo, StatusFinished, 1, ago(2*time.Hour-100*time.Second), reason("Finished", ""))
+
+	// email: two running.
+	k = createTask(t, repo, "uid-send-a", "default", "send-a", "email")
+	k.apply(t, repo, StatusRunning, 1, ago(15*time.Minute), started(ago(15*time.Minute)), progress("3/10"))
+	k = createTask(t, repo, "uid-send-b", "default", "send-b", "email")
+	k.apply(t, repo, StatusRunning, 1, ago(5*time.Minute), started(ago(5*time.Minute)), progress("7/10"))
+
+	// backup: retried twice, now running its third attempt.
+	k = createTask(t, repo, "uid-db-backup", "ops", "db-backup", "backup")
+	k.apply(t, repo, StatusRunning, 1, ago(3*time.Hour), started(ago(3*time.Hour)))
+	k.apply(t, repo, StatusPending, 2, ago(170*time.Minute), reason("RetryBackoff", "timeout"))
+	k.apply(t, repo, StatusRunning, 2, ago(50*time.Minute), started(ago(50*time.Minute)))
+	k.apply(t, repo, StatusPending, 3, ago(45*time.Minute), reason("RetryBackoff", "timeout"))
+	k.apply(t, repo, StatusRunning, 3, ago(30*time.Minute), started(ago(30*time.Minute)), progress("50%"))
+
+	// backup: failed for good 40 minutes ago.
+	k = createTask(t, repo, "uid-failing-backup", "ops", "failing-backup", "backup")
+	k.apply(t, repo, StatusRunning, 1, ago(41*time.Minute), started(ago(41*time.Minute)))
+	k.apply(t, repo, StatusFailed, 1, ago(40*time.Minute), reason("Failed", "timeout"))
+
+	// cleanup: paused two days ago, and paused an hour ago.
+	k = createTask(t, repo, "uid-paused-old", "default", "paused-old", "cleanup")
+	k.apply(t, repo, StatusRunning, 1, ago(72*time.Hour), started(ago(72*time.Hour)))
+	k.apply(t, repo, StatusPaused, 1, ago(48*time.Hour), reason("Paused", ""))
+	k = createTask(t, repo, "uid-paused-new", "default", "paused-new", "cleanup")
+	k.apply(t, repo, StatusRunning, 1, ago(2*time.Hour), started(ago(2*time.Hour)))
+	k.apply(t, repo, StatusPaused, 1, ago(time.Hour), reason("Paused", ""))
+
+	// email: running but deleted; must not show up in live-task queries.
+	k = createTask(t, repo, "uid-deleted", "default", "deleted-one", "email")
+	k.apply(t, repo, StatusRunning, 1, ago(time.Minute), started(ago(time.Minute)))
+	require.NoError(t, repo.MarkDeleted(testCtx(t), "uid-deleted"))
+}
