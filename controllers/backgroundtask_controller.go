@@ -49,13 +49,15 @@ type TaskRunner interface {
 
 // ReconcilerOptions are the reconciler's dependencies and settings.
 type ReconcilerOptions struct {
-	Client   client.Client
-	Store    store.Repository
-	Runner   TaskRunner
-	Journal  *Journal
-	Notifier *Notifier
-	Events   events.EventRecorder
-	Clock    clock.PassiveClock
+	Client client.Client
+	Store  store.Repository
+	Runner TaskRunner
+	// RunnerStarted is closed once the runner accepts tasks (nil: always).
+	RunnerStarted <-chan struct{}
+	Journal       *Journal
+	Notifier      *Notifier
+	Events        events.EventRecorder
+	Clock         clock.PassiveClock
 	// ProgressInterval is how often the status of a running task is refreshed with its
 	// progress (a write only when the progress text changed).
 	ProgressInterval time.Duration
@@ -127,6 +129,13 @@ func (r *BackgroundTaskReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 
 func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
+	if r.opts.RunnerStarted != nil {
+		select {
+		case <-r.opts.RunnerStarted:
+		default: // the manager starts the runner and this controller concurrently
+			return ctrl.Result{RequeueAfter: settleDelay}, nil
+		}
+	}
 	bt := &v1alpha1.BackgroundTask{}
 	if err := r.opts.Client.Get(ctx, req.NamespacedName, bt); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -344,4 +353,3 @@ func ignoreSettled(err error) error {
 	}
 	return err
 }
-

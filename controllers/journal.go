@@ -101,6 +101,8 @@ type JournalOptions struct {
 	Writers int
 	// WriteTimeout bounds one database write.
 	WriteTimeout time.Duration
+	// FlushTimeout bounds the flush of the backlog on shutdown.
+	FlushTimeout time.Duration
 }
 
 // TransitionEvents is told about every transition (the reconciler turns them into Kubernetes
@@ -140,6 +142,9 @@ func NewJournal(opts JournalOptions) *Journal {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 5 * time.Second
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = 5 * time.Second
 	}
 	return &Journal{
 		opts: opts,

@@ -5,25 +5,43 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/taskpilot/taskpilot/store"
 )
 
 // Start runs the writers until ctx is done (manager.Runnable). Each task is drained by one
 // writer at a time, in order; a failed write is retried with exponential backoff (100ms..10s)
-// without blocking other tasks.
+// without blocking other tasks. On shutdown the backlog is flushed for up to FlushTimeout (the
+// runner reports nothing while shutting down, so the backlog only shrinks); what cannot be
+// written by then is lost with the process, and the next leader resumes from the last recorded
+// state.
 func (j *Journal) Start(ctx context.Context) error {
 	j.log.Info("starting journal writers", "writers", j.opts.Writers)
+	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrites()
 	var wg sync.WaitGroup
 	for range j.opts.Writers {
 		wg.Go(func() {
-			for j.writeNext(ctx) {
+			for j.writeNext(writeCtx) {
 			}
 		})
 	}
 	<-ctx.Done()
-	j.queue.ShutDown()
+	drained := make(chan struct{})
+	go func() {
+		j.queue.ShutDownWithDrain()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(j.opts.FlushTimeout):
+		j.log.Info("shutdown: giving up on the journal backlog", "unwritten", j.Backlog())
+		cancelWrites()
+		j.queue.ShutDown()
+	}
 	wg.Wait()
+	<-drained
 	return nil
 }
 

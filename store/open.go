@@ -121,3 +121,7 @@ func (r *GormRepository) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DB is the GORM handle, for ad-hoc SQL in tests and tools (queries of the public schema).
+// Lifecycle writes must go through RecordTransition.
+func (r *GormRepository) DB() *gorm.DB { return r.db }

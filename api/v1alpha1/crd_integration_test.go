@@ -1,0 +1,122 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/test/kubetest"
+)
+
+// TestCRDOnRealAPIServer installs the generated CRD into a real kube-apiserver and checks what
+// users rely on: defaults, validation with readable messages, the status subresource, and the
+// field documentation kubectl explain shows.
+func TestCRDOnRealAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and etcd (make envtest)")
+	}
+	env, err := kubetest.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, env.Stop()) })
+
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	bt := &v1alpha1.BackgroundTask{
+		ObjectMeta: metav1.ObjectMeta{Name: "smoke", Namespace: "default"},
+		Spec: v1alpha1.BackgroundTaskSpec{
+			TaskName: "countdown",
+			Params:   &runtime.RawExtension{Raw: []byte(`{"from":3,"extra":{"nested":true}}`)},
+		},
+	}
+	require.NoError(t, c.Create(ctx, bt))
+
+	t.Run("defaults are applied", func(t *testing.T) {
+		got := &v1alpha1.BackgroundTask{}
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), got))
+		require.Equal(t, v1alpha1.DesiredRunning, got.Spec.State)
+		require.Equal(t, int64(0), got.Spec.RestartGeneration)
+		require.Equal(t, int32(0), got.Spec.MaxRetries)
+		require.JSONEq(t, `{"from":3,"extra":{"nested":true}}`, string(got.Spec.Params.Raw), "unknown params fields are preserved")
+	})
+
+	rejected := []struct {
+		name    string
+		mutate  func(*v1alpha1.BackgroundTask)
+		message string
+	}{
+		{"taskName is immutable", func(b *v1alpha1.BackgroundTask) { b.Spec.TaskName = "sleep" },
+			"taskName is immutable: create a new BackgroundTask to run another task type"},
+		{"restartGeneration may only grow", func(b *v1alpha1.BackgroundTask) { b.Spec.RestartGeneration = -1 },
+			"spec.restartGeneration: Invalid value"},
+		{"state is an enum", func(b *v1alpha1.BackgroundTask) { b.Spec.State = "Sleeping" },
+			`spec.state: Unsupported value: "Sleeping": supported values: "Running", "Paused", "Stopped"`},
+		{"timeout of at least 1s", func(b *v1alpha1.BackgroundTask) { b.Spec.Timeout = &metav1.Duration{Duration: time.Millisecond} },
+			"timeout must be at least 1s"},
+	}
+	for _, tc := range rejected {
+		t.Run("rejects: "+tc.name, func(t *testing.T) {
+			got := &v1alpha1.BackgroundTask{}
+			require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), got))
+			tc.mutate(got)
+			err := c.Update(ctx, got)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.message)
+		})
+	}
+
+	t.Run("restartGeneration may grow but not shrink", func(t *testing.T) {
+		got := &v1alpha1.BackgroundTask{}
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), got))
+		got.Spec.RestartGeneration = 2
+		require.NoError(t, c.Update(ctx, got))
+		got.Spec.RestartGeneration = 1
+		err := c.Update(ctx, got)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "restartGeneration may only grow: increase it to restart the task")
+	})
+
+	t.Run("status subresource", func(t *testing.T) {
+		got := &v1alpha1.BackgroundTask{}
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), got))
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Status.Phase = v1alpha1.PhaseRunning
+		got.Status.Progress = "1/3"
+		got.Spec.State = v1alpha1.DesiredPaused // ignored by the status subresource
+		require.NoError(t, c.Status().Patch(ctx, got, patch))
+
+		fresh := &v1alpha1.BackgroundTask{}
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), fresh))
+		require.Equal(t, v1alpha1.PhaseRunning, fresh.Status.Phase)
+		require.Equal(t, "1/3", fresh.Status.Progress)
+		require.Equal(t, v1alpha1.DesiredRunning, fresh.Spec.State, "spec must not change through /status")
+
+		fresh.Status.Phase = "Exploded"
+		err := c.Status().Update(ctx, fresh)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), `status.phase: Unsupported value: "Exploded"`)
+	})
+
+	t.Run("kubectl explain shows the field docs", func(t *testing.T) {
+		kubectl, err := exec.LookPath("kubectl")
+		if err != nil {
+			t.Skip("kubectl not installed")
+		}
+		kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+		require.NoError(t, env.WriteKubeconfig(kubeconfig))
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "explain", "backgroundtask.spec").CombinedOutput()
+		require.NoError(t, err, string(out))
+		require.Contains(t, string(out), "taskName is the registered task type to run")
+		require.Contains(t, string(out), "restartGeneration restarts the task from scratch")
+	})
+}

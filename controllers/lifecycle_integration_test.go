@@ -1,0 +1,261 @@
+package controllers_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+func TestFullLifecycle(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("count", "countdown", `{"from":5,"interval":"20ms"}`)
+	uid := string(bt.UID)
+
+	done := h.waitPhase("count", v1alpha1.PhaseFinished)
+	require.Equal(t, int32(1), done.Status.Attempt)
+	require.NotNil(t, done.Status.StartTime)
+	require.NotNil(t, done.Status.EndTime)
+	require.NotNil(t, done.Status.LastRunTime)
+	require.NotNil(t, done.Status.Result)
+	require.JSONEq(t, `{"counted":5}`, string(done.Status.Result.Raw))
+	require.Equal(t, done.Generation, done.Status.ObservedGeneration)
+	require.True(t, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, "Finished")(done))
+	require.True(t, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionTrue, "")(done))
+	require.Contains(t, done.Finalizers, "tasks.taskpilot.dev/finalizer")
+
+	row := h.waitRow(uid, store.StatusFinished)
+	require.Equal(t, 1, row.Attempt)
+	require.Equal(t, "count", row.Name)
+	require.Equal(t, h.ns, row.Namespace)
+	require.Equal(t, "countdown", row.TaskName)
+	require.JSONEq(t, `{"counted":5}`, string(row.Result))
+	require.NotNil(t, row.StartTime)
+	require.NotNil(t, row.EndTime)
+	require.NotNil(t, row.LastRunTime)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
+	require.Eventually(t, func() bool {
+		ev := h.events(uid)
+		return len(ev) >= 2
+	}, waitTimeout, 50*time.Millisecond, "events for the transitions")
+	containsInOrder(t, h.events(uid), "Normal/Started", "Normal/Completed")
+
+	// GitOps safety: re-applying the same spec never reruns finished work.
+	h.patchSpec("count", `{"state":"Running"}`)
+	time.Sleep(300 * time.Millisecond) // give a wrong rerun the chance to happen
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
+}
+
+func TestPauseResumeKeepsProgress(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("steps", "steps", `{"steps":60,"interval":"25ms"}`)
+	uid := string(bt.UID)
+	h.waitPhase("steps", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Progress != "" })
+
+	h.patchSpec("steps", `{"state":"Paused"}`)
+	paused := h.waitPhase("steps", v1alpha1.PhasePaused, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, "AsDesired"))
+	h.waitRow(uid, store.StatusPaused)
+	progress := paused.Status.Progress
+	require.NotEmpty(t, progress)
+	time.Sleep(300 * time.Millisecond) // a paused task must not advance
+	require.Equal(t, progress, h.get("steps").Status.Progress)
+
+	h.patchSpec("steps", `{"state":"Running"}`)
+	done := h.waitPhase("steps", v1alpha1.PhaseFinished)
+	require.Equal(t, int32(1), done.Status.Attempt, "resume continues the same attempt")
+	require.JSONEq(t, `{"startedAt":0,"steps":60}`, string(done.Status.Result.Raw), "the same run continued, not a new one")
+	h.waitRow(uid, store.StatusFinished)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>PAUSED@1", "PAUSED>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
+}
+
+func TestCreatedPausedStaysPending(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("later", "countdown", `{"from":2,"interval":"10ms"}`, func(b *v1alpha1.BackgroundTask) { b.Spec.State = v1alpha1.DesiredPaused })
+	h.waitPhase("later", v1alpha1.PhasePending, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, "AsDesired"))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, v1alpha1.PhasePending, h.get("later").Status.Phase)
+	require.Equal(t, int32(0), h.get("later").Status.Attempt)
+
+	h.patchSpec("later", `{"state":"Running"}`)
+	h.waitPhase("later", v1alpha1.PhaseFinished)
+	h.waitRow(string(bt.UID), store.StatusFinished)
+}
+
+func TestStopThenRunAgain(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("stop", "steps", `{"steps":400,"interval":"25ms"}`)
+	uid := string(bt.UID)
+	h.waitPhase("stop", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Progress != "" })
+
+	h.patchSpec("stop", `{"state":"Stopped"}`)
+	stopped := h.waitPhase("stop", v1alpha1.PhaseStopped)
+	require.NotNil(t, stopped.Status.EndTime)
+	h.waitRow(uid, store.StatusStopped)
+
+	h.patchSpec("stop", `{"state":"Running"}`)
+	again := h.waitPhase("stop", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Attempt == 2 })
+	require.Nil(t, again.Status.EndTime, "a new attempt clears endTime")
+	row := h.waitRow(uid, store.StatusRunning)
+	require.Equal(t, 2, row.Attempt)
+	h.patchSpec("stop", `{"state":"Stopped"}`)
+	h.waitPhase("stop", v1alpha1.PhaseStopped)
+	h.waitRow(uid, store.StatusStopped)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>STOPPED@1", "STOPPED>RUNNING@2", "RUNNING>STOPPED@2"}, h.history(uid))
+}
+
+func TestRestartGenerationBump(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("restart", "steps", `{"steps":20,"interval":"20ms"}`)
+	uid := string(bt.UID)
+	h.waitPhase("restart", v1alpha1.PhaseFinished)
+
+	h.patchSpec("restart", `{"restartGeneration":1}`)
+	done := h.waitPhase("restart", v1alpha1.PhaseFinished, func(b *v1alpha1.BackgroundTask) bool {
+		return b.Status.Attempt == 2 && b.Status.ObservedRestartGeneration == 1
+	})
+	require.JSONEq(t, `{"startedAt":0,"steps":20}`, string(done.Status.Result.Raw), "a restart starts from scratch")
+
+	// A bump while running stops the run and starts a new attempt from scratch.
+	h.patchSpec("restart", `{"restartGeneration":2,"params":{"steps":400,"interval":"25ms"}}`)
+	h.waitPhase("restart", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Attempt == 3 && b.Status.Progress != "" })
+	h.patchSpec("restart", `{"restartGeneration":3}`)
+	h.waitPhase("restart", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool {
+		return b.Status.Attempt == 4 && b.Status.ObservedRestartGeneration == 3
+	})
+	h.patchSpec("restart", `{"state":"Stopped"}`)
+	h.waitPhase("restart", v1alpha1.PhaseStopped)
+	h.waitRow(uid, store.StatusStopped)
+	require.Equal(t, []string{
+		"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1",
+		"FINISHED>RUNNING@2", "RUNNING>FINISHED@2",
+		"FINISHED>RUNNING@3", "RUNNING>STOPPED@3",
+		"STOPPED>RUNNING@4", "RUNNING>STOPPED@4",
+	}, h.history(uid))
+}
+
+func TestRetriesThenSuccess(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("flaky", "flaky", `{"key":"a","failures":2}`, func(b *v1alpha1.BackgroundTask) { b.Spec.MaxRetries = 2 })
+	uid := string(bt.UID)
+	done := h.waitPhase("flaky", v1alpha1.PhaseFinished)
+	require.Equal(t, int32(3), done.Status.Attempt)
+	h.waitRow(uid, store.StatusFinished)
+	require.Equal(t, []string{
+		"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FAILED@1", "FAILED>PENDING@2",
+		"PENDING>RUNNING@2", "RUNNING>FAILED@2", "FAILED>PENDING@3", "PENDING>RUNNING@3", "RUNNING>FINISHED@3",
+	}, h.history(uid))
+	containsInOrder(t, h.events(uid), "Warning/Error", "Warning/RetryScheduled")
+}
+
+func TestRetriesExhausted(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("hopeless", "flaky", `{"key":"b","failures":5}`, func(b *v1alpha1.BackgroundTask) { b.Spec.MaxRetries = 1 })
+	failed := h.waitPhase("hopeless", v1alpha1.PhaseFailed)
+	require.Equal(t, int32(2), failed.Status.Attempt)
+	require.Contains(t, failed.Status.Message, "flaky failure 2 of 5")
+	require.True(t, hasCondition(v1alpha1.ConditionDegraded, metav1.ConditionTrue, "")(failed))
+	h.waitRow(string(bt.UID), store.StatusFailed)
+}
+
+func TestTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("slow", "sleep", `{"duration":"1h","tick":"50ms"}`, func(b *v1alpha1.BackgroundTask) {
+		b.Spec.Timeout = &metav1.Duration{Duration: time.Second}
+	})
+	failed := h.waitPhase("slow", v1alpha1.PhaseFailed)
+	require.True(t, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDeadlineExceeded)(failed), "%+v", failed.Status.Conditions)
+	row := h.waitRow(string(bt.UID), store.StatusFailed)
+	require.Equal(t, 1, row.Attempt)
+	recs, err := h.repo.History(h.ctx, string(bt.UID))
+	require.NoError(t, err)
+	require.Equal(t, v1alpha1.ReasonDeadlineExceeded, recs[len(recs)-1].Reason)
+}
+
+func TestUnknownTypeAndInvalidParamsFailWithoutRetry(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	unknown := h.create("unknown", "resize-images", `{}`, func(b *v1alpha1.BackgroundTask) { b.Spec.MaxRetries = 3 })
+	invalid := h.create("invalid", "countdown", `{"from":-1}`, func(b *v1alpha1.BackgroundTask) { b.Spec.MaxRetries = 3 })
+
+	for name, reason := range map[string]string{"unknown": v1alpha1.ReasonUnknownTaskType, "invalid": v1alpha1.ReasonInvalidParams} {
+		failed := h.waitPhase(name, v1alpha1.PhaseFailed)
+		require.True(t, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, reason)(failed), "%s: %+v", name, failed.Status.Conditions)
+		require.NotEmpty(t, failed.Status.Message)
+	}
+	for _, bt := range []*v1alpha1.BackgroundTask{unknown, invalid} {
+		h.waitRow(string(bt.UID), store.StatusFailed)
+	}
+	time.Sleep(500 * time.Millisecond) // a retry loop would show up as more history
+	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(string(unknown.UID)))
+	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(string(invalid.UID)))
+	require.Eventually(t, func() bool {
+		for _, e := range h.events(string(unknown.UID)) {
+			if e == "Warning/"+v1alpha1.ReasonUnknownTaskType {
+				return true
+			}
+		}
+		return false
+	}, waitTimeout, 50*time.Millisecond)
+}
+
+func TestDeleteStopsRunAndKeepsHistory(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("doomed", "steps", `{"steps":1000,"interval":"20ms"}`)
+	uid := string(bt.UID)
+	h.waitPhase("doomed", v1alpha1.PhaseRunning)
+	require.NoError(t, h.c.Delete(h.ctx, bt))
+	require.Eventually(t, func() bool {
+		err := h.c.Get(h.ctx, client.ObjectKeyFromObject(bt), &v1alpha1.BackgroundTask{})
+		return client.IgnoreNotFound(err) == nil && err != nil
+	}, waitTimeout, 20*time.Millisecond, "the finalizer lets the object go")
+
+	_, err := h.repo.GetTask(h.ctx, uid)
+	require.ErrorIs(t, err, store.ErrNotFound, "the row is soft-deleted")
+	var deleted store.Task
+	require.NoError(t, h.repo.DB().Unscoped().Where("uid = ?", uid).Take(&deleted).Error)
+	require.True(t, deleted.DeletedAt.Valid)
+	require.Equal(t, store.StatusStopped, deleted.Status)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>STOPPED@1"}, h.history(uid))
+}
+
+func TestConcurrencyLimit(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{maxConcurrent: 10})
+	const n = 200
+	for i := range n {
+		h.create(fmt.Sprintf("t%03d", i), "steps", `{"steps":3,"interval":"5ms"}`)
+	}
+	require.Eventually(t, func() bool {
+		var list v1alpha1.BackgroundTaskList
+		if err := h.c.List(h.ctx, &list, client.InNamespace(h.ns)); err != nil {
+			return false
+		}
+		finished := 0
+		for _, bt := range list.Items {
+			if bt.Status.Phase == v1alpha1.PhaseFinished {
+				finished++
+			}
+		}
+		return finished == n
+	}, 3*waitTimeout, 100*time.Millisecond, "all %d tasks finish", n)
+	require.LessOrEqual(t, h.probes.maxRunning.Load(), int64(10), "never more than --max-concurrent-tasks running")
+	require.Greater(t, h.probes.maxRunning.Load(), int64(1), "tasks did run concurrently")
+	rows, _, err := h.repo.ListTasks(h.ctx, store.ListOptions{Namespace: h.ns, Statuses: []store.Status{store.StatusFinished}, Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, rows, n)
+}
