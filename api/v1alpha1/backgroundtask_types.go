@@ -133,7 +133,6 @@ type BackgroundTaskSpec struct {
 	// for example `30s` or `1h`. An attempt that runs longer fails with reason DeadlineExceeded
 	// and is retried if maxRetries allows. Unset means no limit.
 	// +optional
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="timeout must be at least 1s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
