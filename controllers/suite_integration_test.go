@@ -100,6 +100,12 @@ type probes struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessOn(t, func() *pgtest.Server { return pg })
+}
+
+// newHarnessOn is newHarness with the database on a server of the test's own (outage tests).
+func newHarnessOn(t *testing.T, server func() *pgtest.Server) *harness {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs kube-apiserver, etcd and PostgreSQL")
 	}
@@ -110,7 +116,7 @@ func newHarness(t *testing.T) *harness {
 	ns := "t-" + rand.String(8)
 	require.NoError(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	h := &harness{t: t, ctx: ctx, ns: ns, c: c, probes: &probes{failures: map[string]int{}}}
-	h.dbURL = pg.NewDatabase(t)
+	h.dbURL = server().NewDatabase(t)
 	h.repo, err = store.Open(ctx, store.Config{URL: h.dbURL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.repo.Close() })
@@ -409,3 +415,5 @@ func ctrlConfigSkipNameValidation() config.Controller {
 	// otherwise insists on process-wide unique controller names.
 	return config.Controller{SkipNameValidation: ptr.To(true)}
 }
+
+func uidKey(uid string) runner.Key { return runner.Key(uid) }
