@@ -63,8 +63,12 @@ envtest: ## Build kube-apiserver and etcd from Go modules into bin/k8s (once; ~1
 	ENVTEST_ASSETS=$(ENVTEST_ASSETS) hack/build-controlplane.sh
 
 .PHONY: test
-test: envtest vet lint verify-generated ## Everything CI runs: vet, lint, stale-manifest check, unit + integration tests (-race).
+test: envtest build vet lint verify-generated ## Everything CI runs: vet, lint, stale-manifest check, unit + integration tests (-race).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO_TEST) ./...
+
+.PHONY: test-e2e
+test-e2e: envtest build ## End-to-end: drive `make dev` with kubectl and psql like a user.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test -count=1 -v ./test/e2e/...
 
 .PHONY: test-unit
 test-unit: ## Fast tests only (no apiserver/Postgres needed): runner and pure reconcile logic.
@@ -76,9 +80,13 @@ test-unit: ## Fast tests only (no apiserver/Postgres needed): runner and pure re
 build: ## Build the operator binary into bin/taskpilot.
 	go build -trimpath -o $(LOCALBIN)/taskpilot .
 
+.PHONY: dev
+dev: envtest build ## Bring up taskpilot locally: etcd + kube-apiserver + PostgreSQL (data in bin/dev) + the operator.
+	go run ./hack/dev
+
 .PHONY: run
 run: manifests ## Run the operator against $KUBECONFIG and $DATABASE_URL (a real cluster and database).
-	go run . --leader-elect=false
+	go run . --leader-elect=false --zap-devel
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

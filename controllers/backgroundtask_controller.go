@@ -164,6 +164,7 @@ func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		}
 	}
 
+	r.opts.Journal.SetDesired(uid, desiredToStore(bt.Spec.State))
 	d := decide(r.decisionInput(bt, state))
 	if d.Action != actNone {
 		log.V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)

@@ -53,6 +53,8 @@ type TaskState struct {
 	Fenced bool
 	// Deleted is set once MarkDeleted was written: nothing is left to record.
 	Deleted bool
+	// Desired is the desired_state last queued for the row (spec.state mirrored for SQL users).
+	Desired store.DesiredState
 }
 
 // Change is a transition as the Journal's callers describe it; the Journal fills in the
@@ -73,6 +75,7 @@ type Change struct {
 type outboxItem struct {
 	transition *store.Transition
 	checkpoint *checkpointWrite
+	desired    store.DesiredState
 	markDelete bool
 	queuedAt   time.Time
 }
@@ -179,6 +182,7 @@ func (j *Journal) Track(nn types.NamespacedName, row *store.Task, observedRestar
 			LastRunTime:               row.LastRunTime,
 			At:                        row.UpdatedAt,
 			ObservedRestartGeneration: observedRestartGeneration,
+			Desired:                   row.DesiredState,
 		},
 	}
 	if row.CheckpointAttempt != nil && *row.CheckpointAttempt == row.Attempt {
@@ -282,6 +286,22 @@ func (j *Journal) SaveCheckpoint(_ context.Context, key runner.Key, attempt int,
 	j.mu.Unlock()
 	j.queue.Add(uid)
 	return nil
+}
+
+// SetDesired mirrors spec.state into the row's desired_state column (queued in order with the
+// transitions; nothing is written when it did not change).
+func (j *Journal) SetDesired(uid string, d store.DesiredState) {
+	j.mu.Lock()
+	e, ok := j.tasks[uid]
+	if !ok || e.state.Desired == d || e.state.Fenced || e.state.Deleted {
+		j.mu.Unlock()
+		return
+	}
+	e.state.Desired = d
+	e.outbox = append(e.outbox, outboxItem{desired: d, queuedAt: j.opts.Clock.Now()})
+	e.state.Backlog = len(e.outbox)
+	j.mu.Unlock()
+	j.queue.Add(uid)
 }
 
 // MarkHanded notes that attempt was handed to the runner by this process.

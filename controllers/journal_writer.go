@@ -87,6 +87,9 @@ func (j *Journal) write(ctx context.Context, uid string, item outboxItem) error 
 		return err
 	case item.markDelete:
 		return j.opts.Store.MarkDeleted(ctx, uid)
+	case item.desired != "":
+		d := item.desired
+		return j.opts.Store.UpdateTask(ctx, uid, store.TaskUpdate{DesiredState: &d})
 	}
 	return fmt.Errorf("empty outbox item for %s", uid)
 }

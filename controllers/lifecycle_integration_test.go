@@ -46,6 +46,8 @@ func TestFullLifecycle(t *testing.T) {
 		return len(ev) >= 2
 	}, waitTimeout, 50*time.Millisecond, "events for the transitions")
 	containsInOrder(t, h.events(uid), "Normal/Started", "Normal/Completed")
+	requireMetric(t, h.op, "taskpilot_transitions_total", 2)
+	requireMetric(t, h.op, "taskpilot_transition_commit_seconds", 2)
 
 	// GitOps safety: re-applying the same spec never reruns finished work.
 	h.patchSpec("count", `{"state":"Running"}`)
@@ -62,7 +64,7 @@ func TestPauseResumeKeepsProgress(t *testing.T) {
 
 	h.patchSpec("steps", `{"state":"Paused"}`)
 	paused := h.waitPhase("steps", v1alpha1.PhasePaused, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, "AsDesired"))
-	h.waitRow(uid, store.StatusPaused)
+	require.Equal(t, store.DesiredPaused, h.waitRow(uid, store.StatusPaused).DesiredState, "spec.state is mirrored for SQL users")
 	progress := paused.Status.Progress
 	require.NotEmpty(t, progress)
 	time.Sleep(300 * time.Millisecond) // a paused task must not advance
@@ -258,4 +260,24 @@ func TestConcurrencyLimit(t *testing.T) {
 	rows, _, err := h.repo.ListTasks(h.ctx, store.ListOptions{Namespace: h.ns, Statuses: []store.Status{store.StatusFinished}, Limit: 1000})
 	require.NoError(t, err)
 	require.Len(t, rows, n)
+}
+
+// requireMetric checks that the operator exported metric name with at least min observations
+// (counter sum or histogram sample count over all label sets).
+func requireMetric(t *testing.T, p *operatorProcess, name string, min float64) {
+	t.Helper()
+	families, err := p.metrics.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		total := 0.0
+		for _, m := range f.GetMetric() {
+			total += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount()) + m.GetGauge().GetValue()
+		}
+		require.GreaterOrEqual(t, total, min, name)
+		return
+	}
+	t.Fatalf("metric %s not exported", name)
 }

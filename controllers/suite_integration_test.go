@@ -125,15 +125,18 @@ func newHarnessOn(t *testing.T, server func() *pgtest.Server) *harness {
 
 // operatorProcess is one running operator (a manager), as a pod would run it.
 type operatorProcess struct {
-	cancel context.CancelFunc
-	done   chan error
-	repo   *store.GormRepository
-	op     *controllers.Operator
+	cancel  context.CancelFunc
+	done    chan error
+	repo    *store.GormRepository
+	op      *controllers.Operator
+	metrics *prometheus.Registry
+	elected <-chan struct{}
 }
 
 type operatorConfig struct {
 	maxConcurrent int
 	dbURL         string
+	leaderElect   bool
 }
 
 // startOperator starts an operator watching the harness namespace. It is stopped at cleanup.
@@ -144,14 +147,23 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	}
 	repo, err := store.Open(h.ctx, store.Config{URL: cfg.dbURL})
 	require.NoError(h.t, err)
+	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
-		Scheme:                 kube.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
-		Controller:             ctrlConfigSkipNameValidation(),
+		Scheme:                        kube.Scheme,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
+		Controller:                    ctrlConfigSkipNameValidation(),
+		LeaderElection:                cfg.leaderElect,
+		LeaderElectionID:              "taskpilot-test",
+		LeaderElectionNamespace:       h.ns,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &lease,
+		RenewDeadline:                 &renew,
+		RetryPeriod:                   &retry,
 	})
 	require.NoError(h.t, err)
+	metrics := prometheus.NewRegistry()
 	reg := runner.NewRegistry()
 	require.NoError(h.t, runner.RegisterBuiltins(reg))
 	h.registerTestTypes(reg)
@@ -163,11 +175,11 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		DatabaseTimeout:    2 * time.Second,
 		ProgressInterval:   500 * time.Millisecond,
 		FinalizerTimeout:   10 * time.Second,
-		Metrics:            prometheus.NewRegistry(),
+		Metrics:            metrics,
 	})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &operatorProcess{cancel: cancel, done: make(chan error, 1), repo: repo, op: op}
+	p := &operatorProcess{cancel: cancel, done: make(chan error, 1), repo: repo, op: op, metrics: metrics, elected: mgr.Elected()}
 	go func() { p.done <- mgr.Start(ctx) }()
 	h.op = p
 	h.t.Cleanup(p.stop)
