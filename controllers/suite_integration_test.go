@@ -192,7 +192,9 @@ func (p *operatorProcess) stop() {
 		return
 	}
 	p.cancel()
-	<-p.done
+	if err := <-p.done; err != nil {
+		fmt.Fprintln(os.Stderr, "operator stopped with:", err)
+	}
 	p.cancel = nil
 	_ = p.repo.Close()
 }

@@ -34,6 +34,7 @@ func (s *countSink) Transition(t runner.Transition) {
 		}
 		s.mu.Unlock()
 		s.paused.Add(1)
+	case runner.StatePending, runner.StateRunning, runner.StateFailed, runner.StateStopped:
 	}
 }
 

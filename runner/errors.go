@@ -71,8 +71,3 @@ func (e *CheckpointTooLargeError) Error() string {
 
 // Is makes errors.Is(err, ErrCheckpointTooLarge) true.
 func (e *CheckpointTooLargeError) Is(target error) bool { return target == ErrCheckpointTooLarge }
-
-// isCause reports whether err is one of the runner's own cancellation causes.
-func isCause(err error) bool {
-	return errors.Is(err, ErrStopped) || errors.Is(err, ErrDeadlineExceeded) || errors.Is(err, ErrShutdown)
-}

@@ -39,11 +39,11 @@ func (e *entry) main() {
 // execute runs Pre, Run and Post with panic recovery.
 func (e *entry) execute() verdict {
 	hook := "pre"
-	err, panicMsg := e.call(hook, func() error { return e.task.Pre(e.ctx, e) })
+	panicMsg, err := e.call(hook, func() error { return e.task.Pre(e.ctx, e) })
 	var result json.RawMessage
 	if err == nil && panicMsg == "" {
 		hook = "run"
-		err, panicMsg = e.call(hook, func() error {
+		panicMsg, err = e.call(hook, func() error {
 			var rerr error
 			result, rerr = e.task.Run(e.ctx, e)
 			return rerr
@@ -56,7 +56,7 @@ func (e *entry) execute() verdict {
 	// Post's context survives StopTask (cleanup must be able to finish) but
 	// not runner shutdown.
 	out := Outcome{State: v.state, Err: v.err, Result: v.result}
-	postErr, postPanic := e.call("post", func() error { return e.task.Post(e.r.base, out) })
+	postPanic, postErr := e.call("post", func() error { return e.task.Post(e.r.base, out) })
 	switch {
 	case postPanic != "":
 		return verdict{state: StateFailed, reason: ReasonPanic, message: postPanic, err: errors.New(postPanic)}
@@ -67,7 +67,7 @@ func (e *entry) execute() verdict {
 }
 
 // call runs one hook, turning a panic into a bounded message.
-func (e *entry) call(hook string, f func() error) (err error, panicMsg string) {
+func (e *entry) call(hook string, f func() error) (panicMsg string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			panicMsg = truncate(fmt.Sprintf("panic in %s: %v\n%s", hook, p, debug.Stack()), maxPanicMessage)
@@ -75,7 +75,7 @@ func (e *entry) call(hook string, f func() error) (err error, panicMsg string) {
 				"key", e.key, "task", e.spec.TaskName, "hook", hook)
 		}
 	}()
-	return f(), ""
+	return "", f()
 }
 
 // judge classifies how Pre/Run ended. Precedence: shutdown (not an outcome),

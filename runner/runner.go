@@ -110,6 +110,7 @@ func (r *Runner) phaseErrLocked() error {
 		return ErrNotStarted
 	case phaseStopping:
 		return ErrShutdown
+	case phaseRunning:
 	}
 	return nil
 }
@@ -180,6 +181,7 @@ func (r *Runner) counter(s State) *atomic.Int64 {
 		return &r.pending
 	case StatePaused:
 		return &r.paused
+	case StateFinished, StateFailed, StateStopped:
 	}
 	return nil
 }

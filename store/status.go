@@ -39,9 +39,10 @@ func (s Status) Terminal() bool {
 	switch s {
 	case StatusFinished, StatusFailed, StatusStopped:
 		return true
-	default:
+	case StatusPending, StatusRunning, StatusPaused:
 		return false
 	}
+	return false
 }
 
 // Active reports whether the operator must resume the task after a restart.
@@ -49,9 +50,10 @@ func (s Status) Active() bool {
 	switch s {
 	case StatusPending, StatusRunning, StatusPaused:
 		return true
-	default:
+	case StatusFinished, StatusFailed, StatusStopped:
 		return false
 	}
+	return false
 }
 
 // Valid reports whether s is one of the defined statuses.
