@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,7 +48,9 @@ type config struct {
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "taskpilot: %v\n", err)
+		// One line, actionable: drivers report multi-line errors (one line per address tried).
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		fmt.Fprintf(os.Stderr, "taskpilot: %s\n", msg)
 		os.Exit(1)
 	}
 }
