@@ -42,7 +42,6 @@ type TaskRunner interface {
 	PauseTask(key runner.Key) error
 	ResumeTask(key runner.Key) error
 	StopTask(key runner.Key) error
-	RestartTask(key runner.Key, spec runner.StartSpec) error
 	Forget(key runner.Key) error
 	Snapshot(key runner.Key) (runner.TaskSnapshot, bool)
 }
@@ -240,18 +239,14 @@ func (r *BackgroundTaskReconciler) act(bt *v1alpha1.BackgroundTask, s TaskState,
 	var err error
 	switch d.Action {
 	case actNone:
-	case actStart, actRestart:
+	case actStart:
 		spec, specErr := r.startSpec(bt, d.Attempt)
 		if specErr == nil {
-			if d.Resume && d.Action == actStart {
+			if d.Resume {
 				spec.Checkpoint = s.Checkpoint
 			}
 			r.opts.Journal.MarkHanded(uid, d.Attempt)
-			if d.Action == actRestart {
-				specErr = r.opts.Runner.RestartTask(key, spec)
-			} else {
-				specErr = r.opts.Runner.StartTask(key, spec)
-			}
+			specErr = r.opts.Runner.StartTask(key, spec)
 		}
 		err = r.startFailed(bt, s, d.Attempt, specErr)
 	case actPause:

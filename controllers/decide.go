@@ -21,13 +21,12 @@ const (
 type action string
 
 const (
-	actNone    action = "None"
-	actStart   action = "Start"   // hand an attempt to the runner
-	actPause   action = "Pause"   // runner.PauseTask
-	actResume  action = "Resume"  // runner.ResumeTask
-	actStop    action = "Stop"    // runner.StopTask
-	actRestart action = "Restart" // runner.RestartTask: stop the run, start a new attempt from scratch
-	actRecord  action = "Record"  // record a transition the controller decides (no run involved)
+	actNone   action = "None"
+	actStart  action = "Start"  // hand an attempt to the runner
+	actPause  action = "Pause"  // runner.PauseTask
+	actResume action = "Resume" // runner.ResumeTask
+	actStop   action = "Stop"   // runner.StopTask
+	actRecord action = "Record" // record a transition the controller decides (no run involved)
 )
 
 // observedTask is the actual state decide looks at.
@@ -58,7 +57,7 @@ type decisionInput struct {
 
 type decision struct {
 	Action action
-	// Attempt is the attempt to start (actStart, actRestart).
+	// Attempt is the attempt to start (actStart).
 	Attempt int
 	// Resume starts from the adopted checkpoint instead of from scratch (actStart).
 	Resume bool
@@ -143,10 +142,10 @@ func decideRestart(in decisionInput, settling bool) decision {
 	o := in.Observed
 	next := o.Attempt + 1
 	switch {
-	case o.RunnerActive && in.Desired == v1alpha1.DesiredRunning:
-		return decision{Action: actRestart, Attempt: next, ObserveRestart: true, Why: "restart requested"}
 	case o.RunnerActive:
-		return decision{Action: actStop, RequeueAfter: settleDelay, Why: "restart requested while not desired Running: stop first"}
+		// Stop first and start the new attempt once the run is over: waiting for the stop here
+		// would block a reconcile worker for up to the stop grace.
+		return decision{Action: actStop, RequeueAfter: settleDelay, Why: "restart requested: stopping the current run first"}
 	case settling:
 		return decision{Action: actNone, RequeueAfter: settleDelay, Why: "restart requested: waiting for the run to settle"}
 	}

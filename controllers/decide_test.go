@@ -81,7 +81,8 @@ func TestDecide(t *testing.T) {
 
 		// Restarts.
 		{name: "restart of a finished task", desired: running, restart: true, observed: obs(store.StatusFinished, 1), want: actStart, attempt: 2, observe: true},
-		{name: "restart of a running task", desired: running, restart: true, observed: obs(store.StatusRunning, 1, active), want: actRestart, attempt: 2, observe: true},
+		{name: "restart of a running task stops it first", desired: running, restart: true, observed: obs(store.StatusRunning, 1, active), want: actStop, requeue: true},
+		{name: "restart after the stop starts a fresh attempt", desired: running, restart: true, observed: obs(store.StatusStopped, 1, handed), want: actStart, attempt: 2, observe: true},
 		{name: "restart of a paused run desired Paused stops it first", desired: paused, restart: true, observed: obs(store.StatusPaused, 1, active), want: actStop, requeue: true},
 		{name: "restart while desired Paused queues a fresh attempt", desired: paused, restart: true, observed: obs(store.StatusStopped, 1), want: actRecord, to: store.StatusPending, observe: true},
 		{name: "restart while desired Stopped is only observed", desired: stopped, restart: true, observed: obs(store.StatusFailed, 1), want: actNone, observe: true},
