@@ -70,6 +70,10 @@ test: envtest build vet lint verify-generated ## Everything CI runs: vet, lint, 
 test-e2e: envtest build ## End-to-end: drive `make dev` with kubectl and psql like a user.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test -count=1 -v ./test/e2e/...
 
+.PHONY: bench
+bench: envtest build ## Measure taskpilot against the machine's apiserver and PostgreSQL ceilings; rewrites docs/benchmarks.md.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench --operator $(LOCALBIN)/taskpilot --report docs/benchmarks.md
+
 .PHONY: test-unit
 test-unit: ## Fast tests only (no apiserver/Postgres needed): runner and pure reconcile logic.
 	$(GO_TEST) -short ./...
