@@ -30,6 +30,7 @@ import (
 // config holds the command-line settings.
 type config struct {
 	metricsAddr, probeAddr     string
+	pprofAddr                  string
 	leaderElect                bool
 	leaderElectionNamespace    string
 	databaseURL                string
@@ -59,6 +60,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	var c config
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (\"0\" disables it).")
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.StringVar(&c.pprofAddr, "pprof-bind-address", "", "Address of the Go pprof endpoints (empty: off). For profiling only.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader through a Lease so that only one replica runs tasks (on in the Deployment).")
 	fs.StringVar(&c.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL, postgres://user:password@host:5432/db (default $DATABASE_URL). Never logged with its password.")
@@ -127,6 +129,7 @@ func run() error {
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:        cfg.probeAddr,
+		PprofBindAddress:              cfg.pprofAddr,
 		LeaderElection:                cfg.leaderElect,
 		LeaderElectionID:              "taskpilot.tasks.taskpilot.dev",
 		LeaderElectionNamespace:       cfg.leaderElectionNamespace,
