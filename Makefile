@@ -86,7 +86,8 @@ build: ## Build the operator binary into bin/taskpilot.
 
 .PHONY: dev
 dev: envtest build ## Bring up taskpilot locally: etcd + kube-apiserver + PostgreSQL (data in bin/dev) + the operator.
-	go run ./hack/dev
+	go build -o $(LOCALBIN)/taskpilot-dev ./hack/dev
+	$(LOCALBIN)/taskpilot-dev
 
 .PHONY: run
 run: manifests ## Run the operator against $KUBECONFIG and $DATABASE_URL (a real cluster and database).

@@ -10,6 +10,10 @@
 // started; Stop and Restart then return ErrExternalServer so outage tests can
 // skip themselves.
 //
+// WithDataDir turns the server into a persistent one for development tools
+// (hack/dev): the cluster lives in a directory the caller keeps, runs with
+// durable settings, and Close shuts it down cleanly without deleting anything.
+//
 // Process hygiene: the postmaster is a direct child of the test binary,
 // started with a parent-death signal (SIGQUIT, i.e. immediate shutdown), so
 // it dies with the test binary even when `go test -timeout` kills it before

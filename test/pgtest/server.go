@@ -46,14 +46,22 @@ type Server struct {
 	external bool
 
 	// Throwaway-cluster fields; unused when external.
-	dir     string // temp dir: data/, server.log, unix socket
+	dir     string // temp dir: data/, server.log, unix socket; the data dir when persistent
 	dataDir string
 	logPath string
-	bin     string
-	port    int
-	as      runAs
+	// socketDir is the unix socket directory (postgres -k); "" disables it.
+	socketDir string
+	bin       string
+	port      int
+	as        runAs
 	// settings are extra -c name=value server settings (see WithSetting).
 	settings []string
+	// persistent: the cluster lives in a caller-chosen directory that Close
+	// keeps (see WithDataDir); fixedPort: the port from WithPort, or 0;
+	// ownProcessGroup: see WithProcessGroup.
+	persistent      bool
+	fixedPort       int
+	ownProcessGroup bool
 
 	dbSeq atomic.Int64 // makes NewDatabase names unique within this process
 
@@ -81,42 +89,59 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
+	s := &Server{bin: bin, as: as}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.persistent {
+		if err := s.startPersistent(ctx); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 	removeStaleDirs()
 
 	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: create temp dir: %w", err)
 	}
-	s := &Server{
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		logPath: filepath.Join(dir, "server.log"),
-		bin:     bin,
-		as:      as,
-	}
-	for _, o := range opts {
-		o(s)
-	}
+	s.dir = dir
+	s.dataDir = filepath.Join(dir, "data")
+	s.logPath = filepath.Join(dir, "server.log")
+	s.socketDir = dir
 	if err := s.initCluster(ctx); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	// A port picked as free can be taken before postgres binds it; retry
-	// with a new port a few times.
+	// with a new port a few times (a port fixed by WithPort is tried once).
 	for try := 0; ; try++ {
-		s.port, err = freePort()
+		s.port, err = s.pickPort()
 		if err == nil {
-			s.adminURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+			s.adminURL = adminURL(s.port)
 			err = s.launch(ctx)
 		}
 		if err == nil {
 			return s, nil
 		}
-		if try == 2 || ctx.Err() != nil {
+		if try == 2 || ctx.Err() != nil || s.fixedPort != 0 {
 			_ = s.Close()
 			return nil, err
 		}
 	}
+}
+
+// adminURL is the URL of the admin database of a local server on port.
+func adminURL(port int) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+}
+
+// pickPort returns the port from WithPort, or a free one.
+func (s *Server) pickPort() (int, error) {
+	if s.fixedPort != 0 {
+		return s.fixedPort, nil
+	}
+	return freePort()
 }
 
 // initCluster runs initdb in s.dir as the server user.
@@ -149,7 +174,7 @@ func (s *Server) launch(ctx context.Context) error {
 	args := []string{
 		"-D", s.dataDir,
 		"-p", strconv.Itoa(s.port),
-		"-k", s.dir,
+		"-k", s.socketDir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
@@ -162,6 +187,7 @@ func (s *Server) launch(ctx context.Context) error {
 	cmd := s.as.command(s.dir, filepath.Join(s.bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	cmd.SysProcAttr.Setpgid = s.ownProcessGroup
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
@@ -198,7 +224,7 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pgtest: postgres not ready (log %s): %w; last error: %v\n%s", s.logPath, ctx.Err(), lastErr, s.logTail())
+			return fmt.Errorf("pgtest: postgres not ready (log %s): %w; last error: %w\n%s", s.logPath, ctx.Err(), lastErr, s.logTail())
 		case <-exited:
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -269,7 +295,9 @@ func (s *Server) Restart() error {
 }
 
 // Close stops a throwaway server and removes its directory. It always tries
-// both, is safe to call twice, and is a no-op for external servers.
+// both, is safe to call twice, and is a no-op for external servers. A
+// persistent server (WithDataDir) is shut down cleanly instead ("fast" mode)
+// and its directory is kept.
 func (s *Server) Close() error {
 	if s.external {
 		return nil
@@ -282,6 +310,12 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 
+	if s.persistent {
+		if err := s.stop(syscall.SIGINT); err != nil && !errors.Is(err, ErrNotRunning) {
+			return err
+		}
+		return nil
+	}
 	var errs []error
 	if err := s.stop(syscall.SIGQUIT); err != nil && !errors.Is(err, ErrNotRunning) {
 		errs = append(errs, err)
@@ -330,7 +364,7 @@ func runWithContext(ctx context.Context, cmd *exec.Cmd) (string, error) {
 		return out.String(), err
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
-		<-done
+		<-done //nolint:errcheck // killed: its exit status says nothing new
 		return out.String(), ctx.Err()
 	}
 }
