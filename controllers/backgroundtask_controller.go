@@ -164,6 +164,9 @@ func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	}
 
 	r.opts.Journal.SetDesired(uid, desiredToStore(bt.Spec.State))
+	if snap, ok := r.opts.Runner.Snapshot(runner.Key(bt.UID)); ok && snap.Attempt == state.Attempt {
+		r.opts.Journal.SetProgress(uid, snap.Progress)
+	}
 	d := decide(r.decisionInput(bt, state))
 	if d.Action != actNone {
 		log.V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)

@@ -75,7 +75,7 @@ type Change struct {
 type outboxItem struct {
 	transition *store.Transition
 	checkpoint *checkpointWrite
-	desired    store.DesiredState
+	update     *store.TaskUpdate
 	markDelete bool
 	queuedAt   time.Time
 }
@@ -298,7 +298,30 @@ func (j *Journal) SetDesired(uid string, d store.DesiredState) {
 		return
 	}
 	e.state.Desired = d
-	e.outbox = append(e.outbox, outboxItem{desired: d, queuedAt: j.opts.Clock.Now()})
+	e.outbox = append(e.outbox, outboxItem{update: &store.TaskUpdate{DesiredState: &d}, queuedAt: j.opts.Clock.Now()})
+	e.state.Backlog = len(e.outbox)
+	j.mu.Unlock()
+	j.queue.Add(uid)
+}
+
+// SetProgress refreshes the progress of a running or paused task between transitions, so SQL
+// users see it move (the reconciler calls it at most every progress interval). A progress
+// update still waiting at the tail of the outbox is replaced rather than queued twice.
+func (j *Journal) SetProgress(uid, progress string) {
+	j.mu.Lock()
+	e, ok := j.tasks[uid]
+	if !ok || progress == "" || e.state.Progress == progress || e.state.Fenced || e.state.Deleted ||
+		(e.state.Status != store.StatusRunning && e.state.Status != store.StatusPaused) {
+		j.mu.Unlock()
+		return
+	}
+	e.state.Progress = progress
+	p := progress
+	if n := len(e.outbox); n > 1 && e.outbox[n-1].update != nil && e.outbox[n-1].update.Progress != nil {
+		e.outbox[n-1].update.Progress = &p
+	} else {
+		e.outbox = append(e.outbox, outboxItem{update: &store.TaskUpdate{Progress: &p}, queuedAt: j.opts.Clock.Now()})
+	}
 	e.state.Backlog = len(e.outbox)
 	j.mu.Unlock()
 	j.queue.Add(uid)
@@ -402,6 +425,11 @@ func (e *journalEntry) apply(uid string, c Change) *store.Transition {
 	}
 	if c.ClearCheckpoint {
 		s.Checkpoint = nil
+	}
+	if c.Progress == "" && c.Attempt == s.Attempt {
+		// A run resumed after a restart has reported nothing yet: keep what the task last said.
+		c.Progress = s.Progress
+		tr.Progress = s.Progress
 	}
 	s.Status, s.Attempt, s.Reason, s.Message, s.Progress, s.At = c.To, c.Attempt, c.Reason, c.Message, c.Progress, c.At
 	if c.StartTime != nil {

@@ -87,9 +87,8 @@ func (j *Journal) write(ctx context.Context, uid string, item outboxItem) error 
 		return err
 	case item.markDelete:
 		return j.opts.Store.MarkDeleted(ctx, uid)
-	case item.desired != "":
-		d := item.desired
-		return j.opts.Store.UpdateTask(ctx, uid, store.TaskUpdate{DesiredState: &d})
+	case item.update != nil:
+		return j.opts.Store.UpdateTask(ctx, uid, *item.update)
 	}
 	return fmt.Errorf("empty outbox item for %s", uid)
 }

@@ -61,6 +61,10 @@ func TestPauseResumeKeepsProgress(t *testing.T) {
 	bt := h.create("steps", "steps", `{"steps":60,"interval":"25ms"}`)
 	uid := string(bt.UID)
 	h.waitPhase("steps", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Progress != "" })
+	require.Eventually(t, func() bool {
+		row, err := h.repo.GetTask(h.ctx, uid)
+		return err == nil && row.Status == store.StatusRunning && row.Progress != ""
+	}, waitTimeout, 20*time.Millisecond, "progress reaches the row between transitions")
 
 	h.patchSpec("steps", `{"state":"Paused"}`)
 	paused := h.waitPhase("steps", v1alpha1.PhasePaused, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, "AsDesired"))

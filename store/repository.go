@@ -123,4 +123,7 @@ type TaskUpdate struct {
 	DesiredState *DesiredState
 	Namespace    *string
 	Name         *string
+	// Progress refreshes the progress column between transitions (truncated to
+	// MaxProgressLen characters).
+	Progress *string
 }

@@ -138,6 +138,9 @@ func (r *GormRepository) UpdateTask(ctx context.Context, uid string, u TaskUpdat
 	if u.Name != nil {
 		cols["name"] = *u.Name
 	}
+	if u.Progress != nil {
+		cols["progress"] = truncate(*u.Progress, MaxProgressLen)
+	}
 	res := r.db.WithContext(ctx).Model(&Task{}).Where("uid = ?", uid).Updates(cols)
 	if res.Error != nil {
 		return fmt.Errorf("update task %s: %w", uid, res.Error)
