@@ -63,8 +63,8 @@ envtest: ## Build kube-apiserver and etcd from Go modules into bin/k8s (once; ~1
 	ENVTEST_ASSETS=$(ENVTEST_ASSETS) hack/build-controlplane.sh
 
 .PHONY: test
-test: envtest build vet lint verify-generated ## Everything CI runs: vet, lint, stale-manifest check, unit + integration tests (-race).
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO_TEST) ./...
+test: envtest build $(KUSTOMIZE) vet lint verify-generated ## Everything CI runs: vet, lint, stale-manifest check, unit + integration tests (-race).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUSTOMIZE=$(KUSTOMIZE) $(GO_TEST) ./...
 
 .PHONY: test-e2e
 test-e2e: envtest build ## End-to-end: drive `make dev` with kubectl and psql like a user.

@@ -1,0 +1,117 @@
+// Package manifests checks what `make deploy` applies: it renders config/default with the
+// pinned kustomize and asserts a cluster admin would accept it.
+package manifests
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
+)
+
+// kustomize returns the pinned binary installed by `make kustomize` (KUSTOMIZE overrides).
+func kustomize(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("KUSTOMIZE"); p != "" {
+		return p
+	}
+	p := filepath.Join(kubetest.RepoRoot(), "bin", "kustomize")
+	if _, err := os.Stat(p); err != nil {
+		if testing.Short() {
+			t.Skip("kustomize not installed (make kustomize)")
+		}
+		t.Fatalf("no kustomize at %s: run `make kustomize` (it installs the pinned version from the Go module proxy)", p)
+	}
+	return p
+}
+
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := exec.Command(kustomize(t), "build", dir).CombinedOutput()
+	require.NoError(t, err, string(out))
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, &u)
+		}
+	}
+	return objs
+}
+
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	t.Fatalf("no %s %s in the rendered manifests", kind, name)
+	return nil
+}
+
+func TestDefaultDeploymentIsHardened(t *testing.T) {
+	objs := render(t, filepath.Join(kubetest.RepoRoot(), "config", "default"))
+
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetKind() != "Namespace" {
+			require.Equal(t, "taskpilot-system", o.GetNamespace(), "%s %s", o.GetKind(), o.GetName())
+		}
+	}
+	find(t, objs, "CustomResourceDefinition", "backgroundtasks.tasks.taskpilot.dev")
+	find(t, objs, "ClusterRole", "taskpilot-manager-role")
+	find(t, objs, "Service", "taskpilot-controller-manager-metrics")
+	find(t, objs, "PodDisruptionBudget", "taskpilot-controller-manager")
+	find(t, objs, "Role", "taskpilot-leader-election-role")
+
+	var dep appsv1.Deployment
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "Deployment", "taskpilot-controller-manager").Object, &dep))
+	pod := dep.Spec.Template.Spec
+	require.Equal(t, "taskpilot-controller-manager", pod.ServiceAccountName)
+	require.NotNil(t, pod.SecurityContext.RunAsNonRoot)
+	require.True(t, *pod.SecurityContext.RunAsNonRoot)
+	require.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, pod.SecurityContext.SeccompProfile.Type)
+	require.Len(t, pod.Containers, 1)
+	c := pod.Containers[0]
+	require.Contains(t, c.Args, "--leader-elect=true")
+	require.NotNil(t, c.SecurityContext)
+	require.False(t, *c.SecurityContext.AllowPrivilegeEscalation)
+	require.True(t, *c.SecurityContext.ReadOnlyRootFilesystem)
+	require.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
+	require.NotNil(t, c.LivenessProbe)
+	require.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+	require.False(t, c.Resources.Requests.Memory().IsZero())
+	require.False(t, c.Resources.Limits.Memory().IsZero())
+	require.Equal(t, "taskpilot-database", c.Env[0].ValueFrom.SecretKeyRef.Name, "DATABASE_URL comes from a Secret")
+}
+
+func TestExampleOverlayGeneratesTheSecret(t *testing.T) {
+	// Render a copy of config/ with a throwaway database-url file (the real one is gitignored).
+	root := kubetest.RepoRoot()
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(filepath.Join(dir, "config"), os.DirFS(filepath.Join(root, "config"))))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config", "overlays", "example", "database-url"), []byte("postgres://u:p@db:5432/t"), 0o600))
+	objs := render(t, filepath.Join(dir, "config", "overlays", "example"))
+	secret := find(t, objs, "Secret", "taskpilot-database")
+	require.Equal(t, "taskpilot-system", secret.GetNamespace())
+	find(t, objs, "Deployment", "taskpilot-controller-manager")
+}
