@@ -3,13 +3,16 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/store"
@@ -156,4 +159,49 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>PAUSED@1", "PAUSED>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
 	h.waitPhase("survivor", v1alpha1.PhaseFinished, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionTrue, ""))
 	h.waitPhase("newcomer", v1alpha1.PhaseFinished, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionTrue, ""))
+}
+
+// TestDeleteWhileDatabaseDownIsNotStuck deletes a task while PostgreSQL is down: the finalizer
+// gives up after its timeout with a Warning event instead of blocking the deletion forever,
+// and the next operator start marks the orphaned row deleted (history kept).
+func TestDeleteWhileDatabaseDownIsNotStuck(t *testing.T) {
+	if os.Getenv("DATABASE_URL") != "" {
+		t.Skip("needs a throwaway PostgreSQL it can stop; DATABASE_URL is set")
+	}
+	var srv *pgtest.Server
+	h := newHarnessOn(t, func() *pgtest.Server {
+		var err error
+		srv, err = pgtest.Start(context.Background(), pgtest.WithSetting("synchronous_commit", "on"))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = srv.Close() })
+		return srv
+	})
+	first := h.startOperator(operatorConfig{finalizerTimeout: 2 * time.Second})
+	bt := h.create("orphan", "steps", `{"steps":100000,"interval":"20ms"}`)
+	uid := string(bt.UID)
+	h.waitRow(uid, store.StatusRunning)
+
+	require.NoError(t, srv.Stop(pgtest.StopImmediate))
+	require.NoError(t, h.c.Delete(h.ctx, bt))
+	require.Eventually(t, func() bool {
+		err := h.c.Get(h.ctx, client.ObjectKeyFromObject(bt), &v1alpha1.BackgroundTask{})
+		return apierrors.IsNotFound(err)
+	}, waitTimeout, 50*time.Millisecond, "the deletion completes despite the database being down")
+	require.Eventually(t, func() bool {
+		for _, e := range h.events(uid) {
+			if e == "Warning/RecordIncomplete" {
+				return true
+			}
+		}
+		return false
+	}, waitTimeout, 50*time.Millisecond, "a Warning event says the record is incomplete")
+
+	first.stop()
+	require.NoError(t, srv.Restart())
+	h.startOperator(operatorConfig{})
+	require.Eventually(t, func() bool {
+		_, err := h.repo.GetTask(h.ctx, uid)
+		return errors.Is(err, store.ErrNotFound)
+	}, waitTimeout, 50*time.Millisecond, "the startup loader marks the orphaned row deleted")
+	require.NotEmpty(t, h.history(uid), "history is kept")
 }

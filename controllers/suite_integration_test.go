@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -137,6 +138,8 @@ type operatorConfig struct {
 	maxConcurrent int
 	dbURL         string
 	leaderElect   bool
+	// finalizerTimeout overrides the 10s used by tests.
+	finalizerTimeout time.Duration
 }
 
 // startOperator starts an operator watching the harness namespace. It is stopped at cleanup.
@@ -174,7 +177,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		StopGrace:          2 * time.Second,
 		DatabaseTimeout:    2 * time.Second,
 		ProgressInterval:   500 * time.Millisecond,
-		FinalizerTimeout:   10 * time.Second,
+		FinalizerTimeout:   cmp.Or(cfg.finalizerTimeout, 10*time.Second),
 		Metrics:            metrics,
 	})
 	require.NoError(h.t, err)
