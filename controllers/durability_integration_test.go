@@ -43,6 +43,25 @@ func resultStartedAt(t *testing.T, bt *v1alpha1.BackgroundTask) int {
 	return r.StartedAt
 }
 
+// newHarnessWithOwnDatabaseServer gives an outage test a PostgreSQL server of its own to stop
+// and restart, so other tests are not disturbed.
+func newHarnessWithOwnDatabaseServer(t *testing.T) (*harness, *pgtest.Server) {
+	t.Helper()
+	if os.Getenv("DATABASE_URL") != "" {
+		t.Skip("needs a throwaway PostgreSQL it can stop; DATABASE_URL is set")
+	}
+	var srv *pgtest.Server
+	h := newHarnessOn(t, func() *pgtest.Server {
+		var err error
+		// synchronous_commit=on: an immediate stop must not lose acknowledged commits.
+		srv, err = pgtest.Start(context.Background(), pgtest.WithSetting("synchronous_commit", "on"))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = srv.Close() })
+		return srv
+	})
+	return h, srv
+}
+
 // TestOperatorRestartResumesFromCheckpoint is the seed's "load RUNNING/PAUSED tasks on
 // startup": a manager is stopped and a new one started in the same test.
 func TestOperatorRestartResumesFromCheckpoint(t *testing.T) {
@@ -119,18 +138,7 @@ func TestStaleWriterIsFenced(t *testing.T) {
 // conditions and /readyz, keeps driving the task, and records every transition once the
 // database is back, in order and without duplicates.
 func TestPostgresOutageLosesNothing(t *testing.T) {
-	if os.Getenv("DATABASE_URL") != "" {
-		t.Skip("needs a throwaway PostgreSQL it can stop; DATABASE_URL is set")
-	}
-	var srv *pgtest.Server
-	h := newHarnessOn(t, func() *pgtest.Server {
-		var err error
-		// synchronous_commit=on: an immediate stop must not lose acknowledged commits.
-		srv, err = pgtest.Start(context.Background(), pgtest.WithSetting("synchronous_commit", "on"))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = srv.Close() })
-		return srv
-	})
+	h, srv := newHarnessWithOwnDatabaseServer(t)
 	p := h.startOperator(operatorConfig{})
 	bt := h.create("survivor", "steps", `{"steps":150,"interval":"20ms"}`)
 	uid := string(bt.UID)
@@ -165,17 +173,7 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 // gives up after its timeout with a Warning event instead of blocking the deletion forever,
 // and the next operator start marks the orphaned row deleted (history kept).
 func TestDeleteWhileDatabaseDownIsNotStuck(t *testing.T) {
-	if os.Getenv("DATABASE_URL") != "" {
-		t.Skip("needs a throwaway PostgreSQL it can stop; DATABASE_URL is set")
-	}
-	var srv *pgtest.Server
-	h := newHarnessOn(t, func() *pgtest.Server {
-		var err error
-		srv, err = pgtest.Start(context.Background(), pgtest.WithSetting("synchronous_commit", "on"))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = srv.Close() })
-		return srv
-	})
+	h, srv := newHarnessWithOwnDatabaseServer(t)
 	first := h.startOperator(operatorConfig{finalizerTimeout: 2 * time.Second})
 	bt := h.create("orphan", "steps", `{"steps":100000,"interval":"20ms"}`)
 	uid := string(bt.UID)
