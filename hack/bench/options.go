@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the command-line settings of one bench run.
+type options struct {
+	operator   string
+	report     string
+	quick      bool
+	sizes      []int // lifecycle throughput sizes
+	pauseN     int
+	crashN     int
+	footprintN []int
+	workers    int
+	qps        int
+	burst      int
+	profileSec int
+	crashStep  time.Duration // countdown interval in the crash scenario (one checkpoint per step)
+	scenarios  map[string]bool
+}
+
+func parseOptions(args []string) (options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o options
+	var sizes, fps, scen string
+	fs.StringVar(&o.operator, "operator", "bin/taskpilot", "Path of the operator binary to benchmark.")
+	fs.StringVar(&o.report, "report", "", "Markdown report to (re)write, e.g. docs/benchmarks.md (empty: terminal only).")
+	fs.BoolVar(&o.quick, "quick", false, "Smoke run with small sizes (for development).")
+	fs.StringVar(&sizes, "sizes", "", "Lifecycle sizes, comma separated (default 100,1000,5000; quick 50,200).")
+	fs.IntVar(&o.pauseN, "pause-n", 0, "Tasks in the pause-latency scenario (default 1000; quick 100).")
+	fs.IntVar(&o.crashN, "crash-n", 0, "Tasks in the resume-after-crash scenario (default 1000; quick 100).")
+	fs.StringVar(&fps, "footprint", "", "Footprint sizes (default 1000,5000 to fit 15 minutes; quick 200).")
+	fs.IntVar(&o.workers, "workers", 16, "Parallel API clients creating and patching tasks (and in the ceilings).")
+	fs.IntVar(&o.qps, "kube-api-qps", 1000, "Operator's --kube-api-qps.")
+	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Operator's --kube-api-burst.")
+	fs.IntVar(&o.profileSec, "profile-seconds", 0, "CPU profile length during the biggest lifecycle run (default 15; quick 3).")
+	fs.DurationVar(&o.crashStep, "crash-interval", time.Second, "Countdown step (= checkpoint) interval in the crash scenario.")
+	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,footprint", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	def := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if o.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&o.pauseN, 1000, 100)
+	def(&o.crashN, 1000, 100)
+	def(&o.profileSec, 15, 3)
+	var err error
+	if o.sizes, err = intList(sizes, "100,1000,5000", "50,200", o.quick); err != nil {
+		return o, fmt.Errorf("--sizes: %w", err)
+	}
+	if o.footprintN, err = intList(fps, "1000,5000", "200", o.quick); err != nil {
+		return o, fmt.Errorf("--footprint: %w", err)
+	}
+	o.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scen, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "lifecycle", "pause", "crash", "footprint":
+			o.scenarios[s] = true
+		case "":
+		default:
+			return o, fmt.Errorf("--scenarios: unknown %q", s)
+		}
+	}
+	if o.workers < 1 {
+		return o, errors.New("--workers must be positive")
+	}
+	return o, nil
+}
+
+func intList(s, full, quick string, isQuick bool) ([]int, error) {
+	if s == "" {
+		s = full
+		if isQuick {
+			s = quick
+		}
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad size %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

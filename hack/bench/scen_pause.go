@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+)
+
+// pauseResult is scenario 3 (+ mirror lag of the pause/resume transitions).
+type pauseResult struct {
+	n                       int
+	pauseCR, pauseRow       dist
+	resumeCR, resumeRow     dist
+	patchPause, patchResume time.Duration // how long sending all patches took
+	commitP50, commitP99    float64
+	crLag                   dist
+	cpu                     cpuShare
+}
+
+// pausePoints is a task that reaches a pause point every 10 ms and never checkpoints (a
+// countdown whose checkpoint interval is beyond its length), so the measurement is the
+// pause path alone. The built-in sleep with tick 10ms would also checkpoint every 10 ms,
+// i.e. 100,000 checkpoint writes/s for 1,000 tasks: a checkpoint benchmark, not a pause one.
+const pausePoints = `{"from":1000000,"interval":"10ms","checkpointEvery":1000000}`
+
+func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
+	res := &pauseResult{n: n}
+	st, err := e.newStage(ctx, fmt.Sprintf("pause-%d", n), n+16)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = st.close() }()
+	const ns = "default"
+	w := newPhaseWatcher()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go w.run(wctx, st.cp.client, ns)
+
+	spec := func(int) taskSpec {
+		return taskSpec{taskName: "countdown", params: pausePoints, state: v1alpha1.DesiredRunning}
+	}
+	if err := createTasks(ctx, st.cp.client, ns, "p", n, e.opts.workers, spec); err != nil {
+		return nil, err
+	}
+	if err := waitAll(ctx, st, w, ns, "pause: start", n, v1alpha1.PhaseRunning, "RUNNING"); err != nil {
+		return nil, err
+	}
+	sleepCtx(ctx, 2*time.Second) // let the last status writes settle
+	comps := benchComponents(st)
+	cpuBefore := takeCPU(comps)
+	opBefore, err := st.op.scrape()
+	if err != nil {
+		return nil, err
+	}
+
+	t0 := time.Now()
+	sent, err := patchState(ctx, st.cp.client, ns, "p", n, e.opts.workers, v1alpha1.DesiredPaused)
+	if err != nil {
+		return nil, err
+	}
+	res.patchPause = time.Since(t0)
+	if err := waitAll(ctx, st, w, ns, "pause", n, v1alpha1.PhasePaused, "PAUSED"); err != nil {
+		return nil, err
+	}
+	trs, err := transitions(ctx, st.pool, ns, t0.Add(-time.Second))
+	if err != nil {
+		return nil, err
+	}
+	res.pauseCR, res.pauseRow = latencies(w, trs, sent, "RUNNING", "PAUSED", v1alpha1.PhasePaused)
+
+	t1 := time.Now()
+	sent, err = patchState(ctx, st.cp.client, ns, "p", n, e.opts.workers, v1alpha1.DesiredRunning)
+	if err != nil {
+		return nil, err
+	}
+	res.patchResume = time.Since(t1)
+	if err := waitAll(ctx, st, w, ns, "resume", n, v1alpha1.PhaseRunning, "RUNNING"); err != nil {
+		return nil, err
+	}
+	trs, err = transitions(ctx, st.pool, ns, t0.Add(-time.Second))
+	if err != nil {
+		return nil, err
+	}
+	res.resumeCR, res.resumeRow = latencies(w, trs, sent, "PAUSED", "RUNNING", v1alpha1.PhaseRunning)
+	res.crLag = mirrorLag(w, trs)
+	res.cpu = cpuDelta(cpuBefore, takeCPU(comps), comps)
+	opAfter, err := st.op.scrape()
+	if err != nil {
+		return nil, err
+	}
+	h := histDelta(opAfter.histogram("taskpilot_transition_commit_seconds"), opBefore.histogram("taskpilot_transition_commit_seconds"))
+	res.commitP50, res.commitP99 = histQuantile(0.5, h), histQuantile(0.99, h)
+	logf("pause %d: CR p50 %v p99 %v, row p99 %v; resume CR p50 %v p99 %v, row p99 %v",
+		n, res.pauseCR.p50, res.pauseCR.p99, res.pauseRow.p99, res.resumeCR.p50, res.resumeCR.p99, res.resumeRow.p99)
+	return res, nil
+}
+
+// waitAll waits until n CRs show phase and n rows have status.
+func waitAll(ctx context.Context, st *stage, w *phaseWatcher, ns, label string, n int, phase v1alpha1.Phase, status string) error {
+	return waitFor(ctx, label, 10*time.Minute, func() (bool, string, error) {
+		rows, err := countStatus(ctx, st.pool, ns, status)
+		if err != nil {
+			return false, "", err
+		}
+		crs := w.count(phase)
+		return rows == n && crs == n, fmt.Sprintf("CR %s %d/%d, rows %s %d/%d", phase, crs, n, status, rows, n), nil
+	})
+}
+
+// latencies measures, per task, patch send time -> CR phase (watch) and -> the transition's
+// `at` in PostgreSQL (the runner's event time; the commit follows within the commit lag).
+func latencies(w *phaseWatcher, trs []transitionRow, sent map[string]time.Time, from, to string, phase v1alpha1.Phase) (cr, row dist) {
+	var crs, rows []time.Duration
+	for name, t := range sent {
+		if seen, ok := w.enteredAt(name, phase); ok && seen.After(t) {
+			crs = append(crs, seen.Sub(t))
+		}
+	}
+	for _, tr := range trs {
+		t, ok := sent[tr.name]
+		if ok && tr.from == from && tr.to == to && !tr.at.Before(t) {
+			rows = append(rows, tr.at.Sub(t))
+		}
+	}
+	return summarize(crs), summarize(rows)
+}

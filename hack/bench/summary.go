@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+)
+
+// summaryRow is one line of the summary: what, measured, target, verdict.
+type summaryRow struct{ what, value, target, verdict string }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func secs(f float64) string {
+	if math.IsNaN(f) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f ms", f*1000)
+}
+
+func summaryRows(r *results) []summaryRow {
+	var rows []summaryRow
+	for _, l := range r.lifecycle {
+		t := l.tighter()
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("throughput, %d noop tasks", l.n),
+			fmt.Sprintf("%.0f tasks/s = %.2f× tighter ceiling (%.0f tasks/s, %s)", l.tasksSec, l.ratio(), t.tasksSec, ceilingName(l)),
+			"≥ 0.8× ceiling", verdict(l.ratio() >= 0.8),
+		})
+	}
+	if len(r.lifecycle) > 0 {
+		l := r.lifecycle[len(r.lifecycle)-1]
+		per := float64(l.stmts) / float64(l.transitions)
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("SQL statements per transition (%d tasks)", l.n),
+			fmt.Sprintf("%.2f (%.2f commits)", per, float64(l.xacts)/float64(l.transitions)),
+			"≤ 2 round trips", verdict(per <= 2),
+		})
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("API writes per task (%d tasks)", l.n),
+			fmt.Sprintf("%.2f (create 1, object %.2f, status %.2f, events %.2f)", l.writes.total()/float64(l.n),
+				l.writes.objectUpdates()/float64(l.n), l.writes.statusUpdates()/float64(l.n), l.writes.events()/float64(l.n)),
+			"(informational)", "",
+		})
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("mirror lag → DB commit p50/p99 (%d tasks)", l.n),
+			secs(l.commitP50) + " / " + secs(l.commitP99), "p99 < 100 ms", verdict(l.commitP99 < 0.1),
+		})
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("mirror lag → CR status p50/p99 (%d tasks)", l.n),
+			ms(l.crLag.p50) + " / " + ms(l.crLag.p99), "p99 < 100 ms", verdict(l.crLag.p99 < 100*time.Millisecond),
+		})
+	}
+	if p := r.pause; p != nil {
+		rows = append(rows,
+			summaryRow{fmt.Sprintf("pause → CR Paused p50/p99 (%d tasks)", p.n), ms(p.pauseCR.p50) + " / " + ms(p.pauseCR.p99), "p99 < 250 ms", verdict(p.pauseCR.p99 < 250*time.Millisecond)},
+			summaryRow{fmt.Sprintf("pause → row PAUSED p50/p99 (%d tasks)", p.n), ms(p.pauseRow.p50) + " / " + ms(p.pauseRow.p99), "p99 < 250 ms", verdict(p.pauseRow.p99 < 250*time.Millisecond)},
+			summaryRow{fmt.Sprintf("resume → CR Running p50/p99 (%d tasks)", p.n), ms(p.resumeCR.p50) + " / " + ms(p.resumeCR.p99), "(same as pause)", verdict(p.resumeCR.p99 < 250*time.Millisecond)},
+			summaryRow{fmt.Sprintf("mirror lag pause/resume → CR p50/p99 (%d tasks)", p.n), ms(p.crLag.p50) + " / " + ms(p.crLag.p99), "p99 < 100 ms", verdict(p.crLag.p99 < 100*time.Millisecond)},
+		)
+	}
+	if c := r.crash; c != nil {
+		rows = append(rows,
+			summaryRow{fmt.Sprintf("resume after SIGKILL, %d tasks (from restart)", c.n),
+				fmt.Sprintf("%.1f s (ready %.1f s, lease %.1f s, then %.1f s)", c.allRunning.Seconds(), c.ready.Seconds(), c.leader.Seconds(), c.afterLeader.Seconds()),
+				"< 10 s", verdict(c.allRunning < 10*time.Second)},
+			summaryRow{"work lost per task (age of last durable checkpoint at kill) p99/max",
+				ms(c.ckptAge.p99) + " / " + ms(c.ckptAge.max), fmt.Sprintf("≤ 1 checkpoint interval (%v)", c.interval),
+				verdict(c.ckptAge.max <= c.interval+100*time.Millisecond && c.regressed == 0)},
+		)
+	}
+	for _, f := range r.footprint {
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("operator RSS, %d tasks (half running, half paused)", f.n),
+			fmt.Sprintf("%.0f MiB (idle %.0f), %.1f KiB/task, %.0f goroutines", mib(f.rss), mib(f.idleRSS), f.bytesPerTask()/1024, f.goroutines),
+			"< 300 MiB at 10,000", verdict(f.n < 10000 || mib(f.rss) < 300),
+		})
+	}
+	return rows
+}
+
+func ceilingName(l lifecycleResult) string {
+	if l.tighter().tasksSec == l.pgCeil.tasksSec && l.pgCeil.tasksSec < l.apiCeil.tasksSec {
+		return "PostgreSQL"
+	}
+	return "apiserver/etcd"
+}
+
+func printSummary(w io.Writer, r *results) {
+	fmt.Fprintf(w, "\ntaskpilot bench — %d cores, %s, wall %v (shared machine: numbers are noisy)\n\n", r.machine.cores, r.machine.memory, r.wall.Round(time.Second))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tVERDICT")
+	for _, row := range summaryRows(r) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.what, row.value, row.target, trimStars(row.verdict))
+	}
+	_ = tw.Flush()
+	for _, f := range r.failures {
+		fmt.Fprintf(w, "FAILED: %s\n", f)
+	}
+}
+
+func trimStars(s string) string {
+	if s == "**missed**" {
+		return "MISSED"
+	}
+	return s
+}
