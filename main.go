@@ -43,6 +43,11 @@ type config struct {
 	journalWriters             int
 	stopGrace                  time.Duration
 	progressInterval           time.Duration
+	progressUpdateQPS          float64
+	statusCoalesceWindow       time.Duration
+	leaseDuration              time.Duration
+	renewDeadline              time.Duration
+	retryPeriod                time.Duration
 	finalizerTimeout           time.Duration
 	startupDatabaseWaitTimeout time.Duration
 }
@@ -73,6 +78,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	fs.IntVar(&c.journalWriters, "journal-writers", 8, "Goroutines writing transitions to PostgreSQL.")
 	fs.DurationVar(&c.stopGrace, "stop-grace", runner.DefaultStopGrace, "How long a stopped task may ignore cancellation before it is reported Stopped anyway.")
 	fs.DurationVar(&c.progressInterval, "progress-update-interval", 10*time.Second, "How often a running task's progress is copied into its status.")
+	fs.Float64Var(&c.progressUpdateQPS, "progress-update-qps", 20, "Budget of progress-only status writes per second over all tasks.")
+	fs.DurationVar(&c.statusCoalesceWindow, "status-coalesce-window", 100*time.Millisecond, "A fresh run's first status write waits this long, so a task that finishes sooner costs one write (0: off).")
+	fs.DurationVar(&c.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits before taking over a Lease whose holder stopped renewing it (a crashed leader).")
+	fs.DurationVar(&c.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew its Lease before it gives up leading.")
+	fs.DurationVar(&c.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often Lease acquisition and renewal are tried.")
 	fs.DurationVar(&c.finalizerTimeout, "finalizer-timeout", time.Minute, "How long a deleted task waits for its run to stop and its record to be written.")
 	fs.DurationVar(&c.startupDatabaseWaitTimeout, "startup-database-timeout", 10*time.Second, "How long start-up waits for PostgreSQL before giving up.")
 	zopts := zap.Options{Development: false}
@@ -134,6 +144,9 @@ func run() error {
 		LeaderElectionID:              "taskpilot.tasks.taskpilot.dev",
 		LeaderElectionNamespace:       cfg.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &cfg.leaseDuration,
+		RenewDeadline:                 &cfg.renewDeadline,
+		RetryPeriod:                   &cfg.retryPeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -152,6 +165,8 @@ func run() error {
 		JournalWriters:          cfg.journalWriters,
 		DatabaseTimeout:         cfg.dbTimeout,
 		ProgressInterval:        cfg.progressInterval,
+		ProgressUpdateQPS:       float32(cfg.progressUpdateQPS),
+		StatusCoalesceWindow:    cfg.statusCoalesceWindow,
 		FinalizerTimeout:        cfg.finalizerTimeout,
 		Metrics:                 metrics.Registry,
 	})

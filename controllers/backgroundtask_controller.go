@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -60,6 +61,11 @@ type ReconcilerOptions struct {
 	// ProgressInterval is how often the status of a running task is refreshed with its
 	// progress (a write only when the progress text changed).
 	ProgressInterval time.Duration
+	// ProgressUpdateQPS bounds progress-only status writes over all tasks (0: 20/s), so
+	// thousands of running tasks cannot crowd out the writes that matter.
+	ProgressUpdateQPS float32
+	// StatusCoalesceWindow defers the first status write of a fresh run (see coalesceWait).
+	StatusCoalesceWindow time.Duration
 	// FinalizerTimeout bounds how long a deleted task waits for its run to stop and its record
 	// to be written before the finalizer is removed anyway (with a Warning event).
 	FinalizerTimeout time.Duration
@@ -73,7 +79,8 @@ type ReconcilerOptions struct {
 // BackgroundTaskReconciler drives the runner toward each BackgroundTask's spec and mirrors the
 // actual state into status.
 type BackgroundTaskReconciler struct {
-	opts ReconcilerOptions
+	opts            ReconcilerOptions
+	progressLimiter flowcontrol.RateLimiter
 }
 
 // NewBackgroundTaskReconciler fills defaults and builds the reconciler.
@@ -93,7 +100,11 @@ func NewBackgroundTaskReconciler(opts ReconcilerOptions) *BackgroundTaskReconcil
 	if opts.MaxConcurrentReconciles <= 0 {
 		opts.MaxConcurrentReconciles = 8
 	}
-	return &BackgroundTaskReconciler{opts: opts}
+	if opts.ProgressUpdateQPS <= 0 {
+		opts.ProgressUpdateQPS = 20
+	}
+	burst := max(1, int(opts.ProgressUpdateQPS))
+	return &BackgroundTaskReconciler{opts: opts, progressLimiter: flowcontrol.NewTokenBucketRateLimiter(opts.ProgressUpdateQPS, burst)}
 }
 
 // SetupWithManager registers the controller. Spec changes arrive through the watch (status-only
@@ -156,7 +167,7 @@ func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		state, err = r.track(ctx, bt)
 		if err != nil {
 			log.Info("cannot load the task's record from PostgreSQL; will retry", "error", err.Error())
-			if werr := r.writeStatus(ctx, bt, TaskState{}, err.Error()); werr != nil {
+			if _, werr := r.writeStatus(ctx, bt, TaskState{}, err.Error()); werr != nil {
 				return ctrl.Result{}, werr
 			}
 			return ctrl.Result{}, fmt.Errorf("load record of %s: %w", req.NamespacedName, err)
@@ -174,13 +185,18 @@ func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	actErr := r.act(bt, state, d)
 
 	state, _ = r.opts.Journal.Get(uid)
-	if err := r.writeStatus(ctx, bt, state, ""); err != nil {
+	deferred, err := r.writeStatus(ctx, bt, state, "")
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if actErr != nil {
 		return ctrl.Result{}, actErr
 	}
-	return ctrl.Result{RequeueAfter: r.requeueAfter(state, d)}, nil
+	after := r.requeueAfter(state, d)
+	if deferred > 0 && (after == 0 || deferred < after) {
+		after = deferred
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
 }
 
 // track loads the task's row (adoption after an operator restart or a leader change) or
@@ -189,11 +205,19 @@ func (r *BackgroundTaskReconciler) track(ctx context.Context, bt *v1alpha1.Backg
 	ctx, cancel := context.WithTimeout(ctx, r.opts.DatabaseTimeout)
 	defer cancel()
 	nn := types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name}
-	row, err := r.opts.Store.GetTask(ctx, string(bt.UID))
 	observed := bt.Status.ObservedRestartGeneration
-	switch {
-	case err == nil:
-	case errors.Is(err, store.ErrNotFound):
+	var row *store.Task
+	if bt.Status.Phase != "" {
+		var err error
+		row, err = r.opts.Store.GetTask(ctx, string(bt.UID))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return TaskState{}, fmt.Errorf("get row: %w", err)
+		}
+		// A missing row (a database restored from an old backup) is created again below.
+	}
+	if row == nil {
+		// Never reconciled: almost always a new task, so create without looking first (one
+		// statement). Create is idempotent: an existing row comes back as it is.
 		row = &store.Task{
 			UID:          string(bt.UID),
 			Namespace:    bt.Namespace,
@@ -201,15 +225,14 @@ func (r *BackgroundTaskReconciler) track(ctx context.Context, bt *v1alpha1.Backg
 			TaskName:     bt.Spec.TaskName,
 			DesiredState: desiredToStore(bt.Spec.State),
 		}
-		if _, err := r.opts.Store.CreateTask(ctx, row); err != nil {
+		created, err := r.opts.Store.CreateTask(ctx, row)
+		if err != nil {
 			return TaskState{}, fmt.Errorf("create row: %w", err)
 		}
-		if bt.Status.Phase == "" {
+		if created && bt.Status.Phase == "" {
 			// A new task honours the restartGeneration it was created with.
 			observed = bt.Spec.RestartGeneration
 		}
-	default:
-		return TaskState{}, fmt.Errorf("get row: %w", err)
 	}
 	return r.opts.Journal.Track(nn, row, observed), nil
 }
@@ -308,8 +331,10 @@ func (r *BackgroundTaskReconciler) startSpec(bt *v1alpha1.BackgroundTask, attemp
 	return spec, nil
 }
 
-// writeStatus writes the status computed from state if it differs from the stored one.
-func (r *BackgroundTaskReconciler) writeStatus(ctx context.Context, bt *v1alpha1.BackgroundTask, state TaskState, dbProblem string) error {
+// writeStatus writes the status computed from state if it differs from the stored one, and
+// tells the transitions since the last Event. It returns how long to wait before writing when
+// the write is deferred to coalesce the first phases of a fresh run.
+func (r *BackgroundTaskReconciler) writeStatus(ctx context.Context, bt *v1alpha1.BackgroundTask, state TaskState, dbProblem string) (time.Duration, error) {
 	live := ""
 	if snap, ok := r.opts.Runner.Snapshot(runner.Key(bt.UID)); ok && snap.Attempt == state.Attempt {
 		live = snap.Progress
@@ -317,23 +342,53 @@ func (r *BackgroundTaskReconciler) writeStatus(ctx context.Context, bt *v1alpha1
 	if state.Status == "" {
 		state.ObservedRestartGeneration = bt.Status.ObservedRestartGeneration
 	}
+	now := r.opts.Clock.Now()
 	next := buildStatus(statusInput{
 		Generation:      bt.Generation,
 		Desired:         bt.Spec.State,
 		Previous:        bt.Status,
 		State:           state,
 		LiveProgress:    live,
-		Now:             r.opts.Clock.Now(),
+		Now:             now,
 		DatabaseProblem: dbProblem,
 	})
-	if equality.Semantic.DeepEqual(bt.Status, next) {
-		return nil
+	if !equality.Semantic.DeepEqual(bt.Status, next) {
+		if wait := r.coalesceWait(bt.Status.Phase, next.Phase, now.Sub(state.At)); wait > 0 {
+			return wait, nil
+		}
+		if progressOnly(bt.Status, next) && !r.progressLimiter.TryAccept() {
+			return 0, nil // over the progress budget: the next periodic refresh writes it
+		}
+		bt.Status = next
+		if err := r.opts.Client.Status().Update(ctx, bt); err != nil {
+			return 0, fmt.Errorf("write status: %w", err)
+		}
 	}
-	bt.Status = next
-	if err := r.opts.Client.Status().Update(ctx, bt); err != nil {
-		return fmt.Errorf("write status: %w", err)
+	announce(r.opts.Events, bt, r.opts.Journal.TakeUnannounced(string(bt.UID)))
+	return 0, nil
+}
+
+// coalesceWait defers the first status write of a fresh run (phase still empty or Pending)
+// while it is younger than StatusCoalesceWindow: a task that finishes within the window gets
+// one status write, Finished, instead of Running then Finished. API writes are the scarce
+// resource (docs/benchmarks.md); later phases (Paused, Stopped, Failed…) are written at once.
+func (r *BackgroundTaskReconciler) coalesceWait(current, next v1alpha1.Phase, age time.Duration) time.Duration {
+	window := r.opts.StatusCoalesceWindow
+	if window <= 0 || (current != "" && current != v1alpha1.PhasePending) ||
+		(next != v1alpha1.PhasePending && next != v1alpha1.PhaseRunning) || age >= window {
+		return 0
 	}
-	return nil
+	return window - age
+}
+
+// progressOnly reports whether next differs from current in the progress text alone.
+func progressOnly(current, next v1alpha1.BackgroundTaskStatus) bool {
+	if current.Progress == next.Progress {
+		return false
+	}
+	same := next
+	same.Progress = current.Progress
+	return equality.Semantic.DeepEqual(current, same)
 }
 
 func (r *BackgroundTaskReconciler) requeueAfter(s TaskState, d decision) time.Duration {

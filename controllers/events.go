@@ -2,38 +2,48 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/store"
 )
 
-// EventEmitter turns transitions into Kubernetes Events, so `kubectl describe bgt` tells the
-// story. Events are sent asynchronously by client-go's broadcaster.
-type EventEmitter struct {
-	Recorder events.EventRecorder
-}
-
-// Transition implements TransitionEvents.
-func (e EventEmitter) Transition(nn types.NamespacedName, uid string, from store.Status, c Change) {
-	if e.Recorder == nil {
+// announce tells the transitions since the last Event in one Kubernetes Event, so
+// `kubectl describe bgt` tells the whole story while a short task costs one Event instead of
+// one per transition (Events are API writes, and the API server is the bottleneck). The full
+// history, one row per transition, is in PostgreSQL.
+func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []Announcement) {
+	if rec == nil || len(list) == 0 {
 		return
 	}
-	obj := &v1alpha1.BackgroundTask{
-		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion().String(), Kind: "BackgroundTask"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: nn.Namespace, Name: nn.Name, UID: types.UID(uid)},
-	}
 	eventType := corev1.EventTypeNormal
-	if c.To == store.StatusFailed || c.Reason == ReasonRetryScheduled {
-		eventType = corev1.EventTypeWarning
+	steps := make([]string, 0, len(list)+1)
+	steps = append(steps, phaseName(list[0].From))
+	for _, a := range list {
+		if a.To == store.StatusFailed || a.Reason == ReasonRetryScheduled {
+			eventType = corev1.EventTypeWarning
+		}
+		steps = append(steps, phaseName(a.To))
 	}
-	note := fmt.Sprintf("%s → %s (attempt %d)", nonEmpty(string(phaseFromStatus(from)), "New"), phaseFromStatus(c.To), c.Attempt)
-	if c.Message != "" {
-		note += ": " + c.Message
+	last := list[len(list)-1]
+	note := fmt.Sprintf("%s (attempt %d)", strings.Join(steps, " → "), last.Attempt)
+	// Failure messages say why; keep them even when later transitions followed (a retry).
+	var messages []string
+	for _, a := range list {
+		if a.Message != "" && (a.To == store.StatusFailed || a == last) && !slices.Contains(messages, a.Message) {
+			messages = append(messages, a.Message)
+		}
 	}
-	e.Recorder.Eventf(obj, nil, eventType, nonEmpty(c.Reason, string(phaseFromStatus(c.To))), "Transition", "%s", truncateRunes(note, 1000))
+	if len(messages) > 0 {
+		note += ": " + strings.Join(messages, "; ")
+	}
+	rec.Eventf(bt, nil, eventType, nonEmpty(last.Reason, phaseName(last.To)), "Transition", "%s", truncateRunes(note, 1000))
+}
+
+func phaseName(s store.Status) string {
+	return nonEmpty(string(phaseFromStatus(s)), "New")
 }

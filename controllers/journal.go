@@ -89,7 +89,21 @@ type journalEntry struct {
 	state   TaskState
 	lastSeq int64
 	outbox  []outboxItem
+	// unannounced are the transitions not yet told in a Kubernetes Event (the reconciler
+	// announces them together when it writes status).
+	unannounced []Announcement
 }
+
+// Announcement is one transition as told in an Event.
+type Announcement struct {
+	From, To store.Status
+	Attempt  int
+	Reason   string
+	Message  string
+}
+
+// maxUnannounced bounds the transitions kept for the next Event of one task.
+const maxUnannounced = 16
 
 // JournalOptions are the Journal's dependencies.
 type JournalOptions struct {
@@ -97,7 +111,6 @@ type JournalOptions struct {
 	Clock   clock.PassiveClock
 	Logger  logr.Logger
 	Notify  func(types.NamespacedName)
-	Events  TransitionEvents
 	Metrics *Metrics
 	// Writers is the number of goroutines writing to PostgreSQL (each task is written by one
 	// at a time, in order).
@@ -106,12 +119,6 @@ type JournalOptions struct {
 	WriteTimeout time.Duration
 	// FlushTimeout bounds the flush of the backlog on shutdown.
 	FlushTimeout time.Duration
-}
-
-// TransitionEvents is told about every transition (the reconciler turns them into Kubernetes
-// Events). Implementations must not block.
-type TransitionEvents interface {
-	Transition(nn types.NamespacedName, uid string, from store.Status, c Change)
 }
 
 // Journal keeps the actual state of every task this process runs and writes every transition
@@ -224,14 +231,15 @@ func (j *Journal) Record(uid string, c Change) error {
 	from, nn := e.state.Status, e.state.NamespacedName
 	tr := e.apply(uid, c)
 	e.outbox = append(e.outbox, outboxItem{transition: tr, queuedAt: j.opts.Clock.Now()})
+	if len(e.unannounced) == maxUnannounced {
+		e.unannounced = append(e.unannounced[:1], e.unannounced[2:]...) // keep the first and the latest
+	}
+	e.unannounced = append(e.unannounced, Announcement{From: from, To: c.To, Attempt: c.Attempt, Reason: c.Reason, Message: c.Message})
 	e.state.Backlog = len(e.outbox)
 	j.mu.Unlock()
 
 	j.opts.Metrics.transition(from, c.To)
 	j.queue.Add(uid)
-	if j.opts.Events != nil {
-		j.opts.Events.Transition(nn, uid, from, c)
-	}
 	j.opts.Notify(nn)
 	return nil
 }
@@ -325,6 +333,19 @@ func (j *Journal) SetProgress(uid, progress string) {
 	e.state.Backlog = len(e.outbox)
 	j.mu.Unlock()
 	j.queue.Add(uid)
+}
+
+// TakeUnannounced returns the transitions not yet told in an Event, and forgets them.
+func (j *Journal) TakeUnannounced(uid string) []Announcement {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e, ok := j.tasks[uid]
+	if !ok {
+		return nil
+	}
+	out := e.unannounced
+	e.unannounced = nil
+	return out
 }
 
 // MarkHanded notes that attempt was handed to the runner by this process.

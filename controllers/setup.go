@@ -31,6 +31,8 @@ type SetupOptions struct {
 	JournalWriters          int
 	DatabaseTimeout         time.Duration
 	ProgressInterval        time.Duration
+	ProgressUpdateQPS       float32
+	StatusCoalesceWindow    time.Duration
 	FinalizerTimeout        time.Duration
 	// Metrics registers taskpilot's metrics (controller-runtime's metrics.Registry in main; a
 	// fresh prometheus.NewRegistry() in tests, where several managers share a process).
@@ -66,7 +68,6 @@ func Setup(mgr ctrl.Manager, o SetupOptions) (*Operator, error) {
 		Clock:        o.Clock,
 		Logger:       log,
 		Notify:       notifier.Notify,
-		Events:       EventEmitter{Recorder: recorder},
 		Writers:      o.JournalWriters,
 		WriteTimeout: o.DatabaseTimeout,
 	})
@@ -99,6 +100,8 @@ func Setup(mgr ctrl.Manager, o SetupOptions) (*Operator, error) {
 		Events:                  recorder,
 		Clock:                   o.Clock,
 		ProgressInterval:        o.ProgressInterval,
+		ProgressUpdateQPS:       o.ProgressUpdateQPS,
+		StatusCoalesceWindow:    o.StatusCoalesceWindow,
 		FinalizerTimeout:        o.FinalizerTimeout,
 		DatabaseTimeout:         o.DatabaseTimeout,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,7 +180,9 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		DatabaseTimeout:    2 * time.Second,
 		ProgressInterval:   500 * time.Millisecond,
 		FinalizerTimeout:   cmp.Or(cfg.finalizerTimeout, 10*time.Second),
-		Metrics:            metrics,
+		// The production default: a fresh run's first status write waits 100ms.
+		StatusCoalesceWindow: 100 * time.Millisecond,
+		Metrics:              metrics,
 	})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -402,30 +406,40 @@ func hasCondition(typ string, status metav1.ConditionStatus, reason string) func
 	}
 }
 
-// events returns "Type/Reason" of the Events about a task.
+// events returns "Type/Reason" of the Events about a task, oldest first.
 func (h *harness) events(uid string) []string {
 	h.t.Helper()
-	var list corev1.EventList
-	require.NoError(h.t, h.c.List(h.ctx, &list, client.InNamespace(h.ns)))
 	var out []string
-	for _, e := range list.Items {
-		if string(e.InvolvedObject.UID) == uid {
-			out = append(out, e.Type+"/"+e.Reason)
-		}
+	for _, e := range h.eventObjects(uid) {
+		out = append(out, e.Type+"/"+e.Reason)
 	}
 	return out
 }
 
-func containsInOrder(t *testing.T, got []string, want ...string) {
-	t.Helper()
-	i := 0
-	for _, g := range got {
-		if i < len(want) && g == want[i] {
-			i++
+// eventNotes returns the text of the Events about a task, oldest first, joined by newlines.
+func (h *harness) eventNotes(uid string) string {
+	h.t.Helper()
+	var out []string
+	for _, e := range h.eventObjects(uid) {
+		out = append(out, e.Type+"/"+e.Reason+": "+e.Message)
+	}
+	return strings.Join(out, "\n")
+}
+
+func (h *harness) eventObjects(uid string) []corev1.Event {
+	h.t.Helper()
+	var list corev1.EventList
+	require.NoError(h.t, h.c.List(h.ctx, &list, client.InNamespace(h.ns)))
+	var out []corev1.Event
+	for _, e := range list.Items {
+		if string(e.InvolvedObject.UID) == uid {
+			out = append(out, e)
 		}
 	}
-	require.Equal(t, len(want), i, "want %v in order within %v", want, got)
+	slices.SortStableFunc(out, func(a, b corev1.Event) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	return out
 }
+
 
 func ctrlConfigSkipNameValidation() config.Controller {
 	// Several operators start in one test process (restart, failover); controller-runtime
