@@ -440,7 +440,6 @@ func (h *harness) eventObjects(uid string) []corev1.Event {
 	return out
 }
 
-
 func ctrlConfigSkipNameValidation() config.Controller {
 	// Several operators start in one test process (restart, failover); controller-runtime
 	// otherwise insists on process-wide unique controller names.
