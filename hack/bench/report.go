@@ -10,6 +10,7 @@ import (
 
 // writeReport renders the Markdown report to path.
 func writeReport(path string, r *results) error {
+	previous := readPreviousRun(path)
 	var b strings.Builder
 	md := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	md("# taskpilot benchmarks")
@@ -46,6 +47,7 @@ func writeReport(path string, r *results) error {
 		md("**Scenario failed:** `%s`", f)
 	}
 	md("")
+	writePrevious(md, previous)
 	writeLifecycle(&b, r)
 	writePause(&b, r)
 	writeCrash(&b, r)
