@@ -74,7 +74,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API (client-side limit).")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
 	fs.IntVar(&c.maxConcurrentTasks, "max-concurrent-tasks", runner.DefaultMaxConcurrent, "Tasks running at once; more wait in FIFO order as Pending. Paused tasks do not count.")
-	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "Reconcile workers.")
+	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 16, "Reconcile workers. Each waits on API writes, so this is also how many writes are in flight; about 16 saturates a small API server.")
 	fs.IntVar(&c.journalWriters, "journal-writers", 8, "Goroutines writing transitions to PostgreSQL.")
 	fs.DurationVar(&c.stopGrace, "stop-grace", runner.DefaultStopGrace, "How long a stopped task may ignore cancellation before it is reported Stopped anyway.")
 	fs.DurationVar(&c.progressInterval, "progress-update-interval", 10*time.Second, "How often a running task's progress is copied into its status.")

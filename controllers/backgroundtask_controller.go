@@ -153,15 +153,16 @@ func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	if !bt.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, bt)
 	}
-	if !controllerutil.ContainsFinalizer(bt, Finalizer) {
+	uid := string(bt.UID)
+	state, tracked := r.opts.Journal.Get(uid)
+	// A tracked task got its finalizer before it was tracked: a cached copy without it is just
+	// older than our own write, and adding it again would cost an API write and a conflict.
+	if !tracked && !controllerutil.ContainsFinalizer(bt, Finalizer) {
 		controllerutil.AddFinalizer(bt, Finalizer)
 		if err := r.opts.Client.Update(ctx, bt); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
-
-	uid := string(bt.UID)
-	state, tracked := r.opts.Journal.Get(uid)
 	if !tracked {
 		var err error
 		state, err = r.track(ctx, bt)
@@ -359,8 +360,14 @@ func (r *BackgroundTaskReconciler) writeStatus(ctx context.Context, bt *v1alpha1
 		if progressOnly(bt.Status, next) && !r.progressLimiter.TryAccept() {
 			return 0, nil // over the progress budget: the next periodic refresh writes it
 		}
-		bt.Status = next
-		if err := r.opts.Client.Status().Update(ctx, bt); err != nil {
+		// Replace the whole status with a JSON patch: this controller is its only writer, so no
+		// resourceVersion precondition is needed, and a cached copy that lags our own previous
+		// write (common under load) does not turn into a conflict and a retry.
+		patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": next}})
+		if err != nil {
+			return 0, fmt.Errorf("encode status: %w", err)
+		}
+		if err := r.opts.Client.Status().Patch(ctx, bt, client.RawPatch(types.JSONPatchType, patch)); err != nil {
 			return 0, fmt.Errorf("write status: %w", err)
 		}
 	}
