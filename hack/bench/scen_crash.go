@@ -34,11 +34,9 @@ func runCrash(ctx context.Context, e *env, n int) (*crashResult, error) {
 		return nil, err
 	}
 	defer func() { _ = st.close() }()
-	const ns = "default"
-	w := newPhaseWatcher()
-	wctx, stopWatch := context.WithCancel(ctx)
+	const ns = benchNamespace
+	w, stopWatch := st.watchPhases(ctx, ns)
 	defer stopWatch()
-	go w.run(wctx, st.cp.client, ns)
 
 	params := fmt.Sprintf(`{"from":100000,"interval":%q,"checkpointEvery":1}`, e.opts.crashStep)
 	spec := func(int) taskSpec {

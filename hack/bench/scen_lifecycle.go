@@ -45,11 +45,9 @@ func runLifecycle(ctx context.Context, e *env, n int, profile bool) (lifecycleRe
 		return res, err
 	}
 	defer func() { _ = st.close() }()
-	const ns = "default"
-	w := newPhaseWatcher()
-	wctx, stopWatch := context.WithCancel(ctx)
+	const ns = benchNamespace
+	w, stopWatch := st.watchPhases(ctx, ns)
 	defer stopWatch()
-	go w.run(wctx, st.cp.client, ns)
 
 	comps := benchComponents(st)
 	if err := resetStatements(ctx, st.pool); err != nil {

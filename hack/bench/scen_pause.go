@@ -32,11 +32,9 @@ func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
 		return nil, err
 	}
 	defer func() { _ = st.close() }()
-	const ns = "default"
-	w := newPhaseWatcher()
-	wctx, stopWatch := context.WithCancel(ctx)
+	const ns = benchNamespace
+	w, stopWatch := st.watchPhases(ctx, ns)
 	defer stopWatch()
-	go w.run(wctx, st.cp.client, ns)
 
 	spec := func(int) taskSpec {
 		return taskSpec{taskName: "countdown", params: pausePoints, state: v1alpha1.DesiredRunning}

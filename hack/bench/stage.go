@@ -96,3 +96,14 @@ func waitLeader(ctx context.Context, st *stage) error {
 	sleepCtx(ctx, time.Second)
 	return nil
 }
+
+// benchNamespace is where every scenario creates its BackgroundTasks.
+const benchNamespace = "default"
+
+// watchPhases starts a phase watcher on the stage's control plane; call stop when done.
+func (st *stage) watchPhases(ctx context.Context, ns string) (w *phaseWatcher, stop func()) {
+	w = newPhaseWatcher()
+	wctx, cancel := context.WithCancel(ctx)
+	go w.run(wctx, st.cp.client, ns)
+	return w, cancel
+}
