@@ -186,11 +186,12 @@ func (r *BackgroundTaskReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		}
 	}
 
+	snap, inRunner := r.opts.Runner.Snapshot(runner.Key(bt.UID))
 	r.opts.Journal.SetDesired(uid, desiredToStore(bt.Spec.State))
-	if snap, ok := r.opts.Runner.Snapshot(runner.Key(bt.UID)); ok && snap.Attempt == state.Attempt {
+	if inRunner && snap.Attempt == state.Attempt {
 		r.opts.Journal.SetProgress(uid, snap.Progress)
 	}
-	d := decide(r.decisionInput(bt, state))
+	d := decide(r.decisionInput(bt, state, snap, inRunner))
 	if d.Action != actNone {
 		log.V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)
 	}
@@ -249,8 +250,7 @@ func (r *BackgroundTaskReconciler) track(ctx context.Context, bt *v1alpha1.Backg
 	return r.opts.Journal.Track(nn, row, observed), nil
 }
 
-func (r *BackgroundTaskReconciler) decisionInput(bt *v1alpha1.BackgroundTask, s TaskState) decisionInput {
-	snap, inRunner := r.opts.Runner.Snapshot(runner.Key(bt.UID))
+func (r *BackgroundTaskReconciler) decisionInput(bt *v1alpha1.BackgroundTask, s TaskState, snap runner.TaskSnapshot, inRunner bool) decisionInput {
 	return decisionInput{
 		Desired:                   bt.Spec.State,
 		RestartGeneration:         bt.Spec.RestartGeneration,
@@ -354,18 +354,16 @@ func (r *BackgroundTaskReconciler) writeStatus(ctx context.Context, bt *v1alpha1
 	if state.Status == "" {
 		state.ObservedRestartGeneration = bt.Status.ObservedRestartGeneration
 	}
-	now := r.opts.Clock.Now()
 	next := buildStatus(statusInput{
 		Generation:      bt.Generation,
 		Desired:         bt.Spec.State,
 		Previous:        bt.Status,
 		State:           state,
 		LiveProgress:    live,
-		Now:             now,
 		DatabaseProblem: dbProblem,
 	})
 	if !equality.Semantic.DeepEqual(bt.Status, next) {
-		if wait := r.coalesceWait(bt.Status.Phase, next.Phase, now.Sub(state.At)); wait > 0 {
+		if wait := r.coalesceWait(bt.Status.Phase, next.Phase, r.opts.Clock.Since(state.At)); wait > 0 {
 			return wait, nil
 		}
 		if progressOnly(bt.Status, next) && !r.progressLimiter.TryAccept() {

@@ -135,8 +135,6 @@ type Journal struct {
 
 	mu    sync.Mutex
 	tasks map[string]*journalEntry
-	// dbErr is the last transient database error seen by a writer, cleared by a success.
-	dbErr error
 }
 
 // NewJournal builds a Journal; Start runs its writers.
@@ -399,14 +397,6 @@ func (j *Journal) Forget(uid string) {
 	if ok {
 		j.opts.Metrics.phaseChanged(e.state.Status, "")
 	}
-}
-
-// DatabaseError returns the last transient database error of a writer, nil once a write
-// succeeded again.
-func (j *Journal) DatabaseError() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.dbErr
 }
 
 // Backlog returns the number of unwritten items over all tasks.

@@ -112,7 +112,6 @@ func (j *Journal) succeeded(uid string, item outboxItem) {
 		e.state.Deleted = true
 	}
 	nn := e.state.NamespacedName
-	j.dbErr = nil
 	j.mu.Unlock()
 
 	if item.transition != nil {
@@ -140,9 +139,6 @@ func (j *Journal) failed(uid string, err error) {
 		e.state.Fenced = true
 		e.outbox = nil
 		e.state.Backlog = 0
-	}
-	if store.IsTransient(err) {
-		j.dbErr = err
 	}
 	nn := e.state.NamespacedName
 	j.mu.Unlock()

@@ -29,8 +29,6 @@ type statusInput struct {
 	Previous        v1alpha1.BackgroundTaskStatus
 	State           TaskState
 	LiveProgress    string // the runner's progress, fresher than the last transition's
-	RecordedAfter   time.Duration
-	Now             time.Time
 	DatabaseProblem string // non-empty while the task could not be loaded from the database
 }
 
