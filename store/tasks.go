@@ -8,10 +8,12 @@ import (
 	"gorm.io/gorm"
 )
 
-// createTaskSQL inserts the row and its seq-1 history record in one statement
+// CreateTaskSQL inserts the row and its seq-1 history record in one statement
 // (one implicit transaction, one round trip). ON CONFLICT makes it idempotent:
-// when the uid exists, nothing is written and no row is returned.
-const createTaskSQL = `
+// when the uid exists, nothing is written and no row is returned. Named
+// parameters: @uid, @namespace, @name, @task_name, @desired_state. Exported so
+// the benchmark's PostgreSQL ceiling runs exactly this statement.
+const CreateTaskSQL = `
 WITH ins AS (
     INSERT INTO background_tasks
         (uid, namespace, name, task_name, status, desired_state, attempt, last_seq, created_at, updated_at)
@@ -38,7 +40,7 @@ func (r *GormRepository) CreateTask(ctx context.Context, t *Task) (bool, error) 
 		return false, fmt.Errorf("create task %s: desired state %q: %w", t.UID, desired, ErrInvalidArgument)
 	}
 	var inserted Task
-	res := r.db.WithContext(ctx).Raw(createTaskSQL, map[string]any{
+	res := r.db.WithContext(ctx).Raw(CreateTaskSQL, map[string]any{
 		"uid":           t.UID,
 		"namespace":     t.Namespace,
 		"name":          t.Name,

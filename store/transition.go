@@ -7,13 +7,15 @@ import (
 	"unicode/utf8"
 )
 
-// recordTransitionSQL is the hot path: one statement, hence one implicit
+// RecordTransitionSQL is the hot path: one statement, hence one implicit
 // transaction and one round trip. The UPDATE only matches when the row is in
 // the state the writer expects; the INSERT appends history only for a row the
 // UPDATE matched, so the row and its history can never disagree. Concurrent
 // writers serialise on the row lock and the loser re-checks the WHERE clause
-// against the winner's row (READ COMMITTED), matching nothing.
-const recordTransitionSQL = `
+// against the winner's row (READ COMMITTED), matching nothing. Named parameters
+// are those RecordTransition passes; exported so the benchmark's PostgreSQL
+// ceiling runs exactly this statement.
+const RecordTransitionSQL = `
 WITH v AS (
     SELECT CAST(@uid AS text) AS uid, CAST(@seq AS bigint) AS seq, CAST(@from AS text) AS from_status,
            CAST(@prev_attempt AS integer) AS prev_attempt, CAST(@to AS text) AS to_status,
@@ -48,7 +50,7 @@ INSERT INTO background_task_transitions (task_uid, seq, from_status, to_status, 
 SELECT upd.uid, v.seq, v.from_status, v.to_status, v.attempt, v.reason, v.message, v.at
 FROM upd CROSS JOIN v`
 
-// diagnoseTransitionSQL runs only when recordTransitionSQL matched nothing:
+// diagnoseTransitionSQL runs only when RecordTransitionSQL matched nothing:
 // it tells a replay (history already has this seq) from a conflict.
 const diagnoseTransitionSQL = `
 SELECT t.status, t.attempt, t.last_seq, t.deleted_at IS NOT NULL AS deleted,
@@ -81,7 +83,7 @@ func (r *GormRepository) RecordTransition(ctx context.Context, tr Transition) er
 	if tr.StartTime != nil {
 		startTime = *tr.StartTime
 	}
-	res := r.db.WithContext(ctx).Exec(recordTransitionSQL, map[string]any{
+	res := r.db.WithContext(ctx).Exec(RecordTransitionSQL, map[string]any{
 		"uid":              tr.TaskUID,
 		"seq":              tr.Seq,
 		"from":             string(tr.From),
