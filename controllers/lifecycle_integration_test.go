@@ -61,7 +61,7 @@ func TestPauseResumeKeepsProgress(t *testing.T) {
 	h.startOperator(operatorConfig{})
 	bt := h.create("steps", "steps", `{"steps":60,"interval":"25ms"}`)
 	uid := string(bt.UID)
-	h.waitPhase("steps", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Progress != "" })
+	h.waitPhase("steps", v1alpha1.PhaseRunning, hasProgress)
 	require.Eventually(t, func() bool {
 		row, err := h.repo.GetTask(h.ctx, uid)
 		return err == nil && row.Status == store.StatusRunning && row.Progress != ""
@@ -102,7 +102,7 @@ func TestStopThenRunAgain(t *testing.T) {
 	h.startOperator(operatorConfig{})
 	bt := h.create("stop", "steps", `{"steps":400,"interval":"25ms"}`)
 	uid := string(bt.UID)
-	h.waitPhase("stop", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Progress != "" })
+	h.waitPhase("stop", v1alpha1.PhaseRunning, hasProgress)
 
 	h.patchSpec("stop", `{"state":"Stopped"}`)
 	stopped := h.waitPhase("stop", v1alpha1.PhaseStopped)

@@ -399,6 +399,9 @@ func condition(bt *v1alpha1.BackgroundTask, typ string) *metav1.Condition {
 	return nil
 }
 
+// hasProgress: the running task has reported progress (so it is past its start).
+func hasProgress(bt *v1alpha1.BackgroundTask) bool { return bt.Status.Progress != "" }
+
 func hasCondition(typ string, status metav1.ConditionStatus, reason string) func(*v1alpha1.BackgroundTask) bool {
 	return func(bt *v1alpha1.BackgroundTask) bool {
 		c := condition(bt, typ)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 // controlPlane is the local etcd and kube-apiserver, run by controller-runtime's envtest.
@@ -102,13 +104,9 @@ func (cp *controlPlane) closeLogs() {
 
 // writeKubeconfig writes an admin (system:masters) kubeconfig for kubectl and the operator.
 func (cp *controlPlane) writeKubeconfig(path string) error {
-	user, err := cp.env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	kc, err := kubetest.AdminKubeconfig(&cp.env.ControlPlane)
 	if err != nil {
-		return fmt.Errorf("add admin user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("render kubeconfig: %w", err)
+		return err
 	}
 	return writeFileAtomic(path, kc, 0o600)
 }

@@ -67,13 +67,23 @@ func (e *Env) Stop() error { return e.Environment.Stop() }
 
 // WriteKubeconfig writes an admin kubeconfig for the control plane (for kubectl) to path.
 func (e *Env) WriteKubeconfig(path string) error {
-	user, err := e.Environment.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	kc, err := AdminKubeconfig(&e.Environment.ControlPlane)
 	if err != nil {
-		return fmt.Errorf("add admin user: %w", err)
+		return err
+	}
+	return os.WriteFile(path, kc, 0o600)
+}
+
+// AdminKubeconfig provisions a system:masters user on a running envtest control plane and
+// returns a kubeconfig for it (for kubectl and the operator; also used by make dev).
+func AdminKubeconfig(cp *envtest.ControlPlane) ([]byte, error) {
+	user, err := cp.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add admin user: %w", err)
 	}
 	kc, err := user.KubeConfig()
 	if err != nil {
-		return fmt.Errorf("render kubeconfig: %w", err)
+		return nil, fmt.Errorf("render kubeconfig: %w", err)
 	}
-	return os.WriteFile(path, kc, 0o600)
+	return kc, nil
 }
