@@ -5,16 +5,7 @@ import (
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
-)
-
-// Reasons the controller itself records (the runner's own reasons are documented in runner).
-const (
-	ReasonRetryScheduled  = "RetryScheduled"
-	ReasonRestarted       = "Restarted"
-	ReasonStopped         = "Stopped"
-	ReasonPaused          = "Paused"
-	ReasonDatabaseBacklog = "DatabaseUnreachable"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // action is what the reconciler does to move actual state toward spec.
@@ -29,30 +20,22 @@ const (
 	actRecord action = "Record" // record a transition the controller decides (no run involved)
 )
 
-// observedTask is the actual state decide looks at.
-type observedTask struct {
-	Status  store.Status
-	Attempt int
-	Reason  string
-	// At is when the latest transition happened.
-	At time.Time
-	// HasCheckpoint: a checkpoint of this attempt was adopted from the database.
-	HasCheckpoint bool
-	// Handed: this process handed the current attempt to the runner.
-	Handed bool
-	// RunnerActive: the runner holds a non-terminal run for the task.
-	RunnerActive bool
-	// Fenced: the database rejected our transitions; another operator owns the task.
-	Fenced bool
-}
-
+// decisionInput is everything a decision is made from: the spec, the task's record (as
+// PostgreSQL holds it plus the changes on their way there), and what this process runs.
+// Nothing comes from the BackgroundTask's status: after a crash or a failover, the row and the
+// spec alone rebuild every decision.
 type decisionInput struct {
-	Desired                   v1alpha1.DesiredState
-	RestartGeneration         int64
-	ObservedRestartGeneration int64
-	MaxRetries                int
-	Observed                  observedTask
-	Now                       time.Time
+	Desired           v1alpha1.DesiredState
+	RestartGeneration int64
+	MaxRetries        int
+	Record            lifecycle.Record
+	// HasCheckpoint: a checkpoint of Record.Attempt was adopted from the row.
+	HasCheckpoint bool
+	// Handed: this process handed Record.Attempt to the runner.
+	Handed bool
+	// RunnerActive: the runner holds a non-terminal run of the task.
+	RunnerActive bool
+	Now          time.Time
 }
 
 type decision struct {
@@ -61,116 +44,115 @@ type decision struct {
 	Attempt int
 	// Resume starts from the adopted checkpoint instead of from scratch (actStart).
 	Resume bool
-	// Change is the transition to record (actRecord).
-	Change *Change
-	// ObserveRestart marks spec.restartGeneration as honoured once the action is done.
-	ObserveRestart bool
+	// RestartGeneration is the spec.restartGeneration the started attempt honours (actStart).
+	RestartGeneration int64
+	// Event is the transition to record (actRecord).
+	Event *lifecycle.Event
 	// RequeueAfter asks for another look later (a retry backoff, a run settling).
 	RequeueAfter time.Duration
 	// Why explains the decision in logs.
 	Why string
 }
 
-// settleDelay is how long to wait for a runner transition that is in flight.
-const settleDelay = 200 * time.Millisecond
-
-// retryBackoff is the wait before attempt n+1 after attempt n failed: 1s, 2s, 4s, ... 5m.
-func retryBackoff(failedAttempt int) time.Duration {
-	if failedAttempt < 1 {
-		failedAttempt = 1
-	}
-	if failedAttempt > 9 {
+// retryBackoff is the wait before a retry after `retries` earlier retries: 1s, 2s, 4s, ... 5m.
+func retryBackoff(retries int) time.Duration {
+	if retries >= 9 {
 		return 5 * time.Minute
 	}
-	return min(time.Second<<(failedAttempt-1), 5*time.Minute)
+	return min(time.Second<<max(retries, 0), 5*time.Minute)
 }
 
-// retriable reports whether a failure with this reason can succeed on another attempt. A spec
-// that names an unknown type or carries invalid params fails the same way every time.
-func retriable(reason string) bool {
-	return reason != v1alpha1.ReasonUnknownTaskType && reason != v1alpha1.ReasonInvalidParams
-}
-
-// decide is the whole lifecycle policy as a pure function of spec and observed state: it has
-// no side effects and no clock of its own, so it is table-tested without a cluster.
+// decide is the lifecycle policy as a pure function of spec and record: no side effects and no
+// clock of its own, so it is table-tested without a cluster.
 func decide(in decisionInput) decision {
-	o := in.Observed
-	if o.Fenced {
-		if o.RunnerActive {
-			return decision{Action: actStop, Why: "another operator owns this task"}
-		}
-		return decision{Action: actNone, Why: "another operator owns this task"}
-	}
-	// A run this process handed over is settling (its transition is on the way).
-	settling := o.Handed && !o.RunnerActive && !o.Status.Terminal()
+	rec := in.Record
+	// A run this process handed over is settling: its transition is on its way.
+	settling := in.Handed && !in.RunnerActive && !rec.Status.Terminal()
 
-	if in.RestartGeneration > in.ObservedRestartGeneration {
+	if in.RestartGeneration > rec.RestartGeneration {
 		return decideRestart(in, settling)
 	}
-
-	switch o.Status {
-	case store.StatusPending:
+	switch rec.Status {
+	case lifecycle.Pending:
 		return decidePending(in, settling)
-	case store.StatusRunning, store.StatusPaused:
+	case lifecycle.Running, lifecycle.Paused:
 		return decideActive(in, settling)
-	case store.StatusFailed:
-		if in.Desired == v1alpha1.DesiredRunning && retriable(o.Reason) && o.Attempt-1 < in.MaxRetries {
-			next := o.Attempt + 1
+	case lifecycle.Failed:
+		if retryDue(in.Desired, in.MaxRetries, rec) {
+			next := rec.Attempt + 1
+			at := rec.EndTime.Add(retryBackoff(rec.Retries))
 			return decision{
-				Action: actRecord,
-				Change: &Change{
-					To: store.StatusPending, Attempt: next, Reason: ReasonRetryScheduled, ClearCheckpoint: true,
-					Message: fmt.Sprintf("attempt %d of %d starts in %s", next, in.MaxRetries+1, retryBackoff(o.Attempt)),
-				},
-				RequeueAfter: retryBackoff(o.Attempt),
-				Why:          "attempt failed, retries left",
+				Action: actRecord, Why: "attempt failed, retries left",
+				Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRetryScheduled, RetryAt: at,
+					Message: fmt.Sprintf("retry %d of %d (attempt %d) starts at %s", rec.Retries+1, in.MaxRetries, next, at.UTC().Format(time.RFC3339))},
+				RequeueAfter: max(at.Sub(in.Now), 0),
 			}
 		}
 		return decision{Action: actNone, Why: "failed; bump restartGeneration to run again"}
-	case store.StatusStopped:
+	case lifecycle.Stopped:
 		if in.Desired == v1alpha1.DesiredRunning {
-			return decision{Action: actStart, Attempt: o.Attempt + 1, Why: "stopped task set Running: new attempt"}
+			return decision{Action: actStart, Attempt: rec.Attempt + 1, RestartGeneration: rec.RestartGeneration,
+				Why: "stopped task set Running: new attempt"}
 		}
 		return decision{Action: actNone, Why: "stopped"}
-	case store.StatusFinished:
+	case lifecycle.Finished:
 		return decision{Action: actNone, Why: "finished; bump restartGeneration to run again"}
 	}
-	return decision{Action: actNone, Why: "unknown status " + string(o.Status)}
+	return decision{Action: actNone, Why: "unknown status " + string(rec.Status)}
+}
+
+// retryDue reports whether a failed attempt is followed by a retry.
+func retryDue(desired v1alpha1.DesiredState, maxRetries int, rec lifecycle.Record) bool {
+	return rec.Status == lifecycle.Failed && desired == v1alpha1.DesiredRunning && lifecycle.Retriable(rec.Reason) && rec.Retries < maxRetries
+}
+
+// passing reports whether the record is a step the reconciler is about to leave on its own: a
+// failure with a retry due, or a stop on the way to a restart. The status writer waits for the
+// next step instead of showing Failed or Stopped, phases the API defines as final.
+func passing(spec v1alpha1.BackgroundTaskSpec, rec lifecycle.Record) bool {
+	return retryDue(spec.State, int(spec.MaxRetries), rec) ||
+		(rec.Status == lifecycle.Stopped && spec.RestartGeneration > rec.RestartGeneration && spec.State != v1alpha1.DesiredStopped)
 }
 
 func decideRestart(in decisionInput, settling bool) decision {
-	o := in.Observed
-	next := o.Attempt + 1
+	rec := in.Record
+	next, gen := rec.Attempt+1, in.RestartGeneration
 	switch {
-	case o.RunnerActive:
+	case in.RunnerActive:
 		// Stop first and start the new attempt once the run is over: waiting for the stop here
-		// would block a reconcile worker for up to the stop grace.
+		// would block a worker for up to the stop grace.
 		return decision{Action: actStop, RequeueAfter: settleDelay, Why: "restart requested: stopping the current run first"}
 	case settling:
 		return decision{Action: actNone, RequeueAfter: settleDelay, Why: "restart requested: waiting for the run to settle"}
 	}
+	if rec.Status == lifecycle.Running || rec.Status == lifecycle.Paused {
+		// Recorded as running but running nowhere (adopted): its attempt ends before the new one
+		// starts. The restart is honoured by the new attempt, so a crash in between loses nothing.
+		return decision{Action: actRecord, Why: "restart requested: ending the adopted attempt first",
+			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped,
+				Message: "stopped for a restart (restartGeneration " + fmt.Sprint(gen) + ")"}}
+	}
 	switch in.Desired {
 	case v1alpha1.DesiredRunning:
-		return decision{Action: actStart, Attempt: next, ObserveRestart: true, Why: "restart requested"}
+		return decision{Action: actStart, Attempt: next, RestartGeneration: gen, Why: "restart requested"}
 	case v1alpha1.DesiredPaused:
-		return decision{
-			Action: actRecord, ObserveRestart: true, Why: "restart requested while Paused",
-			Change: &Change{To: store.StatusPending, Attempt: next, Reason: ReasonRestarted, ClearCheckpoint: true,
-				Message: "restarted; waits for spec.state Running"},
-		}
+		return decision{Action: actRecord, Why: "restart requested while Paused",
+			Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRestarted, RestartGeneration: gen,
+				Message: "restarted; waits for spec.state Running"}}
 	case v1alpha1.DesiredStopped:
-		if !o.Status.Terminal() {
-			return decision{Action: actRecord, ObserveRestart: true, Why: "restart requested while Stopped",
-				Change: &Change{To: store.StatusStopped, Attempt: o.Attempt, Reason: ReasonStopped, Message: "stopped before it ran"}}
+		ev := &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, RestartGeneration: gen,
+			Message: "stopped before it ran"}
+		if rec.Status.Terminal() {
+			ev.Reason, ev.Message = lifecycle.ReasonRestarted, "restart requested while spec.state is Stopped: set Running to start a new attempt"
 		}
-		return decision{Action: actNone, ObserveRestart: true, Why: "restart requested while Stopped: nothing to run"}
+		return decision{Action: actRecord, Event: ev, Why: "restart requested while Stopped"}
 	}
 	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
 }
 
 func decidePending(in decisionInput, settling bool) decision {
-	o := in.Observed
-	if o.RunnerActive {
+	rec := in.Record
+	if in.RunnerActive {
 		switch in.Desired {
 		case v1alpha1.DesiredPaused:
 			return decision{Action: actPause, Why: "queued task set Paused"}
@@ -185,31 +167,30 @@ func decidePending(in decisionInput, settling bool) decision {
 	}
 	switch in.Desired {
 	case v1alpha1.DesiredRunning:
-		if o.Reason == ReasonRetryScheduled {
-			if wait := retryBackoff(o.Attempt-1) - in.Now.Sub(o.At); wait > 0 {
-				return decision{Action: actNone, RequeueAfter: wait, Why: "retry backoff"}
-			}
+		if wait := rec.RetryAt.Sub(in.Now); !rec.RetryAt.IsZero() && wait > 0 {
+			return decision{Action: actNone, RequeueAfter: wait, Why: "retry backoff"}
 		}
-		return decision{Action: actStart, Attempt: max(o.Attempt, 1), Resume: o.HasCheckpoint, Why: "pending and desired Running"}
+		return decision{Action: actStart, Attempt: max(rec.Attempt, 1), Resume: in.HasCheckpoint && rec.Attempt > 0,
+			RestartGeneration: rec.RestartGeneration, Why: "pending and desired Running"}
 	case v1alpha1.DesiredPaused:
 		return decision{Action: actNone, Why: "pending until spec.state is Running"}
 	case v1alpha1.DesiredStopped:
 		return decision{Action: actRecord, Why: "pending task set Stopped",
-			Change: &Change{To: store.StatusStopped, Attempt: o.Attempt, Reason: ReasonStopped, Message: "stopped before it ran"}}
+			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped before it ran"}}
 	}
 	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
 }
 
-// decideActive handles RUNNING and PAUSED.
+// decideActive handles Running and Paused.
 func decideActive(in decisionInput, settling bool) decision {
-	o := in.Observed
-	if o.RunnerActive {
+	rec := in.Record
+	if in.RunnerActive {
 		switch {
 		case in.Desired == v1alpha1.DesiredStopped:
 			return decision{Action: actStop, Why: "set Stopped"}
-		case in.Desired == v1alpha1.DesiredPaused && o.Status == store.StatusRunning:
+		case in.Desired == v1alpha1.DesiredPaused && rec.Status == lifecycle.Running:
 			return decision{Action: actPause, Why: "set Paused"}
-		case in.Desired == v1alpha1.DesiredRunning && o.Status == store.StatusPaused:
+		case in.Desired == v1alpha1.DesiredRunning && rec.Status == lifecycle.Paused:
 			return decision{Action: actResume, Why: "set Running"}
 		}
 		return decision{Action: actNone, Why: "in the desired state"}
@@ -217,21 +198,22 @@ func decideActive(in decisionInput, settling bool) decision {
 	if settling {
 		return decision{Action: actNone, RequeueAfter: settleDelay, Why: "waiting for the run to settle"}
 	}
-	// Recorded as RUNNING or PAUSED but not running in this process: adopted from the database
-	// after an operator restart or a leader change.
+	// Recorded as Running or Paused but not running in this process: adopted from the row after
+	// an operator restart, a failover, or from an owner that is gone.
 	switch in.Desired {
 	case v1alpha1.DesiredRunning:
-		return decision{Action: actStart, Attempt: max(o.Attempt, 1), Resume: o.HasCheckpoint, Why: "resume after operator restart"}
+		return decision{Action: actStart, Attempt: rec.Attempt, Resume: in.HasCheckpoint, RestartGeneration: rec.RestartGeneration,
+			Why: "resume an adopted run"}
 	case v1alpha1.DesiredPaused:
-		if o.Status == store.StatusRunning {
-			return decision{Action: actRecord, Why: "was running when the operator stopped; now desired Paused",
-				Change: &Change{To: store.StatusPaused, Attempt: o.Attempt, Reason: ReasonPaused,
-					Message: "paused while the operator was away; resumes from its last checkpoint"}}
+		if rec.Status == lifecycle.Running {
+			return decision{Action: actRecord, Why: "adopted a running task that is now desired Paused",
+				Event: &lifecycle.Event{To: lifecycle.Paused, Attempt: rec.Attempt, Reason: lifecycle.ReasonPaused,
+					Message: "paused while it was not running; resumes from its last checkpoint"}}
 		}
 		return decision{Action: actNone, Why: "paused; resumes from its checkpoint when set Running"}
 	case v1alpha1.DesiredStopped:
 		return decision{Action: actRecord, Why: "set Stopped while not running here",
-			Change: &Change{To: store.StatusStopped, Attempt: o.Attempt, Reason: ReasonStopped, Message: "stopped"}}
+			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped"}}
 	}
 	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
 }

@@ -7,9 +7,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
+// TestDecide is the lifecycle policy as a table: the spec, the record (as PostgreSQL holds it
+// plus what is queued) and what this process runs go in, an action comes out. Every action
+// must also be a legal step of the lifecycle from that record.
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	const (
@@ -17,118 +20,147 @@ func TestDecide(t *testing.T) {
 		paused  = v1alpha1.DesiredPaused
 		stopped = v1alpha1.DesiredStopped
 	)
-	obs := func(s store.Status, attempt int, mods ...func(*observedTask)) observedTask {
-		o := observedTask{Status: s, Attempt: attempt, At: now}
-		for _, m := range mods {
-			m(&o)
-		}
-		return o
+	type task struct {
+		rec                        lifecycle.Record
+		active, handed, checkpoint bool
 	}
-	active := func(o *observedTask) { o.RunnerActive, o.Handed = true, true }
-	handed := func(o *observedTask) { o.Handed = true }
-	checkpoint := func(o *observedTask) { o.HasCheckpoint = true }
-	reason := func(r string) func(*observedTask) { return func(o *observedTask) { o.Reason = r } }
-	at := func(d time.Duration) func(*observedTask) { return func(o *observedTask) { o.At = now.Add(d) } }
+	rec := func(s lifecycle.Status, attempt int, mods ...func(*task)) task {
+		tk := task{rec: lifecycle.Record{Status: s, Attempt: attempt, Seq: 5, RestartGeneration: 1}}
+		if s.Terminal() {
+			tk.rec.EndTime = now.Add(-time.Minute)
+		}
+		for _, m := range mods {
+			m(&tk)
+		}
+		return tk
+	}
+	active := func(tk *task) { tk.active, tk.handed = true, true }
+	handed := func(tk *task) { tk.handed = true }
+	checkpoint := func(tk *task) { tk.checkpoint = true }
+	reason := func(r string) func(*task) { return func(tk *task) { tk.rec.Reason = r } }
+	retries := func(n int) func(*task) { return func(tk *task) { tk.rec.Retries = n } }
+	retryAt := func(d time.Duration) func(*task) {
+		return func(tk *task) { tk.rec.Reason, tk.rec.RetryAt = lifecycle.ReasonRetryScheduled, now.Add(d) }
+	}
 
 	tests := []struct {
 		name       string
 		desired    v1alpha1.DesiredState
-		restart    bool
+		restart    bool // spec.restartGeneration is ahead of the record's
 		maxRetries int
-		observed   observedTask
+		task       task
 		want       action
 		attempt    int
 		resume     bool
-		to         store.Status // for actRecord
-		observe    bool
+		to         lifecycle.Status // for actRecord
 		requeue    bool
 	}{
 		// New and pending tasks.
-		{name: "new task desired Running starts attempt 1", desired: running, observed: obs(store.StatusPending, 0), want: actStart, attempt: 1},
-		{name: "new task desired Paused stays pending", desired: paused, observed: obs(store.StatusPending, 0), want: actNone},
-		{name: "new task desired Stopped is recorded Stopped", desired: stopped, observed: obs(store.StatusPending, 0), want: actRecord, to: store.StatusStopped},
-		{name: "queued in runner, desired Running: wait for a slot", desired: running, observed: obs(store.StatusPending, 1, active), want: actNone},
-		{name: "queued in runner, desired Paused: pause", desired: paused, observed: obs(store.StatusPending, 1, active), want: actPause},
-		{name: "queued in runner, desired Stopped: stop", desired: stopped, observed: obs(store.StatusPending, 1, active), want: actStop},
-		{name: "handed but not yet reported: settle", desired: running, observed: obs(store.StatusPending, 1, handed), want: actNone, requeue: true},
-		{name: "retry within backoff waits", desired: running, observed: obs(store.StatusPending, 2, reason(ReasonRetryScheduled), at(-500*time.Millisecond)), want: actNone, requeue: true},
-		{name: "retry after backoff starts the attempt", desired: running, observed: obs(store.StatusPending, 2, reason(ReasonRetryScheduled), at(-2*time.Second)), want: actStart, attempt: 2},
-		{name: "adopted pending with checkpoint resumes", desired: running, observed: obs(store.StatusPending, 3, checkpoint), want: actStart, attempt: 3, resume: true},
+		{name: "new task desired Running starts attempt 1", desired: running, task: rec(lifecycle.Pending, 0), want: actStart, attempt: 1},
+		{name: "new task desired Paused stays pending", desired: paused, task: rec(lifecycle.Pending, 0), want: actNone},
+		{name: "new task desired Stopped is recorded Stopped", desired: stopped, task: rec(lifecycle.Pending, 0), want: actRecord, to: lifecycle.Stopped},
+		{name: "queued in runner, desired Running: wait for a slot", desired: running, task: rec(lifecycle.Pending, 1, active), want: actNone},
+		{name: "queued in runner, desired Paused: pause", desired: paused, task: rec(lifecycle.Pending, 1, active), want: actPause},
+		{name: "queued in runner, desired Stopped: stop", desired: stopped, task: rec(lifecycle.Pending, 1, active), want: actStop},
+		{name: "handed but not yet reported: settle", desired: running, task: rec(lifecycle.Pending, 1, handed), want: actNone, requeue: true},
+		{name: "retry before retry_at waits", desired: running, task: rec(lifecycle.Pending, 2, retryAt(500*time.Millisecond)), want: actNone, requeue: true},
+		{name: "retry at retry_at starts the attempt", desired: running, task: rec(lifecycle.Pending, 2, retryAt(-time.Millisecond)), want: actStart, attempt: 2},
+		{name: "adopted pending with checkpoint resumes", desired: running, task: rec(lifecycle.Pending, 3, checkpoint), want: actStart, attempt: 3, resume: true},
 
 		// Running and paused.
-		{name: "running as desired", desired: running, observed: obs(store.StatusRunning, 1, active), want: actNone},
-		{name: "running, desired Paused: pause", desired: paused, observed: obs(store.StatusRunning, 1, active), want: actPause},
-		{name: "running, desired Stopped: stop", desired: stopped, observed: obs(store.StatusRunning, 1, active), want: actStop},
-		{name: "paused, desired Running: resume", desired: running, observed: obs(store.StatusPaused, 1, active), want: actResume},
-		{name: "paused, desired Stopped: stop", desired: stopped, observed: obs(store.StatusPaused, 1, active), want: actStop},
-		{name: "running but run settling", desired: running, observed: obs(store.StatusRunning, 1, handed), want: actNone, requeue: true},
-		{name: "adopted RUNNING resumes from checkpoint", desired: running, observed: obs(store.StatusRunning, 2, checkpoint), want: actStart, attempt: 2, resume: true},
-		{name: "adopted RUNNING without checkpoint restarts the attempt", desired: running, observed: obs(store.StatusRunning, 2), want: actStart, attempt: 2},
-		{name: "adopted RUNNING desired Paused is recorded Paused", desired: paused, observed: obs(store.StatusRunning, 1, checkpoint), want: actRecord, to: store.StatusPaused},
-		{name: "adopted PAUSED stays parked", desired: paused, observed: obs(store.StatusPaused, 1, checkpoint), want: actNone},
-		{name: "adopted PAUSED set Running resumes from checkpoint", desired: running, observed: obs(store.StatusPaused, 1, checkpoint), want: actStart, attempt: 1, resume: true},
-		{name: "adopted PAUSED set Stopped is recorded Stopped", desired: stopped, observed: obs(store.StatusPaused, 1), want: actRecord, to: store.StatusStopped},
+		{name: "running as desired", desired: running, task: rec(lifecycle.Running, 1, active), want: actNone},
+		{name: "running, desired Paused: pause", desired: paused, task: rec(lifecycle.Running, 1, active), want: actPause},
+		{name: "running, desired Stopped: stop", desired: stopped, task: rec(lifecycle.Running, 1, active), want: actStop},
+		{name: "paused, desired Running: resume", desired: running, task: rec(lifecycle.Paused, 1, active), want: actResume},
+		{name: "paused, desired Stopped: stop", desired: stopped, task: rec(lifecycle.Paused, 1, active), want: actStop},
+		{name: "running but run settling", desired: running, task: rec(lifecycle.Running, 1, handed), want: actNone, requeue: true},
+		{name: "adopted RUNNING resumes from checkpoint", desired: running, task: rec(lifecycle.Running, 2, checkpoint), want: actStart, attempt: 2, resume: true},
+		{name: "adopted RUNNING without checkpoint reruns the attempt", desired: running, task: rec(lifecycle.Running, 2), want: actStart, attempt: 2},
+		{name: "adopted RUNNING desired Paused is recorded Paused", desired: paused, task: rec(lifecycle.Running, 1, checkpoint), want: actRecord, to: lifecycle.Paused},
+		{name: "adopted PAUSED stays parked", desired: paused, task: rec(lifecycle.Paused, 1, checkpoint), want: actNone},
+		{name: "adopted PAUSED set Running resumes from checkpoint", desired: running, task: rec(lifecycle.Paused, 1, checkpoint), want: actStart, attempt: 1, resume: true},
+		{name: "adopted PAUSED set Stopped is recorded Stopped", desired: stopped, task: rec(lifecycle.Paused, 1), want: actRecord, to: lifecycle.Stopped},
 
 		// Terminal.
-		{name: "finished stays finished (GitOps re-apply)", desired: running, observed: obs(store.StatusFinished, 1), want: actNone},
-		{name: "failed with retries left schedules a retry", desired: running, maxRetries: 2, observed: obs(store.StatusFailed, 1, reason("Error")), want: actRecord, to: store.StatusPending, requeue: true},
-		{name: "failed with no retries left stays failed", desired: running, maxRetries: 1, observed: obs(store.StatusFailed, 2, reason("Error")), want: actNone},
-		{name: "unknown type is never retried", desired: running, maxRetries: 5, observed: obs(store.StatusFailed, 1, reason(v1alpha1.ReasonUnknownTaskType)), want: actNone},
-		{name: "invalid params are never retried", desired: running, maxRetries: 5, observed: obs(store.StatusFailed, 1, reason(v1alpha1.ReasonInvalidParams)), want: actNone},
-		{name: "failed but desired Paused: no retry", desired: paused, maxRetries: 5, observed: obs(store.StatusFailed, 1, reason("Error")), want: actNone},
-		{name: "stopped set Running starts a new attempt", desired: running, observed: obs(store.StatusStopped, 1), want: actStart, attempt: 2},
-		{name: "stopped stays stopped", desired: stopped, observed: obs(store.StatusStopped, 1), want: actNone},
+		{name: "finished stays finished (GitOps re-apply)", desired: running, task: rec(lifecycle.Finished, 1), want: actNone},
+		{name: "failed with retries left schedules a retry", desired: running, maxRetries: 2, task: rec(lifecycle.Failed, 1, reason("Error")), want: actRecord, to: lifecycle.Pending},
+		{name: "failed with no retries left stays failed", desired: running, maxRetries: 1, task: rec(lifecycle.Failed, 2, reason("Error"), retries(1)), want: actNone},
+		{name: "retries count retries, not restarts", desired: running, maxRetries: 1, task: rec(lifecycle.Failed, 7, reason("Error")), want: actRecord, to: lifecycle.Pending},
+		{name: "unknown type is never retried", desired: running, maxRetries: 5, task: rec(lifecycle.Failed, 1, reason(lifecycle.ReasonUnknownTaskType)), want: actNone},
+		{name: "invalid params are never retried", desired: running, maxRetries: 5, task: rec(lifecycle.Failed, 1, reason(lifecycle.ReasonInvalidParams)), want: actNone},
+		{name: "a result too large is never retried", desired: running, maxRetries: 5, task: rec(lifecycle.Failed, 1, reason(lifecycle.ReasonResultTooLarge)), want: actNone},
+		{name: "a rejected record is never retried", desired: running, maxRetries: 5, task: rec(lifecycle.Failed, 1, reason(lifecycle.ReasonRecordRejected)), want: actNone},
+		{name: "failed but desired Paused: no retry", desired: paused, maxRetries: 5, task: rec(lifecycle.Failed, 1, reason("Error")), want: actNone},
+		{name: "stopped set Running starts a new attempt", desired: running, task: rec(lifecycle.Stopped, 1), want: actStart, attempt: 2},
+		{name: "stopped stays stopped", desired: stopped, task: rec(lifecycle.Stopped, 1), want: actNone},
 
-		// Restarts.
-		{name: "restart of a finished task", desired: running, restart: true, observed: obs(store.StatusFinished, 1), want: actStart, attempt: 2, observe: true},
-		{name: "restart of a running task stops it first", desired: running, restart: true, observed: obs(store.StatusRunning, 1, active), want: actStop, requeue: true},
-		{name: "restart after the stop starts a fresh attempt", desired: running, restart: true, observed: obs(store.StatusStopped, 1, handed), want: actStart, attempt: 2, observe: true},
-		{name: "restart of a paused run desired Paused stops it first", desired: paused, restart: true, observed: obs(store.StatusPaused, 1, active), want: actStop, requeue: true},
-		{name: "restart while desired Paused queues a fresh attempt", desired: paused, restart: true, observed: obs(store.StatusStopped, 1), want: actRecord, to: store.StatusPending, observe: true},
-		{name: "restart while desired Stopped is only observed", desired: stopped, restart: true, observed: obs(store.StatusFailed, 1), want: actNone, observe: true},
-		{name: "restart waits for a settling run", desired: running, restart: true, observed: obs(store.StatusRunning, 1, handed), want: actNone, requeue: true},
-
-		// Fencing.
-		{name: "fenced with an active run stops it", desired: running, observed: obs(store.StatusRunning, 1, active, func(o *observedTask) { o.Fenced = true }), want: actStop},
-		{name: "fenced without a run does nothing", desired: running, observed: obs(store.StatusRunning, 1, func(o *observedTask) { o.Fenced = true }), want: actNone},
+		// Restarts: the record's restart generation is behind the spec's.
+		{name: "restart of a finished task", desired: running, restart: true, task: rec(lifecycle.Finished, 1), want: actStart, attempt: 2},
+		{name: "restart of a running task stops it first", desired: running, restart: true, task: rec(lifecycle.Running, 1, active), want: actStop, requeue: true},
+		{name: "restart after the stop starts a fresh attempt", desired: running, restart: true, task: rec(lifecycle.Stopped, 1, handed), want: actStart, attempt: 2},
+		{name: "restart of an adopted RUNNING task ends its attempt first", desired: running, restart: true, task: rec(lifecycle.Running, 1, checkpoint), want: actRecord, to: lifecycle.Stopped},
+		{name: "restart of an adopted PAUSED task desired Paused ends its attempt first", desired: paused, restart: true, task: rec(lifecycle.Paused, 1), want: actRecord, to: lifecycle.Stopped},
+		{name: "restart of a pending task desired Running starts a fresh attempt", desired: running, restart: true, task: rec(lifecycle.Pending, 1), want: actStart, attempt: 2},
+		{name: "restart of a paused run desired Paused stops it first", desired: paused, restart: true, task: rec(lifecycle.Paused, 1, active), want: actStop, requeue: true},
+		{name: "restart while desired Paused queues a fresh attempt", desired: paused, restart: true, task: rec(lifecycle.Stopped, 1), want: actRecord, to: lifecycle.Pending},
+		{name: "restart while desired Stopped clears the outcome", desired: stopped, restart: true, task: rec(lifecycle.Failed, 1), want: actRecord, to: lifecycle.Stopped},
+		{name: "restart while desired Stopped of a pending task", desired: stopped, restart: true, task: rec(lifecycle.Pending, 1), want: actRecord, to: lifecycle.Stopped},
+		{name: "restart waits for a settling run", desired: running, restart: true, task: rec(lifecycle.Running, 1, handed), want: actNone, requeue: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			in := decisionInput{Desired: tc.desired, MaxRetries: tc.maxRetries, Observed: tc.observed, Now: now}
+			in := decisionInput{Desired: tc.desired, MaxRetries: tc.maxRetries, Record: tc.task.rec, Now: now,
+				HasCheckpoint: tc.task.checkpoint, Handed: tc.task.handed, RunnerActive: tc.task.active,
+				RestartGeneration: tc.task.rec.RestartGeneration}
 			if tc.restart {
-				in.RestartGeneration = 1
+				in.RestartGeneration++
 			}
 			d := decide(in)
 			require.Equal(t, tc.want, d.Action, d.Why)
 			require.Equal(t, tc.attempt, d.Attempt, "attempt")
 			require.Equal(t, tc.resume, d.Resume, "resume")
-			require.Equal(t, tc.observe, d.ObserveRestart, "observe restart")
 			require.Equal(t, tc.requeue, d.RequeueAfter > 0, "requeue")
-			if tc.want == actRecord {
-				require.NotNil(t, d.Change)
-				require.Equal(t, tc.to, d.Change.To)
-				require.NotEmpty(t, d.Change.Reason)
+			switch d.Action {
+			case actRecord:
+				require.NotNil(t, d.Event)
+				require.Equal(t, tc.to, d.Event.To)
+				ev := *d.Event
+				ev.At = now
+				tr, err := lifecycle.Next(tc.task.rec, ev)
+				require.NoError(t, err, "a recorded decision is a legal step")
+				if ev.RestartGeneration != 0 {
+					require.Equal(t, in.RestartGeneration, tr.RestartGeneration, "a transition that honours a restart honours the spec's")
+				}
+			case actStart:
+				// The runner reports the run entering Running (or Pending for a slot).
+				_, err := lifecycle.Next(tc.task.rec, lifecycle.Event{To: lifecycle.Running, Attempt: d.Attempt, Reason: "Started", At: now})
+				require.NoError(t, err, "a start is a legal step")
+				require.Equal(t, in.RestartGeneration, d.RestartGeneration, "the started attempt honours the spec's restart generation")
+			case actNone, actPause, actResume, actStop:
 			}
 		})
 	}
 }
 
 func TestRetryBackoff(t *testing.T) {
-	require.Equal(t, time.Second, retryBackoff(1))
-	require.Equal(t, 2*time.Second, retryBackoff(2))
-	require.Equal(t, 4*time.Second, retryBackoff(3))
-	require.Equal(t, 256*time.Second, retryBackoff(9))
-	require.Equal(t, 5*time.Minute, retryBackoff(10))
-	require.Equal(t, 5*time.Minute, retryBackoff(1000))
 	require.Equal(t, time.Second, retryBackoff(0))
+	require.Equal(t, 2*time.Second, retryBackoff(1))
+	require.Equal(t, 4*time.Second, retryBackoff(2))
+	require.Equal(t, 256*time.Second, retryBackoff(8))
+	require.Equal(t, 5*time.Minute, retryBackoff(9))
+	require.Equal(t, 5*time.Minute, retryBackoff(1000))
+	require.Equal(t, time.Second, retryBackoff(-1))
 }
 
-func TestRetryScheduledAttemptNumbers(t *testing.T) {
-	d := decide(decisionInput{Desired: v1alpha1.DesiredRunning, MaxRetries: 3,
-		Observed: observedTask{Status: store.StatusFailed, Attempt: 2, Reason: "Error"}})
+// TestRetryIsScheduledFromTheRow: when the retry is due depends on the recorded failure time
+// and retry count only, so every operator, before or after a restart, schedules the same.
+func TestRetryIsScheduledFromTheRow(t *testing.T) {
+	failedAt := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	d := decide(decisionInput{Desired: v1alpha1.DesiredRunning, MaxRetries: 3, Now: failedAt.Add(time.Second),
+		Record: lifecycle.Record{Status: lifecycle.Failed, Attempt: 2, Reason: "Error", Retries: 1, Seq: 4, EndTime: failedAt}})
 	require.Equal(t, actRecord, d.Action)
-	require.Equal(t, 3, d.Change.Attempt)
-	require.True(t, d.Change.ClearCheckpoint, "a retry starts from scratch")
-	require.Equal(t, 2*time.Second, d.RequeueAfter)
-	require.Contains(t, d.Change.Message, "attempt 3 of 4")
+	require.Equal(t, 3, d.Event.Attempt)
+	require.Equal(t, failedAt.Add(2*time.Second), d.Event.RetryAt)
+	require.Equal(t, time.Second, d.RequeueAfter)
+	require.Contains(t, d.Event.Message, "retry 2 of 3 (attempt 3)")
 }

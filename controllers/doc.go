@@ -1,13 +1,14 @@
-// Package controllers holds the BackgroundTask reconciler and the pieces it is made of.
+// Package controllers holds the BackgroundTask controllers and their wiring (Setup).
 //
-// Three sources of truth, each with one job (see docs/architecture.md):
-//   - spec (Kubernetes) is the desired state, owned by the user;
-//   - the runner (package runner) is the actual state of runs in this process;
-//   - PostgreSQL (package store) is the durable record every transition is written to.
+// Two controllers share the work, each with its own queue and workers (see
+// docs/architecture.md):
+//   - the reconciler acts: it decides (decide.go, a pure function of the spec and the task's
+//     record) and drives the runner or records the transitions it decides, without ever
+//     waiting on the API server;
+//   - the status writer reports: it writes each task's status from what PostgreSQL holds, only
+//     when it changed, and tells in Events what is worth telling.
 //
-// The Journal sits between the runner and the store: it receives every transition (it is the
-// runner's Sink), keeps the latest actual state of each task in memory for the reconciler, and
-// writes transitions and checkpoints to PostgreSQL in order, retrying while the database is
-// unavailable. The reconciler reads spec and the Journal, decides (decide.go, a pure function),
-// acts on the runner, and writes status only when it changed.
+// Both read the journal (internal/journal), the operator's outbox to PostgreSQL and its memory
+// of the tasks it owns. Ownership itself (internal/membership) fences every write, so a task is
+// run, recorded and reported by one operator process at a time.
 package controllers

@@ -3,7 +3,6 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"testing"
@@ -12,22 +11,24 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
 // checkpointNext reads the steps task's checkpoint from PostgreSQL: 0 when there is none, -1
 // while the row does not exist yet (it is polled from require.Eventually).
 func (h *harness) checkpointNext(uid string) int {
-	data, _, err := h.repo.LoadCheckpoint(h.ctx, uid)
+	row, err := h.repo.GetTask(h.ctx, uid)
 	if err != nil {
 		return -1
 	}
 	var cp stepsCheckpoint
-	if data == nil || json.Unmarshal(data, &cp) != nil {
+	if data := row.CurrentCheckpoint(); data == nil || json.Unmarshal(data, &cp) != nil {
 		return 0
 	}
 	return cp.Next
@@ -74,13 +75,13 @@ func TestOperatorRestartResumesFromCheckpoint(t *testing.T) {
 	require.Eventually(t, func() bool { return h.checkpointNext(string(long.UID)) >= 5 }, waitTimeout, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return h.checkpointNext(string(parked.UID)) >= 3 }, waitTimeout, 20*time.Millisecond)
 	h.patchSpec("parked", `{"state":"Paused"}`)
-	h.waitRow(string(parked.UID), store.StatusPaused)
+	h.waitRow(string(parked.UID), lifecycle.Paused)
 	h.waitPhase("queued", v1alpha1.PhasePending)
 
 	first.stop() // like SIGTERM: runs are cancelled, nothing is recorded as Stopped
 	row, err := h.repo.GetTask(h.ctx, string(long.UID))
 	require.NoError(t, err)
-	require.Equal(t, store.StatusRunning, row.Status, "a shut-down run stays RUNNING in the durable record")
+	require.Equal(t, lifecycle.Running, row.Status, "a shut-down run stays RUNNING in the durable record")
 	longCheckpoint := h.checkpointNext(string(long.UID))
 	parkedCheckpoint := h.checkpointNext(string(parked.UID))
 	require.Positive(t, longCheckpoint)
@@ -98,108 +99,132 @@ func TestOperatorRestartResumesFromCheckpoint(t *testing.T) {
 	require.Equal(t, parkedCheckpoint, resultStartedAt(t, h.waitPhase("parked", v1alpha1.PhaseFinished)))
 	require.Equal(t, 0, resultStartedAt(t, h.waitPhase("queued", v1alpha1.PhaseFinished)))
 
-	h.waitRow(string(long.UID), store.StatusFinished)
+	h.waitRow(string(long.UID), lifecycle.Finished)
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(string(long.UID)))
-	h.waitRow(string(parked.UID), store.StatusFinished)
+	h.waitRow(string(parked.UID), lifecycle.Finished)
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>PAUSED@1", "PAUSED>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(string(parked.UID)))
-	h.waitRow(string(queued.UID), store.StatusFinished)
+	h.waitRow(string(queued.UID), lifecycle.Finished)
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(string(queued.UID)))
+	require.Empty(t, h.probes.doubles())
 }
 
-// TestStaleWriterIsFenced runs two operators on one database without leader election (a split
-// brain): the second adopts the task, and the first one's next transition is rejected by the
-// guard, so it stops its copy of the run instead of overwriting the record.
-func TestStaleWriterIsFenced(t *testing.T) {
+// skewedClock is the real clock, offset: a node whose clock runs ahead.
+type skewedClock struct {
+	clock.RealClock
+	skew time.Duration
+}
+
+func (c skewedClock) Now() time.Time                  { return time.Now().Add(c.skew) }
+func (c skewedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// TestAnOwnerWhoseTaskWasTakenIsFenced: an operator whose clock runs 10 s ahead believes the
+// first one's Lease expired and claims its task (the situation the Lease margin is meant to
+// prevent). The row's fencing token settles it: the first operator's next write is refused,
+// it says so, stops its copy of the run and records nothing more; the history stays contiguous.
+func TestAnOwnerWhoseTaskWasTakenIsFenced(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{})
 	bt := h.create("contested", "steps", `{"steps":100000,"interval":"10ms"}`)
 	uid := string(bt.UID)
-	h.waitRow(uid, store.StatusRunning)
+	h.waitRow(uid, lifecycle.Running)
 
-	second := h.startOperator(operatorConfig{})
+	second := h.startOperator(operatorConfig{clock: skewedClock{skew: 10 * time.Second}})
 	require.Eventually(t, func() bool {
-		st, ok := second.op.Journal.Get(uid)
-		return ok && st.HandedAttempt == 1
-	}, waitTimeout, 20*time.Millisecond, "the second operator adopts the task")
-	// The first operator's next write (a checkpoint is not a transition; pausing makes one).
-	h.patchSpec("contested", `{"state":"Paused"}`)
+		row, err := h.repo.GetTask(h.ctx, uid)
+		owner, _ := row.Owned()
+		return err == nil && owner.Name == "op-2"
+	}, waitTimeout, 20*time.Millisecond, "the skewed operator claims the task")
 	require.Eventually(t, func() bool {
-		st, ok := first.op.Journal.Get(uid)
-		return ok && st.Fenced
-	}, waitTimeout, 20*time.Millisecond, "the stale writer is fenced")
+		_, tracked := first.op.Journal.View(uid)
+		snap, inRunner := first.op.Runner.Snapshot(runner.Key(uid))
+		return !tracked && (!inRunner || snap.State.Terminal())
+	}, waitTimeout, 20*time.Millisecond, "the fenced operator stops its copy of the run and lets the task go")
 	require.Eventually(t, func() bool {
-		snap, ok := first.op.Runner.Snapshot(uidKey(uid))
-		return !ok || snap.State.Terminal()
-	}, waitTimeout, 20*time.Millisecond, "the fenced operator stops its copy of the run")
-	h.history(uid) // still contiguous, nothing overwritten
+		for _, e := range h.events(uid) {
+			if e == "Warning/OwnershipLost" {
+				return true
+			}
+		}
+		return false
+	}, waitTimeout, 50*time.Millisecond, "an Event says so")
+	h.patchSpec("contested", `{"state":"Stopped"}`)
+	h.waitRow(uid, lifecycle.Stopped)
+	hist := h.history(uid) // contiguous, each step legal
+	require.Equal(t, "RUNNING>STOPPED@1", hist[len(hist)-1])
+	_ = second
 }
 
 // TestPostgresOutageLosesNothing stops PostgreSQL mid-run: the operator stays up, says so in
-// conditions and /readyz, keeps driving the task, and records every transition once the
-// database is back, in order and without duplicates.
+// conditions and /readyz, keeps driving the task, shows nothing the database does not hold
+// yet, and records every transition once the database is back, in order and without
+// duplicates.
 func TestPostgresOutageLosesNothing(t *testing.T) {
 	h, srv := newHarnessWithOwnDatabaseServer(t)
 	p := h.startOperator(operatorConfig{})
 	bt := h.create("survivor", "steps", `{"steps":150,"interval":"20ms"}`)
 	uid := string(bt.UID)
-	h.waitRow(uid, store.StatusRunning)
+	h.waitRow(uid, lifecycle.Running)
 	ready := func() error {
 		req, _ := http.NewRequest(http.MethodGet, "/readyz", nil)
-		return p.op.DatabaseCheck(time.Second)(req)
+		return p.op.DatabaseCheck()(req)
 	}
 	require.NoError(t, ready())
 
 	require.NoError(t, srv.Stop(pgtest.StopImmediate))
 	require.Error(t, ready(), "/readyz fails while PostgreSQL is down")
 
-	// Transitions while the database is away: pause, resume, finish.
+	// Transitions while the database is away: pause, resume, finish. The run obeys at once; the
+	// object keeps showing what PostgreSQL holds, and says that more is waiting.
 	h.patchSpec("survivor", `{"state":"Paused"}`)
-	h.waitPhase("survivor", v1alpha1.PhasePaused, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionFalse, "DatabaseUnreachable"))
+	require.Eventually(t, func() bool {
+		snap, _ := p.op.Runner.Snapshot(runner.Key(uid))
+		return snap.State == runner.StatePaused
+	}, waitTimeout, 20*time.Millisecond)
+	shown := h.waitPhase("survivor", v1alpha1.PhaseRunning, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionFalse, "DatabaseUnreachable"))
+	require.Equal(t, v1alpha1.PhaseRunning, shown.Status.Phase, "Paused is not shown before it is recorded")
 	h.patchSpec("survivor", `{"state":"Running"}`)
-	h.waitPhase("survivor", v1alpha1.PhaseFinished)
+	require.Eventually(t, func() bool {
+		snap, _ := p.op.Runner.Snapshot(runner.Key(uid))
+		return snap.State == runner.StateFinished
+	}, waitTimeout, 20*time.Millisecond)
 	// A task created during the outage waits for the database to get its record.
 	h.create("newcomer", "countdown", `{"from":1,"interval":"1ms"}`)
 	h.waitPhase("newcomer", "", hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionFalse, "DatabaseUnreachable"))
+	require.Nil(t, h.get("survivor").Status.Result, "no result before the record has it")
 
 	require.NoError(t, srv.Restart())
 	require.Eventually(t, func() bool { return ready() == nil }, waitTimeout, 50*time.Millisecond)
-	h.waitRow(uid, store.StatusFinished)
+	h.waitRow(uid, lifecycle.Finished)
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>PAUSED@1", "PAUSED>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
 	h.waitPhase("survivor", v1alpha1.PhaseFinished, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionTrue, ""))
 	h.waitPhase("newcomer", v1alpha1.PhaseFinished, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionTrue, ""))
 }
 
-// TestDeleteWhileDatabaseDownIsNotStuck deletes a task while PostgreSQL is down: the finalizer
-// gives up after its timeout with a Warning event instead of blocking the deletion forever,
-// and the next operator start marks the orphaned row deleted (history kept).
+// TestDeleteWhileDatabaseDownIsNotStuck deletes a task while PostgreSQL is down: the object
+// goes at once (nothing holds it), the run stops at once, and the row is soft-deleted with its
+// history once the database is back. A task deleted while no operator runs is soft-deleted by
+// the next operator's sweep.
 func TestDeleteWhileDatabaseDownIsNotStuck(t *testing.T) {
 	h, srv := newHarnessWithOwnDatabaseServer(t)
-	first := h.startOperator(operatorConfig{finalizerTimeout: 2 * time.Second})
+	first := h.startOperator(operatorConfig{})
 	bt := h.create("orphan", "steps", `{"steps":100000,"interval":"20ms"}`)
 	uid := string(bt.UID)
-	h.waitRow(uid, store.StatusRunning)
+	other := h.create("unattended", "steps", `{"steps":100000,"interval":"20ms"}`)
+	h.waitRow(uid, lifecycle.Running)
+	h.waitRow(string(other.UID), lifecycle.Running)
 
 	require.NoError(t, srv.Stop(pgtest.StopImmediate))
 	require.NoError(t, h.c.Delete(h.ctx, bt))
-	require.Eventually(t, func() bool {
-		err := h.c.Get(h.ctx, client.ObjectKeyFromObject(bt), &v1alpha1.BackgroundTask{})
-		return apierrors.IsNotFound(err)
-	}, waitTimeout, 50*time.Millisecond, "the deletion completes despite the database being down")
-	require.Eventually(t, func() bool {
-		for _, e := range h.events(uid) {
-			if e == "Warning/RecordIncomplete" {
-				return true
-			}
-		}
-		return false
-	}, waitTimeout, 50*time.Millisecond, "a Warning event says the record is incomplete")
+	require.True(t, apierrors.IsNotFound(h.c.Get(h.ctx, client.ObjectKeyFromObject(bt), &v1alpha1.BackgroundTask{})))
+	h.requireNotRunning(uid)
+
+	require.NoError(t, srv.Restart())
+	require.Equal(t, lifecycle.Stopped, h.waitDeleted(uid).Status)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>STOPPED@1"}, h.history(uid))
 
 	first.stop()
-	require.NoError(t, srv.Restart())
+	require.NoError(t, h.c.Delete(h.ctx, other)) // while no operator runs
 	h.startOperator(operatorConfig{})
-	require.Eventually(t, func() bool {
-		_, err := h.repo.GetTask(h.ctx, uid)
-		return errors.Is(err, store.ErrNotFound)
-	}, waitTimeout, 50*time.Millisecond, "the startup loader marks the orphaned row deleted")
-	require.NotEmpty(t, h.history(uid), "history is kept")
+	h.waitDeleted(string(other.UID))
+	require.NotEmpty(t, h.history(string(other.UID)), "history is kept")
 }

@@ -9,22 +9,25 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/runner"
 )
 
-// announce tells the transitions since the last Event in one Kubernetes Event, so
-// `kubectl describe bgt` tells the whole story while a short task costs one Event instead of
-// one per transition (Events are API writes, and the API server is the bottleneck). The full
-// history, one row per transition, is in PostgreSQL.
-func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []Announcement) {
-	if rec == nil || len(list) == 0 {
+// announce tells the transitions committed since the last Event in one Kubernetes Event, when
+// they are worth telling: a failure, a retry, a pause, a stop, a restart, a resume, a rejected
+// write. A task that just ran and finished costs no Event (Events are API writes, and the API
+// server is the bottleneck); its history is in PostgreSQL, one row per transition, and
+// `kubectl describe bgt` still shows its phase and conditions.
+func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []journal.Announcement) {
+	if rec == nil || !slices.ContainsFunc(list, notable) {
 		return
 	}
 	eventType := corev1.EventTypeNormal
 	steps := make([]string, 0, len(list)+1)
 	steps = append(steps, phaseName(list[0].From))
 	for _, a := range list {
-		if a.To == store.StatusFailed || a.Reason == ReasonRetryScheduled {
+		if a.Warning || a.To == lifecycle.Failed || a.Reason == lifecycle.ReasonRetryScheduled {
 			eventType = corev1.EventTypeWarning
 		}
 		steps = append(steps, phaseName(a.To))
@@ -34,7 +37,7 @@ func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []Anno
 	// Failure messages say why; keep them even when later transitions followed (a retry).
 	var messages []string
 	for _, a := range list {
-		if a.Message != "" && (a.To == store.StatusFailed || a == last) && !slices.Contains(messages, a.Message) {
+		if a.Message != "" && (a.Warning || a.To == lifecycle.Failed || a == last) && !slices.Contains(messages, a.Message) {
 			messages = append(messages, a.Message)
 		}
 	}
@@ -44,6 +47,14 @@ func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []Anno
 	rec.Eventf(bt, nil, eventType, nonEmpty(last.Reason, phaseName(last.To)), "Transition", "%s", truncateRunes(note, 1000))
 }
 
-func phaseName(s store.Status) string {
-	return nonEmpty(string(phaseFromStatus(s)), "New")
+// notable: anything but the plain path of a run (queued, started, completed).
+func notable(a journal.Announcement) bool {
+	plainFrom := a.From == "" || a.From == lifecycle.Pending || a.From == lifecycle.Running
+	plainTo := a.To == lifecycle.Pending || a.To == lifecycle.Running || a.To == lifecycle.Finished
+	plainReason := a.Reason == runner.ReasonQueued || a.Reason == runner.ReasonStarted || a.Reason == runner.ReasonCompleted
+	return a.Warning || !plainFrom || !plainTo || !plainReason
+}
+
+func phaseName(s lifecycle.Status) string {
+	return nonEmpty(string(phaseOf(s)), "New")
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func isClosed(ch <-chan struct{}) bool {
@@ -36,7 +36,7 @@ func TestLeaderFailover(t *testing.T) {
 	uid := string(bt.UID)
 	require.Eventually(t, func() bool { return h.checkpointNext(uid) >= 5 }, waitTimeout, 20*time.Millisecond)
 	require.False(t, isClosed(second.elected), "the standby is not leader")
-	_, adopted := second.op.Journal.Get(uid)
+	_, adopted := second.op.Journal.View(uid)
 	require.False(t, adopted, "the standby runs nothing")
 
 	before := h.checkpointNext(uid)
@@ -48,6 +48,7 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	done := h.waitPhase("ha", v1alpha1.PhaseFinished)
 	require.GreaterOrEqual(t, resultStartedAt(t, done), before, "the new leader resumed from the checkpoint")
-	h.waitRow(uid, store.StatusFinished)
+	h.waitRow(uid, lifecycle.Finished)
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
+	require.Empty(t, h.probes.doubles())
 }

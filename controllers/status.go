@@ -12,7 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // Status size bounds: etcd is precious, the full values live in PostgreSQL.
@@ -22,60 +23,79 @@ const (
 	maxStatusProgress    = 64
 )
 
-// statusInput is everything the desired CR status is computed from.
+// recordLag is how long a transition may wait for PostgreSQL before the Recorded condition
+// says so (a healthy database commits in milliseconds).
+const recordLag = 2 * time.Second
+
+// statusInput is everything the status is computed from.
 type statusInput struct {
-	Generation      int64
-	Desired         v1alpha1.DesiredState
-	Previous        v1alpha1.BackgroundTaskStatus
-	State           TaskState
-	LiveProgress    string // the runner's progress, fresher than the last transition's
-	DatabaseProblem string // non-empty while the task could not be loaded from the database
+	Generation int64
+	Desired    v1alpha1.DesiredState
+	Previous   v1alpha1.BackgroundTaskStatus
+	// Committed is what PostgreSQL holds (zero while the task is not tracked).
+	Committed journal.Committed
+	Tracked   bool
+	// LoadProblem is why the task's record could not be loaded (not tracked).
+	LoadProblem string
+	// LiveProgress is the runner's progress, fresher than the record's.
+	LiveProgress string
+	Now          time.Time
 }
 
 // buildStatus computes the status to write. It is pure; the caller writes it only if it
-// differs from the current one (times are truncated to what the API stores, seconds, so a
-// round trip compares equal).
+// differs from the current one. Phase, attempt, times, result and observedRestartGeneration
+// come from the committed record only, so the object never shows what a crash could take back.
+// Times are truncated to what the API stores (seconds), so a round trip compares equal.
 func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
-	s := in.State
+	if !in.Tracked {
+		out := *in.Previous.DeepCopy()
+		out.ObservedGeneration = in.Generation
+		setConditions(&out, in.Generation, []metav1.Condition{{Type: v1alpha1.ConditionRecorded, Status: metav1.ConditionFalse,
+			Reason: journal.ReasonDatabaseUnreachable, Message: truncateRunes("cannot load the task's record; retrying: "+in.LoadProblem, maxStatusMessage)}})
+		return out
+	}
+	rec := in.Committed.Record
 	out := v1alpha1.BackgroundTaskStatus{
-		Phase:                     phaseFromStatus(s.Status),
+		Phase:                     phaseOf(rec.Status),
 		Conditions:                append([]metav1.Condition(nil), in.Previous.Conditions...),
 		ObservedGeneration:        in.Generation,
-		ObservedRestartGeneration: s.ObservedRestartGeneration,
-		Attempt:                   int32(s.Attempt), //nolint:gosec // attempts are bounded by maxRetries ≤ 100 plus restarts
-		StartTime:                 apiTime(s.StartTime),
-		EndTime:                   apiTime(s.EndTime),
-		LastRunTime:               apiTime(s.LastRunTime),
-		Progress:                  truncateRunes(s.Progress, maxStatusProgress),
-		Message:                   truncateRunes(s.Message, maxStatusMessage),
-		Result:                    statusResult(s.Result),
+		ObservedRestartGeneration: rec.RestartGeneration,
+		Attempt:                   int32(rec.Attempt), //nolint:gosec // attempts are bounded by retries and restarts
+		StartTime:                 apiTime(rec.StartTime),
+		EndTime:                   apiTime(rec.EndTime),
+		LastRunTime:               apiTime(rec.LastRunTime),
+		Progress:                  truncateRunes(in.Committed.Progress, maxStatusProgress),
+		Message:                   truncateRunes(rec.Message, maxStatusMessage),
+		Result:                    statusResult(in.Committed.Result),
 	}
-	if in.LiveProgress != "" && (s.Status == store.StatusRunning || s.Status == store.StatusPaused) {
+	if in.LiveProgress != "" && (rec.Status == lifecycle.Running || rec.Status == lifecycle.Paused) {
 		out.Progress = truncateRunes(in.LiveProgress, maxStatusProgress)
 	}
-	if s.Status == "" { // not loaded yet (database unreachable on first sight)
-		out.Phase = in.Previous.Phase
-	}
-	for _, c := range conditionsFor(in, out.Phase) {
-		c.ObservedGeneration = in.Generation
-		meta.SetStatusCondition(&out.Conditions, c)
-	}
-	// SetStatusCondition stamps new transitions with time.Now at nanosecond precision; the API
-	// keeps seconds.
-	for i := range out.Conditions {
-		out.Conditions[i].LastTransitionTime = out.Conditions[i].LastTransitionTime.Rfc3339Copy()
-	}
+	setConditions(&out, in.Generation, conditionsFor(in, out.Phase))
 	return out
 }
 
+// setConditions sets conditions on out, stamped with generation; SetStatusCondition stamps new
+// transitions with time.Now at nanosecond precision and the API keeps seconds.
+func setConditions(out *v1alpha1.BackgroundTaskStatus, generation int64, conds []metav1.Condition) {
+	for _, c := range conds {
+		c.ObservedGeneration = generation
+		c.Message = truncateRunes(c.Message, 32768)
+		meta.SetStatusCondition(&out.Conditions, c)
+	}
+	for i := range out.Conditions {
+		out.Conditions[i].LastTransitionTime = out.Conditions[i].LastTransitionTime.Rfc3339Copy()
+	}
+}
+
 func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
-	s := in.State
-	ready := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: string(phase), Message: s.Message}
+	rec := in.Committed.Record
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: string(phase), Message: rec.Message}
 	switch {
 	case phase == v1alpha1.PhaseFinished:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, "Finished", "the task finished"
 	case phase == v1alpha1.PhaseFailed:
-		ready.Reason = nonEmpty(s.Reason, "Failed")
+		ready.Reason = nonEmpty(rec.Reason, "Failed")
 	case in.Desired == v1alpha1.DesiredRunning && phase == v1alpha1.PhaseRunning,
 		in.Desired == v1alpha1.DesiredPaused && (phase == v1alpha1.PhasePaused || phase == v1alpha1.PhasePending),
 		in.Desired == v1alpha1.DesiredStopped && phase == v1alpha1.PhaseStopped:
@@ -88,34 +108,33 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 	progressing := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: nonEmpty(string(phase), "Unknown")}
 	if phase == v1alpha1.PhasePending || phase == v1alpha1.PhaseRunning {
 		progressing.Status = metav1.ConditionTrue
-		progressing.Reason = nonEmpty(s.Reason, string(phase))
-		progressing.Message = s.Message
+		progressing.Reason = nonEmpty(rec.Reason, string(phase))
+		progressing.Message = rec.Message
 	}
 
 	degraded := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: "NoFailure"}
-	if phase == v1alpha1.PhaseFailed || s.Reason == ReasonRetryScheduled {
+	if phase == v1alpha1.PhaseFailed || rec.Reason == lifecycle.ReasonRetryScheduled {
 		degraded.Status = metav1.ConditionTrue
-		degraded.Reason = nonEmpty(s.Reason, "Failed")
-		degraded.Message = s.Message
+		degraded.Reason = nonEmpty(rec.Reason, "Failed")
+		degraded.Message = rec.Message
 	}
+	return []metav1.Condition{ready, progressing, degraded, recordedCondition(in.Committed, in.Now)}
+}
 
-	recorded := metav1.Condition{Type: v1alpha1.ConditionRecorded, Status: metav1.ConditionTrue, Reason: "Recorded",
+// recordedCondition says whether every transition of the task is in PostgreSQL, and if not,
+// whether the database is unreachable, refused a write, or is only slow.
+func recordedCondition(c journal.Committed, now time.Time) metav1.Condition {
+	cond := metav1.Condition{Type: v1alpha1.ConditionRecorded, Status: metav1.ConditionTrue, Reason: "Recorded",
 		Message: "every transition is written to PostgreSQL"}
 	switch {
-	case in.DatabaseProblem != "":
-		recorded.Status, recorded.Reason = metav1.ConditionFalse, ReasonDatabaseBacklog
-		recorded.Message = truncateRunes("cannot load the task's record; retrying: "+in.DatabaseProblem, maxStatusMessage)
-	case s.Fenced:
-		recorded.Status, recorded.Reason = metav1.ConditionFalse, "Fenced"
-		recorded.Message = "the database holds newer transitions written by another operator; this one stopped recording"
-	case s.WriteError != "":
-		recorded.Status, recorded.Reason = metav1.ConditionFalse, ReasonDatabaseBacklog
-		recorded.Message = truncateRunes(fmt.Sprintf("%d write(s) waiting, retrying: %s", s.Backlog, s.WriteError), maxStatusMessage)
+	case c.Problem.Reason != "":
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, c.Problem.Reason, truncateRunes(c.Problem.Message, maxStatusMessage)
+	case c.Backlog > 0 && now.Sub(c.OldestPending) >= recordLag:
+		cond.Status, cond.Reason = metav1.ConditionFalse, "RecordPending"
+		cond.Message = fmt.Sprintf("%d transition(s) not yet written to PostgreSQL, the oldest for %s",
+			c.Backlog, now.Sub(c.OldestPending).Truncate(time.Second))
 	}
-	for _, c := range []*metav1.Condition{&ready, &progressing, &degraded, &recorded} {
-		c.Message = truncateRunes(c.Message, 32768)
-	}
-	return []metav1.Condition{ready, progressing, degraded, recorded}
+	return cond
 }
 
 // statusResult bounds the result shown in the CR: results must be JSON objects there, and big
@@ -145,11 +164,11 @@ func statusResult(raw json.RawMessage) *runtime.RawExtension {
 	return &runtime.RawExtension{Raw: norm}
 }
 
-func apiTime(t *time.Time) *metav1.Time {
-	if t == nil || t.IsZero() {
+func apiTime(t time.Time) *metav1.Time {
+	if t.IsZero() {
 		return nil
 	}
-	mt := metav1.NewTime(*t).Rfc3339Copy()
+	mt := metav1.NewTime(t).Rfc3339Copy()
 	return &mt
 }
 

@@ -11,7 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/store"
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func TestStatusResult(t *testing.T) {
@@ -42,16 +43,18 @@ func TestBuildStatusIsStableAcrossRoundTrips(t *testing.T) {
 	in := statusInput{
 		Generation: 3,
 		Desired:    v1alpha1.DesiredRunning,
-		State: TaskState{
-			Status: store.StatusRunning, Attempt: 2, Reason: "Started", Progress: "3/10",
-			StartTime: &start, LastRunTime: &start, ObservedRestartGeneration: 1,
+		Tracked:    true,
+		Committed: journal.Committed{
+			Record:   lifecycle.Record{Status: lifecycle.Running, Attempt: 2, Reason: "Started", Seq: 4, StartTime: start, LastRunTime: start, RestartGeneration: 1},
+			Progress: "3/10",
 		},
+		Now: start,
 	}
 	first := buildStatus(in)
 	require.Equal(t, v1alpha1.PhaseRunning, first.Phase)
 	require.Equal(t, int32(2), first.Attempt)
 	require.Equal(t, int64(3), first.ObservedGeneration)
-	require.Equal(t, int64(1), first.ObservedRestartGeneration)
+	require.Equal(t, int64(1), first.ObservedRestartGeneration, "from the committed record")
 	require.Equal(t, 0, first.StartTime.Nanosecond(), "times are truncated to what the API keeps")
 
 	// What the API server hands back compares equal: no write when nothing changed.
@@ -68,6 +71,7 @@ func TestBuildStatusIsStableAcrossRoundTrips(t *testing.T) {
 }
 
 func TestConditions(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	cond := func(s v1alpha1.BackgroundTaskStatus, typ string) metav1.Condition {
 		for _, c := range s.Conditions {
 			if c.Type == typ {
@@ -77,24 +81,72 @@ func TestConditions(t *testing.T) {
 		t.Fatalf("no %s condition", typ)
 		return metav1.Condition{}
 	}
-	paused := buildStatus(statusInput{Desired: v1alpha1.DesiredPaused, State: TaskState{Status: store.StatusPaused, Attempt: 1}})
+	build := func(desired v1alpha1.DesiredState, c journal.Committed) v1alpha1.BackgroundTaskStatus {
+		return buildStatus(statusInput{Desired: desired, Committed: c, Tracked: true, Now: now})
+	}
+	record := func(s lifecycle.Status, reason, message string) journal.Committed {
+		return journal.Committed{Record: lifecycle.Record{Status: s, Attempt: 1, Reason: reason, Message: message}}
+	}
+	paused := build(v1alpha1.DesiredPaused, record(lifecycle.Paused, "Paused", ""))
 	require.Equal(t, metav1.ConditionTrue, cond(paused, v1alpha1.ConditionReady).Status)
 	require.Equal(t, metav1.ConditionFalse, cond(paused, v1alpha1.ConditionProgressing).Status)
 
-	converging := buildStatus(statusInput{Desired: v1alpha1.DesiredPaused, State: TaskState{Status: store.StatusRunning, Attempt: 1}})
+	converging := build(v1alpha1.DesiredPaused, record(lifecycle.Running, "Started", ""))
 	require.Equal(t, metav1.ConditionFalse, cond(converging, v1alpha1.ConditionReady).Status)
 	require.Equal(t, "Converging", cond(converging, v1alpha1.ConditionReady).Reason)
 
-	failed := buildStatus(statusInput{Desired: v1alpha1.DesiredRunning, State: TaskState{Status: store.StatusFailed, Reason: v1alpha1.ReasonDeadlineExceeded, Message: "too slow"}})
+	failed := build(v1alpha1.DesiredRunning, record(lifecycle.Failed, v1alpha1.ReasonDeadlineExceeded, "too slow"))
 	require.Equal(t, v1alpha1.ReasonDeadlineExceeded, cond(failed, v1alpha1.ConditionReady).Reason)
 	require.Equal(t, metav1.ConditionTrue, cond(failed, v1alpha1.ConditionDegraded).Status)
 
-	backlog := buildStatus(statusInput{Desired: v1alpha1.DesiredRunning, State: TaskState{Status: store.StatusRunning, Backlog: 3, WriteError: "connection refused"}})
-	rec := cond(backlog, v1alpha1.ConditionRecorded)
+	unreachable := record(lifecycle.Running, "Started", "")
+	unreachable.Backlog, unreachable.Problem = 3, journal.Problem{Reason: journal.ReasonDatabaseUnreachable, Message: "3 transition(s) waiting: connection refused"}
+	rec := cond(build(v1alpha1.DesiredRunning, unreachable), v1alpha1.ConditionRecorded)
 	require.Equal(t, metav1.ConditionFalse, rec.Status)
-	require.Equal(t, ReasonDatabaseBacklog, rec.Reason)
-	require.Contains(t, rec.Message, "3 write(s) waiting")
+	require.Equal(t, journal.ReasonDatabaseUnreachable, rec.Reason)
+	require.Contains(t, rec.Message, "3 transition(s) waiting")
 
-	unloaded := buildStatus(statusInput{Desired: v1alpha1.DesiredRunning, DatabaseProblem: "dial tcp: connection refused"})
+	rejected := record(lifecycle.Failed, lifecycle.ReasonRecordRejected, "")
+	rejected.Problem = journal.Problem{Reason: journal.ReasonRecordRejected, Message: "PostgreSQL rejected a transition write"}
+	require.Equal(t, journal.ReasonRecordRejected, cond(build(v1alpha1.DesiredRunning, rejected), v1alpha1.ConditionRecorded).Reason,
+		"a refused write is told apart from an unreachable database")
+
+	slow := record(lifecycle.Running, "Started", "")
+	slow.Backlog, slow.OldestPending = 1, now.Add(-time.Second)
+	require.Equal(t, metav1.ConditionTrue, cond(build(v1alpha1.DesiredRunning, slow), v1alpha1.ConditionRecorded).Status, "a write in flight is normal")
+	slow.OldestPending = now.Add(-recordLag)
+	require.Equal(t, "RecordPending", cond(build(v1alpha1.DesiredRunning, slow), v1alpha1.ConditionRecorded).Reason)
+
+	unloaded := buildStatus(statusInput{Desired: v1alpha1.DesiredRunning, LoadProblem: "dial tcp: connection refused", Now: now,
+		Previous: v1alpha1.BackgroundTaskStatus{Phase: v1alpha1.PhaseRunning}})
 	require.Equal(t, metav1.ConditionFalse, cond(unloaded, v1alpha1.ConditionRecorded).Status)
+	require.Equal(t, v1alpha1.PhaseRunning, unloaded.Phase, "what was shown stays until the record can be read")
+}
+
+// TestStatusShowsOnlyTheCommittedRecord: a phase, result, attempt or restart generation reaches
+// the status only from the committed record, never from what is still queued.
+func TestStatusShowsOnlyTheCommittedRecord(t *testing.T) {
+	c := journal.Committed{Record: lifecycle.Record{Status: lifecycle.Running, Attempt: 1, Seq: 2, RestartGeneration: 0}, Backlog: 1}
+	s := buildStatus(statusInput{Desired: v1alpha1.DesiredRunning, Committed: c, Tracked: true, Now: time.Now()})
+	require.Equal(t, v1alpha1.PhaseRunning, s.Phase, "a Finished transition still queued is not shown")
+	require.Nil(t, s.Result)
+}
+
+func TestCoalesceWait(t *testing.T) {
+	s := &statusWriter{opts: Options{StatusCoalesceWindow: 100 * time.Millisecond}}
+	require.Equal(t, 70*time.Millisecond, s.coalesceWait("", v1alpha1.PhaseRunning, 30*time.Millisecond), "fresh task: wait")
+	require.Zero(t, s.coalesceWait("", v1alpha1.PhaseFinished, 0), "finished at once: write at once")
+	require.Zero(t, s.coalesceWait(v1alpha1.PhaseRunning, v1alpha1.PhasePaused, 0), "later phases are written at once")
+	require.Zero(t, s.coalesceWait("", v1alpha1.PhaseRunning, time.Second), "window passed")
+	require.Zero(t, (&statusWriter{}).coalesceWait("", v1alpha1.PhaseRunning, 0), "window off")
+}
+
+func TestProgressOnly(t *testing.T) {
+	a := v1alpha1.BackgroundTaskStatus{Phase: v1alpha1.PhaseRunning, Progress: "1/10"}
+	b := a
+	b.Progress = "2/10"
+	require.True(t, progressOnly(a, b))
+	b.Phase = v1alpha1.PhasePaused
+	require.False(t, progressOnly(a, b))
+	require.False(t, progressOnly(a, a))
 }

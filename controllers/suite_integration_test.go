@@ -1,15 +1,14 @@
 package controllers_test
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,16 +19,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/controllers"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 	"github.com/taskpilot/taskpilot/test/kubetest"
@@ -48,7 +51,8 @@ const waitTimeout = 60 * time.Second
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel()))))
-	if isShort() {
+	flag.Parse() // testing.Short needs the flags parsed; m.Run would parse them later
+	if testing.Short() {
 		os.Exit(m.Run())
 	}
 	var err error
@@ -62,15 +66,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "stop envtest:", err)
 	}
 	os.Exit(code)
-}
-
-func isShort() bool {
-	for _, a := range os.Args {
-		if a == "-test.short=true" || a == "-test.short" {
-			return true
-		}
-	}
-	return false
 }
 
 // zapLevel keeps test logs quiet unless TASKPILOT_TEST_LOG=debug.
@@ -88,17 +83,11 @@ type harness struct {
 	ns     string
 	dbURL  string
 	c      client.Client // non-cached: assertions see the API server, not a cache
-	repo   *store.GormRepository
+	repo   *store.Repository
 	op     *operatorProcess
 	probes *probes
-}
-
-// probes lets test task types report what they observed.
-type probes struct {
-	running    atomic.Int64
-	maxRunning atomic.Int64
-	mu         sync.Mutex
-	failures   map[string]int // flaky: key -> failures so far
+	// operators counts the operators started, for unique identities.
+	operators int
 }
 
 func newHarness(t *testing.T) *harness {
@@ -118,7 +107,7 @@ func newHarnessOn(t *testing.T, server func() *pgtest.Server) *harness {
 	require.NoError(t, err)
 	ns := "t-" + rand.String(8)
 	require.NoError(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	h := &harness{t: t, ctx: ctx, ns: ns, c: c, probes: &probes{failures: map[string]int{}}}
+	h := &harness{t: t, ctx: ctx, ns: ns, c: c, probes: newProbes()}
 	h.dbURL = server().NewDatabase(t)
 	h.repo, err = store.Open(ctx, store.Config{URL: h.dbURL})
 	require.NoError(t, err)
@@ -130,7 +119,7 @@ func newHarnessOn(t *testing.T, server func() *pgtest.Server) *harness {
 type operatorProcess struct {
 	cancel  context.CancelFunc
 	done    chan error
-	repo    *store.GormRepository
+	repo    *store.Repository
 	op      *controllers.Operator
 	metrics *prometheus.Registry
 	elected <-chan struct{}
@@ -140,8 +129,16 @@ type operatorConfig struct {
 	maxConcurrent int
 	dbURL         string
 	leaderElect   bool
-	// finalizerTimeout overrides the 10s used by tests.
-	finalizerTimeout time.Duration
+	// identity names the operator as a task owner (default: unique per operator).
+	identity string
+	// journalWriters overrides the number of PostgreSQL writers.
+	journalWriters int
+	// clock overrides the operator's clock (a skewed clock in fencing tests).
+	clock clock.WithTicker
+	// failStatusWrites makes every status write fail, as an API server that refuses them would.
+	failStatusWrites bool
+	// statements, when set, sees every statement the operator sends to PostgreSQL.
+	statements pgx.QueryTracer
 }
 
 // startOperator starts an operator watching the harness namespace. It is stopped at cleanup.
@@ -150,14 +147,18 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	if cfg.dbURL == "" {
 		cfg.dbURL = h.dbURL
 	}
-	repo, err := store.Open(h.ctx, store.Config{URL: cfg.dbURL})
+	h.operators++
+	if cfg.identity == "" {
+		cfg.identity = fmt.Sprintf("op-%d", h.operators)
+	}
+	repo, err := store.Open(h.ctx, store.Config{URL: cfg.dbURL, QueryTracer: cfg.statements})
 	require.NoError(h.t, err)
 	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
-	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:                        kube.Scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
-		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
+		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: controllers.LeaseCache(h.ns)},
 		Controller:                    ctrlConfigSkipNameValidation(),
 		LeaderElection:                cfg.leaderElect,
 		LeaderElectionID:              "taskpilot-test",
@@ -166,23 +167,34 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		LeaseDuration:                 &lease,
 		RenewDeadline:                 &renew,
 		RetryPeriod:                   &retry,
-	})
+	}
+	if cfg.failStatusWrites {
+		opts.NewClient = failingStatusClient
+	}
+	mgr, err := ctrl.NewManager(kube.Config, opts)
 	require.NoError(h.t, err)
 	metrics := prometheus.NewRegistry()
 	reg := runner.NewRegistry()
 	require.NoError(h.t, runner.RegisterBuiltins(reg))
 	h.registerTestTypes(reg)
-	op, err := controllers.Setup(mgr, controllers.SetupOptions{
+	op, err := controllers.Setup(mgr, controllers.Options{
 		Store:              repo,
 		Registry:           reg,
+		Identity:           cfg.identity,
+		Namespace:          h.ns,
+		LeaseDuration:      lease,
+		RenewDeadline:      renew,
+		RetryPeriod:        retry,
 		MaxConcurrentTasks: cfg.maxConcurrent,
 		StopGrace:          2 * time.Second,
 		DatabaseTimeout:    2 * time.Second,
 		ProgressInterval:   500 * time.Millisecond,
-		FinalizerTimeout:   cmp.Or(cfg.finalizerTimeout, 10*time.Second),
-		// The production default: a fresh run's first status write waits 100ms.
+		JournalWriters:     cfg.journalWriters,
+		SweepInterval:      2 * time.Second,
+		// The production default: a fresh task's first status write waits 100ms.
 		StatusCoalesceWindow: 100 * time.Millisecond,
 		Metrics:              metrics,
+		Clock:                cfg.clock,
 	})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -191,6 +203,19 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	h.op = p
 	h.t.Cleanup(p.stop)
 	return p
+}
+
+// failingStatusClient is the manager's client with every status write refused.
+func failingStatusClient(cfg *rest.Config, opts client.Options) (client.Client, error) {
+	c, err := client.NewWithWatch(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return interceptor.NewClient(c, interceptor.Funcs{
+		SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
+			return errors.New("injected: status writes are refused")
+		},
+	}), nil
 }
 
 // stop shuts the operator down the way SIGTERM does, and waits for it.
@@ -204,98 +229,6 @@ func (p *operatorProcess) stop() {
 	}
 	p.cancel = nil
 	_ = p.repo.Close()
-}
-
-func (h *harness) registerTestTypes(reg *runner.Registry) {
-	// steps: N steps of `interval`, a pause point and a checkpoint every step; the result says
-	// from which step the run started, which proves resumption from a checkpoint.
-	reg.MustRegister("steps", func(params json.RawMessage) (runner.Task, error) {
-		var p struct {
-			Steps    int    `json:"steps"`
-			Interval string `json:"interval"`
-		}
-		if err := json.Unmarshal(params, &p); err != nil || p.Steps <= 0 {
-			return nil, fmt.Errorf("steps needs a positive 'steps': %w", runner.ErrInvalidParams)
-		}
-		d, _ := time.ParseDuration(p.Interval)
-		return &stepsTask{steps: p.Steps, interval: d, probes: h.probes}, nil
-	})
-	// flaky: fails the first `failures` attempts (counted per `key`), then finishes.
-	reg.MustRegister("flaky", func(params json.RawMessage) (runner.Task, error) {
-		var p struct {
-			Key      string `json:"key"`
-			Failures int    `json:"failures"`
-		}
-		if err := json.Unmarshal(params, &p); err != nil {
-			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
-		}
-		return &flakyTask{key: p.Key, failures: p.Failures, probes: h.probes}, nil
-	})
-}
-
-type stepsTask struct {
-	runner.Base
-	steps    int
-	interval time.Duration
-	probes   *probes
-}
-
-type stepsCheckpoint struct {
-	Next int `json:"next"`
-}
-
-func (s *stepsTask) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
-	n := s.probes.running.Add(1)
-	defer s.probes.running.Add(-1)
-	for {
-		cur := s.probes.maxRunning.Load()
-		if n <= cur || s.probes.maxRunning.CompareAndSwap(cur, n) {
-			break
-		}
-	}
-	var cp stepsCheckpoint
-	if _, err := ctl.LoadCheckpoint(&cp); err != nil {
-		return nil, err
-	}
-	started := cp.Next
-	for i := cp.Next; i < s.steps; i++ {
-		// A paused task gives its slot back: it is not "running" while parked.
-		s.probes.running.Add(-1)
-		err := ctl.Yield(ctx)
-		s.probes.running.Add(1)
-		if err != nil {
-			return nil, err
-		}
-		if s.interval > 0 {
-			select {
-			case <-time.After(s.interval):
-			case <-ctx.Done():
-				return nil, context.Cause(ctx)
-			}
-		}
-		ctl.SetProgress(fmt.Sprintf("%d/%d", i+1, s.steps))
-		if err := ctl.SaveCheckpoint(ctx, stepsCheckpoint{Next: i + 1}); err != nil {
-			return nil, err
-		}
-	}
-	return json.Marshal(map[string]int{"startedAt": started, "steps": s.steps})
-}
-
-type flakyTask struct {
-	runner.Base
-	key      string
-	failures int
-	probes   *probes
-}
-
-func (f *flakyTask) Run(context.Context, runner.Control) (json.RawMessage, error) {
-	f.probes.mu.Lock()
-	defer f.probes.mu.Unlock()
-	if f.probes.failures[f.key] < f.failures {
-		f.probes.failures[f.key]++
-		return nil, fmt.Errorf("flaky failure %d of %d", f.probes.failures[f.key], f.failures)
-	}
-	return json.RawMessage(`{"ok":true}`), nil
 }
 
 // create creates a BackgroundTask in the harness namespace.
@@ -356,7 +289,7 @@ func (h *harness) waitPhase(name string, phase v1alpha1.Phase, extra ...func(*v1
 }
 
 // waitRow waits until the task's row has status and returns it.
-func (h *harness) waitRow(uid string, status store.Status) *store.Task {
+func (h *harness) waitRow(uid string, status lifecycle.Status) *store.Task {
 	h.t.Helper()
 	var row *store.Task
 	require.Eventually(h.t, func() bool {
@@ -368,6 +301,45 @@ func (h *harness) waitRow(uid string, status store.Status) *store.Task {
 		return r.Status == status
 	}, waitTimeout, 20*time.Millisecond, "waiting for row %s to be %s", uid, status)
 	return row
+}
+
+// waitDeleted waits until the task's row is soft-deleted and returns it.
+func (h *harness) waitDeleted(uid string) *store.Task {
+	h.t.Helper()
+	var row *store.Task
+	require.Eventually(h.t, func() bool {
+		r, err := h.repo.GetTask(h.ctx, uid)
+		row = r
+		return err == nil && r.DeletedAt.Valid
+	}, waitTimeout, 20*time.Millisecond, "waiting for row %s to be soft-deleted", uid)
+	return row
+}
+
+// requireStays checks, for a while, that the object keeps satisfying ok: a negative property
+// ("the status never shows X while Y") needs a window to be observed in. It asserts nothing
+// about speed.
+func (h *harness) requireStays(name string, window time.Duration, ok func(*v1alpha1.BackgroundTask) bool, msg string) {
+	h.t.Helper()
+	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		bt := h.get(name)
+		require.True(h.t, ok(bt), "%s: %+v", msg, bt.Status)
+	}
+}
+
+// countRows counts the harness database's live rows with status.
+func (h *harness) countRows(status string) int {
+	h.t.Helper()
+	var n int
+	require.NoError(h.t, h.repo.DB().Raw(`SELECT count(*) FROM background_tasks WHERE status = ? AND deleted_at IS NULL`, status).Scan(&n).Error)
+	return n
+}
+
+// requireNotRunning checks that no test task of this uid executes any more (the probe counts
+// executions in the test process, independently of the journal).
+func (h *harness) requireNotRunning(uid string) {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool { return h.probes.runningOf(uid) == 0 }, waitTimeout, 20*time.Millisecond,
+		"the run of %s stopped", uid)
 }
 
 // history returns the task's transitions as "FROM>TO@attempt" strings and checks contiguity.
@@ -448,5 +420,3 @@ func ctrlConfigSkipNameValidation() config.Controller {
 	// otherwise insists on process-wide unique controller names.
 	return config.Controller{SkipNameValidation: ptr.To(true)}
 }
-
-func uidKey(uid string) runner.Key { return runner.Key(uid) }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
 // entry implements Control: the task's handle is the run itself, which saves
@@ -30,20 +32,24 @@ func (e *entry) Deadline() (time.Time, bool) {
 }
 
 func (e *entry) SetProgress(p string) {
-	p = truncate(p, MaxProgressLen)
+	p = pgtext.Text(p, MaxProgressLen)
 	e.mu.Lock()
 	e.progress = p
 	e.mu.Unlock()
 }
 
 func (e *entry) SaveCheckpoint(ctx context.Context, v any) error {
-	data, err := json.Marshal(v)
+	encoded, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode checkpoint for task %q: %w", e.key, err)
 	}
-	if len(data) > MaxCheckpointBytes {
+	data, size, err := pgtext.JSON(encoded)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint for task %q: %w", e.key, err)
+	}
+	if size > MaxCheckpointBytes {
 		return fmt.Errorf("save checkpoint for task %q: %w",
-			e.key, &CheckpointTooLargeError{Size: len(data), Limit: MaxCheckpointBytes})
+			e.key, &CheckpointTooLargeError{Size: size, Limit: MaxCheckpointBytes})
 	}
 	// A goroutine abandoned after StopGrace must not overwrite the
 	// checkpoint of whatever runs next for this key.
@@ -81,6 +87,9 @@ func (e *entry) Yield(ctx context.Context) error {
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
+	}
+	if !e.r.leaseValid() {
+		return ErrLeaseLost
 	}
 	if !e.pauseReq.Load() {
 		return nil

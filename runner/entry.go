@@ -7,6 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
 // StartSpec describes one run (attempt) of a task.
@@ -22,12 +25,7 @@ type StartSpec struct {
 	// ErrDeadlineExceeded and ends it Failed (reason DeadlineExceeded).
 	Timeout time.Duration
 	// Checkpoint is the initial checkpoint to resume from (nil = scratch).
-	// RestartTask ignores it.
 	Checkpoint json.RawMessage
-	// Paused admits the task parked: reported ""->Paused, no goroutine and no
-	// slot until ResumeTask. Used when a new leader re-admits tasks that were
-	// Paused in the durable record.
-	Paused bool
 }
 
 // entry is one run of one key: the state machine plus the Control handle the
@@ -59,7 +57,6 @@ type entry struct {
 	startedAt  time.Time
 	result     json.RawMessage
 	checkpoint json.RawMessage
-	spawned    bool // run goroutine started (or will never be needed)
 	stopReq    bool
 	abandoned  bool // reported Stopped by the grace timer, goroutine still out
 	waiter     *waiter
@@ -100,6 +97,7 @@ func (e *entry) transitionLocked(to State, reason, msg string) {
 	if from == StateRunning {
 		e.stopClockLocked()
 	}
+	msg = pgtext.Text(msg, lifecycle.MaxMessageChars)
 	e.state, e.reason, e.message = to, reason, msg
 	if c := e.r.counter(from); c != nil {
 		c.Add(-1)

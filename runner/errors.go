@@ -36,6 +36,11 @@ var (
 	// is reported, so the durable record keeps the task Running/Paused and the
 	// next leader resumes it from its last checkpoint.
 	ErrShutdown = errors.New("runner: runner shutting down")
+	// ErrLeaseLost is the cancellation cause when this process can no longer be sure it owns
+	// its tasks (its membership lease was not renewed in time, see Options.Lease): another
+	// process may run them now. Like ErrShutdown it reports no transition; the runner accepts
+	// no more work.
+	ErrLeaseLost = errors.New("runner: membership lease lost")
 )
 
 // ParamsError is returned (wrapped) by Registry.New when a Factory rejects its

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+
+	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
 // maxPanicMessage bounds the panic text (value + stack) put in a transition,
@@ -33,6 +35,9 @@ func (e *entry) main() {
 		e.finish(e.judge("", nil, err, ""))
 		return
 	}
+	if !e.r.leaseValid() {
+		return // another process may run the task now: never start it here
+	}
 	e.finish(e.execute())
 }
 
@@ -54,7 +59,7 @@ func (e *entry) execute() verdict {
 		return v
 	}
 	// Post's context survives StopTask (cleanup must be able to finish) but
-	// not runner shutdown.
+	// not runner shutdown or the loss of the membership lease.
 	out := Outcome{State: v.state, Err: v.err, Result: v.result}
 	postPanic, postErr := e.call("post", func() error { return e.task.Post(e.r.base, out) })
 	switch {
@@ -83,7 +88,7 @@ func (e *entry) call(hook string, f func() error) (panicMsg string, err error) {
 // the task returned), timeout, error, success.
 func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg string) verdict {
 	cause := context.Cause(e.ctx)
-	if e.ctx.Err() != nil && errors.Is(cause, ErrShutdown) {
+	if e.ctx.Err() != nil && (errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrLeaseLost)) {
 		return verdict{shutdown: true}
 	}
 	if panicMsg != "" {
@@ -105,9 +110,18 @@ func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg s
 		}
 		return verdict{state: StateFailed, reason: ReasonError, message: msg, err: err}
 	}
-	if len(result) > 0 && !json.Valid(result) {
-		err := errors.New("run returned a result that is not valid JSON")
-		return verdict{state: StateFailed, reason: ReasonError, message: err.Error(), err: err}
+	if len(result) > 0 {
+		stored, size, err := pgtext.JSON(result)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("run returned a result PostgreSQL cannot store: %w", err)
+			return verdict{state: StateFailed, reason: ReasonError, message: err.Error(), err: err}
+		case size > MaxResultBytes:
+			err := fmt.Errorf("run returned a result of %d bytes as PostgreSQL stores it (jsonb), more than the %d allowed: "+
+				"keep large outputs elsewhere and return a reference to them", size, MaxResultBytes)
+			return verdict{state: StateFailed, reason: ReasonResultTooLarge, message: err.Error(), err: err}
+		}
+		result = stored
 	}
 	return verdict{state: StateFinished, reason: ReasonCompleted, result: result}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,7 +147,8 @@ type harness struct {
 	runs     map[runner.Key]int
 	found    map[runner.Key]bool
 	cpErr    map[runner.Key]error
-	started  chan string // ids in the order Run began
+	loopErr  map[runner.Key]error // why a loop task's Run returned
+	started  chan string          // ids in the order Run began
 	unstuck  chan struct{}
 
 	running, maxRunning atomic.Int64
@@ -159,6 +161,7 @@ func newHarness() *harness {
 		runs:     map[runner.Key]int{},
 		found:    map[runner.Key]bool{},
 		cpErr:    map[runner.Key]error{},
+		loopErr:  map[runner.Key]error{},
 		started:  make(chan string, 10000),
 		unstuck:  make(chan struct{}),
 	}
@@ -181,6 +184,12 @@ func (h *harness) outcomesOf(key runner.Key) []runner.Outcome {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]runner.Outcome(nil), h.outcomes[key]...)
+}
+
+func (h *harness) loopErrOf(key runner.Key) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.loopErr[key]
 }
 
 func (h *harness) runsOf(key runner.Key) int {
@@ -207,6 +216,11 @@ type probeParams struct {
 //	stuck      ignore cancellation until h.unstuck is closed
 //	checkpoint load {"n"}, record found, save n+1, then loop
 //	bigcheckpoint try to save a >64KiB checkpoint, record the error
+//	spacey     return an array of ones: under 64 KiB as compact JSON, over it
+//	           as PostgreSQL stores it (jsonb puts a space after each comma)
+//	spaceycheckpoint try to save such an array as a checkpoint, record the error
+//	dirtyfail  fail with a message holding a NUL and invalid UTF-8
+//	dirtyprogress report a long progress text holding a NUL, then finish
 type probe struct {
 	h   *harness
 	p   probeParams
@@ -279,15 +293,34 @@ func (t *probe) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, e
 		}
 		return t.loop(ctx, ctl)
 	case "bigcheckpoint":
-		err := ctl.SaveCheckpoint(ctx, string(make([]byte, runner.MaxCheckpointBytes+1)))
+		err := ctl.SaveCheckpoint(ctx, strings.Repeat("x", runner.MaxCheckpointBytes))
 		h.mu.Lock()
 		h.cpErr[t.key] = err
 		h.mu.Unlock()
+		return json.RawMessage(`{}`), nil
+	case "spacey":
+		return spaceyArray(), nil
+	case "spaceycheckpoint":
+		err := ctl.SaveCheckpoint(ctx, spaceyArray())
+		h.mu.Lock()
+		h.cpErr[t.key] = err
+		h.mu.Unlock()
+		return json.RawMessage(`{}`), nil
+	case "dirtyfail":
+		return nil, errors.New("bad\x00byte\xff here")
+	case "dirtyprogress":
+		ctl.SetProgress("a\x00" + strings.Repeat("é", 100))
 		return json.RawMessage(`{}`), nil
 	case "loop":
 		return t.loop(ctx, ctl)
 	}
 	return json.RawMessage(`{"ok":true}`), nil
+}
+
+// spaceyArray is [1,1,...]: 2 bytes per element as compact JSON, 3 as jsonb text.
+func spaceyArray() json.RawMessage {
+	n := runner.MaxResultBytes/2 - 10
+	return json.RawMessage("[" + strings.TrimSuffix(strings.Repeat("1,", n), ",") + "]")
 }
 
 func (t *probe) loop(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
@@ -296,6 +329,9 @@ func (t *probe) loop(ctx context.Context, ctl runner.Control) (json.RawMessage, 
 	defer tk.Stop()
 	for i := 0; ; i++ {
 		if err := ctl.Yield(ctx); err != nil {
+			t.h.mu.Lock()
+			t.h.loopErr[ctl.Key()] = err
+			t.h.mu.Unlock()
 			return nil, fmt.Errorf("loop interrupted: %w", err)
 		}
 		ctl.SetProgress(fmt.Sprint(i))

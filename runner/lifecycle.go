@@ -13,8 +13,7 @@ import (
 // a terminal entry is replaced by the new run (a new attempt).
 //
 // Reported transitions: ""->Running (Started) when a slot is free right now,
-// otherwise ""->Pending (Queued) and later Pending->Running (Started). With
-// spec.Paused: ""->Paused, and nothing runs until ResumeTask.
+// otherwise ""->Pending (Queued) and later Pending->Running (Started).
 func (r *Runner) StartTask(key Key, spec StartSpec) error {
 	r.mu.Lock()
 	err := r.phaseErrLocked()
@@ -46,17 +45,9 @@ func (r *Runner) launch(key Key, spec StartSpec, task Task) error {
 	r.entries[key] = e
 	r.mu.Unlock()
 
-	if spec.Paused {
-		e.transitionLocked(StatePaused, ReasonPaused, "admitted paused; waiting for resume")
-	} else {
-		e.spawned = true
-		e.admitLocked(ReasonStarted)
-	}
-	spawn := e.spawned
+	e.admitLocked(ReasonStarted)
 	e.mu.Unlock()
-	if spawn {
-		r.spawn(e)
-	}
+	r.spawn(e)
 	return nil
 }
 
@@ -113,13 +104,8 @@ func (r *Runner) ResumeTask(key Key) error {
 		return nil
 	case e.state == StatePaused:
 		e.admitLocked(ReasonResumed)
-		spawn := !e.spawned
-		e.spawned = true
 		e.signal()
 		e.mu.Unlock()
-		if spawn {
-			r.spawn(e)
-		}
 		return nil
 	}
 	e.mu.Unlock()
@@ -128,8 +114,8 @@ func (r *Runner) ResumeTask(key Key) error {
 
 // StopTask cancels the run with cause ErrStopped; the task unwinds, Post
 // runs and the run ends Stopped, whatever Run returned. A Paused task is
-// unblocked (Yield returns ErrStopped); a Pending or admitted-paused task
-// that never reached Pre ends Stopped without calling Pre/Post. If the task
+// unblocked (Yield returns ErrStopped); a Pending task that never reached Pre
+// ends Stopped without calling Pre/Post. If the task
 // ignores cancellation, after StopGrace it is reported Stopped anyway with
 // reason StopGraceExceeded, its slot is freed and its goroutine is counted in
 // Stats.Abandoned until it returns (shutdown still waits for it, bounded).
@@ -147,11 +133,6 @@ func (r *Runner) StopTask(key Key) error {
 	e.stopReq = true
 	e.pauseReq.Store(false)
 	e.cancel(ErrStopped)
-	if !e.spawned {
-		e.spawned = true // never needed now
-		e.transitionLocked(StateStopped, ReasonStopped, "stopped before it started")
-		return nil
-	}
 	e.grace = time.AfterFunc(r.opts.StopGrace, e.graceExceeded)
 	return nil
 }
@@ -171,38 +152,4 @@ func (e *entry) graceExceeded() {
 		"reported Stopped while its goroutine is still running", e.r.opts.StopGrace)
 	e.r.opts.Logger.Info("task ignored stop", "key", e.key, "task", e.spec.TaskName, "stopGrace", e.r.opts.StopGrace)
 	e.transitionLocked(StateStopped, ReasonStopGraceExceeded, msg)
-}
-
-// RestartTask starts a new attempt from scratch: the spec is validated
-// first (a bad spec leaves the current run alone), then the current run, if
-// any and not terminal, is stopped and awaited until it is reported Stopped
-// (at most about StopGrace), then the new run is started with no checkpoint
-// (spec.Checkpoint is ignored). An unknown key simply starts.
-func (r *Runner) RestartTask(key Key, spec StartSpec) error {
-	r.mu.Lock()
-	err := r.phaseErrLocked()
-	old := r.entries[key]
-	r.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("restart task %q: %w", key, err)
-	}
-	task, err := r.opts.Registry.New(spec.TaskName, spec.Params)
-	if err != nil {
-		return fmt.Errorf("restart task %q: %w", key, err)
-	}
-	spec.Checkpoint = nil
-	if old != nil {
-		if err := r.StopTask(key); err != nil {
-			return fmt.Errorf("restart task %q: %w", key, err)
-		}
-		select {
-		case <-old.terminal:
-		case <-r.base.Done():
-			return fmt.Errorf("restart task %q: %w", key, ErrShutdown)
-		}
-	}
-	if err := r.launch(key, spec, task); err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	return nil
 }

@@ -211,46 +211,19 @@ func TestPauseStopsTimeoutClock(t *testing.T) {
 	require.Equal(t, s1.RunTime, s2.RunTime, "paused time must not count")
 	require.NoError(t, e.r.StopTask("a"))
 
-	// A task admitted paused for longer than its timeout is not failed; once
-	// resumed its clock runs and it times out.
+	// A task paused for longer than its timeout is not failed; once resumed
+	// its clock runs and it times out.
 	spec = probeSpec("loop", "b")
 	spec.Timeout = 100 * time.Millisecond
-	spec.Paused = true
 	require.NoError(t, e.r.StartTask("b", spec))
+	require.NoError(t, e.r.PauseTask("b"))
+	e.waitState(t, "b", runner.StatePaused)
 	time.Sleep(3 * spec.Timeout) // paused well past the timeout
 	snap, _ := e.r.Snapshot("b")
 	require.Equal(t, runner.StatePaused, snap.State)
 	require.NoError(t, e.r.ResumeTask("b"))
 	tr := e.sink.waitTo(t, "b", runner.StateFailed)
 	require.Equal(t, runner.ReasonDeadlineExceeded, tr.Reason)
-}
-
-func TestStartPaused(t *testing.T) {
-	e := newEnv(t, nil)
-	spec := probeSpec("loop", "a")
-	spec.Paused = true
-	require.NoError(t, e.r.StartTask("a", spec))
-	snap, ok := e.r.Snapshot("a")
-	require.True(t, ok)
-	require.Equal(t, runner.StatePaused, snap.State)
-	require.Equal(t, 1, e.r.Stats().Paused)
-	require.Zero(t, e.h.runsOf("a"))
-	require.NoError(t, e.r.ResumeTask("a"))
-	e.waitState(t, "a", runner.StateRunning)
-	e.h.release("a")
-	e.sink.waitTo(t, "a", runner.StateFinished)
-	trs := e.sink.of("a")
-	require.Equal(t, runner.State(""), trs[0].From)
-	require.Equal(t, runner.StatePaused, trs[0].To)
-
-	// Stopping a task admitted paused never calls its hooks.
-	spec = probeSpec("loop", "b")
-	spec.Paused = true
-	require.NoError(t, e.r.StartTask("b", spec))
-	require.NoError(t, e.r.StopTask("b"))
-	snap, _ = e.r.Snapshot("b")
-	require.Equal(t, runner.StateStopped, snap.State)
-	require.Empty(t, e.h.outcomesOf("b"))
 }
 
 func TestIllegalCalls(t *testing.T) {
@@ -289,43 +262,6 @@ func TestStartTaskValidationReportsNothing(t *testing.T) {
 	require.Zero(t, e.sink.count())
 	_, ok := e.r.Snapshot("a")
 	require.False(t, ok)
-}
-
-func TestRestartTaskStartsFreshAttempt(t *testing.T) {
-	e := newEnv(t, nil)
-	spec := probeSpec("checkpoint", "a")
-	spec.Checkpoint = json.RawMessage(`{"N":5}`)
-	require.NoError(t, e.r.StartTask("a", spec))
-	e.waitState(t, "a", runner.StateRunning)
-	require.Eventually(t, func() bool { return len(e.saver.get("a")) == 1 }, waitFor, tick)
-	require.JSONEq(t, `{"N":6}`, string(e.saver.get("a")[0]), "resumed from spec.Checkpoint")
-
-	// Invalid spec: the current run is untouched.
-	require.ErrorIs(t, e.r.RestartTask("a", runner.StartSpec{TaskName: "nope"}), runner.ErrUnknownTaskType)
-	require.Equal(t, runner.StateRunning, func() runner.State { s, _ := e.r.Snapshot("a"); return s.State }())
-
-	spec.Attempt = 2
-	require.NoError(t, e.r.RestartTask("a", spec))
-	snap, _ := e.r.Snapshot("a")
-	require.Equal(t, 2, snap.Attempt)
-	require.Eventually(t, func() bool { return len(e.saver.get("a")) == 2 }, waitFor, tick)
-	require.JSONEq(t, `{"N":1}`, string(e.saver.get("a")[1]), "restart ignores spec.Checkpoint")
-
-	trs := e.sink.of("a")
-	require.Equal(t, runner.StateStopped, trs[1].To)
-	require.Equal(t, 1, trs[1].Attempt)
-	require.Equal(t, runner.State(""), trs[2].From)
-	require.Equal(t, 2, trs[2].Attempt)
-
-	// Restart of a terminal or unknown key simply starts.
-	require.NoError(t, e.r.StopTask("a"))
-	e.waitState(t, "a", runner.StateStopped)
-	spec.Attempt = 3
-	require.NoError(t, e.r.RestartTask("a", spec))
-	e.waitState(t, "a", runner.StateRunning)
-	require.NoError(t, e.r.RestartTask("fresh", probeSpec("quick", "fresh")))
-	e.sink.waitTo(t, "fresh", runner.StateFinished)
-	require.NoError(t, e.r.StopTask("a"))
 }
 
 func TestForget(t *testing.T) {
@@ -384,6 +320,5 @@ func TestRunnerPhases(t *testing.T) {
 	e := newEnv(t, nil)
 	e.stop()
 	require.ErrorIs(t, e.r.StartTask("a", runner.StartSpec{TaskName: "noop"}), runner.ErrShutdown)
-	require.ErrorIs(t, e.r.RestartTask("a", runner.StartSpec{TaskName: "noop"}), runner.ErrShutdown)
 	require.Error(t, e.r.Start(t.Context()), "a runner cannot be started twice")
 }

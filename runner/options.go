@@ -10,13 +10,22 @@ import (
 	"github.com/go-logr/logr"
 )
 
+// Lease tells the runner whether this process may still run tasks. The operator backs it
+// with its membership lease: Valid turns false, for good, as soon as the lease may have expired
+// in the eyes of other processes (for example after the process was frozen), so that a woken
+// process stops at its tasks' next pause point instead of running them next to their new
+// owner. Valid is called on every Yield and must be cheap.
+type Lease interface {
+	Valid() bool
+}
+
 // Sink receives every state change.
 //
 // Contract: Transition is called sequentially per key (never concurrently for
 // the same key) and in order, exactly once per change. It is called with the
 // task's internal lock held, from a runner goroutine or synchronously from the
 // Runner method that caused the change (StartTask, PauseTask, ResumeTask,
-// StopTask, RestartTask). It therefore MUST return quickly (the controller's
+// StopTask). It therefore MUST return quickly (the controller's
 // sink appends to an in-memory outbox) and MUST NOT call Runner methods or
 // wait for something that does, or it deadlocks.
 type Sink interface {
@@ -45,6 +54,10 @@ type Options struct {
 	Sink Sink
 	// Checkpoints persists checkpoints; nil keeps them in memory only.
 	Checkpoints CheckpointSaver
+	// Lease, when set, is checked before a run starts and on every Yield; once
+	// it is invalid every run is cancelled with ErrLeaseLost and nothing more is
+	// started or reported.
+	Lease Lease
 	// MaxConcurrent bounds tasks holding a slot (Running). Paused tasks do
 	// not hold one; Pending tasks wait FIFO. 0 means DefaultMaxConcurrent.
 	MaxConcurrent int

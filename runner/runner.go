@@ -97,6 +97,20 @@ func (r *Runner) Start(ctx context.Context) error {
 	return nil
 }
 
+// leaseValid checks Options.Lease; the first time it fails every run is cancelled with
+// ErrLeaseLost (which, like shutdown, reports nothing) and no new run starts.
+func (r *Runner) leaseValid() bool {
+	if r.base.Err() != nil {
+		return !errors.Is(context.Cause(r.base), ErrLeaseLost)
+	}
+	if r.opts.Lease == nil || r.opts.Lease.Valid() {
+		return true
+	}
+	r.opts.Logger.Info("membership lease lost: stopping every run without recording anything; the next owner resumes them")
+	r.cancelBase(ErrLeaseLost)
+	return false
+}
+
 // Started is closed once Start is running and task calls are accepted.
 func (r *Runner) Started() <-chan struct{} { return r.startedCh }
 
@@ -111,6 +125,9 @@ func (r *Runner) phaseErrLocked() error {
 	case phaseStopping:
 		return ErrShutdown
 	case phaseRunning:
+	}
+	if !r.leaseValid() {
+		return ErrLeaseLost
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package runner
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // State is the runner's view of one task run.
@@ -20,8 +22,8 @@ const (
 	// Stopped), the timeout (-> Failed).
 	StateRunning State = "Running"
 	// StatePaused: parked at a Yield (or admitted paused); holds no slot.
-	// In: the task's Yield after PauseTask, PauseTask on a Pending task,
-	// StartTask with StartSpec.Paused. Out: ResumeTask (-> Running/Pending),
+	// In: the task's Yield after PauseTask, PauseTask on a Pending task.
+	// Out: ResumeTask (-> Running/Pending),
 	// StopTask (-> Stopped).
 	StatePaused State = "Paused"
 	// StateFinished (terminal): Run returned a result. Set by the runner.
@@ -29,7 +31,7 @@ const (
 	// StateFailed (terminal): Pre/Run returned an error, a hook panicked or
 	// the timeout fired. Set by the runner.
 	StateFailed State = "Failed"
-	// StateStopped (terminal): StopTask/RestartTask cancelled the run. Set by
+	// StateStopped (terminal): StopTask cancelled the run. Set by
 	// the runner once the task returned, or when StopGrace ran out.
 	StateStopped State = "Stopped"
 )
@@ -56,17 +58,18 @@ const (
 	ReasonStopped           = "Stopped"
 	ReasonStopGraceExceeded = "StopGraceExceeded"
 	ReasonDeadlineExceeded  = "DeadlineExceeded"
+	ReasonResultTooLarge    = lifecycle.ReasonResultTooLarge
 )
 
 // Transition is one state change, reported to the Sink exactly once, in
 // order per key.
 type Transition struct {
 	Key      Key
-	From, To State // From is "" for the first report of a run started by StartTask/RestartTask
+	From, To State // From is "" for the first report of a run started by StartTask
 	Attempt  int
 	At       time.Time
 	Reason   string // CamelCase machine reason, see the Reason* constants
-	Message  string // human text: error text, panic value + trimmed stack (<= 4 KiB)
+	Message  string // human text: error text, panic value + trimmed stack (storable, <= 4096 characters)
 	Progress string
 	Result   json.RawMessage // set when To is Finished
 	// StartedAt is when this attempt first became Running (zero if never).

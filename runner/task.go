@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // Task is the contract a task type implements: the Go counterpart of a
@@ -19,10 +21,14 @@ import (
 //     run as Failed (reason Error, message prefixed "pre: ") and Run is not
 //     called; Post is still called so Pre's resources can be released.
 //   - Run does the work. It must call ctl.Yield regularly: Yield is where a
-//     pause takes effect and where stop/timeout/shutdown are noticed. Run
+//     pause takes effect and where stop/timeout/shutdown are noticed, and
+//     where a process that lost its membership lease stops (another one
+//     may run the task now). Run
 //     should also watch ctx (cancelled with cause ErrStopped,
-//     ErrDeadlineExceeded or ErrShutdown) in any blocking call. Returning a
-//     result with a nil error ends the run Finished; an error ends it Failed,
+//     ErrDeadlineExceeded, ErrShutdown or ErrLeaseLost) in any blocking call.
+//     Returning a result with a nil error ends the run Finished (a result
+//     over MaxResultBytes ends it Failed, reason ResultTooLarge); an error
+//     ends it Failed,
 //     unless the run was cancelled by StopTask (then Stopped, whatever Run
 //     returns) or by the timeout (Failed, reason DeadlineExceeded).
 //   - Post is called exactly once for every run in which Pre was called,
@@ -36,8 +42,7 @@ import (
 //
 // A panic in any hook is recovered: the run ends Failed with reason Panic and
 // a message holding the panic value and a trimmed stack; other tasks keep
-// running. Hooks must not call Runner methods for their own key in a way that
-// waits for their own termination (RestartTask of self would deadlock).
+// running.
 type Task interface {
 	Pre(ctx context.Context, ctl Control) error
 	Run(ctx context.Context, ctl Control) (result json.RawMessage, err error)
@@ -62,12 +67,17 @@ type Outcome struct {
 	Result json.RawMessage
 }
 
-// MaxCheckpointBytes bounds one encoded checkpoint. Checkpoints are persisted
-// in the task's database row on every save, so they must stay small.
-const MaxCheckpointBytes = 64 << 10
+// MaxCheckpointBytes bounds one checkpoint, and MaxResultBytes a result, measured as
+// PostgreSQL stores them (the length of jsonb's text form, which is longer than compact JSON:
+// a space follows every ':' and ','). Both live in the task's database row, so they must stay
+// small.
+const (
+	MaxCheckpointBytes = lifecycle.MaxPayloadBytes
+	MaxResultBytes     = lifecycle.MaxPayloadBytes
+)
 
-// MaxProgressLen bounds SetProgress text, which ends up in the CR status.
-const MaxProgressLen = 64
+// MaxProgressLen bounds SetProgress text (characters), which ends up in the CR status.
+const MaxProgressLen = lifecycle.MaxProgressChars
 
 // Control is the handle a run gets from the runner. Its methods are safe to
 // call from the run goroutine (and, except Yield, from goroutines the task
@@ -81,14 +91,20 @@ type Control interface {
 	// pause; it moves later after every pause. ok is false without a timeout.
 	Deadline() (deadline time.Time, ok bool)
 	// SetProgress records short human text ("42%", "420/1000"), truncated to
-	// MaxProgressLen bytes. It is reported with the next transition and in
+	// MaxProgressLen characters. It is reported with the next transition and in
 	// Snapshot; it does not itself report a transition (that would flood the
 	// Sink).
 	SetProgress(p string)
-	// SaveCheckpoint JSON-encodes v and persists it through the
-	// CheckpointSaver (memory only when none is configured). An encoding
-	// over MaxCheckpointBytes fails with a *CheckpointTooLargeError. Only a
-	// successfully persisted checkpoint becomes the one LoadCheckpoint sees.
+	// SaveCheckpoint JSON-encodes v and hands it to the CheckpointSaver
+	// (memory only when none is configured). The operator's saver queues it
+	// and returns at once: it reaches PostgreSQL shortly after, in order
+	// with the run's transitions, and only the latest of several waiting
+	// checkpoints is written. So a crash can lose the last checkpoints, and
+	// the next run of the attempt resumes from an earlier one: work since
+	// then is done again (at-least-once). An encoding over
+	// MaxCheckpointBytes fails with a *CheckpointTooLargeError; strings lose
+	// NUL characters, which PostgreSQL cannot store. Only an accepted
+	// checkpoint becomes the one LoadCheckpoint sees.
 	SaveCheckpoint(ctx context.Context, v any) error
 	// LoadCheckpoint decodes the last checkpoint into v: the last one saved
 	// by this run or, before that, StartSpec.Checkpoint. found is false when

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // statementCounter is a pgx tracer counting statements sent to PostgreSQL.
@@ -53,13 +55,18 @@ func BenchmarkRecordTransition(b *testing.B) {
 			at := time.Now()
 			record := func(k *tracker, n int) error {
 				for j := range n {
-					to := StatusRunning
-					if k.status == StatusRunning {
-						to = StatusPaused
+					to := lifecycle.Running
+					if k.rec.Status == lifecycle.Running {
+						to = lifecycle.Paused
 					}
-					if err := repo.RecordTransition(ctx, k.next(to, 1, at.Add(time.Duration(j)))); err != nil {
+					w, err := writeFor(k, to, at.Add(time.Duration(j)))
+					if err == nil {
+						err = repo.RecordTransition(ctx, w)
+					}
+					if err != nil {
 						return err
 					}
+					k.advance(w)
 				}
 				return nil
 			}

@@ -2,60 +2,52 @@ package store
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func TestCheckpoint(t *testing.T) {
 	repo := newRepo(t)
 	ctx := testCtx(t)
 	k := createTask(t, repo, "u1", "ns", "n", "demo")
-	k.apply(t, repo, StatusRunning, 1, time.Now())
+	k.apply(t, repo, lifecycle.Running, 1, time.Now())
 
-	data, attempt, err := repo.LoadCheckpoint(ctx, "u1")
+	require.NoError(t, repo.SaveCheckpoint(ctx, "u1", owner1, 1, json.RawMessage(`{"offset":10}`)))
+	require.NoError(t, repo.SaveCheckpoint(ctx, "u1", owner1, 1, json.RawMessage(`{"offset":20}`)))
+	row, err := repo.GetTask(ctx, "u1")
 	require.NoError(t, err)
-	require.Nil(t, data)
-	require.Zero(t, attempt)
+	require.JSONEq(t, `{"offset":20}`, string(row.CurrentCheckpoint()))
 
-	require.NoError(t, repo.SaveCheckpoint(ctx, "u1", 1, json.RawMessage(`{"offset": 10}`)))
-	require.NoError(t, repo.SaveCheckpoint(ctx, "u1", 1, json.RawMessage(`{"offset": 20}`)))
-	data, attempt, err = repo.LoadCheckpoint(ctx, "u1")
-	require.NoError(t, err)
-	require.JSONEq(t, `{"offset": 20}`, string(data))
-	require.Equal(t, 1, attempt)
-
-	// A zombie run of an older attempt cannot overwrite it.
-	err = repo.SaveCheckpoint(ctx, "u1", 0, json.RawMessage(`{"offset": 99}`))
-	require.ErrorIs(t, err, ErrStaleTransition)
+	// A zombie run of an older attempt cannot overwrite it: the checkpoint is obsolete.
+	err = repo.SaveCheckpoint(ctx, "u1", owner1, 0, json.RawMessage(`{"offset":99}`))
+	require.ErrorIs(t, err, ErrConflict)
 	require.False(t, IsTransient(err))
-	data, _, err = repo.LoadCheckpoint(ctx, "u1")
+	row, err = repo.GetTask(ctx, "u1")
 	require.NoError(t, err)
-	require.JSONEq(t, `{"offset": 20}`, string(data))
+	require.JSONEq(t, `{"offset":20}`, string(row.CurrentCheckpoint()))
 
-	// Size limit: checked before the round trip.
-	big := json.RawMessage(`"` + strings.Repeat("x", MaxCheckpointSize) + `"`)
-	err = repo.SaveCheckpoint(ctx, "u1", 1, big)
-	require.ErrorIs(t, err, ErrCheckpointTooLarge)
-	require.False(t, IsTransient(err))
-	// Under the raw limit but over it once jsonb normalises the text
-	// (a space after every ':' and ','): the CHECK catches it, same error.
-	var sb strings.Builder
-	sb.WriteString("[")
-	for i := 0; sb.Len() < MaxCheckpointSize-10; i++ {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		sb.WriteString("1")
-	}
-	sb.WriteString("]")
-	err = repo.SaveCheckpoint(ctx, "u1", 1, json.RawMessage(sb.String()))
-	require.ErrorIs(t, err, ErrCheckpointTooLarge)
+	require.ErrorIs(t, repo.SaveCheckpoint(ctx, "u1", owner1, 1, nil), ErrInvalidArgument)
+	require.ErrorIs(t, repo.SaveCheckpoint(ctx, "nope", owner1, 1, json.RawMessage(`{}`)), ErrNotFound)
+	require.NoError(t, repo.MarkDeleted(ctx, "u1"))
+	require.ErrorIs(t, repo.SaveCheckpoint(ctx, "u1", owner1, 1, json.RawMessage(`{}`)), ErrDeleted)
+}
 
-	require.ErrorIs(t, repo.SaveCheckpoint(ctx, "u1", 1, json.RawMessage(`{`)), ErrInvalidArgument)
-	require.ErrorIs(t, repo.SaveCheckpoint(ctx, "nope", 1, json.RawMessage(`{}`)), ErrNotFound)
-	_, _, err = repo.LoadCheckpoint(ctx, "nope")
-	require.ErrorIs(t, err, ErrNotFound)
+func TestUpdateColumns(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	createTask(t, repo, "u1", "ns", "a", "demo")
+	paused, progress := lifecycle.DesiredPaused, "3/10"
+	require.NoError(t, repo.UpdateColumns(ctx, "u1", owner1, ColumnUpdate{Desired: &paused, Progress: &progress}))
+	got, err := repo.GetTask(ctx, "u1")
+	require.NoError(t, err)
+	require.Equal(t, lifecycle.DesiredPaused, got.DesiredState)
+	require.Equal(t, "3/10", got.Progress)
+	require.Equal(t, lifecycle.Pending, got.Status, "status untouched")
+	require.Equal(t, int64(1), got.LastSeq)
+	require.ErrorIs(t, repo.UpdateColumns(ctx, "nope", owner1, ColumnUpdate{Progress: &progress}), ErrNotFound)
+	require.ErrorIs(t, repo.UpdateColumns(ctx, "u1", owner2, ColumnUpdate{Progress: &progress}), ErrFenced)
 }

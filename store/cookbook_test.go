@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // cookbookPath is docs/schema.md relative to this package.
@@ -37,6 +39,7 @@ func TestSQLCookbook(t *testing.T) {
 			require.Equal(t, [][]string{
 				{"nightly-report", "1", "disk full"},
 				{"failing-backup", "1", "timeout"},
+				{"db-backup", "2", "timeout"},
 			}, project(rows, "name", "attempt", "message"))
 		},
 		"avg-run-time-by-type": func(t *testing.T, rows []map[string]string) {
@@ -49,10 +52,10 @@ func TestSQLCookbook(t *testing.T) {
 			require.Equal(t, [][]string{
 				{"1", "<nil>", "PENDING", "0", "Created"},
 				{"2", "PENDING", "RUNNING", "1", "Started"},
-				{"3", "RUNNING", "FAILED", "1", "Failed"},
+				{"3", "RUNNING", "FAILED", "1", "Error"},
 				{"4", "FAILED", "PENDING", "2", "Restarted"},
 				{"5", "PENDING", "RUNNING", "2", "Started"},
-				{"6", "RUNNING", "FINISHED", "2", "Finished"},
+				{"6", "RUNNING", "FINISHED", "2", "Completed"},
 			}, project(rows, "seq", "from_status", "to_status", "attempt", "reason"))
 		},
 		"running-progress": func(t *testing.T, rows []map[string]string) {
@@ -60,15 +63,22 @@ func TestSQLCookbook(t *testing.T) {
 				project(rows, "name", "progress"))
 		},
 		"retries-per-task": func(t *testing.T, rows []map[string]string) {
-			require.Equal(t, [][]string{{"db-backup", "RUNNING", "2"}, {"nightly-report", "FINISHED", "1"}},
-				project(rows, "name", "status", "retries"))
+			require.Equal(t, [][]string{{"db-backup", "RUNNING", "2"}}, project(rows, "name", "status", "retries"),
+				"a restart is not a retry")
 		},
 		"throughput-per-minute": func(t *testing.T, rows []map[string]string) {
-			require.Equal(t, [][]string{{"0", "1"}, {"0", "1"}, {"1", "0"}}, project(rows, "finished", "failed"))
+			require.Equal(t, [][]string{{"0", "1"}, {"0", "1"}, {"0", "1"}, {"1", "0"}}, project(rows, "finished", "failed"))
 		},
 		"status-overview": func(t *testing.T, rows []map[string]string) {
-			require.Equal(t, [][]string{{"FAILED", "1"}, {"FINISHED", "2"}, {"PAUSED", "2"}, {"RUNNING", "3"}},
+			require.Equal(t, [][]string{{"FAILED", "2"}, {"FINISHED", "2"}, {"PAUSED", "2"}, {"RUNNING", "3"}},
 				project(rows, "status", "tasks"))
+		},
+		"rejected-records": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"rejected-one", "1", "the transition to FINISHED could not be recorded"}},
+				project(rows, "name", "attempt", "message"))
+		},
+		"tasks-per-owner": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"op-1", "1", "4", "8"}, {"op-2", "2", "1", "1"}}, project(rows, "owner", "owner_epoch", "active", "tasks"))
 		},
 	}
 
@@ -89,7 +99,7 @@ func TestSQLCookbook(t *testing.T) {
 }
 
 // runQuery runs sql and returns each row as column name -> text.
-func runQuery(t *testing.T, repo *GormRepository, sql string) []map[string]string {
+func runQuery(t *testing.T, repo *Repository, sql string) []map[string]string {
 	t.Helper()
 	rows, err := repo.sqlDB.QueryContext(testCtx(t), sql)
 	require.NoError(t, err, sql)
@@ -140,61 +150,78 @@ func project(rows []map[string]string, cols ...string) [][]string {
 // loadCookbookFixture records a small, realistic operator history relative
 // to now through the repository (not raw inserts), so the queries are checked
 // against what the store really writes.
-func loadCookbookFixture(t *testing.T, repo *GormRepository) {
+func loadCookbookFixture(t *testing.T, repo *Repository) {
 	now := time.Now()
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
-	started := func(at time.Time) func(*Transition) {
-		return func(tr *Transition) { tr.StartTime, tr.Reason = &at, "Started" }
+	reason := func(r, msg string) func(*lifecycle.Event) {
+		return func(ev *lifecycle.Event) { ev.Reason, ev.Message = r, msg }
 	}
-	reason := func(r, msg string) func(*Transition) {
-		return func(tr *Transition) { tr.Reason, tr.Message = r, msg }
+	retry := func(ev *lifecycle.Event) {
+		ev.Reason, ev.Message, ev.RetryAt = lifecycle.ReasonRetryScheduled, "timeout", ev.At
 	}
-	progress := func(p string) func(*Transition) { return func(tr *Transition) { tr.Progress = p } }
+	withProgress := func(k *tracker, p string) {
+		require.NoError(t, repo.UpdateColumns(testCtx(t), k.uid, k.owner, ColumnUpdate{Progress: &p}))
+	}
+	L := struct{ Pending, Running, Paused, Finished, Failed lifecycle.Status }{
+		lifecycle.Pending, lifecycle.Running, lifecycle.Paused, lifecycle.Finished, lifecycle.Failed}
 
 	// report: failed once, restarted, finished after 300 s.
 	k := createTask(t, repo, "uid-nightly", "default", "nightly-report", "report")
-	k.apply(t, repo, StatusRunning, 1, ago(30*time.Minute), started(ago(30*time.Minute)))
-	k.apply(t, repo, StatusFailed, 1, ago(20*time.Minute), reason("Failed", "disk full"))
-	k.apply(t, repo, StatusPending, 2, ago(15*time.Minute), reason("Restarted", ""))
-	k.apply(t, repo, StatusRunning, 2, ago(10*time.Minute), started(ago(10*time.Minute)))
-	k.apply(t, repo, StatusFinished, 2, ago(5*time.Minute), reason("Finished", ""), func(tr *Transition) {
-		tr.Result = json.RawMessage(`{"rows": 1}`)
-	})
+	k.apply(t, repo, L.Running, 1, ago(30*time.Minute), reason("Started", ""))
+	k.apply(t, repo, L.Failed, 1, ago(20*time.Minute), reason("Error", "disk full"))
+	k.apply(t, repo, L.Pending, 2, ago(15*time.Minute), reason("Restarted", ""))
+	k.apply(t, repo, L.Running, 2, ago(10*time.Minute), reason("Started", ""))
+	w := k.write(t, L.Finished, 2, ago(5*time.Minute), reason("Completed", ""))
+	w.Result = json.RawMessage(`{"rows":1}`)
+	require.NoError(t, repo.RecordTransition(testCtx(t), w))
 
 	// report: finished after 100 s, two hours ago.
 	k = createTask(t, repo, "uid-weekly", "default", "weekly-report", "report")
-	k.apply(t, repo, StatusRunning, 1, ago(2*time.Hour), started(ago(2*time.Hour)))
-	k.apply(t, repo, StatusFinished, 1, ago(2*time.Hour-100*time.Second), reason("Finished", ""))
+	k.apply(t, repo, L.Running, 1, ago(2*time.Hour), reason("Started", ""))
+	k.apply(t, repo, L.Finished, 1, ago(2*time.Hour-100*time.Second), reason("Completed", ""))
 
 	// email: two running.
 	k = createTask(t, repo, "uid-send-a", "default", "send-a", "email")
-	k.apply(t, repo, StatusRunning, 1, ago(15*time.Minute), started(ago(15*time.Minute)), progress("3/10"))
+	k.apply(t, repo, L.Running, 1, ago(15*time.Minute), reason("Started", ""))
+	withProgress(k, "3/10")
 	k = createTask(t, repo, "uid-send-b", "default", "send-b", "email")
-	k.apply(t, repo, StatusRunning, 1, ago(5*time.Minute), started(ago(5*time.Minute)), progress("7/10"))
+	k.apply(t, repo, L.Running, 1, ago(5*time.Minute), reason("Started", ""))
+	withProgress(k, "7/10")
 
 	// backup: retried twice, now running its third attempt.
 	k = createTask(t, repo, "uid-db-backup", "ops", "db-backup", "backup")
-	k.apply(t, repo, StatusRunning, 1, ago(3*time.Hour), started(ago(3*time.Hour)))
-	k.apply(t, repo, StatusPending, 2, ago(170*time.Minute), reason("RetryBackoff", "timeout"))
-	k.apply(t, repo, StatusRunning, 2, ago(50*time.Minute), started(ago(50*time.Minute)))
-	k.apply(t, repo, StatusPending, 3, ago(45*time.Minute), reason("RetryBackoff", "timeout"))
-	k.apply(t, repo, StatusRunning, 3, ago(30*time.Minute), started(ago(30*time.Minute)), progress("50%"))
+	k.apply(t, repo, L.Running, 1, ago(3*time.Hour), reason("Started", ""))
+	k.apply(t, repo, L.Failed, 1, ago(171*time.Minute), reason("Error", "timeout"))
+	k.apply(t, repo, L.Pending, 2, ago(170*time.Minute), retry)
+	k.apply(t, repo, L.Running, 2, ago(50*time.Minute), reason("Started", ""))
+	k.apply(t, repo, L.Failed, 2, ago(46*time.Minute), reason("Error", "timeout"))
+	k.apply(t, repo, L.Pending, 3, ago(45*time.Minute), retry)
+	k.apply(t, repo, L.Running, 3, ago(30*time.Minute), reason("Started", ""))
+	withProgress(k, "50%")
 
 	// backup: failed for good 40 minutes ago.
 	k = createTask(t, repo, "uid-failing-backup", "ops", "failing-backup", "backup")
-	k.apply(t, repo, StatusRunning, 1, ago(41*time.Minute), started(ago(41*time.Minute)))
-	k.apply(t, repo, StatusFailed, 1, ago(40*time.Minute), reason("Failed", "timeout"))
+	k.apply(t, repo, L.Running, 1, ago(41*time.Minute), reason("Started", ""))
+	k.apply(t, repo, L.Failed, 1, ago(40*time.Minute), reason("Error", "timeout"))
 
 	// cleanup: paused two days ago, and paused an hour ago.
 	k = createTask(t, repo, "uid-paused-old", "default", "paused-old", "cleanup")
-	k.apply(t, repo, StatusRunning, 1, ago(72*time.Hour), started(ago(72*time.Hour)))
-	k.apply(t, repo, StatusPaused, 1, ago(48*time.Hour), reason("Paused", ""))
+	k.apply(t, repo, L.Running, 1, ago(72*time.Hour), reason("Started", ""))
+	k.apply(t, repo, L.Paused, 1, ago(48*time.Hour), reason("Paused", ""))
 	k = createTask(t, repo, "uid-paused-new", "default", "paused-new", "cleanup")
-	k.apply(t, repo, StatusRunning, 1, ago(2*time.Hour), started(ago(2*time.Hour)))
-	k.apply(t, repo, StatusPaused, 1, ago(time.Hour), reason("Paused", ""))
+	k.apply(t, repo, L.Running, 1, ago(2*time.Hour), reason("Started", ""))
+	k.apply(t, repo, L.Paused, 1, ago(time.Hour), reason("Paused", ""))
+	// ...and another operator process owns it now.
+	_, err := repo.Claim(testCtx(t), "uid-paused-new", owner2, owner1.Epoch, 0)
+	require.NoError(t, err)
+
+	// report: its result was refused by PostgreSQL three hours ago.
+	k = createTask(t, repo, "uid-rejected", "default", "rejected-one", "report")
+	k.apply(t, repo, L.Running, 1, ago(181*time.Minute), reason("Started", ""))
+	k.apply(t, repo, L.Failed, 1, ago(3*time.Hour), reason(lifecycle.ReasonRecordRejected, "the transition to FINISHED could not be recorded"))
 
 	// email: running but deleted; must not show up in live-task queries.
 	k = createTask(t, repo, "uid-deleted", "default", "deleted-one", "email")
-	k.apply(t, repo, StatusRunning, 1, ago(time.Minute), started(ago(time.Minute)))
+	k.apply(t, repo, L.Running, 1, ago(time.Minute), reason("Started", ""))
 	require.NoError(t, repo.MarkDeleted(testCtx(t), "uid-deleted"))
 }

@@ -5,16 +5,20 @@
 // task with its current state, background_task_transitions is the
 // append-only history of every state change.
 //
-// Write discipline. The controller's recorder is the single writer of a
-// task's lifecycle. It numbers transitions (Seq) itself and calls
-// RecordTransition, which applies the change only if the row is still in the
-// state the recorder believes it is in (From, PrevAttempt, Seq-1). A replay of
-// an already recorded transition is a no-op, so retries are safe, and a
-// conflicting write fails with ErrStaleTransition instead of overwriting.
+// Write discipline. A task's owner (an operator process, named with its
+// fencing token from the taskpilot_owner_epoch sequence) is the single writer
+// of its lifecycle. It computes each transition with package lifecycle and
+// calls RecordTransition, which writes the columns lifecycle.Apply computed if
+// and only if the row is still where the owner believes it is (status,
+// attempt, last_seq) and still the owner's (owner_epoch). A replay of the
+// owner's own transition is a no-op, so retries are safe; another owner's
+// write fails with ErrFenced, a stale view with ErrConflict; nothing is ever
+// overwritten. Claim moves a row to a new owner only from nobody or from an
+// owner the caller established is gone (a compare-and-swap).
 //
 // Durability. The store never buffers: a call either committed or returned an
-// error. When PostgreSQL is unreachable, the controller keeps unrecorded
-// transitions in its in-memory outbox and retries them in order with backoff
+// error. When PostgreSQL is unreachable, the operator's journal keeps
+// unrecorded transitions in memory and retries them in order with backoff
 // while IsTransient(err) is true. Task execution is at-least-once (a crash
 // can rerun work from the last checkpoint); recorded transitions are
 // exactly-once per (task_uid, seq).

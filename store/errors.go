@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -14,21 +15,35 @@ import (
 
 // Sentinel errors; test with errors.Is. None of them is transient.
 var (
-	// ErrNotFound: no (non-deleted) task with that UID.
+	// ErrNotFound: no task with that UID.
 	ErrNotFound = errors.New("store: task not found")
-	// ErrStaleTransition: the row is not in the state the writer expected
-	// (another writer won, or the caller's view is outdated). Retrying the same
-	// call cannot succeed; the caller must reload the row.
-	ErrStaleTransition = errors.New("store: stale transition")
-	// ErrCheckpointTooLarge: checkpoint over MaxCheckpointSize.
-	ErrCheckpointTooLarge = errors.New("store: checkpoint too large")
-	// ErrResultTooLarge: result over MaxResultSize.
-	ErrResultTooLarge = errors.New("store: result too large")
+	// ErrDeleted: the task's row is soft-deleted (its BackgroundTask is gone); nothing more is
+	// recorded for it.
+	ErrDeleted = errors.New("store: task deleted")
+	// ErrFenced: the row belongs to another owner (a higher fencing token claimed it, or the
+	// caller never owned it). The caller must stop running the task; nothing it writes lands.
+	ErrFenced = errors.New("store: task owned by another operator")
+	// ErrConflict: the row is not in the state the writer expected although the writer owns
+	// it (its view is outdated). Retrying the same call cannot succeed; reload the row.
+	ErrConflict = errors.New("store: row changed")
 	// ErrAlreadyExists: the UID belongs to a soft-deleted task and cannot be reused.
 	ErrAlreadyExists = errors.New("store: task already exists")
-	// ErrInvalidArgument: the call was malformed (empty UID, unknown status, bad JSON...).
+	// ErrInvalidArgument: the call was malformed (empty UID, illegal transition, bad JSON...).
 	ErrInvalidArgument = errors.New("store: invalid argument")
 )
+
+// OwnedError says who holds a task that a Claim could not take.
+type OwnedError struct {
+	UID   string
+	Owner Owner
+}
+
+func (e *OwnedError) Error() string {
+	return fmt.Sprintf("store: task %s is owned by %s (epoch %d)", e.UID, e.Owner.Name, e.Owner.Epoch)
+}
+
+// Is makes errors.Is(err, ErrFenced) true.
+func (e *OwnedError) Is(target error) bool { return target == ErrFenced }
 
 // IsTransient reports whether err is likely to go away if the same call is
 // retried later: the connection failed or the server is restarting,
@@ -40,8 +55,7 @@ func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
-	for _, permanent := range []error{ErrNotFound, ErrStaleTransition, ErrCheckpointTooLarge,
-		ErrResultTooLarge, ErrAlreadyExists, ErrInvalidArgument} {
+	for _, permanent := range []error{ErrNotFound, ErrDeleted, ErrFenced, ErrConflict, ErrAlreadyExists, ErrInvalidArgument} {
 		if errors.Is(err, permanent) {
 			return false
 		}

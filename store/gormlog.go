@@ -50,3 +50,10 @@ func (l gormLogger) Trace(_ context.Context, begin time.Time, fc func() (string,
 		l.log.V(2).Info("statement", "sql", sql, "rows", rows, "elapsed", elapsed)
 	}
 }
+
+// ParamsFilter (gorm.ParamsFilter) keeps statement parameters out of every log line: they are
+// task data (results, checkpoints, error messages), possibly large or confidential, so logged
+// SQL shows its placeholders only.
+func (l gormLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) {
+	return sql, nil
+}

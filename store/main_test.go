@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
@@ -40,12 +41,12 @@ func testCtx(t testing.TB) context.Context {
 }
 
 // newRepo opens a repository on a fresh, migrated database.
-func newRepo(t testing.TB) *GormRepository {
+func newRepo(t testing.TB) *Repository {
 	t.Helper()
 	return openRepo(t, srv.NewDatabase(t), Config{MaxOpenConns: 20})
 }
 
-func openRepo(t testing.TB, url string, cfg Config) *GormRepository {
+func openRepo(t testing.TB, url string, cfg Config) *Repository {
 	t.Helper()
 	cfg.URL = url
 	repo, err := Open(testCtx(t), cfg)
@@ -54,43 +55,49 @@ func openRepo(t testing.TB, url string, cfg Config) *GormRepository {
 	return repo
 }
 
-// createTask creates a task and returns a tracker for its lifecycle.
-func createTask(t testing.TB, repo *GormRepository, uid, namespace, name, taskName string) *tracker {
+// owner1 and owner2 are two operator processes; owner2 started later (a larger epoch).
+var (
+	owner1 = Owner{Name: "op-1", Epoch: 1}
+	owner2 = Owner{Name: "op-2", Epoch: 2}
+)
+
+// createTask creates a task owned by owner1 and returns a tracker for its lifecycle.
+func createTask(t testing.TB, repo *Repository, uid, namespace, name, taskName string) *tracker {
 	t.Helper()
-	task := &Task{UID: uid, Namespace: namespace, Name: name, TaskName: taskName}
-	created, err := repo.CreateTask(testCtx(t), task)
+	row, created, err := repo.CreateTask(testCtx(t), NewTask{UID: uid, Namespace: namespace, Name: name, TaskName: taskName,
+		Desired: lifecycle.DesiredRunning, Owner: owner1, At: time.Now()})
 	require.NoError(t, err)
 	require.True(t, created)
-	return &tracker{uid: uid, seq: 1, status: StatusPending}
+	return &tracker{uid: uid, owner: owner1, rec: row.Record()}
 }
 
-// tracker mirrors what the controller's recorder knows about one task, and
-// builds the next Transition from it.
+// tracker mirrors what an owner's journal knows about one task.
 type tracker struct {
-	uid     string
-	seq     int64
-	status  Status
-	attempt int
+	uid   string
+	owner Owner
+	rec   lifecycle.Record
 }
 
-// next builds the transition to `to` with the given attempt and advances
-// the tracker as if it was recorded.
-func (k *tracker) next(to Status, attempt int, at time.Time, mods ...func(*Transition)) Transition {
-	tr := Transition{
-		TaskUID: k.uid, Seq: k.seq + 1, From: k.status, PrevAttempt: k.attempt,
-		To: to, Attempt: attempt, Reason: "Test" + string(to), Message: "to " + string(to), At: at,
-	}
-	for _, m := range mods {
-		m(&tr)
-	}
-	k.seq, k.status, k.attempt = tr.Seq, to, attempt
-	return tr
-}
-
-// apply records the next transition and requires success.
-func (k *tracker) apply(t testing.TB, repo Repository, to Status, attempt int, at time.Time, mods ...func(*Transition)) Transition {
+// write builds the transition for ev from the tracked record, as the journal does.
+func (k *tracker) write(t testing.TB, to lifecycle.Status, attempt int, at time.Time, mods ...func(*lifecycle.Event)) TransitionWrite {
 	t.Helper()
-	tr := k.next(to, attempt, at, mods...)
-	require.NoError(t, repo.RecordTransition(testCtx(t), tr))
-	return tr
+	ev := lifecycle.Event{To: to, Attempt: attempt, Reason: "Test" + string(to), Message: "to " + string(to), At: at}
+	for _, m := range mods {
+		m(&ev)
+	}
+	tr, err := lifecycle.Next(k.rec, ev)
+	require.NoError(t, err)
+	return TransitionWrite{UID: k.uid, Owner: k.owner, Prev: k.rec, Transition: tr}
 }
+
+// apply records the transition to `to` and requires success.
+func (k *tracker) apply(t testing.TB, repo *Repository, to lifecycle.Status, attempt int, at time.Time, mods ...func(*lifecycle.Event)) TransitionWrite {
+	t.Helper()
+	w := k.write(t, to, attempt, at, mods...)
+	require.NoError(t, repo.RecordTransition(testCtx(t), w))
+	k.advance(w)
+	return w
+}
+
+// advance moves the tracker past a recorded write.
+func (k *tracker) advance(w TransitionWrite) { k.rec = lifecycle.Apply(k.rec, w.Transition) }

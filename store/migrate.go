@@ -39,6 +39,12 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 }
 
 func migrate(ctx context.Context, db *sql.DB, log logr.Logger) error {
+	return migrateTo(ctx, db, log, 0)
+}
+
+// migrateTo applies the migrations up to version (0: all of them); tests use it to build a
+// database as an older operator left it.
+func migrateTo(ctx context.Context, db *sql.DB, log logr.Logger, version int64) error {
 	fsys, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return fmt.Errorf("open embedded migrations: %w", err)
@@ -59,7 +65,12 @@ func migrate(ctx context.Context, db *sql.DB, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("create migration provider: %w", err)
 	}
-	results, err := provider.Up(ctx)
+	var results []*goose.MigrationResult
+	if version > 0 {
+		results, err = provider.UpTo(ctx, version)
+	} else {
+		results, err = provider.Up(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}

@@ -3,10 +3,14 @@ package store
 import (
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
@@ -25,11 +29,11 @@ func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
 			`SELECT version_id FROM `+SchemaVersionTable+` WHERE is_applied ORDER BY id`).Scan(&v).Error)
 		return v
 	}
-	require.Equal(t, []int64{0, 1}, versions())
+	require.Equal(t, []int64{0, 1, 2}, versions())
 
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
-	require.Equal(t, []int64{0, 1}, versions(), "re-running applies nothing")
+	require.Equal(t, []int64{0, 1, 2}, versions(), "re-running applies nothing")
 }
 
 func TestMigrateConcurrent(t *testing.T) {
@@ -56,4 +60,48 @@ func TestMigrateConcurrent(t *testing.T) {
 	require.NoError(t, repo.db.WithContext(ctx).Raw(
 		`SELECT count(*) FROM `+SchemaVersionTable+` WHERE version_id = 1`).Scan(&applied).Error)
 	require.Equal(t, 1, applied, "the advisory lock lets exactly one replica apply version 1")
+}
+
+// TestMigrationKeepsRowsOfThePreviousVersion builds the database as version 1 of the schema
+// left it, then migrates: the new decision columns are filled from the history, and the
+// restart generation the old operator kept only in the CR's status is taken once, at the
+// first claim.
+func TestMigrationKeepsRowsOfThePreviousVersion(t *testing.T) {
+	url := srv.NewDatabase(t)
+	ctx := testCtx(t)
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { _ = db.Close() })
+	require.NoError(t, migrateTo(ctx, db, logr.Discard(), 1))
+	for _, stmt := range []string{
+		`INSERT INTO background_tasks (uid, task_name, status, attempt, last_seq, end_time) VALUES
+			('failed', 'x', 'FAILED', 1, 3, now()), ('retrying', 'x', 'PENDING', 3, 6, NULL)`,
+		`INSERT INTO background_task_transitions (task_uid, seq, from_status, to_status, attempt, reason, at) VALUES
+			('failed', 1, NULL, 'PENDING', 0, 'Created', now()), ('failed', 2, 'PENDING', 'RUNNING', 1, 'Started', now()),
+			('failed', 3, 'RUNNING', 'FAILED', 1, 'UnknownTaskType', now()),
+			('retrying', 6, 'FAILED', 'PENDING', 3, 'RetryScheduled', '2030-01-01T00:00:00Z')`,
+	} {
+		_, err := db.ExecContext(ctx, stmt)
+		require.NoError(t, err)
+	}
+	repo := openRepo(t, url, Config{}) // migrates to the latest version
+
+	failed, err := repo.GetTask(ctx, "failed")
+	require.NoError(t, err)
+	require.Equal(t, lifecycle.ReasonUnknownTaskType, failed.Reason, "the reason a decision needs is in the row")
+	require.Nil(t, failed.ObservedRestartGeneration)
+	_, owned := failed.Owned()
+	require.False(t, owned)
+	retrying, err := repo.GetTask(ctx, "retrying")
+	require.NoError(t, err)
+	require.Equal(t, 2, retrying.Retries, "the previous version counted every attempt after the first")
+	require.True(t, retrying.RetryAt.Equal(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)))
+
+	claimed, err := repo.Claim(ctx, "failed", owner1, 0, 5)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), *claimed.ObservedRestartGeneration, "seeded once from the legacy status")
+	claimed, err = repo.Claim(ctx, "failed", owner1, 0, 9)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), *claimed.ObservedRestartGeneration, "never again")
 }

@@ -15,7 +15,7 @@ import (
 
 // Pool defaults used when Config leaves a field zero.
 const (
-	DefaultMaxOpenConns    = 10
+	DefaultMaxOpenConns    = 16
 	DefaultConnMaxLifetime = 30 * time.Minute
 )
 
@@ -43,18 +43,17 @@ type Config struct {
 	prepareStmt bool
 }
 
-// GormRepository implements Repository on PostgreSQL through GORM.
-type GormRepository struct {
+// Repository records task lifecycles in PostgreSQL through GORM. Consumers define the small
+// interface of the methods they use where they use them.
+type Repository struct {
 	db    *gorm.DB
 	sqlDB *sql.DB
 	log   logr.Logger
 }
 
-var _ Repository = (*GormRepository)(nil)
-
 // Open connects, checks the connection, applies pending migrations and
 // returns a ready repository. Close it when done.
-func Open(ctx context.Context, cfg Config) (*GormRepository, error) {
+func Open(ctx context.Context, cfg Config) (*Repository, error) {
 	pgxCfg, err := pgx.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
@@ -103,11 +102,11 @@ func Open(ctx context.Context, cfg Config) (*GormRepository, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("initialise gorm: %w", err)
 	}
-	return &GormRepository{db: gdb, sqlDB: sqlDB, log: log}, nil
+	return &Repository{db: gdb, sqlDB: sqlDB, log: log}, nil
 }
 
 // Close releases the connection pool.
-func (r *GormRepository) Close() error {
+func (r *Repository) Close() error {
 	if err := r.sqlDB.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
@@ -115,7 +114,7 @@ func (r *GormRepository) Close() error {
 }
 
 // Ping checks that the database answers within ctx.
-func (r *GormRepository) Ping(ctx context.Context) error {
+func (r *Repository) Ping(ctx context.Context) error {
 	if err := r.sqlDB.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping database: %w", err)
 	}
@@ -124,4 +123,4 @@ func (r *GormRepository) Ping(ctx context.Context) error {
 
 // DB is the GORM handle, for ad-hoc SQL in tests and tools (queries of the public schema).
 // Lifecycle writes must go through RecordTransition.
-func (r *GormRepository) DB() *gorm.DB { return r.db }
+func (r *Repository) DB() *gorm.DB { return r.db }

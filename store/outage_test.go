@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
@@ -33,10 +34,12 @@ func TestOutage(t *testing.T) {
 
 	k := createTask(t, repo, "u1", "ns", "n", "demo")
 	at := time.Now()
-	var outbox []Transition
+	var outbox []TransitionWrite
 	for i := range 10 {
-		to := []Status{StatusRunning, StatusPaused}[i%2]
-		outbox = append(outbox, k.next(to, 1, at.Add(time.Duration(i)*time.Second)))
+		to := []lifecycle.Status{lifecycle.Running, lifecycle.Paused}[i%2]
+		w := k.write(t, to, 1, at.Add(time.Duration(i)*time.Second))
+		k.advance(w)
+		outbox = append(outbox, w)
 	}
 
 	// Record the first three, then crash the server.
@@ -84,5 +87,5 @@ func TestOutage(t *testing.T) {
 	got, err := repo.GetTask(ctx, "u1")
 	require.NoError(t, err)
 	require.Equal(t, int64(11), got.LastSeq)
-	require.Equal(t, StatusPaused, got.Status)
+	require.Equal(t, lifecycle.Paused, got.Status)
 }

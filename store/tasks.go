@@ -4,176 +4,155 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
-// CreateTaskSQL inserts the row and its seq-1 history record in one statement
-// (one implicit transaction, one round trip). ON CONFLICT makes it idempotent:
-// when the uid exists, nothing is written and no row is returned. Named
-// parameters: @uid, @namespace, @name, @task_name, @desired_state. Exported so
-// the benchmark's PostgreSQL ceiling runs exactly this statement.
+// CreateTaskSQL inserts the row, owned by its creator, and its seq-1 history record in one
+// statement (one implicit transaction, one round trip). ON CONFLICT makes it idempotent: when
+// the uid exists, nothing is written and no row is returned. Exported so the benchmark's
+// PostgreSQL ceiling runs exactly this statement.
 const CreateTaskSQL = `
 WITH ins AS (
     INSERT INTO background_tasks
-        (uid, namespace, name, task_name, status, desired_state, attempt, last_seq, created_at, updated_at)
+        (uid, namespace, name, task_name, status, desired_state, attempt, reason, last_seq,
+         observed_restart_generation, owner, owner_epoch, created_at, updated_at)
     VALUES
-        (CAST(@uid AS text), CAST(@namespace AS text), CAST(@name AS text), CAST(@task_name AS text), 'PENDING', CAST(@desired_state AS text), 0, 1, now(), now())
+        (CAST(@uid AS text), CAST(@namespace AS text), CAST(@name AS text), CAST(@task_name AS text),
+         CAST(@status AS text), CAST(@desired_state AS text), 0, CAST(@reason AS text), 1,
+         CAST(@restart_generation AS bigint), CAST(@owner AS text), CAST(@epoch AS bigint), CAST(@at AS timestamptz), now())
     ON CONFLICT (uid) DO NOTHING
     RETURNING *
 ), hist AS (
-    INSERT INTO background_task_transitions (task_uid, seq, from_status, to_status, attempt, reason, message, at)
-    SELECT uid, 1, NULL, 'PENDING', 0, 'Created', '', created_at FROM ins
+    INSERT INTO background_task_transitions
+        (task_uid, seq, from_status, to_status, attempt, reason, message, at, owner_epoch, restart_generation)
+    SELECT uid, 1, NULL, status, 0, reason, '', created_at, owner_epoch, observed_restart_generation FROM ins
 )
 SELECT * FROM ins`
 
-// CreateTask implements Repository.
-func (r *GormRepository) CreateTask(ctx context.Context, t *Task) (bool, error) {
-	if t == nil || t.UID == "" || t.TaskName == "" {
-		return false, fmt.Errorf("create task: uid and task name are required: %w", ErrInvalidArgument)
-	}
-	desired := t.DesiredState
-	if desired == "" {
-		desired = DesiredRunning
-	}
-	if !desired.Valid() {
-		return false, fmt.Errorf("create task %s: desired state %q: %w", t.UID, desired, ErrInvalidArgument)
-	}
-	var inserted Task
-	res := r.db.WithContext(ctx).Raw(CreateTaskSQL, map[string]any{
-		"uid":           t.UID,
-		"namespace":     t.Namespace,
-		"name":          t.Name,
-		"task_name":     t.TaskName,
-		"desired_state": string(desired),
-	}).Scan(&inserted)
-	if res.Error != nil {
-		return false, fmt.Errorf("create task %s: %w", t.UID, res.Error)
-	}
-	if res.RowsAffected == 1 {
-		*t = inserted
-		return true, nil
-	}
-
-	// The uid exists: return what is stored.
-	var existing Task
-	err := r.db.WithContext(ctx).Unscoped().Where("uid = ?", t.UID).Take(&existing).Error
-	if err != nil {
-		return false, fmt.Errorf("create task %s: read existing row: %w", t.UID, notFound(err))
-	}
-	if existing.DeletedAt.Valid {
-		return false, fmt.Errorf("create task %s: uid belongs to a deleted task: %w", t.UID, ErrAlreadyExists)
-	}
-	*t = existing
-	return false, nil
+// NewTask describes a task seen for the first time.
+type NewTask struct {
+	UID, Namespace, Name, TaskName string
+	Desired                        lifecycle.Desired
+	// RestartGeneration is spec.restartGeneration at creation: a new task honours it.
+	RestartGeneration int64
+	// Owner creates, and so owns, the row.
+	Owner Owner
+	At    time.Time
 }
 
-// GetTask implements Repository.
-func (r *GormRepository) GetTask(ctx context.Context, uid string) (*Task, error) {
+// CreateTask inserts the row (PENDING, attempt 0, seq 1, reason Created, owned by nt.Owner)
+// and history seq 1 in one statement. It is idempotent on the UID: when the row exists, it is
+// returned unchanged with created false (whoever owns it). A soft-deleted row's UID is burnt:
+// ErrAlreadyExists.
+func (r *Repository) CreateTask(ctx context.Context, nt NewTask) (*Task, bool, error) {
+	if nt.UID == "" || nt.TaskName == "" || nt.Owner.Epoch == 0 || !nt.Desired.Valid() {
+		return nil, false, fmt.Errorf("create task %q: uid, task name, owner and desired state are required: %w", nt.UID, ErrInvalidArgument)
+	}
+	var inserted Task
+	res := r.db.WithContext(ctx).Raw(CreateTaskSQL, CreateTaskArgs(nt)).Scan(&inserted)
+	if res.Error != nil {
+		return nil, false, fmt.Errorf("create task %s: %w", nt.UID, res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return &inserted, true, nil
+	}
+	var existing Task
+	if err := r.db.WithContext(ctx).Unscoped().Where("uid = ?", nt.UID).Take(&existing).Error; err != nil {
+		return nil, false, fmt.Errorf("create task %s: read the existing row: %w", nt.UID, notFound(err))
+	}
+	if existing.DeletedAt.Valid {
+		return nil, false, fmt.Errorf("create task %s: the uid belongs to a deleted task: %w", nt.UID, ErrAlreadyExists)
+	}
+	return &existing, false, nil
+}
+
+// CreateTaskArgs are the named parameters of CreateTaskSQL for nt (exported with the statement,
+// for the benchmark's PostgreSQL ceiling).
+func CreateTaskArgs(nt NewTask) map[string]any {
+	rec, _ := lifecycle.Create(nt.At, nt.RestartGeneration)
+	return map[string]any{
+		"uid": nt.UID, "namespace": nt.Namespace, "name": nt.Name, "task_name": nt.TaskName,
+		"status": string(rec.Status), "reason": rec.Reason, "desired_state": string(nt.Desired),
+		"restart_generation": rec.RestartGeneration, "owner": nt.Owner.Name, "epoch": nt.Owner.Epoch, "at": nt.At,
+	}
+}
+
+// GetTask returns the row with this UID, soft-deleted or not, or ErrNotFound.
+func (r *Repository) GetTask(ctx context.Context, uid string) (*Task, error) {
 	var t Task
-	if err := r.db.WithContext(ctx).Where("uid = ?", uid).Take(&t).Error; err != nil {
+	if err := r.db.WithContext(ctx).Unscoped().Where("uid = ?", uid).Take(&t).Error; err != nil {
 		return nil, fmt.Errorf("get task %s: %w", uid, notFound(err))
 	}
 	return &t, nil
 }
 
-// ListTasks implements Repository with keyset pagination on id, so pages
-// stay stable and cheap however deep the caller goes.
-func (r *GormRepository) ListTasks(ctx context.Context, opts ListOptions) ([]Task, string, error) {
-	after, err := decodeContinue(opts.Continue)
-	if err != nil {
-		return nil, "", fmt.Errorf("list tasks: %w", err)
-	}
-	limit := opts.Limit
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	limit = min(limit, MaxListLimit)
+// claimSQL moves a row to a new owner: one that nobody owns, that the caller already owns, or
+// whose owner the caller knows is gone (its membership Lease expired or was released). It is a
+// compare-and-swap on owner_epoch, so of two claimers of the same dead owner exactly one wins.
+const claimSQL = `
+UPDATE background_tasks
+SET owner = CAST(@owner AS text), owner_epoch = CAST(@epoch AS bigint),
+    observed_restart_generation = COALESCE(observed_restart_generation, CAST(@legacy_restart_generation AS bigint)),
+    updated_at = now()
+WHERE uid = CAST(@uid AS text) AND deleted_at IS NULL
+  AND (owner_epoch IS NULL OR owner_epoch = CAST(@epoch AS bigint) OR owner_epoch = CAST(@gone AS bigint))
+RETURNING *`
 
-	q := r.db.WithContext(ctx).Model(&Task{}).Where("id > ?", after)
-	if opts.Namespace != "" {
-		q = q.Where("namespace = ?", opts.Namespace)
+// Claim makes me the owner of the task, from nobody, from itself, or from gone (an owner the
+// caller has established is no longer running, or 0 for none). legacyRestartGeneration seeds
+// observed_restart_generation on rows written before that column existed (the operator takes
+// it from the BackgroundTask's status once). When another owner holds the row the error is an
+// *OwnedError (errors.Is ErrFenced).
+func (r *Repository) Claim(ctx context.Context, uid string, me Owner, gone int64, legacyRestartGeneration int64) (*Task, error) {
+	var t Task
+	res := r.db.WithContext(ctx).Raw(claimSQL, map[string]any{
+		"uid": uid, "owner": me.Name, "epoch": me.Epoch, "gone": gone, "legacy_restart_generation": legacyRestartGeneration,
+	}).Scan(&t)
+	if res.Error != nil {
+		return nil, fmt.Errorf("claim task %s: %w", uid, res.Error)
 	}
-	if opts.TaskName != "" {
-		q = q.Where("task_name = ?", opts.TaskName)
+	if res.RowsAffected == 1 {
+		return &t, nil
 	}
-	if len(opts.Statuses) > 0 {
-		q = q.Where("status IN ?", statusStrings(opts.Statuses))
-	}
-	var tasks []Task
-	// One extra row tells whether another page exists.
-	if err := q.Order("id").Limit(limit + 1).Find(&tasks).Error; err != nil {
-		return nil, "", fmt.Errorf("list tasks: %w", err)
-	}
-	next := ""
-	if len(tasks) > limit {
-		tasks = tasks[:limit]
-		next = encodeContinue(tasks[limit-1].ID)
-	}
-	return tasks, next, nil
+	return nil, r.diagnose(ctx, uid, me, "claim", nil, 0)
 }
 
-// ListActive implements Repository.
-func (r *GormRepository) ListActive(ctx context.Context) ([]Task, error) {
+// ListLive returns every non-deleted row without its payloads (result, checkpoint), ordered by
+// id, for the sweep that compares rows with the live BackgroundTasks and adopts the tasks of
+// gone owners (the seed's "load RUNNING/PAUSED tasks on startup").
+func (r *Repository) ListLive(ctx context.Context) ([]Task, error) {
 	var tasks []Task
-	err := r.db.WithContext(ctx).
-		Where("status IN ?", statusStrings([]Status{StatusPending, StatusRunning, StatusPaused})).
-		Order("id").Find(&tasks).Error
-	if err != nil {
-		return nil, fmt.Errorf("list active tasks: %w", err)
+	if err := r.db.WithContext(ctx).Omit("result", "checkpoint").Order("id").Find(&tasks).Error; err != nil {
+		return nil, fmt.Errorf("list live tasks: %w", err)
 	}
 	return tasks, nil
 }
 
-// UpdateTask implements Repository.
-func (r *GormRepository) UpdateTask(ctx context.Context, uid string, u TaskUpdate) error {
-	cols := map[string]any{"updated_at": gorm.Expr("now()")}
-	if u.DesiredState != nil {
-		if !u.DesiredState.Valid() {
-			return fmt.Errorf("update task %s: desired state %q: %w", uid, *u.DesiredState, ErrInvalidArgument)
-		}
-		cols["desired_state"] = string(*u.DesiredState)
-	}
-	if u.Namespace != nil {
-		cols["namespace"] = *u.Namespace
-	}
-	if u.Name != nil {
-		cols["name"] = *u.Name
-	}
-	if u.Progress != nil {
-		cols["progress"] = truncate(*u.Progress, MaxProgressLen)
-	}
-	res := r.db.WithContext(ctx).Model(&Task{}).Where("uid = ?", uid).Updates(cols)
-	if res.Error != nil {
-		return fmt.Errorf("update task %s: %w", uid, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("update task %s: %w", uid, ErrNotFound)
-	}
-	return nil
-}
-
-// MarkDeleted implements Repository.
-func (r *GormRepository) MarkDeleted(ctx context.Context, uid string) error {
+// MarkDeleted soft-deletes the row (deleted_at = now()), keeping it and its history for SQL
+// users. It is not fenced: the BackgroundTask is gone, which is final whoever owns the row, and
+// an owner's later writes then fail with ErrDeleted. Idempotent; an unknown UID is no error.
+func (r *Repository) MarkDeleted(ctx context.Context, uid string) error {
 	err := r.db.WithContext(ctx).Exec(
-		`UPDATE background_tasks SET deleted_at = now(), updated_at = now() WHERE uid = ? AND deleted_at IS NULL`,
-		uid).Error
+		`UPDATE background_tasks SET deleted_at = now(), updated_at = now() WHERE uid = ? AND deleted_at IS NULL`, uid).Error
 	if err != nil {
 		return fmt.Errorf("mark task %s deleted: %w", uid, err)
 	}
 	return nil
 }
 
-// History implements Repository.
-func (r *GormRepository) History(ctx context.Context, uid string) ([]TransitionRecord, error) {
-	var recs []TransitionRecord
-	if err := r.db.WithContext(ctx).Where("task_uid = ?", uid).Order("seq").Find(&recs).Error; err != nil {
-		return nil, fmt.Errorf("history of task %s: %w", uid, err)
+// NextEpoch takes a new fencing token from the taskpilot_owner_epoch sequence. Every operator
+// process takes one when it starts running tasks; a larger one never belonged to an older
+// process.
+func (r *Repository) NextEpoch(ctx context.Context) (int64, error) {
+	var epoch int64
+	if err := r.db.WithContext(ctx).Raw(`SELECT nextval('taskpilot_owner_epoch')`).Scan(&epoch).Error; err != nil {
+		return 0, fmt.Errorf("take an owner epoch: %w", err)
 	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("history of task %s: %w", uid, ErrNotFound)
-	}
-	return recs, nil
+	return epoch, nil
 }
 
 // notFound maps GORM's not-found error to ErrNotFound.
@@ -182,12 +161,4 @@ func notFound(err error) error {
 		return ErrNotFound
 	}
 	return err
-}
-
-func statusStrings(ss []Status) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = string(s)
-	}
-	return out
 }

@@ -1,146 +1,74 @@
 package store
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func TestCreateTaskIdempotent(t *testing.T) {
 	repo := newRepo(t)
 	ctx := testCtx(t)
-
-	task := &Task{UID: "uid-1", Namespace: "default", Name: "report", TaskName: "report"}
-	created, err := repo.CreateTask(ctx, task)
+	nt := NewTask{UID: "uid-1", Namespace: "default", Name: "report", TaskName: "report", Desired: lifecycle.DesiredRunning,
+		RestartGeneration: 3, Owner: owner1, At: time.Now()}
+	task, created, err := repo.CreateTask(ctx, nt)
 	require.NoError(t, err)
 	require.True(t, created)
 	require.NotZero(t, task.ID)
-	require.Equal(t, StatusPending, task.Status)
-	require.Equal(t, DesiredRunning, task.DesiredState)
-	require.Equal(t, int64(1), task.LastSeq)
-	require.Zero(t, task.Attempt)
-	require.False(t, task.CreatedAt.IsZero())
+	require.Equal(t, lifecycle.Record{Status: lifecycle.Pending, Reason: lifecycle.ReasonCreated, Seq: 1, RestartGeneration: 3}, task.Record(),
+		"a new task honours the restartGeneration it was created with")
+	owner, ok := task.Owned()
+	require.True(t, ok)
+	require.Equal(t, owner1, owner, "the creator owns the row")
 
-	again := &Task{UID: "uid-1", TaskName: "other"}
-	created, err = repo.CreateTask(ctx, again)
+	again := nt
+	again.TaskName, again.Owner = "other", owner2
+	existing, created, err := repo.CreateTask(ctx, again)
 	require.NoError(t, err)
 	require.False(t, created)
-	require.Equal(t, task.ID, again.ID)
-	require.Equal(t, "report", again.TaskName, "filled from the database")
+	require.Equal(t, task.ID, existing.ID)
+	require.Equal(t, "report", existing.TaskName, "the stored row, unchanged")
+	owner, _ = existing.Owned()
+	require.Equal(t, owner1, owner, "a second creator does not take the row")
 
 	hist, err := repo.History(ctx, "uid-1")
 	require.NoError(t, err)
 	require.Len(t, hist, 1, "no second creation record")
-	require.Equal(t, int64(1), hist[0].Seq)
-	require.Nil(t, hist[0].FromStatus)
-	require.Equal(t, StatusPending, hist[0].ToStatus)
-	require.Equal(t, "Created", hist[0].Reason)
+	require.Equal(t, lifecycle.Transition{Seq: 1, To: lifecycle.Pending, Reason: lifecycle.ReasonCreated, At: hist[0].At, RestartGeneration: 3}, hist[0].Lifecycle())
 
 	require.NoError(t, repo.MarkDeleted(ctx, "uid-1"))
-	_, err = repo.CreateTask(ctx, &Task{UID: "uid-1", TaskName: "report"})
+	_, _, err = repo.CreateTask(ctx, nt)
 	require.ErrorIs(t, err, ErrAlreadyExists)
-
-	_, err = repo.CreateTask(ctx, &Task{UID: "", TaskName: "report"})
-	require.ErrorIs(t, err, ErrInvalidArgument)
-	bad := DesiredState("SLEEPING")
-	_, err = repo.CreateTask(ctx, &Task{UID: "x", TaskName: "report", DesiredState: bad})
-	require.ErrorIs(t, err, ErrInvalidArgument)
-}
-
-func TestGetAndUpdateTask(t *testing.T) {
-	repo := newRepo(t)
-	ctx := testCtx(t)
-	_, err := repo.GetTask(ctx, "nope")
-	require.ErrorIs(t, err, ErrNotFound)
-
-	createTask(t, repo, "u1", "ns", "a", "demo")
-	paused, name := DesiredPaused, "b"
-	require.NoError(t, repo.UpdateTask(ctx, "u1", TaskUpdate{DesiredState: &paused, Name: &name}))
-	got, err := repo.GetTask(ctx, "u1")
-	require.NoError(t, err)
-	require.Equal(t, DesiredPaused, got.DesiredState)
-	require.Equal(t, "b", got.Name)
-	require.Equal(t, "ns", got.Namespace)
-	require.Equal(t, StatusPending, got.Status, "status untouched")
-	require.Equal(t, int64(1), got.LastSeq)
-
-	require.ErrorIs(t, repo.UpdateTask(ctx, "nope", TaskUpdate{Name: &name}), ErrNotFound)
-	bad := DesiredState("x")
-	require.ErrorIs(t, repo.UpdateTask(ctx, "u1", TaskUpdate{DesiredState: &bad}), ErrInvalidArgument)
-}
-
-func TestListTasksPagination(t *testing.T) {
-	repo := newRepo(t)
-	ctx := testCtx(t)
-	at := time.Now()
-	for i := range 25 {
-		ns := []string{"a", "b"}[i%2]
-		typ := []string{"report", "email", "backup"}[i%3]
-		k := createTask(t, repo, fmt.Sprintf("u%02d", i), ns, fmt.Sprintf("t%02d", i), typ)
-		if i%5 == 0 {
-			k.apply(t, repo, StatusRunning, 1, at)
-		}
+	for _, bad := range []NewTask{{TaskName: "x", Desired: lifecycle.DesiredRunning, Owner: owner1},
+		{UID: "x", TaskName: "x", Desired: "SLEEPING", Owner: owner1}, {UID: "x", TaskName: "x", Desired: lifecycle.DesiredRunning}} {
+		_, _, err = repo.CreateTask(ctx, bad)
+		require.ErrorIs(t, err, ErrInvalidArgument)
 	}
-
-	collect := func(opts ListOptions) (names []string, pages int) {
-		for {
-			tasks, next, err := repo.ListTasks(ctx, opts)
-			require.NoError(t, err)
-			require.LessOrEqual(t, len(tasks), 10)
-			pages++
-			for _, tk := range tasks {
-				names = append(names, tk.Name)
-			}
-			if next == "" {
-				return names, pages
-			}
-			opts.Continue = next
-		}
-	}
-
-	all, pages := collect(ListOptions{Limit: 10})
-	require.Len(t, all, 25)
-	require.Equal(t, 3, pages)
-	require.Equal(t, "t00", all[0])
-	require.Equal(t, "t24", all[24])
-
-	evens, _ := collect(ListOptions{Limit: 10, Namespace: "a"})
-	require.Len(t, evens, 13)
-
-	reports, _ := collect(ListOptions{Limit: 10, Namespace: "a", TaskName: "report"}) // i%6 == 0
-	require.Equal(t, []string{"t00", "t06", "t12", "t18", "t24"}, reports)
-
-	running, _ := collect(ListOptions{Limit: 10, Statuses: []Status{StatusRunning}})
-	require.Equal(t, []string{"t00", "t05", "t10", "t15", "t20"}, running)
-
-	exact, next, err := repo.ListTasks(ctx, ListOptions{Limit: 5, Statuses: []Status{StatusRunning}})
-	require.NoError(t, err)
-	require.Len(t, exact, 5)
-	require.Empty(t, next, "limit+1 fetch: an exactly full last page has no successor")
-
-	_, _, err = repo.ListTasks(ctx, ListOptions{Continue: "garbage!"})
-	require.ErrorIs(t, err, ErrInvalidArgument)
 }
 
-func TestListActiveAndMarkDeleted(t *testing.T) {
+func TestListLiveAndMarkDeleted(t *testing.T) {
 	repo := newRepo(t)
 	ctx := testCtx(t)
 	at := time.Now()
 
 	createTask(t, repo, "pending", "ns", "pending", "demo")
 	running := createTask(t, repo, "running", "ns", "running", "demo")
-	running.apply(t, repo, StatusRunning, 1, at)
+	running.apply(t, repo, lifecycle.Running, 1, at)
 	paused := createTask(t, repo, "paused", "ns", "paused", "demo")
-	paused.apply(t, repo, StatusRunning, 1, at)
-	paused.apply(t, repo, StatusPaused, 1, at)
+	paused.apply(t, repo, lifecycle.Running, 1, at)
+	paused.apply(t, repo, lifecycle.Paused, 1, at)
 	done := createTask(t, repo, "done", "ns", "done", "demo")
-	done.apply(t, repo, StatusRunning, 1, at)
-	done.apply(t, repo, StatusFinished, 1, at)
+	done.apply(t, repo, lifecycle.Running, 1, at)
+	finished := done.write(t, lifecycle.Finished, 1, at)
+	finished.Result = []byte(`{"ok":true}`)
+	require.NoError(t, repo.RecordTransition(ctx, finished))
+	_, err := repo.Claim(ctx, "done", owner2, owner1.Epoch, 0)
+	require.NoError(t, err)
 
-	uids := func() []string {
-		tasks, err := repo.ListActive(ctx)
+	uids := func(tasks []Task, err error) []string {
 		require.NoError(t, err)
 		var out []string
 		for _, tk := range tasks {
@@ -148,24 +76,33 @@ func TestListActiveAndMarkDeleted(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []string{"pending", "running", "paused"}, uids())
+	live, err := repo.ListLive(ctx)
+	require.Equal(t, []string{"pending", "running", "paused", "done"}, uids(live, err))
+	require.Nil(t, live[3].Result, "payloads are not read")
 
 	require.NoError(t, repo.MarkDeleted(ctx, "running"))
 	require.NoError(t, repo.MarkDeleted(ctx, "running"), "idempotent")
 	require.NoError(t, repo.MarkDeleted(ctx, "never-existed"))
-	require.Equal(t, []string{"pending", "paused"}, uids())
+	require.Equal(t, []string{"pending", "paused", "done"}, uids(repo.ListLive(ctx)))
 
-	_, err := repo.GetTask(ctx, "running")
-	require.ErrorIs(t, err, ErrNotFound)
+	row, err := repo.GetTask(ctx, "running")
+	require.NoError(t, err)
+	require.True(t, row.DeletedAt.Valid, "row kept for SQL users, marked deleted")
 	hist, err := repo.History(ctx, "running")
 	require.NoError(t, err, "history survives soft delete")
 	require.Len(t, hist, 2)
 
-	var deletedAt *time.Time
-	require.NoError(t, repo.db.WithContext(ctx).Raw(
-		`SELECT deleted_at FROM background_tasks WHERE uid = 'running'`).Scan(&deletedAt).Error)
-	require.NotNil(t, deletedAt, "row kept for SQL users")
+	require.ErrorIs(t, repo.RecordTransition(ctx, running.write(t, lifecycle.Paused, 1, at)), ErrDeleted, "no transitions on deleted tasks")
+	_, err = repo.Claim(ctx, "running", owner2, owner1.Epoch, 0)
+	require.ErrorIs(t, err, ErrDeleted)
+}
 
-	err = repo.RecordTransition(ctx, running.next(StatusPaused, 1, at))
-	require.ErrorIs(t, err, ErrStaleTransition, "no transitions on deleted tasks")
+func TestNextEpochGrows(t *testing.T) {
+	repo := newRepo(t)
+	a, err := repo.NextEpoch(testCtx(t))
+	require.NoError(t, err)
+	b, err := repo.NextEpoch(testCtx(t))
+	require.NoError(t, err)
+	require.Greater(t, b, a)
+	require.Positive(t, a)
 }

@@ -4,184 +4,186 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"unicode/utf8"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
-// RecordTransitionSQL is the hot path: one statement, hence one implicit
-// transaction and one round trip. The UPDATE only matches when the row is in
-// the state the writer expects; the INSERT appends history only for a row the
-// UPDATE matched, so the row and its history can never disagree. Concurrent
-// writers serialise on the row lock and the loser re-checks the WHERE clause
-// against the winner's row (READ COMMITTED), matching nothing. Named parameters
-// are those RecordTransition passes; exported so the benchmark's PostgreSQL
-// ceiling runs exactly this statement.
+// RecordTransitionSQL is the hot path: one statement, hence one implicit transaction and one
+// round trip. It holds no lifecycle policy: every column value is computed in Go by
+// lifecycle.Apply and passed in. The UPDATE only matches when the row is where the writer
+// believes it is (status, attempt, last_seq) and still belongs to the writer's fencing token;
+// the INSERT appends history only for a row the UPDATE matched, so the row and its history
+// never disagree. Concurrent writers serialise on the row lock and the loser re-checks the
+// WHERE clause against the winner's row (READ COMMITTED), matching nothing. Exported so the
+// benchmark's PostgreSQL ceiling runs exactly this statement.
 const RecordTransitionSQL = `
-WITH v AS (
-    SELECT CAST(@uid AS text) AS uid, CAST(@seq AS bigint) AS seq, CAST(@from AS text) AS from_status,
-           CAST(@prev_attempt AS integer) AS prev_attempt, CAST(@to AS text) AS to_status,
-           CAST(@attempt AS integer) AS attempt, CAST(@reason AS text) AS reason, CAST(@message AS text) AS message,
-           CAST(@at AS timestamptz) AS at, CAST(@progress AS text) AS progress, CAST(@result AS jsonb) AS result,
-           CAST(@start_time AS timestamptz) AS start_time, CAST(@clear_checkpoint AS boolean) AS clear_checkpoint
-), upd AS (
+WITH upd AS (
     UPDATE background_tasks t SET
-        status             = v.to_status,
-        attempt            = v.attempt,
-        last_seq           = v.seq,
-        progress           = v.progress,
-        message            = v.message,
-        result             = CASE WHEN v.to_status = 'FINISHED' THEN v.result
-                                  WHEN v.attempt <> t.attempt THEN NULL
-                                  ELSE t.result END,
-        start_time         = COALESCE(v.start_time, t.start_time),
-        last_run_time      = CASE WHEN v.to_status = 'RUNNING' THEN v.at ELSE t.last_run_time END,
-        end_time           = CASE WHEN v.to_status IN ('FINISHED', 'FAILED', 'STOPPED') THEN v.at END,
-        checkpoint         = CASE WHEN v.clear_checkpoint THEN NULL ELSE t.checkpoint END,
-        checkpoint_attempt = CASE WHEN v.clear_checkpoint THEN NULL ELSE t.checkpoint_attempt END,
-        updated_at         = now()
-    FROM v
-    WHERE t.uid = v.uid
-      AND t.status = v.from_status
-      AND t.attempt = v.prev_attempt
-      AND t.last_seq = v.seq - 1
+        status                      = CAST(@to AS text),
+        attempt                     = CAST(@attempt AS integer),
+        reason                      = CAST(@reason AS text),
+        message                     = CAST(@message AS text),
+        last_seq                    = CAST(@seq AS bigint),
+        start_time                  = CAST(@start_time AS timestamptz),
+        end_time                    = CAST(@end_time AS timestamptz),
+        last_run_time               = CAST(@last_run_time AS timestamptz),
+        retry_at                    = CAST(@retry_at AS timestamptz),
+        retries                     = CAST(@retries AS integer),
+        observed_restart_generation = CAST(@restart_generation AS bigint),
+        result                      = CAST(@result AS jsonb),
+        progress                    = COALESCE(CAST(@progress AS text), t.progress),
+        checkpoint                  = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint END,
+        checkpoint_attempt          = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint_attempt END,
+        updated_at                  = now()
+    WHERE t.uid = CAST(@uid AS text)
+      AND t.last_seq = CAST(@prev_seq AS bigint)
+      AND t.status = CAST(@from AS text)
+      AND t.attempt = CAST(@prev_attempt AS integer)
+      AND t.owner_epoch = CAST(@epoch AS bigint)
       AND t.deleted_at IS NULL
     RETURNING t.uid
 )
-INSERT INTO background_task_transitions (task_uid, seq, from_status, to_status, attempt, reason, message, at)
-SELECT upd.uid, v.seq, v.from_status, v.to_status, v.attempt, v.reason, v.message, v.at
-FROM upd CROSS JOIN v`
+INSERT INTO background_task_transitions
+    (task_uid, seq, from_status, to_status, attempt, reason, message, at, owner_epoch, restart_generation, retry_at)
+SELECT uid, CAST(@seq AS bigint), CAST(@from AS text), CAST(@to AS text), CAST(@attempt AS integer),
+       CAST(@reason AS text), CAST(@message AS text), CAST(@at AS timestamptz), CAST(@epoch AS bigint),
+       CAST(@restart_generation AS bigint), CAST(@retry_at AS timestamptz)
+FROM upd`
 
-// diagnoseTransitionSQL runs only when RecordTransitionSQL matched nothing:
-// it tells a replay (history already has this seq) from a conflict.
-const diagnoseTransitionSQL = `
-SELECT t.status, t.attempt, t.last_seq, t.deleted_at IS NOT NULL AS deleted,
-       h.from_status AS rec_from, h.to_status AS rec_to, h.attempt AS rec_attempt
+// diagnoseSQL runs only when a guarded write matched nothing: it tells a replay (our own
+// transition is already recorded), a fence (another owner) and a deletion apart.
+const diagnoseSQL = `
+SELECT t.status, t.attempt, t.last_seq, t.owner, t.owner_epoch, t.deleted_at IS NOT NULL AS deleted,
+       h.to_status AS rec_to, h.attempt AS rec_attempt, h.owner_epoch AS rec_epoch
 FROM background_tasks t
 LEFT JOIN background_task_transitions h ON h.task_uid = t.uid AND h.seq = ?
 WHERE t.uid = ?`
 
-type transitionDiagnosis struct {
-	Status     Status
+type diagnosis struct {
+	Status     lifecycle.Status
 	Attempt    int
 	LastSeq    int64
+	Owner      *string
+	OwnerEpoch *int64
 	Deleted    bool
-	RecFrom    *Status
-	RecTo      *Status
+	RecTo      *lifecycle.Status
 	RecAttempt *int
+	RecEpoch   *int64
 }
 
-// RecordTransition implements Repository: one round trip when the transition
-// applies, two when it does not (replay or conflict).
-func (r *GormRepository) RecordTransition(ctx context.Context, tr Transition) error {
-	if err := tr.validate(); err != nil {
-		return err
+// TransitionWrite is one transition as its owner records it.
+type TransitionWrite struct {
+	UID string
+	// Owner is the writer; the row must belong to its epoch.
+	Owner Owner
+	// Prev is the record the writer believes the row holds (the guard).
+	Prev lifecycle.Record
+	// Transition comes from lifecycle.Next(Prev, event).
+	Transition lifecycle.Transition
+	// Result is stored with a Finished transition (nil stores NULL); it must have been
+	// prepared with pgtext.JSON and fit lifecycle.MaxPayloadBytes.
+	Result json.RawMessage
+	// Progress replaces the row's progress when non-nil.
+	Progress *string
+}
+
+// RecordTransition applies w.Transition to the row and appends it to the history, atomically,
+// if and only if the row is in state w.Prev and owned by w.Owner. Replaying a transition this
+// owner already recorded returns nil without writing. Otherwise the error wraps ErrFenced
+// (another owner), ErrDeleted, ErrNotFound or ErrConflict; nothing is ever overwritten. A
+// constraint violation is returned as it is (permanent: see IsTransient).
+func (r *Repository) RecordTransition(ctx context.Context, w TransitionWrite) error {
+	tr := w.Transition
+	if w.UID == "" || tr.Seq != w.Prev.Seq+1 || tr.From != w.Prev.Status || w.Owner.Epoch == 0 {
+		return fmt.Errorf("record transition %s seq %d: malformed (prev seq %d, from %s, epoch %d): %w",
+			w.UID, tr.Seq, w.Prev.Seq, tr.From, w.Owner.Epoch, ErrInvalidArgument)
 	}
-	var result any // NULL unless finishing with a result
-	if tr.To == StatusFinished && len(tr.Result) > 0 {
-		result = string(tr.Result)
-	}
-	var startTime any
-	if tr.StartTime != nil {
-		startTime = *tr.StartTime
-	}
-	res := r.db.WithContext(ctx).Exec(RecordTransitionSQL, map[string]any{
-		"uid":              tr.TaskUID,
-		"seq":              tr.Seq,
-		"from":             string(tr.From),
-		"prev_attempt":     tr.PrevAttempt,
-		"to":               string(tr.To),
-		"attempt":          tr.Attempt,
-		"reason":           tr.Reason,
-		"message":          truncate(tr.Message, MaxMessageLen),
-		"at":               tr.At,
-		"progress":         truncate(tr.Progress, MaxProgressLen),
-		"result":           result,
-		"start_time":       startTime,
-		"clear_checkpoint": tr.ClearCheckpoint,
-	})
+	res := r.db.WithContext(ctx).Exec(RecordTransitionSQL, TransitionArgs(w))
 	if res.Error != nil {
-		return fmt.Errorf("record transition %s seq %d %s->%s: %w", tr.TaskUID, tr.Seq, tr.From, tr.To, res.Error)
+		return fmt.Errorf("record transition %s seq %d %s->%s: %w", w.UID, tr.Seq, tr.From, tr.To, res.Error)
 	}
 	if res.RowsAffected == 1 {
 		return nil
 	}
-	return r.diagnoseTransition(ctx, tr)
+	return r.diagnose(ctx, w.UID, w.Owner, fmt.Sprintf("record transition seq %d %s->%s", tr.Seq, tr.From, tr.To),
+		func(d diagnosis) bool {
+			// Our own transition, recorded by an earlier try whose reply was lost.
+			return d.RecTo != nil && *d.RecTo == tr.To && deref(d.RecAttempt) == tr.Attempt && deref(d.RecEpoch) == w.Owner.Epoch
+		}, tr.Seq)
 }
 
-// diagnoseTransition decides between an idempotent replay (nil) and a stale
-// or conflicting transition (ErrStaleTransition / ErrNotFound).
-func (r *GormRepository) diagnoseTransition(ctx context.Context, tr Transition) error {
-	var d transitionDiagnosis
-	res := r.db.WithContext(ctx).Raw(diagnoseTransitionSQL, tr.Seq, tr.TaskUID).Scan(&d)
-	if res.Error != nil {
-		return fmt.Errorf("record transition %s seq %d: check existing state: %w", tr.TaskUID, tr.Seq, res.Error)
+// TransitionArgs are the named parameters of RecordTransitionSQL for w: the columns of the row
+// after the transition, as lifecycle.Apply computes them. Exported with the statement, so the
+// benchmark's PostgreSQL ceiling runs exactly what RecordTransition runs.
+func TransitionArgs(w TransitionWrite) map[string]any {
+	tr := w.Transition
+	next := lifecycle.Apply(w.Prev, tr)
+	var result any
+	if next.Status == lifecycle.Finished && len(w.Result) > 0 {
+		result = string(w.Result)
 	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("record transition %s seq %d: %w", tr.TaskUID, tr.Seq, ErrNotFound)
-	}
-	if d.RecTo != nil {
-		if *d.RecTo == tr.To && d.RecFrom != nil && *d.RecFrom == tr.From && d.RecAttempt != nil && *d.RecAttempt == tr.Attempt {
-			return nil // already recorded: replay after a lost reply or a retry
-		}
-		return fmt.Errorf("record transition %s seq %d %s->%s (attempt %d): seq already recorded as %s->%s (attempt %d): %w",
-			tr.TaskUID, tr.Seq, tr.From, tr.To, tr.Attempt, deref(d.RecFrom), *d.RecTo, deref(d.RecAttempt), ErrStaleTransition)
-	}
-	return fmt.Errorf("record transition %s seq %d %s->%s (prev attempt %d): row has status %s attempt %d last_seq %d deleted %t: %w",
-		tr.TaskUID, tr.Seq, tr.From, tr.To, tr.PrevAttempt, d.Status, d.Attempt, d.LastSeq, d.Deleted, ErrStaleTransition)
-}
-
-// validate rejects malformed transitions before any round trip.
-func (tr Transition) validate() error {
-	var problem string
+	var progress any
 	switch {
-	case tr.TaskUID == "":
-		problem = "empty task uid"
-	case tr.Seq < 2:
-		problem = fmt.Sprintf("seq %d: seq 1 is written by CreateTask", tr.Seq)
-	case !tr.From.Valid():
-		problem = fmt.Sprintf("from status %q", tr.From)
-	case !tr.To.Valid():
-		problem = fmt.Sprintf("to status %q", tr.To)
-	case tr.PrevAttempt < 0 || tr.Attempt < 0:
-		problem = "negative attempt"
-	case tr.Reason == "":
-		problem = "empty reason"
-	case tr.At.IsZero():
-		problem = "zero At"
+	case w.Progress != nil:
+		progress = pgtext.Text(*w.Progress, lifecycle.MaxProgressChars)
+	case lifecycle.NewAttempt(w.Prev, tr):
+		progress = "" // a new attempt has reported nothing yet
 	}
-	if problem != "" {
-		return fmt.Errorf("record transition %s: %s: %w", tr.TaskUID, problem, ErrInvalidArgument)
+	return map[string]any{
+		"uid":                w.UID,
+		"epoch":              w.Owner.Epoch,
+		"prev_seq":           w.Prev.Seq,
+		"from":               string(tr.From),
+		"prev_attempt":       w.Prev.Attempt,
+		"seq":                tr.Seq,
+		"to":                 string(next.Status),
+		"attempt":            next.Attempt,
+		"reason":             next.Reason,
+		"message":            pgtext.Text(next.Message, lifecycle.MaxMessageChars),
+		"at":                 tr.At,
+		"start_time":         nullTime(next.StartTime),
+		"end_time":           nullTime(next.EndTime),
+		"last_run_time":      nullTime(next.LastRunTime),
+		"retry_at":           nullTime(next.RetryAt),
+		"retries":            next.Retries,
+		"restart_generation": next.RestartGeneration,
+		"result":             result,
+		"progress":           progress,
+		"keep_checkpoint":    !lifecycle.NewAttempt(w.Prev, tr),
 	}
-	if tr.To == StatusFinished && len(tr.Result) > 0 {
-		if len(tr.Result) > MaxResultSize {
-			return fmt.Errorf("record transition %s: result is %d bytes, max %d: %w",
-				tr.TaskUID, len(tr.Result), MaxResultSize, ErrResultTooLarge)
-		}
-		if !json.Valid(tr.Result) {
-			return fmt.Errorf("record transition %s: result is not valid JSON: %w", tr.TaskUID, ErrInvalidArgument)
-		}
-	}
-	return nil
 }
 
-// truncate shortens s to at most n characters without splitting a rune.
-func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
+// diagnose explains why a guarded write of owner matched no row: nil when replayed(d) says
+// the write is already there, else ErrNotFound, ErrDeleted, ErrFenced or ErrConflict.
+func (r *Repository) diagnose(ctx context.Context, uid string, owner Owner, what string, replayed func(diagnosis) bool, seq int64) error {
+	var d diagnosis
+	res := r.db.WithContext(ctx).Raw(diagnoseSQL, seq, uid).Scan(&d)
+	switch {
+	case res.Error != nil:
+		return fmt.Errorf("%s of %s: read the row: %w", what, uid, res.Error)
+	case res.RowsAffected == 0:
+		return fmt.Errorf("%s of %s: %w", what, uid, ErrNotFound)
+	case replayed != nil && replayed(d):
+		return nil
+	case d.Deleted:
+		return fmt.Errorf("%s of %s: %w", what, uid, ErrDeleted)
+	case d.OwnerEpoch == nil || *d.OwnerEpoch != owner.Epoch:
+		holder := Owner{Name: deref(d.Owner), Epoch: deref(d.OwnerEpoch)}
+		return fmt.Errorf("%s (epoch %d): %w", what, owner.Epoch, &OwnedError{UID: uid, Owner: holder})
 	}
-	i := 0
-	for pos := range s {
-		if i == n {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
+	return fmt.Errorf("%s of %s: the row has status %s, attempt %d, last_seq %d: %w", what, uid, d.Status, d.Attempt, d.LastSeq, ErrConflict)
 }
 
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
+// History returns the transitions of a task ordered by seq, including for soft-deleted tasks.
+// ErrNotFound when there are none.
+func (r *Repository) History(ctx context.Context, uid string) ([]TransitionRecord, error) {
+	var recs []TransitionRecord
+	if err := r.db.WithContext(ctx).Where("task_uid = ?", uid).Order("seq").Find(&recs).Error; err != nil {
+		return nil, fmt.Errorf("history of task %s: %w", uid, err)
 	}
-	return *p
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("history of task %s: %w", uid, ErrNotFound)
+	}
+	return recs, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -43,36 +44,37 @@ func pgCeiling(ctx context.Context, pg *postgres, dbName string, n, transitions,
 }
 
 func ceilingTask(ctx context.Context, pool *pgxpool.Pool, uid string, k int) error {
-	if _, err := pool.Exec(ctx, store.CreateTaskSQL, pgx.NamedArgs{
-		"uid": uid, "namespace": "ceiling", "name": uid, "task_name": "noop", "desired_state": "RUNNING",
-	}); err != nil {
+	owner := store.Owner{Name: "ceiling", Epoch: 1}
+	if _, err := pool.Exec(ctx, store.CreateTaskSQL, pgx.NamedArgs(store.CreateTaskArgs(store.NewTask{
+		UID: uid, Namespace: "ceiling", Name: uid, TaskName: "noop", Desired: lifecycle.DesiredRunning, Owner: owner, At: time.Now(),
+	}))); err != nil {
 		return fmt.Errorf("ceiling create row: %w", err)
 	}
-	from := "PENDING"
+	rec, _ := lifecycle.Create(time.Now(), 0)
 	for j := range k {
-		to := "RUNNING"
+		to := lifecycle.Running
 		switch {
 		case j == k-1:
-			to = "FINISHED"
-		case from == "RUNNING":
-			to = "PAUSED"
+			to = lifecycle.Finished
+		case rec.Status == lifecycle.Running:
+			to = lifecycle.Paused
 		}
-		var result any
-		if to == "FINISHED" {
-			result = `{}`
+		tr, err := lifecycle.Next(rec, lifecycle.Event{To: to, Attempt: 1, Reason: "Bench", At: time.Now()})
+		if err != nil {
+			return fmt.Errorf("ceiling transition: %w", err)
 		}
-		tag, err := pool.Exec(ctx, store.RecordTransitionSQL, pgx.NamedArgs{
-			"uid": uid, "seq": int64(j + 2), "from": from, "prev_attempt": min(j, 1), "to": to, "attempt": 1,
-			"reason": "Bench", "message": "", "at": time.Now(), "progress": "", "result": result,
-			"start_time": nil, "clear_checkpoint": false,
-		})
+		w := store.TransitionWrite{UID: uid, Owner: owner, Prev: rec, Transition: tr}
+		if to == lifecycle.Finished {
+			w.Result = []byte(`{}`)
+		}
+		tag, err := pool.Exec(ctx, store.RecordTransitionSQL, pgx.NamedArgs(store.TransitionArgs(w)))
 		if err != nil {
 			return fmt.Errorf("ceiling transition: %w", err)
 		}
 		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("ceiling transition %s seq %d matched %d rows", uid, j+2, tag.RowsAffected())
+			return fmt.Errorf("ceiling transition %s seq %d matched %d rows", uid, tr.Seq, tag.RowsAffected())
 		}
-		from = to
+		rec = lifecycle.Apply(rec, tr)
 	}
 	return nil
 }

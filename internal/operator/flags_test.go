@@ -2,6 +2,7 @@ package operator
 
 import (
 	"flag"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,10 +23,35 @@ func TestRedactedDatabaseNeverShowsThePassword(t *testing.T) {
 
 func TestFlagDefaults(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://x@y/z")
-	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--max-concurrent-tasks=7"})
+	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--max-concurrent-tasks=7", "--kubeconfig=/tmp/kc"})
 	require.NoError(t, err)
 	require.Equal(t, "postgres://x@y/z", cfg.databaseURL, "--database-url defaults to $DATABASE_URL")
 	require.Equal(t, 7, cfg.maxConcurrentTasks)
+	require.Equal(t, "/tmp/kc", cfg.kubeconfig)
 	require.False(t, cfg.leaderElect, "off for local runs; the Deployment turns it on")
 	require.Equal(t, 10*time.Second, cfg.progressInterval)
+}
+
+// TestUsageNeverPrintsTheDatabasePassword: -h and every flag error print the usage text with
+// each flag's default; $DATABASE_URL, which holds a password, must not be one of them.
+func TestUsageNeverPrintsTheDatabasePassword(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://taskpilot:s3cr3t@db.example:5432/tasks")
+	for _, args := range [][]string{{"-h"}, {"--no-such-flag"}, {"--max-concurrent-tasks=many"}} {
+		fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
+		var out strings.Builder
+		fs.SetOutput(&out)
+		_, _, err := parseFlags(fs, args)
+		require.Error(t, err, "%v", args)
+		require.Contains(t, out.String(), "-database-url", "the usage text was printed")
+		require.NotContains(t, out.String(), "s3cr3t", "%v printed the password", args)
+	}
+}
+
+func TestIdentityAndNamespaceDefaults(t *testing.T) {
+	t.Setenv("POD_NAME", "taskpilot-7d9f-abcde")
+	t.Setenv("POD_NAMESPACE", "taskpilot-system")
+	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), nil)
+	require.NoError(t, err)
+	require.Equal(t, "taskpilot-7d9f-abcde", cfg.identity, "the pod name is unique among replicas")
+	require.Equal(t, "taskpilot-system", cfg.leaderElectionNamespace)
 }

@@ -6,14 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -24,63 +25,6 @@ import (
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
-
-// config holds the command-line settings.
-type config struct {
-	metricsAddr, probeAddr     string
-	pprofAddr                  string
-	leaderElect                bool
-	leaderElectionNamespace    string
-	databaseURL                string
-	dbMaxOpenConns             int
-	dbTimeout                  time.Duration
-	kubeAPIQPS                 float64
-	kubeAPIBurst               int
-	maxConcurrentTasks         int
-	maxConcurrentReconciles    int
-	journalWriters             int
-	stopGrace                  time.Duration
-	progressInterval           time.Duration
-	progressUpdateQPS          float64
-	statusCoalesceWindow       time.Duration
-	leaseDuration              time.Duration
-	renewDeadline              time.Duration
-	retryPeriod                time.Duration
-	finalizerTimeout           time.Duration
-	startupDatabaseWaitTimeout time.Duration
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
-	var c config
-	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (\"0\" disables it).")
-	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
-	fs.StringVar(&c.pprofAddr, "pprof-bind-address", "", "Address of the Go pprof endpoints (empty: off). For profiling only.")
-	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader through a Lease so that only one replica runs tasks (on in the Deployment).")
-	fs.StringVar(&c.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
-	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL, postgres://user:password@host:5432/db (default $DATABASE_URL). Never logged with its password.")
-	fs.IntVar(&c.dbMaxOpenConns, "db-max-open-conns", 16, "Maximum open PostgreSQL connections.")
-	fs.DurationVar(&c.dbTimeout, "db-timeout", 5*time.Second, "Deadline of one database call.")
-	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API (client-side limit).")
-	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
-	fs.IntVar(&c.maxConcurrentTasks, "max-concurrent-tasks", runner.DefaultMaxConcurrent, "Tasks running at once; more wait in FIFO order as Pending. Paused tasks do not count.")
-	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 16, "Reconcile workers. Each waits on API writes, so this is also how many writes are in flight; about 16 saturates a small API server.")
-	fs.IntVar(&c.journalWriters, "journal-writers", 8, "Goroutines writing transitions to PostgreSQL.")
-	fs.DurationVar(&c.stopGrace, "stop-grace", runner.DefaultStopGrace, "How long a stopped task may ignore cancellation before it is reported Stopped anyway.")
-	fs.DurationVar(&c.progressInterval, "progress-update-interval", 10*time.Second, "How often a running task's progress is copied into its status.")
-	fs.Float64Var(&c.progressUpdateQPS, "progress-update-qps", 20, "Budget of progress-only status writes per second over all tasks.")
-	fs.DurationVar(&c.statusCoalesceWindow, "status-coalesce-window", 100*time.Millisecond, "A fresh run's first status write waits this long, so a task that finishes sooner costs one write (0: off).")
-	fs.DurationVar(&c.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits before taking over a Lease whose holder stopped renewing it (a crashed leader).")
-	fs.DurationVar(&c.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew its Lease before it gives up leading.")
-	fs.DurationVar(&c.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often Lease acquisition and renewal are tried.")
-	fs.DurationVar(&c.finalizerTimeout, "finalizer-timeout", time.Minute, "How long a deleted task waits for its run to stop and its record to be written.")
-	fs.DurationVar(&c.startupDatabaseWaitTimeout, "startup-database-timeout", 10*time.Second, "How long start-up waits for PostgreSQL before giving up.")
-	zopts := zap.Options{Development: false}
-	zopts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return c, zopts, err
-	}
-	return c, zopts, nil
-}
 
 // Register adds task types to the operator's registry.
 type Register func(*runner.Registry) error
@@ -116,7 +60,7 @@ func Main(ctx context.Context, args []string, register Register) error {
 	defer func() { _ = repo.Close() }()
 	log.Info("database ready, schema migrated", "database", dbName)
 
-	restCfg, err := ctrl.GetConfig()
+	restCfg, err := restConfig(cfg.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("no Kubernetes API to talk to: %w (set --kubeconfig or KUBECONFIG, or run in a cluster)", err)
 	}
@@ -132,13 +76,16 @@ func Main(ctx context.Context, args []string, register Register) error {
 	}
 
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: cfg.metricsAddr},
-		HealthProbeBindAddress:        cfg.probeAddr,
-		PprofBindAddress:              cfg.pprofAddr,
-		LeaderElection:                cfg.leaderElect,
-		LeaderElectionID:              "taskpilot.tasks.taskpilot.dev",
-		LeaderElectionNamespace:       cfg.leaderElectionNamespace,
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
+		HealthProbeBindAddress:  cfg.probeAddr,
+		PprofBindAddress:        cfg.pprofAddr,
+		LeaderElection:          cfg.leaderElect,
+		LeaderElectionID:        "taskpilot.tasks.taskpilot.dev",
+		LeaderElectionNamespace: cfg.leaderElectionNamespace,
+		// Leases are watched in the operator's namespace only, and only the membership ones:
+		// a cluster-wide Lease informer would follow every node's heartbeat.
+		Cache:                         cache.Options{ByObject: controllers.LeaseCache(cfg.leaderElectionNamespace)},
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &cfg.leaseDuration,
 		RenewDeadline:                 &cfg.renewDeadline,
@@ -152,18 +99,24 @@ func Main(ctx context.Context, args []string, register Register) error {
 	if err := register(reg); err != nil {
 		return fmt.Errorf("register task types: %w", err)
 	}
-	op, err := controllers.Setup(mgr, controllers.SetupOptions{
+	op, err := controllers.Setup(mgr, controllers.Options{
 		Store:                   repo,
 		Registry:                reg,
+		Identity:                cfg.identity,
+		Namespace:               cfg.leaderElectionNamespace,
+		LeaseDuration:           cfg.leaseDuration,
+		RenewDeadline:           cfg.renewDeadline,
+		RetryPeriod:             cfg.retryPeriod,
 		MaxConcurrentTasks:      cfg.maxConcurrentTasks,
 		StopGrace:               cfg.stopGrace,
 		MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
+		StatusWorkers:           cfg.statusWorkers,
 		JournalWriters:          cfg.journalWriters,
 		DatabaseTimeout:         cfg.dbTimeout,
 		ProgressInterval:        cfg.progressInterval,
-		ProgressUpdateQPS:       float32(cfg.progressUpdateQPS),
+		ProgressUpdateQPS:       cfg.progressUpdateQPS,
 		StatusCoalesceWindow:    cfg.statusCoalesceWindow,
-		FinalizerTimeout:        cfg.finalizerTimeout,
+		SweepInterval:           cfg.sweepInterval,
 		Metrics:                 metrics.Registry,
 	})
 	if err != nil {
@@ -172,15 +125,25 @@ func Main(ctx context.Context, args []string, register Register) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("database", op.DatabaseCheck(cfg.dbTimeout)); err != nil {
+	if err := mgr.AddReadyzCheck("database", op.DatabaseCheck()); err != nil {
 		return err
 	}
 
-	log.Info("starting taskpilot", "task-types", reg.Names(), "max-concurrent-tasks", cfg.maxConcurrentTasks, "leader-elect", cfg.leaderElect)
+	log.Info("starting taskpilot", "identity", cfg.identity, "task-types", reg.Names(),
+		"max-concurrent-tasks", cfg.maxConcurrentTasks, "leader-elect", cfg.leaderElect)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	return nil
+}
+
+// restConfig loads the API server's address and credentials from kubeconfig, or as kubectl
+// does when it is empty.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
 }
 
 // redactedDatabase names the database for logs and errors without its password.

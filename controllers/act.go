@@ -1,0 +1,94 @@
+package controllers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/runner"
+)
+
+// act carries out a decision. Runner calls and journal records only touch memory and return
+// at once.
+func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decision) error {
+	uid, key := string(bt.UID), runner.Key(bt.UID)
+	switch d.Action {
+	case actNone:
+	case actStart:
+		spec, err := startSpec(bt, d.Attempt)
+		if err == nil {
+			if d.Resume {
+				spec.Checkpoint = view.Checkpoint
+			}
+			r.journal.Hand(uid, d.Attempt, d.RestartGeneration)
+			err = r.runner.StartTask(key, spec)
+		}
+		return r.startFailed(uid, d, err)
+	case actPause:
+		return ignoreSettled(r.runner.PauseTask(key))
+	case actResume:
+		return ignoreSettled(r.runner.ResumeTask(key))
+	case actStop:
+		return ignoreSettled(r.runner.StopTask(key))
+	case actRecord:
+		err := r.journal.Record(uid, *d.Event)
+		if errors.Is(err, journal.ErrBacklogFull) {
+			return nil // the journal wakes us once the backlog drains
+		}
+		return err
+	}
+	return nil
+}
+
+// startFailed turns a start error into the task's outcome: a spec that can never run fails for
+// good (terminal error, no requeue); a process that is losing its tasks does nothing; anything
+// else is retried by the queue.
+func (r *reconciler) startFailed(uid string, d decision, err error) error {
+	var reason string
+	switch {
+	case err == nil, errors.Is(err, runner.ErrAlreadyActive), errors.Is(err, runner.ErrLeaseLost), errors.Is(err, runner.ErrShutdown):
+		return nil
+	case errors.Is(err, runner.ErrUnknownTaskType):
+		reason = lifecycle.ReasonUnknownTaskType
+	case errors.Is(err, runner.ErrInvalidParams):
+		reason = lifecycle.ReasonInvalidParams
+	default:
+		return fmt.Errorf("start attempt %d: %w", d.Attempt, err)
+	}
+	r.journal.Hand(uid, 0, 0)
+	rerr := r.journal.Record(uid, lifecycle.Event{To: lifecycle.Failed, Attempt: d.Attempt, Reason: reason,
+		Message: err.Error(), RestartGeneration: d.RestartGeneration})
+	if rerr != nil && !errors.Is(rerr, journal.ErrBacklogFull) {
+		return rerr
+	}
+	return reconcile.TerminalError(err)
+}
+
+// startSpec builds the runner's spec for attempt; oversized params are InvalidParams.
+func startSpec(bt *v1alpha1.BackgroundTask, attempt int) (runner.StartSpec, error) {
+	spec := runner.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt}
+	if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > 0 {
+		if n := len(bt.Spec.Params.Raw); n > MaxParamsBytes {
+			return spec, fmt.Errorf("spec.params is %d bytes, more than the %d allowed: %w", n, MaxParamsBytes, runner.ErrInvalidParams)
+		}
+		spec.Params = json.RawMessage(bt.Spec.Params.Raw)
+	}
+	if bt.Spec.Timeout != nil {
+		spec.Timeout = bt.Spec.Timeout.Duration
+	}
+	return spec, nil
+}
+
+// ignoreSettled treats "already there" answers of the runner as success: the decision was made
+// from a view the run has since moved past, and its transition is on the way.
+func ignoreSettled(err error) error {
+	if errors.Is(err, runner.ErrTerminal) || errors.Is(err, runner.ErrNotFound) || errors.Is(err, runner.ErrLeaseLost) {
+		return nil
+	}
+	return err
+}

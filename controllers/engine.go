@@ -1,0 +1,79 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/runner"
+)
+
+// engine runs what makes this process a task owner, in order: join (a fencing token and a
+// membership Lease), then the journal's writers and the runner, then the sweep (whose first
+// pass is the seed's "load RUNNING/PAUSED tasks on startup"). On the way out it goes in
+// reverse: stop every run (nothing is recorded for them, so their next owner resumes them),
+// flush the journal, and release the Lease last, so that no other process takes over a task
+// that still runs here. If the Lease is lost, Start returns membership.ErrLost and the process
+// exits, to come back with a new fencing token.
+type engine struct {
+	member        *membership.Member
+	journal       *journal.Journal
+	runner        *runner.Runner
+	sweep         *sweeper
+	sweepInterval time.Duration
+	ready         chan struct{} // closed once tasks may be handed to the runner
+	log           logr.Logger
+}
+
+// NeedLeaderElection: with leader election on, only the leader owns tasks.
+func (e *engine) NeedLeaderElection() bool { return true }
+
+// Start implements manager.Runnable.
+func (e *engine) Start(ctx context.Context) error {
+	if _, err := e.member.Join(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("join as a task owner: %w", err)
+	}
+	background := context.WithoutCancel(ctx)
+	journalCtx, stopJournal := context.WithCancel(background)
+	runnerCtx, stopRunner := context.WithCancel(background)
+	journalDone, runnerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(journalDone)
+		_ = e.journal.Start(journalCtx)
+	}()
+	go func() {
+		defer close(runnerDone)
+		_ = e.runner.Start(runnerCtx)
+	}()
+	<-e.runner.Started()
+	close(e.ready)
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		e.sweep.loop(sweepCtx, e.sweepInterval)
+	}()
+
+	lost := e.member.Run(ctx)
+
+	stopSweep()
+	<-sweepDone
+	stopRunner()
+	<-runnerDone
+	stopJournal()
+	<-journalDone
+	if lost != nil {
+		return fmt.Errorf("stopped owning tasks: %w", lost)
+	}
+	if err := e.member.Release(background); err != nil {
+		e.log.Info("could not release the membership Lease; other replicas take over when it expires", "error", err.Error())
+	}
+	return nil
+}

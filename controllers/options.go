@@ -1,0 +1,109 @@
+package controllers
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// Defaults of Options; main's flags use them too, so there is one value for each.
+const (
+	DefaultMaxConcurrentReconciles = 16
+	DefaultStatusWorkers           = 16
+	DefaultDatabaseTimeout         = 5 * time.Second
+	DefaultProgressInterval        = 10 * time.Second
+	DefaultProgressUpdateQPS       = 20
+	DefaultStatusCoalesceWindow    = 100 * time.Millisecond
+	DefaultSweepInterval           = time.Minute
+	// MaxParamsBytes bounds spec.params once serialized; larger params fail with InvalidParams.
+	MaxParamsBytes = 32 << 10
+)
+
+// Options configure Setup: the controllers and the machinery they drive (membership, journal,
+// runner). Zero values take the defaults above and those of the component packages.
+type Options struct {
+	// Store is the PostgreSQL record (required).
+	Store *store.Repository
+	// Registry holds the task types (required).
+	Registry *runner.Registry
+	// Identity names this process as a task owner; it must be unique among live processes
+	// (the pod name). Required.
+	Identity string
+	// Namespace holds the membership Leases (the operator's own namespace). Required.
+	Namespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod time the membership Lease (see package
+	// membership).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// MaxConcurrentTasks bounds the runs holding a runner slot.
+	MaxConcurrentTasks int
+	// StopGrace is how long a stopped run may ignore cancellation.
+	StopGrace time.Duration
+	// MaxConcurrentReconciles is the number of workers acting on spec changes (they never
+	// write to the API server, so they are never held up by it).
+	MaxConcurrentReconciles int
+	// StatusWorkers is the number of workers writing status (each waits on an API write).
+	StatusWorkers int
+	// JournalWriters is the number of goroutines writing to PostgreSQL.
+	JournalWriters int
+	// DatabaseTimeout bounds one database call.
+	DatabaseTimeout time.Duration
+	// ProgressInterval is how often a running task's progress is copied into its status and row.
+	ProgressInterval time.Duration
+	// ProgressUpdateQPS bounds progress-only status writes over all tasks.
+	ProgressUpdateQPS float64
+	// StatusCoalesceWindow defers the first status write of a fresh run, so a task that
+	// finishes within it costs one write.
+	StatusCoalesceWindow time.Duration
+	// SweepInterval is how often rows are compared with the live BackgroundTasks: rows whose
+	// object is gone are soft-deleted, rows of gone owners are adopted.
+	SweepInterval time.Duration
+	// Metrics registers taskpilot's metrics (controller-runtime's registry in main; a fresh
+	// registry in tests, where several operators share a process). Nil: none.
+	Metrics prometheus.Registerer
+	// Clock defaults to the real clock.
+	Clock clock.WithTicker
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Store == nil || o.Registry == nil || o.Identity == "" || o.Namespace == "" {
+		return o, errors.New("controllers: Store, Registry, Identity and Namespace are required")
+	}
+	o.LeaseDuration = orDuration(o.LeaseDuration, membership.DefaultLeaseDuration)
+	o.RenewDeadline = orDuration(o.RenewDeadline, membership.DefaultRenewDeadline)
+	o.RetryPeriod = orDuration(o.RetryPeriod, membership.DefaultRetryPeriod)
+	o.StopGrace = orDuration(o.StopGrace, runner.DefaultStopGrace)
+	o.DatabaseTimeout = orDuration(o.DatabaseTimeout, DefaultDatabaseTimeout)
+	o.ProgressInterval = orDuration(o.ProgressInterval, DefaultProgressInterval)
+	o.StatusCoalesceWindow = max(o.StatusCoalesceWindow, 0)
+	o.SweepInterval = orDuration(o.SweepInterval, DefaultSweepInterval)
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	if o.StatusWorkers <= 0 {
+		o.StatusWorkers = DefaultStatusWorkers
+	}
+	if o.JournalWriters <= 0 {
+		o.JournalWriters = journal.DefaultWriters
+	}
+	if o.ProgressUpdateQPS <= 0 {
+		o.ProgressUpdateQPS = DefaultProgressUpdateQPS
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return o, nil
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

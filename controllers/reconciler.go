@@ -1,0 +1,128 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// reconciler acts: it moves each BackgroundTask toward its spec by driving the runner and
+// recording the transitions it decides, and it never writes to the API server on that path
+// (the status writer reports, separately), so a spec change reaches the runner without
+// waiting behind anyone's API writes. Gather (the object, the journal's projected record, the
+// runner), decide (pure, decide.go), act (act.go).
+type reconciler struct {
+	client    client.Client
+	apiReader client.Reader
+	store     *store.Repository
+	journal   *journal.Journal
+	runner    *runner.Runner
+	member    *membership.Member
+	ready     <-chan struct{}
+	events    events.EventRecorder
+	clock     clock.PassiveClock
+	tasks     *taskIndex
+	report    func(types.NamespacedName)
+	opts      Options
+}
+
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(decide.source()).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
+			// A failed reconcile (the database is down when a task is first seen) backs off to
+			// 30s at most, not 1000s, so tasks start soon after an outage ends.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 30*time.Second),
+		}).
+		Named("backgroundtask").
+		Complete(r)
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	select {
+	case <-r.ready:
+	default: // this process is not a task owner yet (joining, or waiting for leadership)
+		return ctrl.Result{RequeueAfter: settleDelay}, nil
+	}
+	nn := req.NamespacedName
+	var bt v1alpha1.BackgroundTask
+	if err := r.client.Get(ctx, nn, &bt); err != nil {
+		if apierrors.IsNotFound(err) {
+			res, _, err := r.gone(ctx, nn, r.tasks.uidOf(nn))
+			return res, err
+		}
+		return ctrl.Result{}, fmt.Errorf("get %s: %w", nn, err)
+	}
+	uid := string(bt.UID)
+	if old := r.tasks.uidOf(nn); old != "" && old != uid {
+		// The name belongs to a new object now: the old task is gone.
+		if res, done, err := r.gone(ctx, nn, old); !done || err != nil {
+			return res, err
+		}
+	}
+	if !bt.DeletionTimestamp.IsZero() {
+		if err := r.dropLegacyFinalizer(ctx, &bt); err != nil {
+			return ctrl.Result{}, err
+		}
+		res, _, err := r.gone(ctx, nn, uid)
+		return res, err
+	}
+
+	view, tracked := r.journal.View(uid)
+	if !tracked {
+		var res ctrl.Result
+		var err error
+		if view, res, tracked, err = r.adopt(ctx, &bt); !tracked || err != nil {
+			return res, err
+		}
+	}
+	if view.Fenced != nil || view.Stale || view.Deleted {
+		return r.release(ctx, &bt, view)
+	}
+	r.journal.SetDesired(uid, desiredOf(bt.Spec.State))
+	snap, inRunner := r.runner.Snapshot(runner.Key(uid))
+	d := decide(decisionInput{
+		Desired:           bt.Spec.State,
+		RestartGeneration: bt.Spec.RestartGeneration,
+		MaxRetries:        int(bt.Spec.MaxRetries),
+		Record:            view.Record,
+		HasCheckpoint:     len(view.Checkpoint) > 0,
+		Handed:            view.HandedAttempt > 0 && view.HandedAttempt >= view.Record.Attempt,
+		RunnerActive:      inRunner && !snap.State.Terminal(),
+		Now:               r.clock.Now(),
+	})
+	if d.Action != actNone {
+		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)
+	}
+	if err := r.act(&bt, view, d); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+}

@@ -1,0 +1,143 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/journal"
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// sweeper compares the rows with the live BackgroundTasks, once when this process becomes a
+// task owner (the seed's "TaskManager loads RUNNING/PAUSED tasks on startup") and then
+// periodically:
+//   - an active row whose owner is gone (or that has none) and whose object exists is handed
+//     to the reconciler, which adopts it and resumes it from its checkpoint;
+//   - a row whose object is gone is soft-deleted (history kept): by the reconciler when this
+//     process runs the task (it stops the run first), directly when the owner is gone;
+//
+// so a task deleted while no operator ran, or whose deletion this process missed (the object
+// had no finalizer to wait for), never keeps running or stays RUNNING in the record.
+type sweeper struct {
+	client    client.Client
+	apiReader client.Reader
+	store     *store.Repository
+	journal   *journal.Journal
+	member    *membership.Member
+	decide    func(types.NamespacedName)
+	timeout   time.Duration
+	log       logr.Logger
+}
+
+// loop sweeps at once (retrying until the database answers) and then every interval.
+func (s *sweeper) loop(ctx context.Context, interval time.Duration) {
+	delay := time.Second
+	for {
+		next := interval
+		if err := s.pass(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Info("sweep failed; retrying", "error", err.Error(), "in", delay)
+			next, delay = delay, min(2*delay, interval)
+		} else {
+			delay = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+	}
+}
+
+// pass sweeps once.
+func (s *sweeper) pass(ctx context.Context) error {
+	dbctx, cancel := context.WithTimeout(ctx, 6*s.timeout)
+	rows, err := s.store.ListLive(dbctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	me := s.member.Owner()
+	var adopt, deleted int
+	for i := range rows {
+		row := &rows[i]
+		nn := types.NamespacedName{Namespace: row.Namespace, Name: row.Name}
+		exists, err := s.objectExists(ctx, nn, row.UID)
+		if err != nil {
+			return err
+		}
+		owner, owned := row.Owned()
+		mine := owned && owner.Epoch == me.Epoch
+		_, tracked := s.journal.View(row.UID)
+		switch {
+		case mine && (tracked || exists):
+			if !tracked {
+				s.decide(nn) // ours but not tracked (e.g. released): let the reconciler adopt or clean up
+			} else if !exists {
+				s.decide(nn) // the reconciler stops the run and soft-deletes the row
+			}
+		case exists && row.Status != lifecycle.Finished && row.Status != lifecycle.Failed && row.Status != lifecycle.Stopped:
+			if s.ownerGone(ctx, row) {
+				s.decide(nn)
+				adopt++
+			}
+		case !exists && (mine || s.ownerGone(ctx, row)):
+			dbctx, cancel := context.WithTimeout(ctx, s.timeout)
+			err := s.store.MarkDeleted(dbctx, row.UID)
+			cancel()
+			if err != nil {
+				return err
+			}
+			deleted++
+		}
+	}
+	if adopt > 0 || deleted > 0 {
+		s.log.Info("swept the record", "rows", len(rows), "adopting", adopt, "softDeleted", deleted)
+	}
+	return nil
+}
+
+// objectExists reports whether the BackgroundTask with this uid exists, from the cache and,
+// when the cache does not have it (it may lag), from the API server.
+func (s *sweeper) objectExists(ctx context.Context, nn types.NamespacedName, uid string) (bool, error) {
+	var bt v1alpha1.BackgroundTask
+	err := s.client.Get(ctx, nn, &bt)
+	if err == nil && string(bt.UID) == uid {
+		return true, nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	err = s.apiReader.Get(ctx, nn, &bt)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return string(bt.UID) == uid, nil
+}
+
+// ownerGone reports whether the row has no owner or its owner is gone.
+func (s *sweeper) ownerGone(ctx context.Context, row *store.Task) bool {
+	owner, owned := row.Owned()
+	if !owned {
+		return true
+	}
+	gone, _, err := s.member.Gone(ctx, owner)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.V(1).Info("cannot tell whether an owner is gone", "owner", owner.Name, "error", err.Error())
+	}
+	return gone
+}

@@ -1,0 +1,82 @@
+package controllers
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// taskIndex is what the two controllers share about tasks beyond the journal: which object
+// name a tracked task has (a reconcile of a deleted object only knows its name), the tasks
+// another live process owns, and the tasks whose record could not be loaded.
+type taskIndex struct {
+	mu       sync.Mutex
+	byName   map[types.NamespacedName]string
+	foreign  map[string]foreignOwner
+	problems map[string]string
+}
+
+// foreignOwner is another process that owns a task; it is asked about again at recheckAt.
+type foreignOwner struct {
+	owner     store.Owner
+	recheckAt time.Time
+}
+
+func newTaskIndex() *taskIndex {
+	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{}, problems: map[string]string{}}
+}
+
+func (x *taskIndex) uidOf(nn types.NamespacedName) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.byName[nn]
+}
+
+func (x *taskIndex) track(nn types.NamespacedName, uid string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.byName[nn] = uid
+	delete(x.foreign, uid)
+	delete(x.problems, uid)
+}
+
+// forget drops nn's entry if it still names uid.
+func (x *taskIndex) forget(nn types.NamespacedName, uid string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.byName[nn] == uid {
+		delete(x.byName, nn)
+	}
+	delete(x.problems, uid)
+}
+
+// setForeign records that owner holds uid and reports whether this is news (to be told once).
+func (x *taskIndex) setForeign(uid string, owner store.Owner, recheckAt time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	prev, known := x.foreign[uid]
+	x.foreign[uid] = foreignOwner{owner: owner, recheckAt: recheckAt}
+	return !known || prev.owner != owner
+}
+
+func (x *taskIndex) foreignOf(uid string) (foreignOwner, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	f, ok := x.foreign[uid]
+	return f, ok
+}
+
+func (x *taskIndex) setProblem(uid, problem string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.problems[uid] = problem
+}
+
+func (x *taskIndex) problem(uid string) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.problems[uid]
+}

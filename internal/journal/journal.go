@@ -1,0 +1,346 @@
+package journal
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+var (
+	// ErrUntracked: the journal does not know the task (never adopted, or forgotten).
+	ErrUntracked = errors.New("task is not tracked by the journal")
+	// ErrBacklogFull: the task has MaxBacklog transitions waiting for PostgreSQL; the
+	// controller's own decisions wait until some are written (memory stays bounded during an
+	// outage).
+	ErrBacklogFull = errors.New("too many transitions of this task are waiting for PostgreSQL")
+)
+
+// Store is what the journal writes with; *store.Repository implements it.
+type Store interface {
+	RecordTransition(ctx context.Context, w store.TransitionWrite) error
+	SaveCheckpoint(ctx context.Context, uid string, owner store.Owner, attempt int, data json.RawMessage) error
+	UpdateColumns(ctx context.Context, uid string, owner store.Owner, u store.ColumnUpdate) error
+	MarkDeleted(ctx context.Context, uid string) error
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultWriters      = 8
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultFlushTimeout = 5 * time.Second
+	DefaultMaxBacklog   = 64
+	// MaxResultInMemory bounds the committed result kept for the status; PostgreSQL has the
+	// whole result, the BackgroundTask shows at most this much.
+	MaxResultInMemory = 4 << 10
+)
+
+// Options configure a Journal. Store and Owner are required.
+type Options struct {
+	Store Store
+	// Owner is this process as a task owner (its fencing token fences every write).
+	Owner func() store.Owner
+	Clock clock.PassiveClock
+	Log   logr.Logger
+	// Decide asks the controller to look at a task again: a run changed, a task was fenced,
+	// a deletion was written, the backlog drained below MaxBacklog.
+	Decide func(types.NamespacedName)
+	// Report asks the status writer to look at a task again: a transition was committed, or
+	// writes started or stopped failing.
+	Report  func(types.NamespacedName)
+	Metrics *Metrics
+	// Writers is the number of goroutines writing to PostgreSQL.
+	Writers int
+	// WriteTimeout bounds one write; FlushTimeout bounds the flush on shutdown.
+	WriteTimeout, FlushTimeout time.Duration
+	// MaxBacklog bounds the transitions of one task waiting for PostgreSQL before Record
+	// refuses the controller's own (the runner's are always accepted: a run makes few).
+	MaxBacklog int
+}
+
+// Journal keeps the tasks this process owns and writes their changes to PostgreSQL.
+type Journal struct {
+	opts  Options
+	log   logr.Logger
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	mu    sync.Mutex
+	tasks map[string]*entry
+}
+
+// New builds a Journal; Start runs its writers.
+func New(opts Options) (*Journal, error) {
+	if opts.Store == nil || opts.Owner == nil {
+		return nil, errors.New("journal: Store and Owner are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logr.Discard()
+	}
+	nop := func(types.NamespacedName) {}
+	if opts.Decide == nil {
+		opts.Decide = nop
+	}
+	if opts.Report == nil {
+		opts.Report = nop
+	}
+	opts.Writers = cmp.Or(opts.Writers, DefaultWriters)
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
+	opts.FlushTimeout = cmp.Or(opts.FlushTimeout, DefaultFlushTimeout)
+	opts.MaxBacklog = cmp.Or(opts.MaxBacklog, DefaultMaxBacklog)
+	return &Journal{
+		opts: opts,
+		log:  opts.Log.WithName("journal"),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 10*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "taskpilot-journal"},
+		),
+		tasks: map[string]*entry{},
+	}, nil
+}
+
+// View is what decisions about a task are made from.
+type View struct {
+	NamespacedName types.NamespacedName
+	// Record is the projected record: what PostgreSQL holds plus every queued change.
+	Record lifecycle.Record
+	// Checkpoint is the checkpoint of Record.Attempt read when the task was adopted, until a
+	// run of that attempt is handed to the runner.
+	Checkpoint json.RawMessage
+	// HandedAttempt is the attempt this process last handed to the runner (0: none).
+	HandedAttempt int
+	// Backlog counts transitions not yet committed.
+	Backlog int
+	// Fenced is set when another process owns the task now; this one must stop its run.
+	Fenced *store.Owner
+	// Stale is set when the row changed under this owner's feet: re-adopt it from the row.
+	Stale bool
+	// Deleted is set once the row is soft-deleted.
+	Deleted bool
+}
+
+// Problem says why the record lags behind or was refused.
+type Problem struct {
+	// Reason is "" (none), ReasonDatabaseUnreachable or ReasonRecordRejected.
+	Reason  string
+	Message string
+}
+
+// Reasons of a Problem.
+const (
+	ReasonDatabaseUnreachable = "DatabaseUnreachable"
+	ReasonRecordRejected      = lifecycle.ReasonRecordRejected
+)
+
+// Committed is what PostgreSQL holds for a task, for the status.
+type Committed struct {
+	Record lifecycle.Record
+	// Result is the committed result of a Finished record (at most MaxResultInMemory bytes,
+	// else a {"truncated":true,"bytes":N} marker).
+	Result json.RawMessage
+	// Progress is the last progress written (or adopted).
+	Progress string
+	Problem  Problem
+	// Backlog counts transitions not yet committed; OldestPending is when the oldest of them
+	// was queued.
+	Backlog       int
+	OldestPending time.Time
+	// Fenced and Deleted: the status must not be written by this process any more.
+	Fenced, Deleted bool
+	// Since is when the committed record last changed (or was adopted).
+	Since time.Time
+}
+
+// Announcement is one committed transition, for the next Kubernetes Event.
+type Announcement struct {
+	From, To lifecycle.Status
+	Attempt  int
+	Reason   string
+	Message  string
+	// Warning marks a change the user must hear about even when it is not a failure: a
+	// write PostgreSQL rejected.
+	Warning bool
+}
+
+// maxAnnouncements bounds the transitions kept for the next Event of one task.
+const maxAnnouncements = 16
+
+type entry struct {
+	nn        types.NamespacedName
+	committed lifecycle.Record
+	result    json.RawMessage
+	progress  string
+	projected lifecycle.Record
+
+	events             []pending
+	enqueued, resolved uint64 // events queued / committed or dropped since tracking
+	checkpoint         *pendingCheckpoint
+	columns            store.ColumnUpdate
+	desired            lifecycle.Desired
+	deleteRequested    bool
+	deleted            bool
+
+	adopted json.RawMessage
+	handed  struct {
+		attempt           int
+		restartGeneration int64
+	}
+	changedAt     time.Time
+	fenced        *store.Owner
+	stale         bool
+	problem       Problem
+	announcements []Announcement
+}
+
+type pending struct {
+	ev          lifecycle.Event
+	result      json.RawMessage
+	progress    *string
+	substituted bool
+	queuedAt    time.Time
+}
+
+type pendingCheckpoint struct {
+	attempt int
+	data    json.RawMessage
+	after   uint64 // written once this many events are resolved
+}
+
+// Track starts tracking a task from its row (created or claimed by this process). Tracking a
+// tracked task returns its view unchanged.
+func (j *Journal) Track(nn types.NamespacedName, row *store.Task) View {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e, ok := j.tasks[row.UID]; ok {
+		return e.view()
+	}
+	rec := row.Record()
+	e := &entry{nn: nn, committed: rec, projected: rec, progress: row.Progress, desired: row.DesiredState,
+		adopted: bytes.Clone(row.CurrentCheckpoint()), changedAt: j.opts.Clock.Now()}
+	if rec.Status == lifecycle.Finished {
+		e.result = boundResult(row.Result)
+	}
+	j.tasks[row.UID] = e
+	j.opts.Metrics.moved("", rec.Status)
+	return e.view()
+}
+
+// View returns the decision view of a tracked task.
+func (j *Journal) View(uid string) (View, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e, ok := j.tasks[uid]
+	if !ok {
+		return View{}, false
+	}
+	return e.view(), true
+}
+
+// Committed returns what PostgreSQL holds for a tracked task.
+func (j *Journal) Committed(uid string) (Committed, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e, ok := j.tasks[uid]
+	if !ok {
+		return Committed{}, false
+	}
+	c := Committed{Record: e.committed, Result: e.result, Progress: e.progress, Problem: e.problem,
+		Backlog: len(e.events), Fenced: e.fenced != nil || e.stale, Deleted: e.deleted, Since: e.changedAt}
+	if len(e.events) > 0 {
+		c.OldestPending = e.events[0].queuedAt
+	}
+	return c, true
+}
+
+// Forget drops a task: its BackgroundTask is gone and its deletion is written, or another
+// process owns it now. Anything unwritten is lost.
+func (j *Journal) Forget(uid string) {
+	j.mu.Lock()
+	e, ok := j.tasks[uid]
+	delete(j.tasks, uid)
+	j.mu.Unlock()
+	if ok {
+		j.opts.Metrics.moved(e.committed.Status, "")
+	}
+}
+
+// Backlog returns the number of transitions waiting over all tasks.
+func (j *Journal) Backlog() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for _, e := range j.tasks {
+		n += len(e.events)
+	}
+	return n
+}
+
+// TakeAnnouncements returns the committed transitions not yet told in an Event, and forgets
+// them.
+func (j *Journal) TakeAnnouncements(uid string) []Announcement {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e, ok := j.tasks[uid]
+	if !ok {
+		return nil
+	}
+	out := e.announcements
+	e.announcements = nil
+	return out
+}
+
+func (e *entry) view() View {
+	v := View{NamespacedName: e.nn, Record: e.projected, HandedAttempt: e.handed.attempt, Backlog: len(e.events),
+		Fenced: e.fenced, Stale: e.stale, Deleted: e.deleted}
+	if len(e.adopted) > 0 {
+		v.Checkpoint = e.adopted
+	}
+	return v
+}
+
+// reproject rebuilds the projected record from the committed one and the queued events,
+// dropping events that no longer apply (after a write was dropped).
+func (e *entry) reproject(log logr.Logger) {
+	e.projected = e.committed
+	kept := e.events[:0]
+	for _, p := range e.events {
+		tr, err := lifecycle.Next(e.projected, p.ev)
+		if err != nil {
+			log.Error(err, "dropping a queued transition that no longer applies", "task", e.nn, "to", p.ev.To)
+			e.resolved++
+			continue
+		}
+		e.projected = lifecycle.Apply(e.projected, tr)
+		kept = append(kept, p)
+	}
+	e.events = kept
+}
+
+func (e *entry) announce(a Announcement) {
+	if len(e.announcements) == maxAnnouncements {
+		e.announcements = append(e.announcements[:1], e.announcements[2:]...) // keep the first and the latest
+	}
+	e.announcements = append(e.announcements, a)
+}
+
+// boundResult keeps small results and a marker for large ones.
+func boundResult(r json.RawMessage) json.RawMessage {
+	if len(r) <= MaxResultInMemory {
+		return bytes.Clone(r)
+	}
+	return fmt.Appendf(nil, `{"truncated":true,"bytes":%d}`, len(r))
+}

@@ -1,0 +1,89 @@
+package journal
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+)
+
+// Metrics are the journal's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	tasksByStatus *prometheus.GaugeVec
+	transitions   *prometheus.CounterVec
+	commitLatency prometheus.Histogram
+	rejected      *prometheus.CounterVec
+	fenced        prometheus.Counter
+}
+
+// NewMetrics creates the journal's collectors, plus a gauge of its backlog, and registers them.
+func NewMetrics(reg prometheus.Registerer, backlog func() int) (*Metrics, error) {
+	m := &Metrics{
+		tasksByStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "taskpilot_tasks",
+			Help: "Tasks owned by this operator, by recorded status.",
+		}, []string{"status"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskpilot_transitions_total",
+			Help: "Lifecycle transitions committed to PostgreSQL, by from and to status.",
+		}, []string{"from", "to"}),
+		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "taskpilot_transition_commit_seconds",
+			Help:    "Time from a transition to its commit in PostgreSQL.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskpilot_rejected_writes_total",
+			Help: "Writes PostgreSQL rejected for good (replaced by a RecordRejected failure or dropped), by kind.",
+		}, []string{"kind"}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskpilot_fenced_tasks_total",
+			Help: "Tasks whose write was refused because another operator process owns them now.",
+		}),
+	}
+	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "taskpilot_unrecorded_transitions",
+		Help: "Transitions waiting to be written to PostgreSQL.",
+	}, func() float64 { return float64(backlog()) })
+	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.commitLatency, m.rejected, m.fenced, gauge} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) committed(from, to lifecycle.Status, latency time.Duration) {
+	if m == nil {
+		return
+	}
+	m.transitions.WithLabelValues(string(from), string(to)).Inc()
+	m.commitLatency.Observe(latency.Seconds())
+	m.moved(from, to)
+}
+
+// moved keeps the per-status gauge: "" stands for not tracked.
+func (m *Metrics) moved(from, to lifecycle.Status) {
+	if m == nil || from == to {
+		return
+	}
+	if from != "" {
+		m.tasksByStatus.WithLabelValues(string(from)).Dec()
+	}
+	if to != "" {
+		m.tasksByStatus.WithLabelValues(string(to)).Inc()
+	}
+}
+
+func (m *Metrics) rejectedWrite(kind string) {
+	if m != nil {
+		m.rejected.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *Metrics) fencedTask() {
+	if m != nil {
+		m.fenced.Inc()
+	}
+}

@@ -1,0 +1,305 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// Start runs the writers until ctx is done (manager.Runnable). On shutdown the backlog is
+// flushed for up to FlushTimeout (stop the runner first: then it only shrinks); what cannot be
+// written by then is lost with the process, and the next owner resumes from the last committed
+// record.
+func (j *Journal) Start(ctx context.Context) error {
+	j.log.Info("starting journal writers", "writers", j.opts.Writers)
+	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrites()
+	var wg sync.WaitGroup
+	for range j.opts.Writers {
+		wg.Go(func() {
+			for j.writeNext(writeCtx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	drained := make(chan struct{})
+	go func() {
+		j.queue.ShutDownWithDrain()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(j.opts.FlushTimeout):
+		j.log.Info("shutdown: giving up on the journal backlog", "unwritten", j.Backlog())
+		cancelWrites()
+		j.queue.ShutDown()
+	}
+	wg.Wait()
+	<-drained
+	j.queue.ShutDown() // ShutDownWithDrain leaves the delaying queue's goroutine running
+	return nil
+}
+
+// item is one write: exactly one field is set.
+type item struct {
+	transition *store.TransitionWrite
+	pending    *pending
+	checkpoint *pendingCheckpoint
+	columns    *store.ColumnUpdate
+	delete     bool
+}
+
+func (it item) kind() string {
+	switch {
+	case it.transition != nil:
+		return "transition"
+	case it.checkpoint != nil:
+		return "checkpoint"
+	case it.columns != nil:
+		return "columns"
+	}
+	return "delete"
+}
+
+// writeNext writes one item of one task, then puts the task back at the end of the queue if
+// it has more: tasks are served round-robin, so no task can hold a writer. It returns false
+// when the queue is shut down.
+func (j *Journal) writeNext(ctx context.Context) bool {
+	uid, shutdown := j.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer j.queue.Done(uid)
+	it, ok := j.next(uid)
+	if !ok {
+		j.queue.Forget(uid)
+		return true
+	}
+	err := j.write(ctx, uid, it)
+	if err != nil && ctx.Err() != nil {
+		return true // shutting down: the write was cut short, not refused
+	}
+	switch more := j.resolve(uid, it, err); {
+	case err != nil && store.IsTransient(err):
+		j.queue.AddRateLimited(uid)
+	case more:
+		j.queue.Forget(uid)
+		j.queue.Add(uid)
+	default:
+		j.queue.Forget(uid)
+	}
+	return true
+}
+
+// next picks the task's next write: a checkpoint once the transitions queued before it are
+// written, else the oldest transition (computed now, from the committed record), else the
+// column slots, else the soft delete.
+func (j *Journal) next(uid string) (item, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e, ok := j.tasks[uid]
+	if !ok || e.fenced != nil || e.stale || e.deleted {
+		return item{}, false
+	}
+	for {
+		switch {
+		case e.checkpoint != nil && e.checkpoint.after <= e.resolved:
+			return item{checkpoint: e.checkpoint}, true
+		case len(e.events) > 0:
+			p := &e.events[0]
+			tr, err := lifecycle.Next(e.committed, p.ev)
+			if err != nil {
+				// Only after an earlier write was dropped can an event stop applying.
+				j.log.Error(err, "dropping a queued transition that no longer applies", "task", e.nn, "to", p.ev.To)
+				e.events = e.events[1:]
+				e.resolved++
+				e.reproject(j.log)
+				continue
+			}
+			w := store.TransitionWrite{UID: uid, Owner: j.opts.Owner(), Prev: e.committed, Transition: tr, Result: p.result, Progress: p.progress}
+			return item{transition: &w, pending: p}, true
+		case e.columns.Progress != nil || e.columns.Desired != nil:
+			cols := e.columns
+			return item{columns: &cols}, true
+		case e.deleteRequested:
+			return item{delete: true}, true
+		}
+		return item{}, false
+	}
+}
+
+func (j *Journal) write(ctx context.Context, uid string, it item) error {
+	ctx, cancel := context.WithTimeout(ctx, j.opts.WriteTimeout)
+	defer cancel()
+	owner := j.opts.Owner()
+	switch {
+	case it.transition != nil:
+		return j.opts.Store.RecordTransition(ctx, *it.transition)
+	case it.checkpoint != nil:
+		return j.opts.Store.SaveCheckpoint(ctx, uid, owner, it.checkpoint.attempt, it.checkpoint.data)
+	case it.columns != nil:
+		return j.opts.Store.UpdateColumns(ctx, uid, owner, *it.columns)
+	case it.delete:
+		return j.opts.Store.MarkDeleted(ctx, uid)
+	}
+	return fmt.Errorf("empty journal item for %s", uid)
+}
+
+// resolve applies the outcome of a write and reports whether the task has more to write.
+func (j *Journal) resolve(uid string, it item, err error) bool {
+	var decide, report bool
+	j.mu.Lock()
+	e, ok := j.tasks[uid]
+	if !ok {
+		j.mu.Unlock()
+		return false
+	}
+	nn := e.nn
+	switch {
+	case err == nil:
+		decide, report = j.succeededLocked(e, it)
+	case errors.Is(err, store.ErrFenced):
+		var owned *store.OwnedError
+		holder := store.Owner{}
+		if errors.As(err, &owned) {
+			holder = owned.Owner
+		}
+		j.log.Error(err, "another operator owns this task now; dropping what this one had not written and stopping its run",
+			"task", nn, "uid", uid, "owner", holder.Name, "ownerEpoch", holder.Epoch)
+		e.fenced = &holder
+		e.dropAll()
+		j.opts.Metrics.fencedTask()
+		decide, report = true, true
+	case errors.Is(err, store.ErrDeleted):
+		e.deleted = true
+		e.dropAll()
+		decide = true
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+		j.log.Error(err, "the row is not what this process believes; re-adopting it from the row", "task", nn, "uid", uid)
+		e.stale = true
+		e.dropAll()
+		decide = true
+	case store.IsTransient(err):
+		report = e.problem.Reason != ReasonDatabaseUnreachable
+		e.problem = Problem{Reason: ReasonDatabaseUnreachable,
+			Message: fmt.Sprintf("%d transition(s) waiting for PostgreSQL, retrying: %v", len(e.events), err)}
+		j.log.V(1).Info("database write failed, will retry", "task", nn, "error", err.Error())
+	default:
+		decide, report = j.rejectedLocked(e, it, err), true
+	}
+	more := e.fenced == nil && !e.stale && !e.deleted &&
+		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested)
+	j.mu.Unlock()
+	if decide {
+		j.opts.Decide(nn)
+	}
+	if report {
+		j.opts.Report(nn)
+	}
+	return more
+}
+
+// succeededLocked records a successful write; it says whom to wake.
+func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
+	if e.problem.Reason == ReasonDatabaseUnreachable {
+		e.problem, report = Problem{}, true
+	}
+	switch {
+	case it.transition != nil:
+		tr, prev := it.transition.Transition, e.committed
+		e.committed = lifecycle.Apply(prev, tr)
+		e.changedAt = tr.At
+		wasFull := len(e.events) >= j.opts.MaxBacklog
+		e.events = e.events[1:]
+		e.resolved++
+		e.result = nil
+		if tr.To == lifecycle.Finished {
+			e.result = boundResult(it.pending.result)
+		}
+		switch {
+		case it.pending.progress != nil:
+			e.progress = *it.pending.progress
+		case lifecycle.NewAttempt(prev, tr):
+			e.progress = ""
+		}
+		if e.problem.Reason == ReasonRecordRejected && !it.pending.substituted {
+			e.problem = Problem{}
+		}
+		e.announce(Announcement{From: tr.From, To: tr.To, Attempt: tr.Attempt, Reason: tr.Reason, Message: tr.Message,
+			Warning: it.pending.substituted})
+		j.opts.Metrics.committed(tr.From, tr.To, j.opts.Clock.Since(tr.At))
+		return wasFull, true
+	case it.checkpoint != nil:
+		if e.checkpoint == it.checkpoint {
+			e.checkpoint = nil
+		}
+	case it.columns != nil:
+		if p := it.columns.Progress; p != nil {
+			e.progress = *p
+			if e.columns.Progress == p {
+				e.columns.Progress = nil
+			}
+		}
+		if e.columns.Desired == it.columns.Desired {
+			e.columns.Desired = nil
+		}
+	case it.delete:
+		e.deleted, e.deleteRequested = true, false
+		return true, report
+	}
+	return false, report
+}
+
+// rejectedLocked handles a write PostgreSQL refused for good. A transition is retried once
+// with what it carries stripped (a terminal one becomes Failed, reason RecordRejected, since
+// its outcome cannot be stored); if that is refused too it is dropped. A checkpoint or column
+// update is dropped. Either way later writes proceed, and the user is told.
+func (j *Journal) rejectedLocked(e *entry, it item, err error) bool {
+	kind := it.kind()
+	j.opts.Metrics.rejectedWrite(kind)
+	msg := fmt.Sprintf("PostgreSQL rejected a %s write: %v", kind, err)
+	e.problem = Problem{Reason: ReasonRecordRejected, Message: msg}
+	j.log.Error(err, "PostgreSQL rejected a write for good; later writes proceed", "task", e.nn, "kind", kind)
+	switch {
+	case it.transition != nil:
+		p := &e.events[0]
+		if !p.substituted {
+			p.substituted = true
+			p.result, p.progress = nil, nil
+			if p.ev.To.Terminal() {
+				p.ev.To, p.ev.Reason = lifecycle.Failed, lifecycle.ReasonRecordRejected
+			}
+			p.ev.Message = fmt.Sprintf("the transition to %s could not be recorded: %v", it.transition.Transition.To, err)
+			e.reproject(j.log)
+			return true
+		}
+		e.events = e.events[1:]
+		e.resolved++
+		e.reproject(j.log)
+		e.announce(Announcement{From: e.committed.Status, To: e.committed.Status, Attempt: e.committed.Attempt,
+			Reason: lifecycle.ReasonRecordRejected, Message: msg, Warning: true})
+		return true
+	case it.checkpoint != nil:
+		if e.checkpoint == it.checkpoint {
+			e.checkpoint = nil
+		}
+	case it.columns != nil:
+		e.columns = store.ColumnUpdate{}
+	case it.delete:
+		e.deleteRequested = false
+	}
+	e.announce(Announcement{From: e.committed.Status, To: e.committed.Status, Attempt: e.committed.Attempt,
+		Reason: lifecycle.ReasonRecordRejected, Message: msg, Warning: true})
+	return false
+}
+
+// dropAll forgets every unwritten change (the task is fenced, stale or deleted).
+func (e *entry) dropAll() {
+	e.events, e.checkpoint, e.columns, e.deleteRequested = nil, nil, store.ColumnUpdate{}, false
+	e.projected = e.committed
+}

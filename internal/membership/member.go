@@ -1,0 +1,187 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/taskpilot/taskpilot/store"
+)
+
+const (
+	// LabelMember marks the membership Leases, so the operator's cache can watch just them.
+	LabelMember = "tasks.taskpilot.dev/member"
+	// AnnotationEpoch records the fencing token of the process holding the Lease.
+	AnnotationEpoch = "tasks.taskpilot.dev/epoch"
+	// leasePrefix starts the name of every membership Lease; the identity follows.
+	leasePrefix = "taskpilot-member-"
+)
+
+// ErrLost is returned by Run when the member could not renew its Lease in time (or found it
+// taken): the process must stop running tasks and exit; it rejoins with a new epoch.
+var ErrLost = errors.New("membership lease lost")
+
+// Defaults for zero Options fields, the same as controller-runtime's leader election.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
+// Options configure a Member.
+type Options struct {
+	// Client writes the Lease and reads Leases, from the cache where it has them.
+	Client client.Client
+	// APIReader reads a Lease the cache does not show (uncached).
+	APIReader client.Reader
+	// Namespace holds the membership Leases.
+	Namespace string
+	// Identity names this process; it must be unique among live processes (the pod name).
+	Identity string
+	// LeaseDuration is how long others wait after the last renewal before they consider
+	// this process gone; RenewDeadline (shorter) is how long this process keeps running
+	// tasks after the start of its last successful renewal; RetryPeriod is how often it
+	// renews.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// NextEpoch takes a fencing token (store.Repository.NextEpoch).
+	NextEpoch func(context.Context) (int64, error)
+	// Clock defaults to the real clock.
+	Clock clock.WithTicker
+	// Log defaults to discarding.
+	Log logr.Logger
+}
+
+// Member is this process's membership.
+type Member struct {
+	opts Options
+	name string
+	base time.Time // validity is kept as nanoseconds since base (monotonic)
+
+	owner      atomic.Pointer[store.Owner]
+	validUntil atomic.Int64
+	lost       atomic.Bool
+	joined     chan struct{}
+
+	mu    sync.Mutex // guards lease (Join and Run)
+	lease *coordinationv1.Lease
+}
+
+// New checks opts and returns a Member that has not joined yet.
+func New(opts Options) (*Member, error) {
+	if opts.Client == nil || opts.APIReader == nil || opts.NextEpoch == nil || opts.Namespace == "" || opts.Identity == "" {
+		return nil, errors.New("membership: Client, APIReader, NextEpoch, Namespace and Identity are required")
+	}
+	opts.LeaseDuration = orDefault(opts.LeaseDuration, DefaultLeaseDuration)
+	opts.RenewDeadline = orDefault(opts.RenewDeadline, DefaultRenewDeadline)
+	opts.RetryPeriod = orDefault(opts.RetryPeriod, DefaultRetryPeriod)
+	if opts.RenewDeadline >= opts.LeaseDuration || opts.RetryPeriod >= opts.RenewDeadline {
+		return nil, fmt.Errorf("membership: want retry period (%s) < renew deadline (%s) < lease duration (%s)",
+			opts.RetryPeriod, opts.RenewDeadline, opts.LeaseDuration)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logr.Discard()
+	}
+	return &Member{opts: opts, name: LeaseName(opts.Identity), base: opts.Clock.Now(), joined: make(chan struct{})}, nil
+}
+
+// LeaseName is the name of the membership Lease of identity.
+func LeaseName(identity string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(identity) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' || r == '.' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	name := leasePrefix + strings.Trim(b.String(), "-.")
+	return strings.TrimRight(name[:min(len(name), 253)], "-.")
+}
+
+// Owner is this process as a task owner; valid after Join.
+func (m *Member) Owner() store.Owner {
+	if o := m.owner.Load(); o != nil {
+		return *o
+	}
+	return store.Owner{}
+}
+
+// Joined is closed once Join succeeded.
+func (m *Member) Joined() <-chan struct{} { return m.joined }
+
+// Valid reports whether this process may still run and record its tasks: it joined, and the
+// start of its last successful renewal is less than the renew deadline ago. Once false it
+// stays false. It is cheap (the runner calls it on every pause point).
+func (m *Member) Valid() bool {
+	if m.lost.Load() || m.owner.Load() == nil {
+		return false
+	}
+	if m.since() < m.validUntil.Load() {
+		return true
+	}
+	m.lost.Store(true)
+	return false
+}
+
+func (m *Member) since() int64 { return int64(m.opts.Clock.Since(m.base)) }
+
+// extend moves the validity to start+RenewDeadline after a renewal that began at start, unless
+// the member was already invalid when the renewal began (then it stays lost).
+func (m *Member) extend(start int64) {
+	if start >= m.validUntil.Load() {
+		m.lost.Store(true)
+		return
+	}
+	m.validUntil.Store(start + int64(m.opts.RenewDeadline))
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// epochOf reads the epoch annotation of a Lease (0 when absent or malformed).
+func epochOf(l *coordinationv1.Lease) int64 {
+	e, err := strconv.ParseInt(l.Annotations[AnnotationEpoch], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return e
+}
+
+// expired reports whether the Lease's holder has not renewed it for its duration.
+func expired(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	return !now.Before(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+}
+
+func released(l *coordinationv1.Lease) bool { return ptr.Deref(l.Spec.HolderIdentity, "") == "" }
+
+// notFound is apierrors.IsNotFound, for readability in switches.
+func notFound(err error) bool { return apierrors.IsNotFound(err) }
+
+// microNow is the current time as a Lease stores it.
+func (m *Member) microNow() *metav1.MicroTime {
+	t := metav1.NewMicroTime(m.opts.Clock.Now())
+	return &t
+}
