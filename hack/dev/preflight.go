@@ -23,6 +23,7 @@ func (d *devEnv) preflight() error {
 	}
 	d.kubeconfig = filepath.Join(d.dir, "kubeconfig")
 	d.envFile = filepath.Join(d.dir, "env")
+	d.forgetOwnDatabaseURL()
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
@@ -88,6 +89,15 @@ func (d *devEnv) preflight() error {
 		d.log.Info("kubectl is not on PATH; you will need it to create BackgroundTasks")
 	}
 	return nil
+}
+
+// forgetOwnDatabaseURL clears a DATABASE_URL that is the one this state directory's env file
+// exports: it names the local server this tool starts, so start it as usual.
+func (d *devEnv) forgetOwnDatabaseURL() {
+	if d.cfg.databaseURL != "" && d.cfg.databaseURL == writtenDatabaseURL(d.envFile) {
+		d.log.Info("DATABASE_URL is the one written to " + d.displayPath(d.envFile) + ": starting its PostgreSQL as usual")
+		d.cfg.databaseURL = ""
+	}
 }
 
 // checkPortFree fails if addr cannot be listened on.
