@@ -28,4 +28,7 @@ func TestFlagDefaults(t *testing.T) {
 	require.Equal(t, 7, cfg.maxConcurrentTasks)
 	require.False(t, cfg.leaderElect, "off for local runs; the Deployment turns it on")
 	require.Equal(t, 10*time.Second, cfg.progressInterval)
+
+	_, _, err = parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--kubeconfig=/dev/null"})
+	require.NoError(t, err, "--kubeconfig is accepted (make dev passes it)")
 }

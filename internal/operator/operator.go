@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -76,6 +77,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	fs.DurationVar(&c.startupDatabaseWaitTimeout, "startup-database-timeout", 10*time.Second, "How long start-up waits for PostgreSQL before giving up.")
 	zopts := zap.Options{Development: false}
 	zopts.BindFlags(fs)
+	// --kubeconfig, read by ctrl.GetConfig (it is registered on flag.CommandLine only, which
+	// this flag set replaces).
+	crconfig.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, zopts, err
 	}
