@@ -143,7 +143,7 @@ func TestPhaseCounts(t *testing.T) {
 	f.task("c", "c", base)
 	require.NoError(t, f.repo.MarkDeleted(testCtx(t), "c"))
 
-	counts, err := f.db.PhaseCounts(testCtx(t), base, base.Add(4*time.Minute), time.Minute)
+	counts, err := f.db.PhaseCounts(testCtx(t), "", base, base.Add(4*time.Minute), time.Minute)
 	require.NoError(t, err)
 	got := map[time.Duration]map[string]int{}
 	for _, c := range counts {
@@ -161,7 +161,11 @@ func TestPhaseCounts(t *testing.T) {
 		4 * time.Minute: {"FINISHED": 1, "PENDING": 1},
 	}, got)
 
-	_, err = f.db.PhaseCounts(testCtx(t), base, base.Add(-time.Minute), time.Minute)
+	other, err := f.db.PhaseCounts(testCtx(t), "elsewhere", base, base.Add(4*time.Minute), time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, other, "tasks of another namespace are not counted")
+
+	_, err = f.db.PhaseCounts(testCtx(t), "", base, base.Add(-time.Minute), time.Minute)
 	require.Error(t, err)
 }
 
