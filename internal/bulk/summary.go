@@ -49,8 +49,12 @@ func PrintSummary(w io.Writer, verb Verb, outcomes []Outcome, withNamespace, wai
 		return fmt.Errorf("write summary: %w", err)
 	}
 	n := Counts(outcomes)
-	_, err := fmt.Fprintf(w, "%d tasks: %d %s, %d already there, %d failed\n",
-		len(outcomes), n[Changed], verb.Done(), n[AlreadyThere], n[Failed])
+	noun := "tasks"
+	if len(outcomes) == 1 {
+		noun = "task"
+	}
+	_, err := fmt.Fprintf(w, "%d %s: %d %s, %d already there, %d failed\n",
+		len(outcomes), noun, n[Changed], verb.Done(), n[AlreadyThere], n[Failed])
 	return err
 }
 
@@ -66,7 +70,7 @@ func resultWord(verb Verb, r Result) string {
 // how.
 func nowText(o Outcome) string {
 	if o.Result == Failed {
-		return phaseOrUnknown(o.Phase)
+		return string(o.Phase) // empty for a task never read (not found, forbidden)
 	}
 	if o.Waited != "" {
 		return o.Waited
