@@ -27,7 +27,8 @@ func writtenDatabaseURL(envFile string) string {
 	return ""
 }
 
-// shellUnquote undoes shellQuote: 'a'\''b' is a'b.
+// shellUnquote undoes shellQuote (single quotes, with each quote inside written as four
+// characters: quote, backslash, quote, quote).
 func shellUnquote(s string) string {
 	if len(s) < 2 || s[0] != '\'' || s[len(s)-1] != '\'' {
 		return s

@@ -41,7 +41,7 @@ type listPage struct {
 
 type listRow struct {
 	Namespace, Name, Task, Desired, Phase, Progress, Age, URL string
-	Attempt                                                  int32
+	Attempt                                                   int32
 }
 
 // Phase chart window: the last hour, or less when every task in view is younger, sampled
