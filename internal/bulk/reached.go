@@ -45,11 +45,12 @@ func reached(verb Verb, b before, t *v1alpha1.BackgroundTask) (bool, string) {
 			return true, fmt.Sprintf("%s meanwhile (attempt %d)", phase, st.Attempt)
 		}
 	case Stop:
-		switch {
-		case phase == v1alpha1.PhaseStopped:
+		switch phase {
+		case v1alpha1.PhaseStopped:
 			return true, ""
-		case phase == v1alpha1.PhaseFinished, phase == v1alpha1.PhaseFailed:
+		case v1alpha1.PhaseFinished, v1alpha1.PhaseFailed:
 			return true, fmt.Sprintf("%s before it could be stopped", phase)
+		case v1alpha1.PhasePending, v1alpha1.PhaseRunning, v1alpha1.PhasePaused:
 		}
 	case Restart:
 		return restarted(b, t)

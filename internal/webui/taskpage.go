@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -69,27 +70,31 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 		} else {
 			p.Events = s.eventRows(evs)
 		}
-		switch {
-		case s.opts.History == nil:
-			p.HistoryNote = s.opts.HistoryNote
-		default:
-			trs, err := s.opts.History.History(ctx, string(t.UID))
-			if err != nil {
-				p.HistoryNote = "Cannot read the history: " + err.Error()
-				break
-			}
-			p.Transitions = trs
-			p.Timeline = buildTimeline(trs, s.opts.Now())
-			if len(trs) == 0 {
-				p.HistoryNote = "Nothing recorded yet."
-			}
-		}
+		s.history(ctx, &p, string(t.UID))
 	}
 	if r.URL.Query().Get("fragment") == "main" {
 		s.render(w, "task", "main", p)
 		return
 	}
 	s.render(w, "task", "layout", p)
+}
+
+// history fills the timeline and the transitions, or a note saying why there are none.
+func (s *Server) history(ctx context.Context, p *taskPage, uid string) {
+	if s.opts.History == nil {
+		p.HistoryNote = s.opts.HistoryNote
+		return
+	}
+	trs, err := s.opts.History.History(ctx, uid)
+	if err != nil {
+		p.HistoryNote = "Cannot read the history: " + err.Error()
+		return
+	}
+	p.Transitions = trs
+	p.Timeline = buildTimeline(trs, s.opts.Now())
+	if len(trs) == 0 {
+		p.HistoryNote = "Nothing recorded yet."
+	}
 }
 
 // eventRows sorts Events newest first. Events written through events.k8s.io/v1 (as the
