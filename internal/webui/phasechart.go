@@ -93,8 +93,12 @@ func buildPhaseChart(counts []taskdb.PhaseCount, from, to time.Time, step time.D
 		layout = "15:04:05"
 	}
 	for i := 0; i < n; i += max(n/6, 1) {
+		x := pcLeft + int(float64(i)*slot)
+		if x > pcWidth-60 { // its label would be cut at the edge
+			break
+		}
 		at := from.Add(time.Duration(i) * step)
-		pc.Ticks = append(pc.Ticks, Tick{X: pcLeft + int(float64(i)*slot), Label: at.Local().Format(layout)})
+		pc.Ticks = append(pc.Ticks, Tick{X: x, Label: at.Local().Format(layout)})
 	}
 	return pc
 }
