@@ -40,10 +40,17 @@ func TestOwnDatabaseURLStartsPostgres(t *testing.T) {
 		{"postgres://db.example/x", "postgres://db.example/x"}, // someone else's: use it
 		{"", ""},
 	} {
+		t.Setenv("DATABASE_URL", c.env)
 		d := &devEnv{cfg: config{databaseURL: c.env}, envFile: d.envFile, log: logr.Discard()}
-		d.forgetOwnDatabaseURL()
+		if err := d.forgetOwnDatabaseURL(); err != nil {
+			t.Fatal(err)
+		}
 		if d.cfg.databaseURL != c.want {
 			t.Errorf("DATABASE_URL=%q: databaseURL = %q, want %q", c.env, d.cfg.databaseURL, c.want)
+		}
+		// pgtest reads the variable itself: ours must be gone from the environment too.
+		if got := os.Getenv("DATABASE_URL"); got != c.want {
+			t.Errorf("DATABASE_URL=%q: environment has %q afterwards, want %q", c.env, got, c.want)
 		}
 	}
 }
