@@ -43,6 +43,9 @@ type Outcome struct {
 	// Phase is the last phase seen (by Wait, or when applying).
 	Phase v1alpha1.Phase
 
+	// message is the last status.message Wait saw, to explain a task that did not get there.
+	message string
+
 	before before
 }
 
@@ -94,8 +97,8 @@ func Apply(ctx context.Context, c client.Client, verb Verb, targets []Target, op
 	return out
 }
 
-// applyOne decides the change from the object it holds and writes it only if that object is
-// still current; on a conflict it reads the task again and decides again.
+// applyOne decides the change from the object it holds and writes it; a restart only if that
+// object is still current, and on a conflict it reads the task again and decides again.
 func applyOne(ctx context.Context, c client.Client, verb Verb, tg Target) Outcome {
 	o := Outcome{Key: tg.Key}
 	obj := tg.Obj
@@ -117,9 +120,15 @@ func applyOne(ctx context.Context, c client.Client, verb Verb, tg Target) Outcom
 			return nil
 		}
 		patched := cur.DeepCopy()
-		// The resourceVersion in a merge patch is a precondition: the API server rejects the
-		// patch with a conflict if the task changed since it was read.
-		patch := client.RawPatch(types.MergePatchType, withResourceVersion(body, cur.ResourceVersion))
+		if verb == Restart {
+			// restartGeneration+1 is computed from what was read, so the write must apply to
+			// exactly that: a resourceVersion in a merge patch is a precondition, and the API
+			// server answers a conflict if the task changed meanwhile (then it is read again).
+			// Setting spec.state needs no such guard: it is the same whatever it was before,
+			// and the operator's status writes would make it conflict all the time.
+			body = withResourceVersion(body, cur.ResourceVersion)
+		}
+		patch := client.RawPatch(types.MergePatchType, body)
 		if err := c.Patch(ctx, patched, patch, client.FieldOwner(FieldManager)); err != nil {
 			return err
 		}

@@ -160,6 +160,11 @@ func testStaleRead(t *testing.T, c client.Client) {
 	require.Equal(t, bulk.Changed, out[0].Result, out[0].Detail)
 	require.Equal(t, "restartGeneration 5 → 6", out[0].Detail)
 	require.Equal(t, int64(6), get(t, c, client.ObjectKeyFromObject(stale)).Spec.RestartGeneration)
+
+	// Setting spec.state does not depend on what was read: a stale object is written as is.
+	out = bulk.Apply(ctxFor(t), c, bulk.Pause, []bulk.Target{{Key: client.ObjectKeyFromObject(stale), Obj: stale}}, bulk.Options{})
+	require.Equal(t, bulk.Changed, out[0].Result, out[0].Detail)
+	require.Equal(t, v1alpha1.DesiredPaused, get(t, c, client.ObjectKeyFromObject(stale)).Spec.State)
 }
 
 // testWait pauses three tasks and plays the operator: it parks a and b, and deletes "gone"
@@ -215,13 +220,13 @@ func testWait(t *testing.T, c client.WithWatch) {
 	only := []bulk.Outcome{stuck}
 	require.NoError(t, bulk.Wait(ctx, kube.TaskListWatch(c, ns, sel), bulk.Pause, only))
 	require.Equal(t, bulk.Failed, only[0].Result)
-	require.Equal(t, "did not get there in time: phase Running", only[0].Detail)
+	require.Equal(t, "still Running when the wait ended: working", only[0].Detail)
 }
 
 // setStatus writes status as the operator would.
 func setStatus(t *testing.T, c client.Client, bt *v1alpha1.BackgroundTask, phase v1alpha1.Phase) {
 	t.Helper()
 	bt = bt.DeepCopy()
-	bt.Status.Phase, bt.Status.ObservedGeneration, bt.Status.Attempt = phase, bt.Generation, 1
+	bt.Status.Phase, bt.Status.ObservedGeneration, bt.Status.Attempt, bt.Status.Message = phase, bt.Generation, 1, "working"
 	require.NoError(t, c.Status().Update(context.Background(), bt))
 }

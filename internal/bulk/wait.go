@@ -42,7 +42,7 @@ func Wait(ctx context.Context, lw cache.ListerWatcher, verb Verb, outcomes []Out
 			delete(pending, o.Key)
 			return len(pending) == 0, nil
 		}
-		o.Phase = t.Status.Phase
+		o.Phase, o.message = t.Status.Phase, t.Status.Message
 		if ok, note := reached(verb, o.before, t); ok {
 			o.Waited = note
 			delete(pending, o.Key)
@@ -57,7 +57,10 @@ func Wait(ctx context.Context, lw cache.ListerWatcher, verb Verb, outcomes []Out
 	}
 	for _, o := range pending {
 		o.Result, o.Err = Failed, errNotReached
-		o.Detail = fmt.Sprintf("did not get there in time: phase %s", phaseOrUnknown(o.Phase))
+		o.Detail = fmt.Sprintf("still %s when the wait ended", phaseOrUnknown(o.Phase))
+		if o.message != "" {
+			o.Detail += ": " + o.message // e.g. waiting for a free runner slot
+		}
 	}
 	return nil
 }
@@ -69,7 +72,7 @@ var (
 
 func phaseOrUnknown(p v1alpha1.Phase) string {
 	if p == "" {
-		return "not reported yet"
+		return "without a phase"
 	}
 	return string(p)
 }
