@@ -69,7 +69,11 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 	}
 	all := s.opts.Tasks.List()
 	p.Total = len(all)
+	var inNamespace []*v1alpha1.BackgroundTask // what the chart covers
 	for _, t := range all {
+		if p.Filter.Namespace == "" || t.Namespace == p.Filter.Namespace {
+			inNamespace = append(inNamespace, t)
+		}
 		if !slices.Contains(p.Namespaces, t.Namespace) {
 			p.Namespaces = append(p.Namespaces, t.Namespace)
 		}
@@ -85,7 +89,7 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, "list", "rows", p)
 		return
 	}
-	p.Chart, p.ChartSpan, p.ChartNote = s.phaseChart(r, p.Filter.Namespace, all)
+	p.Chart, p.ChartSpan, p.ChartNote = s.phaseChart(r, p.Filter.Namespace, inNamespace)
 	s.render(w, "list", "layout", p)
 }
 
