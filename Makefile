@@ -63,12 +63,17 @@ envtest: ## Build kube-apiserver and etcd from Go modules into bin/k8s (once; ~1
 	ENVTEST_ASSETS=$(ENVTEST_ASSETS) hack/build-controlplane.sh
 
 .PHONY: test
-test: envtest build $(KUSTOMIZE) vet lint verify-generated ## Everything CI runs: vet, lint, stale-manifest check, unit + integration tests (-race).
+test: envtest build $(KUSTOMIZE) vet lint verify-generated chromium ## Everything CI runs: vet, lint, stale-manifest check, unit + integration + e2e tests (-race).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUSTOMIZE=$(KUSTOMIZE) $(GO_TEST) ./...
 
 .PHONY: test-e2e
-test-e2e: envtest build ## End-to-end: drive `make dev` with kubectl and psql like a user.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test -count=1 -v ./test/e2e/...
+test-e2e: envtest build chromium ## End-to-end: drive `make dev` with kubectl, psql, kubectl taskpilot and a browser like a user; screenshots in bin/e2e.
+	mkdir -p $(LOCALBIN)/e2e
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test -count=1 -v -artifacts -outputdir $(LOCALBIN)/e2e ./test/e2e/...
+
+.PHONY: chromium
+chromium: ## Install headless Chromium (Debian package) for the browser test, if missing.
+	hack/install-chromium.sh
 
 .PHONY: bench
 bench: envtest build ## Measure taskpilot against the machine's apiserver and PostgreSQL ceilings; rewrites docs/benchmarks.md.
@@ -83,6 +88,15 @@ test-unit: ## Fast tests only (no apiserver/Postgres needed): runner and pure re
 .PHONY: build
 build: ## Build the operator binary into bin/taskpilot.
 	go build -trimpath -o $(LOCALBIN)/taskpilot .
+
+.PHONY: build-plugin
+build-plugin: ## Build the kubectl plugin into bin/kubectl-taskpilot.
+	go build -trimpath -o $(LOCALBIN)/kubectl-taskpilot ./cmd/kubectl-taskpilot
+
+.PHONY: install-plugin
+install-plugin: ## Install the kubectl plugin (`kubectl taskpilot`) into $GOBIN (or ~/go/bin); it must be on PATH.
+	go install -trimpath ./cmd/kubectl-taskpilot
+	@bin=$$(go env GOBIN); echo "installed $${bin:-$$(go env GOPATH)/bin}/kubectl-taskpilot; try: kubectl taskpilot --help"
 
 .PHONY: dev
 dev: envtest build ## Bring up taskpilot locally: etcd + kube-apiserver + PostgreSQL (data in bin/dev) + the operator.

@@ -23,6 +23,9 @@ func (d *devEnv) preflight() error {
 	}
 	d.kubeconfig = filepath.Join(d.dir, "kubeconfig")
 	d.envFile = filepath.Join(d.dir, "env")
+	if err := d.forgetOwnDatabaseURL(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
@@ -86,6 +89,21 @@ func (d *devEnv) preflight() error {
 	}
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		d.log.Info("kubectl is not on PATH; you will need it to create BackgroundTasks")
+	}
+	return nil
+}
+
+// forgetOwnDatabaseURL clears a DATABASE_URL that is the one this state directory's env file
+// exports: it names the local server this tool starts, so start it as usual. The variable
+// goes from the environment too, where pgtest would otherwise take it for an external server.
+func (d *devEnv) forgetOwnDatabaseURL() error {
+	if d.cfg.databaseURL == "" || d.cfg.databaseURL != writtenDatabaseURL(d.envFile) {
+		return nil
+	}
+	d.log.Info("DATABASE_URL is the one written to " + d.displayPath(d.envFile) + ": starting its PostgreSQL as usual")
+	d.cfg.databaseURL = ""
+	if err := os.Unsetenv("DATABASE_URL"); err != nil {
+		return fmt.Errorf("unset DATABASE_URL: %w", err)
 	}
 	return nil
 }

@@ -30,6 +30,9 @@ func TestFlagDefaults(t *testing.T) {
 	require.Equal(t, "/tmp/kc", cfg.kubeconfig)
 	require.False(t, cfg.leaderElect, "off for local runs; the Deployment turns it on")
 	require.Equal(t, 10*time.Second, cfg.progressInterval)
+
+	_, _, err = parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--kubeconfig=/dev/null"})
+	require.NoError(t, err, "--kubeconfig is accepted (make dev passes it)")
 }
 
 // TestUsageNeverPrintsTheDatabasePassword: -h and every flag error print the usage text with

@@ -91,9 +91,11 @@ func TestDevEnvironment(t *testing.T) {
 	t.Logf("countdown before Ctrl-C: %s", before)
 	interruptAndCheck(t, dev, state, readyFile)
 
-	// Second run, on the data of the first.
-	t.Log("second start (warm)")
-	dev = startDev(t, root, devBin, filepath.Join(work, "dev-2.log"), readyFile, args...)
+	// Second run, on the data of the first, from a shell that sourced the env file: its
+	// DATABASE_URL is the dev database itself, which dev must start rather than expect running.
+	t.Log("second start (warm, after `source env`)")
+	dev = startDevWithEnv(t, root, devBin, filepath.Join(work, "dev-2.log"), readyFile,
+		[]string{"DATABASE_URL=" + vars["DATABASE_URL"]}, args...)
 	u = newUser(t, root, dev.waitReady(t, readyTimeout))
 	checkResumed(t, u, queries["task-history"], before)
 	interruptAndCheck(t, dev, state, readyFile)

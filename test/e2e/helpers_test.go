@@ -85,6 +85,12 @@ type devProcess struct {
 // interrupted (then killed) when the test ends if it is still running.
 func startDev(t *testing.T, root, bin, logPath, readyFile string, args ...string) *devProcess {
 	t.Helper()
+	return startDevWithEnv(t, root, bin, logPath, readyFile, nil, args...)
+}
+
+// startDevWithEnv is startDev with extra environment variables (NAME=value).
+func startDevWithEnv(t *testing.T, root, bin, logPath, readyFile string, extraEnv []string, args ...string) *devProcess {
+	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatalf("create dev log: %v", err)
@@ -95,7 +101,7 @@ func startDev(t *testing.T, root, bin, logPath, readyFile string, args ...string
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Like a developer's shell, but without settings that would redirect it elsewhere: the
 	// test exercises the local PostgreSQL, not a DATABASE_URL of the environment.
-	cmd.Env = filterEnv(os.Environ(), "DATABASE_URL", "KUBECONFIG", "TASKPILOT_DEV_")
+	cmd.Env = append(filterEnv(os.Environ(), "DATABASE_URL", "KUBECONFIG", "TASKPILOT_DEV_"), extraEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)

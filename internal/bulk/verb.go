@@ -1,0 +1,79 @@
+package bulk
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+)
+
+// FieldManager names the plugin's writes in managedFields.
+const FieldManager = "kubectl-taskpilot"
+
+// Verb is a lifecycle request for a task.
+type Verb string
+
+// The verbs and what each sets in spec.
+const (
+	Pause   Verb = "pause"   // spec.state Paused
+	Resume  Verb = "resume"  // spec.state Running
+	Stop    Verb = "stop"    // spec.state Stopped
+	Restart Verb = "restart" // spec.restartGeneration + 1
+)
+
+// Verbs lists every verb, in the order help text shows them.
+func Verbs() []Verb { return []Verb{Pause, Resume, Stop, Restart} }
+
+// Done is the verb's past tense, as the summary prints it ("paused").
+func (v Verb) Done() string {
+	switch v {
+	case Pause:
+		return "paused"
+	case Resume:
+		return "resumed"
+	case Stop:
+		return "stopped"
+	case Restart:
+		return "restarted"
+	}
+	return string(v)
+}
+
+// state is the spec.state the verb asks for; "" for restart, which keeps it.
+func (v Verb) state() v1alpha1.DesiredState {
+	switch v {
+	case Pause:
+		return v1alpha1.DesiredPaused
+	case Resume:
+		return v1alpha1.DesiredRunning
+	case Stop:
+		return v1alpha1.DesiredStopped
+	case Restart:
+	}
+	return ""
+}
+
+// specState is spec.state with the API's default applied.
+func specState(t *v1alpha1.BackgroundTask) v1alpha1.DesiredState {
+	if t.Spec.State == "" {
+		return v1alpha1.DesiredRunning
+	}
+	return t.Spec.State
+}
+
+// change is the spec change the verb makes to t, as a JSON merge patch body (its
+// resourceVersion is added by the caller), and a description of it for the summary. patch is
+// nil when spec already says what the verb asks.
+func (v Verb) change(t *v1alpha1.BackgroundTask) (patch []byte, describe string) {
+	if v == Restart {
+		next := t.Spec.RestartGeneration + 1
+		return fmt.Appendf(nil, `{"spec":{"restartGeneration":%d}}`, next),
+			fmt.Sprintf("restartGeneration %d → %d", t.Spec.RestartGeneration, next)
+	}
+	want, have := v.state(), specState(t)
+	if have == want {
+		return nil, fmt.Sprintf("spec.state is already %s", want)
+	}
+	return fmt.Appendf(nil, `{"spec":{"state":%s}}`, strconv.Quote(string(want))),
+		fmt.Sprintf("spec.state %s → %s", have, want)
+}
