@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
 	"github.com/taskpilot/taskpilot/store"
 	"github.com/taskpilot/taskpilot/test/pgtest"
@@ -29,7 +30,7 @@ func testCtx(t *testing.T) context.Context {
 // writes) and opens taskdb, which must read it through the documented schema alone.
 type fixture struct {
 	t    *testing.T
-	repo *store.GormRepository
+	repo *store.Repository
 	db   *taskdb.DB
 }
 
@@ -47,7 +48,7 @@ func newFixture(t *testing.T) *fixture {
 
 // step is one transition to record: to status, attempt, reason, offset from the base time.
 type step struct {
-	to      store.Status
+	to      lifecycle.Status
 	attempt int
 	reason  string
 	after   time.Duration
@@ -57,19 +58,17 @@ type step struct {
 func (f *fixture) task(uid, name string, base time.Time, steps ...step) string {
 	f.t.Helper()
 	ctx := testCtx(f.t)
-	created, err := f.repo.CreateTask(ctx, &store.Task{UID: uid, Namespace: "default", Name: name, TaskName: "countdown", CreatedAt: base})
+	owner := store.Owner{Name: "op", Epoch: 1}
+	row, created, err := f.repo.CreateTask(ctx, store.NewTask{UID: uid, Namespace: "default", Name: name, TaskName: "countdown",
+		Desired: lifecycle.DesiredRunning, Owner: owner, At: base})
 	require.NoError(f.t, err)
 	require.True(f.t, created)
-	from, prev := store.StatusPending, 0
-	for i, s := range steps {
-		tr := store.Transition{TaskUID: uid, Seq: int64(i + 2), From: from, PrevAttempt: prev, To: s.to,
-			Attempt: s.attempt, Reason: s.reason, Message: "to " + string(s.to), At: base.Add(s.after)}
-		if s.to == store.StatusRunning {
-			start := tr.At
-			tr.StartTime = &start
-		}
-		require.NoError(f.t, f.repo.RecordTransition(ctx, tr))
-		from, prev = s.to, s.attempt
+	rec := row.Record()
+	for _, s := range steps {
+		tr, err := lifecycle.Next(rec, lifecycle.Event{To: s.to, Attempt: s.attempt, Reason: s.reason, Message: "to " + string(s.to), At: base.Add(s.after)})
+		require.NoError(f.t, err)
+		require.NoError(f.t, f.repo.RecordTransition(ctx, store.TransitionWrite{UID: uid, Owner: owner, Prev: rec, Transition: tr}))
+		rec = lifecycle.Apply(rec, tr)
 	}
 	return uid
 }
@@ -78,9 +77,9 @@ func TestHistoryAndLastTransition(t *testing.T) {
 	f := newFixture(t)
 	base := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
 	uid := f.task("uid-1", "countdown", base,
-		step{store.StatusRunning, 1, "Started", time.Second},
-		step{store.StatusStopped, 1, "Stopped", 2 * time.Second},
-		step{store.StatusRunning, 2, "Started", 3 * time.Second},
+		step{lifecycle.Running, 1, "Started", time.Second},
+		step{lifecycle.Stopped, 1, "Stopped", 2 * time.Second},
+		step{lifecycle.Running, 2, "Started", 3 * time.Second},
 	)
 	ctx := testCtx(t)
 
@@ -136,7 +135,7 @@ func TestPhaseCounts(t *testing.T) {
 	// Rows are created at the database's now(); the window starts after that.
 	base := time.Now().UTC().Truncate(time.Minute).Add(time.Minute)
 	// a: pending, running from +1m, finished at +3m.
-	f.task("a", "a", base, step{store.StatusRunning, 1, "Started", time.Minute}, step{store.StatusFinished, 1, "Finished", 3 * time.Minute})
+	f.task("a", "a", base, step{lifecycle.Running, 1, "Started", time.Minute}, step{lifecycle.Finished, 1, "Finished", 3 * time.Minute})
 	// b: pending all along.
 	f.task("b", "b", base)
 	// c: deleted before the window: not counted.
