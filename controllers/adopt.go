@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,15 +43,15 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 		if !owned || owner.Epoch != me.Epoch {
 			var gone int64
 			if owned {
-				isGone, why, err := r.member.Gone(ctx, owner)
+				verdict, err := r.member.Gone(ctx, owner)
 				if err != nil {
 					return journal.View{}, ctrl.Result{}, false, fmt.Errorf("is the owner of %s gone: %w", nn, err)
 				}
-				if !isGone {
-					return journal.View{}, r.ownedElsewhere(ctx, bt, owner, why), false, nil
+				if !verdict.Gone {
+					return journal.View{}, r.ownedElsewhere(ctx, bt, owner, verdict.Why, verdict.RecheckAfter), false, nil
 				}
 				gone = owner.Epoch
-				log.Info("taking over a task whose owner is gone", "why", why)
+				log.Info("taking over a task whose owner is gone", "why", verdict.Why)
 			}
 			// observedRestartGeneration from the status seeds only rows written before the row had
 			// the column (see store.Claim); for every other row the row's value stands.
@@ -58,7 +59,7 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 			var owned *store.OwnedError
 			switch {
 			case errors.As(err, &owned):
-				return journal.View{}, r.ownedElsewhere(ctx, bt, owned.Owner, "it claimed the task first"), false, nil
+				return journal.View{}, r.ownedElsewhere(ctx, bt, owned.Owner, "it claimed the task first", r.opts.LeaseDuration), false, nil
 			case err != nil:
 				return journal.View{}, ctrl.Result{}, false, r.adoptionFailed(ctx, bt, err)
 			}
@@ -85,10 +86,10 @@ func (r *reconciler) adoptionFailed(ctx context.Context, bt *v1alpha1.Background
 }
 
 // ownedElsewhere notes that another live process owns the task: it is not run here, this is
-// told once, and it is looked at again after a lease duration (its owner cannot be gone
-// sooner).
-func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.BackgroundTask, owner store.Owner, why string) ctrl.Result {
-	recheck := r.opts.LeaseDuration
+// told once, and it is looked at again when its owner could be gone (when its Lease would
+// expire without another renewal).
+func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.BackgroundTask, owner store.Owner, why string, recheck time.Duration) ctrl.Result {
+	recheck = min(max(recheck, settleDelay), r.opts.LeaseDuration)
 	if r.tasks.setForeign(string(bt.UID), owner, r.clock.Now().Add(recheck)) {
 		me := r.member.Owner()
 		logf.FromContext(ctx).Info("another operator owns this task; not running it here", "owner", owner.Name,

@@ -117,7 +117,7 @@ type skewedClock struct {
 func (c skewedClock) Now() time.Time                  { return time.Now().Add(c.skew) }
 func (c skewedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
-// TestAnOwnerWhoseTaskWasTakenIsFenced: an operator whose clock runs 10 s ahead believes the
+// TestAnOwnerWhoseTaskWasTakenIsFenced: an operator whose clock runs 30 s ahead believes the
 // first one's Lease expired and claims its task (the situation the Lease margin is meant to
 // prevent). The row's fencing token settles it: the first operator's next write is refused,
 // it says so, stops its copy of the run and records nothing more; the history stays contiguous.
@@ -128,7 +128,7 @@ func TestAnOwnerWhoseTaskWasTakenIsFenced(t *testing.T) {
 	uid := string(bt.UID)
 	h.waitRow(uid, lifecycle.Running)
 
-	second := h.startOperator(operatorConfig{clock: skewedClock{skew: 10 * time.Second}})
+	second := h.startOperator(operatorConfig{clock: skewedClock{skew: 30 * time.Second}})
 	require.Eventually(t, func() bool {
 		row, err := h.repo.GetTask(h.ctx, uid)
 		owner, _ := row.Owned()

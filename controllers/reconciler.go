@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,6 +57,8 @@ func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 		WatchesRawSource(decide.source()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
+			// A standby fills its cache before it leads, so a takeover starts acting at once.
+			EnableWarmup: ptr.To(true),
 			// A failed reconcile (the database is down when a task is first seen) backs off to
 			// 30s at most, not 1000s, so tasks start soon after an outage ends.
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 30*time.Second),

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -75,7 +76,7 @@ func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *wake) error {
 			},
 		}).
 		WatchesRawSource(report.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers, EnableWarmup: ptr.To(true)}).
 		Complete(s)
 }
 
@@ -118,7 +119,8 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		}
 	}
 	announce(s.events, &bt, s.journal.TakeAnnouncements(uid))
-	return ctrl.Result{RequeueAfter: after}, nil
+	// The periodic progress refresh goes behind every change that is waiting to be reported.
+	return ctrl.Result{RequeueAfter: after, Priority: ptr.To(handler.LowPriority)}, nil
 }
 
 // write replaces the whole status with a JSON patch: the task's owner is its only writer, so no

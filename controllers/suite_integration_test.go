@@ -153,7 +153,9 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	}
 	repo, err := store.Open(h.ctx, store.Config{URL: cfg.dbURL, QueryTracer: cfg.statements})
 	require.NoError(h.t, err)
-	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
+	// Leases long enough that a loaded machine (tests run in parallel, with -race) does not
+	// stall a renewal past the deadline; takeovers in tests come from released Leases.
+	lease, renew, retry := 10*time.Second, 7*time.Second, time.Second
 	opts := ctrl.Options{
 		Scheme:                        kube.Scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},

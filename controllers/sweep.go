@@ -135,9 +135,9 @@ func (s *sweeper) ownerGone(ctx context.Context, row *store.Task) bool {
 	if !owned {
 		return true
 	}
-	gone, _, err := s.member.Gone(ctx, owner)
+	verdict, err := s.member.Gone(ctx, owner)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.V(1).Info("cannot tell whether an owner is gone", "owner", owner.Name, "error", err.Error())
 	}
-	return gone
+	return verdict.Gone
 }

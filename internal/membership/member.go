@@ -167,12 +167,17 @@ func epochOf(l *coordinationv1.Lease) int64 {
 	return e
 }
 
+// expiry is when the Lease expires unless its holder renews it (zero: it carries no renewal).
+func expiry(l *coordinationv1.Lease) time.Time {
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return time.Time{}
+	}
+	return l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
+}
+
 // expired reports whether the Lease's holder has not renewed it for its duration.
 func expired(l *coordinationv1.Lease, now time.Time) bool {
-	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return true
-	}
-	return !now.Before(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+	return !now.Before(expiry(l))
 }
 
 func released(l *coordinationv1.Lease) bool { return ptr.Deref(l.Spec.HolderIdentity, "") == "" }

@@ -40,10 +40,12 @@ func (m *Member) Run(ctx context.Context) error {
 	}
 }
 
-// renew writes a new renew time; the validity grows from the time the attempt started.
+// renew writes a new renew time; the validity grows from the time the attempt started. An
+// attempt may take as long as the member stays valid: on a loaded API server a slow renewal
+// that succeeds in time keeps the member, where a short timeout would give it up needlessly.
 func (m *Member) renew(ctx context.Context) error {
 	start := m.since()
-	ctx, cancel := context.WithTimeout(ctx, m.opts.RetryPeriod)
+	ctx, cancel := context.WithTimeout(ctx, max(time.Duration(m.validUntil.Load()-start), m.opts.RetryPeriod))
 	defer cancel()
 	m.mu.Lock()
 	lease := m.lease.DeepCopy()
