@@ -34,6 +34,9 @@ func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decis
 	case actResume:
 		return ignoreSettled(r.runner.ResumeTask(key))
 	case actStop:
+		if d.StopReason != "" {
+			return ignoreSettled(r.runner.StopTaskBecause(key, d.StopReason, d.StopMessage))
+		}
 		return ignoreSettled(r.runner.StopTask(key))
 	case actRecord:
 		err := r.journal.Record(uid, *d.Event)

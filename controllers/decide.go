@@ -35,7 +35,15 @@ type decisionInput struct {
 	Handed bool
 	// RunnerActive: the runner holds a non-terminal run of the task.
 	RunnerActive bool
-	Now          time.Time
+	// LastActivity is when the run here last showed a sign of life (zero: no run here).
+	LastActivity time.Time
+	// Backoff is the retry backoff (spec.backoff with its defaults); JitterSeed makes its
+	// jitter the same for a given task in every operator.
+	Backoff    backoff
+	JitterSeed uint64
+	// PauseTimeout and StallTimeout are spec.pauseTimeout and spec.stallTimeout (0: unset).
+	PauseTimeout, StallTimeout time.Duration
+	Now                        time.Time
 }
 
 type decision struct {
@@ -48,18 +56,13 @@ type decision struct {
 	RestartGeneration int64
 	// Event is the transition to record (actRecord).
 	Event *lifecycle.Event
+	// StopReason and StopMessage explain a stop the controller decides (actStop), for example
+	// a pause timeout; empty for a stop the user asked for.
+	StopReason, StopMessage string
 	// RequeueAfter asks for another look later (a retry backoff, a run settling).
 	RequeueAfter time.Duration
 	// Why explains the decision in logs.
 	Why string
-}
-
-// retryBackoff is the wait before a retry after `retries` earlier retries: 1s, 2s, 4s, ... 5m.
-func retryBackoff(retries int) time.Duration {
-	if retries >= 9 {
-		return 5 * time.Minute
-	}
-	return min(time.Second<<max(retries, 0), 5*time.Minute)
 }
 
 // decide is the lifecycle policy as a pure function of spec and record: no side effects and no
@@ -80,7 +83,7 @@ func decide(in decisionInput) decision {
 	case lifecycle.Failed:
 		if retryDue(in.Desired, in.MaxRetries, rec) {
 			next := rec.Attempt + 1
-			at := rec.EndTime.Add(retryBackoff(rec.Retries))
+			at := rec.EndTime.Add(in.Backoff.wait(rec.Retries, in.JitterSeed, next))
 			return decision{
 				Action: actRecord, Why: "attempt failed, retries left",
 				Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRetryScheduled, RetryAt: at,
@@ -184,6 +187,9 @@ func decidePending(in decisionInput, settling bool) decision {
 // decideActive handles Running and Paused.
 func decideActive(in decisionInput, settling bool) decision {
 	rec := in.Record
+	if d, due := pauseTimedOut(in); due {
+		return d
+	}
 	if in.RunnerActive {
 		switch {
 		case in.Desired == v1alpha1.DesiredStopped:
@@ -192,6 +198,10 @@ func decideActive(in decisionInput, settling bool) decision {
 			return decision{Action: actPause, Why: "set Paused"}
 		case in.Desired == v1alpha1.DesiredRunning && rec.Status == lifecycle.Paused:
 			return decision{Action: actResume, Why: "set Running"}
+		case rec.Status == lifecycle.Running && in.StallTimeout > 0:
+			return watchStall(in)
+		case rec.Status == lifecycle.Paused && in.PauseTimeout > 0:
+			return decision{Action: actNone, RequeueAfter: rec.TransitionedAt.Add(in.PauseTimeout).Sub(in.Now), Why: "paused; waiting for its pause timeout"}
 		}
 		return decision{Action: actNone, Why: "in the desired state"}
 	}
@@ -210,10 +220,56 @@ func decideActive(in decisionInput, settling bool) decision {
 				Event: &lifecycle.Event{To: lifecycle.Paused, Attempt: rec.Attempt, Reason: lifecycle.ReasonPaused,
 					Message: "paused while it was not running; resumes from its last checkpoint"}}
 		}
-		return decision{Action: actNone, Why: "paused; resumes from its checkpoint when set Running"}
+		d := decision{Action: actNone, Why: "paused; resumes from its checkpoint when set Running"}
+		if in.PauseTimeout > 0 {
+			d.RequeueAfter = rec.TransitionedAt.Add(in.PauseTimeout).Sub(in.Now)
+		}
+		return d
 	case v1alpha1.DesiredStopped:
 		return decision{Action: actRecord, Why: "set Stopped while not running here",
 			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped"}}
 	}
 	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
+}
+
+// pauseTimedOut stops a task that has been Paused for longer than spec.pauseTimeout.
+func pauseTimedOut(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if rec.Status != lifecycle.Paused || in.PauseTimeout <= 0 || in.Now.Before(rec.TransitionedAt.Add(in.PauseTimeout)) {
+		return decision{}, false
+	}
+	msg := fmt.Sprintf("stopped after being paused for more than its pause timeout of %s", in.PauseTimeout)
+	if in.RunnerActive {
+		return decision{Action: actStop, StopReason: lifecycle.ReasonPauseTimeout, StopMessage: msg, Why: "pause timeout"}, true
+	}
+	return decision{Action: actRecord, Why: "pause timeout",
+		Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonPauseTimeout, Message: msg}}, true
+}
+
+// stallRecheck bounds how long a stalled task waits before it is looked at again.
+const stallRecheck = 10 * time.Second
+
+// watchStall records that a running task stalled (no sign of life for spec.stallTimeout) or
+// that it came back to life, as Running -> Running transitions, and looks again when the
+// answer could change.
+func watchStall(in decisionInput) decision {
+	rec := in.Record
+	if in.LastActivity.IsZero() {
+		return decision{Action: actNone, Why: "running", RequeueAfter: in.StallTimeout}
+	}
+	idle := in.Now.Sub(in.LastActivity)
+	stalled := rec.Reason == lifecycle.ReasonStalled
+	switch {
+	case idle >= in.StallTimeout && !stalled:
+		return decision{Action: actRecord, Why: "stalled", RequeueAfter: min(in.StallTimeout, stallRecheck),
+			Event: &lifecycle.Event{To: lifecycle.Running, Attempt: rec.Attempt, Reason: lifecycle.ReasonStalled,
+				Message: fmt.Sprintf("no pause point, progress, checkpoint or heartbeat for %s (stallTimeout %s)", idle.Truncate(time.Second), in.StallTimeout)}}
+	case idle < in.StallTimeout && stalled:
+		return decision{Action: actRecord, Why: "alive again", RequeueAfter: in.StallTimeout - idle,
+			Event: &lifecycle.Event{To: lifecycle.Running, Attempt: rec.Attempt, Reason: lifecycle.ReasonStallEnded,
+				Message: "the task shows signs of life again"}}
+	case stalled:
+		return decision{Action: actNone, Why: "stalled", RequeueAfter: min(in.StallTimeout, stallRecheck)}
+	}
+	return decision{Action: actNone, Why: "running", RequeueAfter: in.StallTimeout - idle}
 }

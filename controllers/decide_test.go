@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/lifecycle"
@@ -23,6 +24,7 @@ func TestDecide(t *testing.T) {
 	type task struct {
 		rec                        lifecycle.Record
 		active, handed, checkpoint bool
+		lastActivity               time.Time
 	}
 	rec := func(s lifecycle.Status, attempt int, mods ...func(*task)) task {
 		tk := task{rec: lifecycle.Record{Status: s, Attempt: attempt, Seq: 5, RestartGeneration: 1}}
@@ -39,21 +41,24 @@ func TestDecide(t *testing.T) {
 	checkpoint := func(tk *task) { tk.checkpoint = true }
 	reason := func(r string) func(*task) { return func(tk *task) { tk.rec.Reason = r } }
 	retries := func(n int) func(*task) { return func(tk *task) { tk.rec.Retries = n } }
+	since := func(d time.Duration) func(*task) { return func(tk *task) { tk.rec.TransitionedAt = now.Add(d) } }
+	idle := func(d time.Duration) func(*task) { return func(tk *task) { tk.lastActivity = now.Add(-d) } }
 	retryAt := func(d time.Duration) func(*task) {
 		return func(tk *task) { tk.rec.Reason, tk.rec.RetryAt = lifecycle.ReasonRetryScheduled, now.Add(d) }
 	}
 
 	tests := []struct {
-		name       string
-		desired    v1alpha1.DesiredState
-		restart    bool // spec.restartGeneration is ahead of the record's
-		maxRetries int
-		task       task
-		want       action
-		attempt    int
-		resume     bool
-		to         lifecycle.Status // for actRecord
-		requeue    bool
+		name                       string
+		desired                    v1alpha1.DesiredState
+		restart                    bool // spec.restartGeneration is ahead of the record's
+		maxRetries                 int
+		task                       task
+		pauseTimeout, stallTimeout time.Duration
+		want                       action
+		attempt                    int
+		resume                     bool
+		to                         lifecycle.Status // for actRecord
+		requeue                    bool
 	}{
 		// New and pending tasks.
 		{name: "new task desired Running starts attempt 1", desired: running, task: rec(lifecycle.Pending, 0), want: actStart, attempt: 1},
@@ -94,6 +99,15 @@ func TestDecide(t *testing.T) {
 		{name: "stopped set Running starts a new attempt", desired: running, task: rec(lifecycle.Stopped, 1), want: actStart, attempt: 2},
 		{name: "stopped stays stopped", desired: stopped, task: rec(lifecycle.Stopped, 1), want: actNone},
 
+		// Pause timeout and stalls.
+		{name: "paused within its pause timeout waits", desired: paused, pauseTimeout: time.Hour, task: rec(lifecycle.Paused, 1, active, since(-time.Minute)), want: actNone, requeue: true},
+		{name: "paused past its pause timeout is stopped", desired: paused, pauseTimeout: time.Hour, task: rec(lifecycle.Paused, 1, active, since(-2*time.Hour)), want: actStop},
+		{name: "adopted paused past its pause timeout is recorded Stopped", desired: paused, pauseTimeout: time.Hour, task: rec(lifecycle.Paused, 1, since(-2*time.Hour)), want: actRecord, to: lifecycle.Stopped},
+		{name: "a running task alive within its stall timeout", desired: running, stallTimeout: time.Minute, task: rec(lifecycle.Running, 1, active, idle(10*time.Second)), want: actNone, requeue: true},
+		{name: "a running task silent past its stall timeout is recorded stalled", desired: running, stallTimeout: time.Minute, task: rec(lifecycle.Running, 1, active, idle(2*time.Minute)), want: actRecord, to: lifecycle.Running, requeue: true},
+		{name: "a stalled task that is alive again is recorded so", desired: running, stallTimeout: time.Minute, task: rec(lifecycle.Running, 1, active, idle(time.Second), reason(lifecycle.ReasonStalled)), want: actRecord, to: lifecycle.Running, requeue: true},
+		{name: "a stalled task still silent stays stalled", desired: running, stallTimeout: time.Minute, task: rec(lifecycle.Running, 1, active, idle(5*time.Minute), reason(lifecycle.ReasonStalled)), want: actNone, requeue: true},
+
 		// Restarts: the record's restart generation is behind the spec's.
 		{name: "restart of a finished task", desired: running, restart: true, task: rec(lifecycle.Finished, 1), want: actStart, attempt: 2},
 		{name: "restart of a running task stops it first", desired: running, restart: true, task: rec(lifecycle.Running, 1, active), want: actStop, requeue: true},
@@ -111,7 +125,8 @@ func TestDecide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := decisionInput{Desired: tc.desired, MaxRetries: tc.maxRetries, Record: tc.task.rec, Now: now,
 				HasCheckpoint: tc.task.checkpoint, Handed: tc.task.handed, RunnerActive: tc.task.active,
-				RestartGeneration: tc.task.rec.RestartGeneration}
+				RestartGeneration: tc.task.rec.RestartGeneration, Backoff: backoffOf(v1alpha1.BackgroundTaskSpec{}),
+				PauseTimeout: tc.pauseTimeout, StallTimeout: tc.stallTimeout, LastActivity: tc.task.lastActivity}
 			if tc.restart {
 				in.RestartGeneration++
 			}
@@ -142,14 +157,22 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func TestRetryBackoff(t *testing.T) {
-	require.Equal(t, time.Second, retryBackoff(0))
-	require.Equal(t, 2*time.Second, retryBackoff(1))
-	require.Equal(t, 4*time.Second, retryBackoff(2))
-	require.Equal(t, 256*time.Second, retryBackoff(8))
-	require.Equal(t, 5*time.Minute, retryBackoff(9))
-	require.Equal(t, 5*time.Minute, retryBackoff(1000))
-	require.Equal(t, time.Second, retryBackoff(-1))
+func TestBackoff(t *testing.T) {
+	def := backoffOf(v1alpha1.BackgroundTaskSpec{})
+	for retries, want := range map[int]time.Duration{0: time.Second, 1: 2 * time.Second, 2: 4 * time.Second, 8: 256 * time.Second,
+		9: 5 * time.Minute, 1000: 5 * time.Minute} {
+		require.Equal(t, want, def.wait(retries, 1, 1), "retry after %d retries", retries)
+	}
+	custom := backoffOf(v1alpha1.BackgroundTaskSpec{Backoff: &v1alpha1.Backoff{
+		Initial: &metav1.Duration{Duration: 10 * time.Second}, Max: &metav1.Duration{Duration: time.Minute}, JitterPercent: 20}})
+	for attempt := 1; attempt < 50; attempt++ {
+		d := custom.wait(0, 42, attempt)
+		require.GreaterOrEqual(t, d, 8*time.Second, "within -20%%")
+		require.Less(t, d, 12*time.Second, "within +20%%")
+		require.Equal(t, d, custom.wait(0, 42, attempt), "the same for a given task and attempt, in every operator")
+	}
+	require.NotEqual(t, custom.wait(0, 42, 1), custom.wait(0, 43, 1), "tasks that failed together do not retry together")
+	require.LessOrEqual(t, custom.wait(10, 42, 1), 72*time.Second, "capped at max (plus jitter)")
 }
 
 // TestRetryIsScheduledFromTheRow: when the retry is due depends on the recorded failure time
@@ -157,7 +180,8 @@ func TestRetryBackoff(t *testing.T) {
 func TestRetryIsScheduledFromTheRow(t *testing.T) {
 	failedAt := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	d := decide(decisionInput{Desired: v1alpha1.DesiredRunning, MaxRetries: 3, Now: failedAt.Add(time.Second),
-		Record: lifecycle.Record{Status: lifecycle.Failed, Attempt: 2, Reason: "Error", Retries: 1, Seq: 4, EndTime: failedAt}})
+		Backoff: backoffOf(v1alpha1.BackgroundTaskSpec{}),
+		Record:  lifecycle.Record{Status: lifecycle.Failed, Attempt: 2, Reason: "Error", Retries: 1, Seq: 4, EndTime: failedAt}})
 	require.Equal(t, actRecord, d.Action)
 	require.Equal(t, 3, d.Event.Attempt)
 	require.Equal(t, failedAt.Add(2*time.Second), d.Event.RetryAt)

@@ -27,7 +27,7 @@ func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []jour
 	steps := make([]string, 0, len(list)+1)
 	steps = append(steps, phaseName(list[0].From))
 	for _, a := range list {
-		if a.Warning || a.To == lifecycle.Failed || a.Reason == lifecycle.ReasonRetryScheduled {
+		if a.Warning || a.To == lifecycle.Failed || a.Reason == lifecycle.ReasonRetryScheduled || a.Reason == lifecycle.ReasonStalled {
 			eventType = corev1.EventTypeWarning
 		}
 		steps = append(steps, phaseName(a.To))

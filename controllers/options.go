@@ -64,6 +64,12 @@ type Options struct {
 	// SweepInterval is how often rows are compared with the live BackgroundTasks: rows whose
 	// object is gone are soft-deleted, rows of gone owners are adopted.
 	SweepInterval time.Duration
+	// HistoryRetention purges rows (with their history) soft-deleted longer than this ago, in
+	// small batches, on each sweep. 0 keeps them forever.
+	HistoryRetention time.Duration
+	// MemoryBudget bounds the memory reserved by admitted runs (runner.Options.MemoryBudget);
+	// 0 means none.
+	MemoryBudget int64
 	// Metrics registers taskpilot's metrics (controller-runtime's registry in main; a fresh
 	// registry in tests, where several operators share a process). Nil: none.
 	Metrics prometheus.Registerer

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -46,7 +47,7 @@ type reconciler struct {
 	opts      Options
 }
 
-// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -65,6 +66,14 @@ func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 		}).
 		Named("backgroundtask").
 		Complete(r)
+}
+
+// durationOf reads an optional duration (0 when unset).
+func durationOf(d *metav1.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.Duration
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -111,7 +120,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	r.journal.SetDesired(uid, desiredOf(bt.Spec.State))
 	snap, inRunner := r.runner.Snapshot(runner.Key(uid))
-	d := decide(decisionInput{
+	in := decisionInput{
 		Desired:           bt.Spec.State,
 		RestartGeneration: bt.Spec.RestartGeneration,
 		MaxRetries:        int(bt.Spec.MaxRetries),
@@ -119,8 +128,16 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		HasCheckpoint:     len(view.Checkpoint) > 0,
 		Handed:            view.HandedAttempt > 0 && view.HandedAttempt >= view.Record.Attempt,
 		RunnerActive:      inRunner && !snap.State.Terminal(),
+		Backoff:           backoffOf(bt.Spec),
+		JitterSeed:        jitterSeed(uid),
+		PauseTimeout:      durationOf(bt.Spec.PauseTimeout),
+		StallTimeout:      durationOf(bt.Spec.StallTimeout),
 		Now:               r.clock.Now(),
-	})
+	}
+	if in.RunnerActive && snap.Attempt == view.Record.Attempt {
+		in.LastActivity = snap.LastActivity
+	}
+	d := decide(in)
 	if d.Action != actNone {
 		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)
 	}

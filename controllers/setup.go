@@ -48,15 +48,18 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	// The metrics read the journal and the runner built below: the closures see them once set.
 	var metrics *journal.Metrics
+	purged := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "taskpilot_history_purged_tasks_total",
+		Help: "Soft-deleted tasks purged with their history after --history-retention.",
+	})
 	if o.Metrics != nil {
 		if metrics, err = journal.NewMetrics(o.Metrics, func() int { return op.Journal.Backlog() }); err != nil {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
 		}
-		slots := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "taskpilot_runner_slots_in_use",
-			Help: "Runner slots held by running tasks (bounded by --max-concurrent-tasks).",
-		}, func() float64 { return float64(op.Runner.Stats().SlotsInUse) })
-		if err := o.Metrics.Register(slots); err != nil {
+		if err := registerRunnerMetrics(o.Metrics, func() runner.Stats { return op.Runner.Stats() }); err != nil {
+			return nil, fmt.Errorf("setup: metrics: %w", err)
+		}
+		if err := o.Metrics.Register(purged); err != nil {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
 		}
 	}
@@ -70,7 +73,8 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	op.Runner, err = runner.New(runner.Options{
 		Registry: o.Registry, Sink: op.Journal, Checkpoints: op.Journal, Lease: op.Member,
-		MaxConcurrent: o.MaxConcurrentTasks, StopGrace: o.StopGrace, Clock: o.Clock.Now, Logger: log.WithName("runner"),
+		MaxConcurrent: o.MaxConcurrentTasks, MemoryBudget: o.MemoryBudget, StopGrace: o.StopGrace, Clock: o.Clock.Now,
+		Logger: log.WithName("runner"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setup: runner: %w", err)
@@ -79,7 +83,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	tasks := newTaskIndex()
 	eng := &engine{member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
-		decide: decide.notify, timeout: o.DatabaseTimeout, log: log.WithName("sweep"),
+		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, log: log.WithName("sweep"),
 	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), log: log}
 	if err := mgr.Add(eng); err != nil {
 		return nil, fmt.Errorf("setup: add engine: %w", err)

@@ -39,6 +39,8 @@ type statusInput struct {
 	LoadProblem string
 	// LiveProgress is the runner's progress, fresher than the record's.
 	LiveProgress string
+	// StallWatched: spec.stallTimeout is set, so the Stalled condition is shown.
+	StallWatched bool
 	Now          time.Time
 }
 
@@ -64,6 +66,7 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 		StartTime:                 apiTime(rec.StartTime),
 		EndTime:                   apiTime(rec.EndTime),
 		LastRunTime:               apiTime(rec.LastRunTime),
+		NextRetryTime:             apiTime(rec.RetryAt),
 		Progress:                  truncateRunes(in.Committed.Progress, maxStatusProgress),
 		Message:                   truncateRunes(rec.Message, maxStatusMessage),
 		Result:                    statusResult(in.Committed.Result),
@@ -118,7 +121,15 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		degraded.Reason = nonEmpty(rec.Reason, "Failed")
 		degraded.Message = rec.Message
 	}
-	return []metav1.Condition{ready, progressing, degraded, recordedCondition(in.Committed, in.Now)}
+	conds := []metav1.Condition{ready, progressing, degraded, recordedCondition(in.Committed, in.Now)}
+	if in.StallWatched {
+		stalled := metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionFalse, Reason: "Alive"}
+		if rec.Status == lifecycle.Running && rec.Reason == lifecycle.ReasonStalled {
+			stalled.Status, stalled.Reason, stalled.Message = metav1.ConditionTrue, lifecycle.ReasonStalled, rec.Message
+		}
+		conds = append(conds, stalled)
+	}
+	return conds
 }
 
 // recordedCondition says whether every transition of the task is in PostgreSQL, and if not,

@@ -102,7 +102,8 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		s.journal.SetProgress(uid, live)
 	}
 	next := buildStatus(statusInput{Generation: bt.Generation, Desired: bt.Spec.State, Previous: bt.Status,
-		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now})
+		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now,
+		StallWatched: bt.Spec.StallTimeout != nil})
 	after := s.requeueAfter(committed, now)
 	if tracked && passing(bt.Spec, committed.Record) && now.Sub(committed.Since) < passingPatience {
 		return ctrl.Result{RequeueAfter: settleDelay}, nil // its next step is on its way and wakes us
@@ -119,6 +120,13 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		}
 	}
 	announce(s.events, &bt, s.journal.TakeAnnouncements(uid))
+	if tracked {
+		if expired, wait := ttlDue(&bt, committed, now); expired {
+			return ctrl.Result{}, s.expire(ctx, &bt)
+		} else if wait > 0 && (after == 0 || wait < after) {
+			after = wait
+		}
+	}
 	// The periodic progress refresh goes behind every change that is waiting to be reported.
 	return ctrl.Result{RequeueAfter: after, Priority: ptr.To(handler.LowPriority)}, nil
 }

@@ -139,6 +139,9 @@ type operatorConfig struct {
 	failStatusWrites bool
 	// statements, when set, sees every statement the operator sends to PostgreSQL.
 	statements pgx.QueryTracer
+	// historyRetention and memoryBudget set the policies of the same names.
+	historyRetention time.Duration
+	memoryBudget     int64
 }
 
 // startOperator starts an operator watching the harness namespace. It is stopped at cleanup.
@@ -193,6 +196,8 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		ProgressInterval:   500 * time.Millisecond,
 		JournalWriters:     cfg.journalWriters,
 		SweepInterval:      2 * time.Second,
+		HistoryRetention:   cfg.historyRetention,
+		MemoryBudget:       cfg.memoryBudget,
 		// The production default: a fresh task's first status write waits 100ms.
 		StatusCoalesceWindow: 100 * time.Millisecond,
 		Metrics:              metrics,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,6 +36,8 @@ type sweeper struct {
 	member    *membership.Member
 	decide    func(types.NamespacedName)
 	timeout   time.Duration
+	retention time.Duration // 0: keep history forever
+	purged    prometheus.Counter
 	log       logr.Logger
 }
 
@@ -104,6 +107,36 @@ func (s *sweeper) pass(ctx context.Context) error {
 	}
 	if adopt > 0 || deleted > 0 {
 		s.log.Info("swept the record", "rows", len(rows), "adopting", adopt, "softDeleted", deleted)
+	}
+	return s.purge(ctx)
+}
+
+// purgeBatch is how many tasks one purge transaction deletes: small, so it never holds many
+// locks or a long transaction.
+const purgeBatch = 100
+
+// purge deletes the rows and history of tasks soft-deleted longer than the retention ago.
+func (s *sweeper) purge(ctx context.Context) error {
+	if s.retention <= 0 {
+		return nil
+	}
+	before := time.Now().Add(-s.retention)
+	var total int64
+	for {
+		dbctx, cancel := context.WithTimeout(ctx, s.timeout)
+		p, err := s.store.PurgeHistory(dbctx, before, purgeBatch)
+		cancel()
+		if err != nil {
+			return err
+		}
+		total += p.Tasks
+		s.purged.Add(float64(p.Tasks))
+		if p.Tasks < purgeBatch {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("purged old history", "tasks", total, "deletedBefore", before)
 	}
 	return nil
 }

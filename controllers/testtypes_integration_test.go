@@ -89,6 +89,26 @@ func (h *harness) registerTestTypes(reg *runner.Registry) {
 	reg.MustRegister("bigresult", func(json.RawMessage) (runner.Task, error) { return bigResultTask{}, nil })
 	// dirty: checkpoints and fails with text PostgreSQL cannot store as it is (NUL, invalid UTF-8).
 	reg.MustRegister("dirty", func(json.RawMessage) (runner.Task, error) { return dirtyTask{}, nil })
+	// silent: shows no sign of life for `silentFor`, then reaches a pause point every 10ms for
+	// `aliveFor`, then finishes.
+	reg.MustRegister("silent", func(params json.RawMessage) (runner.Task, error) {
+		var p struct{ SilentFor, AliveFor string }
+		if err := json.Unmarshal(params, &p); err != nil {
+			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
+		}
+		silent, _ := time.ParseDuration(p.SilentFor)
+		alive, _ := time.ParseDuration(p.AliveFor)
+		return silentTask{silent: silent, alive: alive}, nil
+	})
+	// stubborn: ignores cancellation for `for`, then returns.
+	reg.MustRegister("stubborn", func(params json.RawMessage) (runner.Task, error) {
+		var p struct{ For string }
+		if err := json.Unmarshal(params, &p); err != nil {
+			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
+		}
+		d, _ := time.ParseDuration(p.For)
+		return stubbornTask{d: d}, nil
+	})
 	// chatty: saves 48 KiB checkpoints and reports progress in a tight loop until stopped.
 	reg.MustRegister("chatty", func(json.RawMessage) (runner.Task, error) { return chattyTask{}, nil })
 }
@@ -191,4 +211,29 @@ func (chattyTask) Run(ctx context.Context, ctl runner.Control) (json.RawMessage,
 			return nil, err
 		}
 	}
+}
+
+type silentTask struct {
+	runner.Base
+	silent, alive time.Duration
+}
+
+func (s silentTask) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
+	time.Sleep(s.silent) // a long stretch without a pause point, a heartbeat or progress
+	for end := time.Now().Add(s.alive); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if err := ctl.Yield(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return json.RawMessage(`{}`), nil
+}
+
+type stubbornTask struct {
+	runner.Base
+	d time.Duration
+}
+
+func (s stubbornTask) Run(context.Context, runner.Control) (json.RawMessage, error) {
+	time.Sleep(s.d) // ignores every cancellation
+	return json.RawMessage(`{}`), nil
 }

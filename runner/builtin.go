@@ -13,10 +13,11 @@ import (
 // RegisterBuiltins registers the production task types: sleep, countdown,
 // checksum and noop.
 func RegisterBuiltins(r *Registry) error {
+	blocks := &blockPool{}
 	for name, f := range map[string]Factory{
 		"sleep":     NewSleepTask,
 		"countdown": NewCountdownTask,
-		"checksum":  NewChecksumTask,
+		"checksum":  blocks.checksumFactory,
 		"noop":      NewNoopTask,
 	} {
 		if err := r.Register(name, f); err != nil {

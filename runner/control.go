@@ -31,7 +31,10 @@ func (e *entry) Deadline() (time.Time, bool) {
 	return now.Add(e.spec.Timeout - used), true
 }
 
+func (e *entry) Heartbeat() { e.touch() }
+
 func (e *entry) SetProgress(p string) {
+	e.touch()
 	p = pgtext.Text(p, MaxProgressLen)
 	e.mu.Lock()
 	e.progress = p
@@ -39,6 +42,7 @@ func (e *entry) SetProgress(p string) {
 }
 
 func (e *entry) SaveCheckpoint(ctx context.Context, v any) error {
+	e.touch()
 	encoded, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode checkpoint for task %q: %w", e.key, err)
@@ -91,6 +95,7 @@ func (e *entry) Yield(ctx context.Context) error {
 	if !e.r.leaseValid() {
 		return ErrLeaseLost
 	}
+	e.touch()
 	if !e.pauseReq.Load() {
 		return nil
 	}

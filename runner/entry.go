@@ -58,13 +58,21 @@ type entry struct {
 	result     json.RawMessage
 	checkpoint json.RawMessage
 	stopReq    bool
-	abandoned  bool // reported Stopped by the grace timer, goroutine still out
-	waiter     *waiter
+	abandoned  bool    // reported Stopped by the grace timer, goroutine still out
+	waiter     *waiter // the claim waited for: memory first (once), then a slot
+	forMemory  bool    // waiter is a memory claim
 	holdsSlot  bool
-	runTime    time.Duration // running time of finished Running segments
-	segStart   time.Time     // start of the current Running segment
-	deadline   *time.Timer
-	grace      *time.Timer
+	holdsMem   bool  // the run's memory is reserved (from admission to its end)
+	cost       int64 // bytes the run reserves from Options.MemoryBudget
+	// stopReason and stopMessage explain a requested stop in its Stopped transition.
+	stopReason, stopMessage string
+	// activity is when the run last showed a sign of life (a pause point, progress, a
+	// checkpoint, a heartbeat), in nanoseconds since the runner's epoch.
+	activity atomic.Int64
+	runTime  time.Duration // running time of finished Running segments
+	segStart time.Time     // start of the current Running segment
+	deadline *time.Timer
+	grace    *time.Timer
 }
 
 func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
@@ -137,9 +145,10 @@ func (e *entry) transitionLocked(to State, reason, msg string) {
 // budget that is left.
 func (e *entry) startClockLocked() {
 	e.segStart = time.Now()
+	e.touch()
 	if e.spec.Timeout > 0 {
 		left := max(e.spec.Timeout-e.runTime, 0)
-		e.deadline = time.AfterFunc(left, func() { e.cancel(ErrDeadlineExceeded) })
+		e.deadline = time.AfterFunc(left, e.deadlineExceeded)
 	}
 }
 
@@ -156,25 +165,62 @@ func (e *entry) stopClockLocked() {
 	}
 }
 
-// admitLocked gives the entry a slot (-> Running, with reason) or queues it
-// FIFO (-> Pending, reason Queued).
+// admitLocked reserves the run's memory (once, FIFO) and then a slot (FIFO): -> Running with
+// reason when both are free, else -> Pending (reason Queued) saying what it waits for.
 func (e *entry) admitLocked(reason string) {
-	w := e.r.slots.acquire()
-	if w == nil {
-		e.holdsSlot = true
-		e.transitionLocked(StateRunning, reason, "")
+	if msg, ok := e.claimLocked(); !ok {
+		e.transitionLocked(StatePending, ReasonQueued, msg)
 		return
 	}
-	e.waiter = w
-	inUse, _ := e.r.slots.stats()
-	e.transitionLocked(StatePending, ReasonQueued,
-		fmt.Sprintf("waiting for a free slot (%d/%d in use)", inUse, e.r.opts.MaxConcurrent))
+	e.transitionLocked(StateRunning, reason, "")
 }
 
-// withdrawLocked leaves the slot queue (giving back a slot granted meanwhile).
+// claimLocked takes what the run still lacks to run. It returns false and says what it now
+// waits for when something is not free.
+func (e *entry) claimLocked() (string, bool) {
+	if !e.holdsMem {
+		if w := e.r.memory.acquire(e.cost); w != nil {
+			e.waiter, e.forMemory = w, true
+			inUse, _ := e.r.memory.stats()
+			return fmt.Sprintf("waiting for memory: needs %s, %s of the %s budget in use", bytesText(e.cost),
+				bytesText(inUse), bytesText(e.r.opts.MemoryBudget)), false
+		}
+		e.holdsMem = true
+	}
+	if !e.holdsSlot {
+		if w := e.r.slots.acquire(1); w != nil {
+			e.waiter, e.forMemory = w, false
+			inUse, _ := e.r.slots.stats()
+			return fmt.Sprintf("waiting for a free slot (%d/%d in use)", inUse, e.r.opts.MaxConcurrent), false
+		}
+		e.holdsSlot = true
+	}
+	return "", true
+}
+
+// granted takes the claim w that was just handed over; it reports whether the run may start.
+func (e *entry) grantedLocked() bool {
+	if e.forMemory {
+		e.holdsMem = true
+	} else {
+		e.holdsSlot = true
+	}
+	e.waiter = nil
+	msg, ok := e.claimLocked()
+	if !ok {
+		e.message = msg // still Pending: now for a slot
+	}
+	return ok
+}
+
+// withdrawLocked leaves the queue it waits in (giving back what was granted meanwhile).
 func (e *entry) withdrawLocked() {
 	if e.waiter != nil {
-		e.r.slots.withdraw(e.waiter)
+		if e.forMemory {
+			e.r.memory.withdraw(e.waiter)
+		} else {
+			e.r.slots.withdraw(e.waiter)
+		}
 		e.waiter = nil
 	}
 }
@@ -182,7 +228,15 @@ func (e *entry) withdrawLocked() {
 func (e *entry) releaseSlotLocked() {
 	if e.holdsSlot {
 		e.holdsSlot = false
-		e.r.slots.release()
+		e.r.slots.release(1)
+	}
+}
+
+// releaseMemoryLocked gives the run's memory back: it is over.
+func (e *entry) releaseMemoryLocked() {
+	if e.holdsMem {
+		e.holdsMem = false
+		e.r.memory.release(e.cost)
 	}
 }
 
@@ -215,9 +269,7 @@ func (e *entry) waitRunnable(ctx context.Context) error {
 		select {
 		case <-grant:
 			e.mu.Lock()
-			if e.waiter == w && e.state == StatePending {
-				e.waiter = nil
-				e.holdsSlot = true
+			if e.waiter == w && e.state == StatePending && e.grantedLocked() {
 				reason := ReasonResumed
 				if e.startedAt.IsZero() {
 					reason = ReasonStarted
@@ -240,6 +292,9 @@ func (e *entry) waitRunnable(ctx context.Context) error {
 	}
 }
 
+// touch records a sign of life (see activity).
+func (e *entry) touch() { e.activity.Store(int64(time.Since(e.r.epoch))) }
+
 func (e *entry) isTerminal() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -253,9 +308,14 @@ func (e *entry) snapshot() TaskSnapshot {
 	if !e.segStart.IsZero() {
 		rt += time.Since(e.segStart)
 	}
-	return TaskSnapshot{
+	snap := TaskSnapshot{
 		Key: e.key, TaskName: e.spec.TaskName, State: e.state, Attempt: e.spec.Attempt,
 		Reason: e.reason, Message: e.message, Progress: e.progress, StartedAt: e.startedAt,
 		Result: e.result, PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
+		MemoryBytes: e.cost,
 	}
+	if a := e.activity.Load(); a > 0 {
+		snap.LastActivity = e.r.epoch.Add(time.Duration(a))
+	}
+	return snap
 }

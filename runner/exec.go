@@ -97,7 +97,7 @@ func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg s
 	if e.ctx.Err() != nil {
 		switch {
 		case errors.Is(cause, ErrStopped):
-			return verdict{state: StateStopped, reason: ReasonStopped, message: "stopped by request", err: ErrStopped}
+			return verdict{state: StateStopped, reason: e.stopReason, message: e.stopMessage, err: ErrStopped}
 		case errors.Is(cause, ErrDeadlineExceeded):
 			return verdict{state: StateFailed, reason: ReasonDeadlineExceeded, err: ErrDeadlineExceeded,
 				message: fmt.Sprintf("running time exceeded the %s timeout", e.spec.Timeout)}
@@ -142,6 +142,7 @@ func (e *entry) finish(v verdict) {
 	e.result = v.result
 	e.transitionLocked(v.state, v.reason, v.message)
 	e.releaseSlotLocked()
+	e.releaseMemoryLocked()
 }
 
 // cleanup runs when the goroutine exits, whatever happened: no timer may
@@ -162,6 +163,7 @@ func (e *entry) cleanup() {
 	}
 	e.withdrawLocked()
 	e.releaseSlotLocked()
+	e.releaseMemoryLocked()
 	e.task = nil // a terminal entry may be kept until Forget; do not pin the task's memory
 }
 

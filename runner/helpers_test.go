@@ -202,6 +202,7 @@ type probeParams struct {
 	Mode  string `json:"mode"`
 	ID    string `json:"id,omitempty"`
 	Steps int    `json:"steps,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"` // memory a run needs (Sized), 0: the default
 }
 
 // probe is the test task type. Modes:
@@ -236,6 +237,14 @@ func (h *harness) factory(raw json.RawMessage) (runner.Task, error) {
 		return nil, errors.New("mode is required")
 	}
 	return &probe{h: h, p: p}, nil
+}
+
+// MemoryBytes implements runner.Sized.
+func (t *probe) MemoryBytes() int64 {
+	if t.p.Bytes > 0 {
+		return t.p.Bytes
+	}
+	return runner.DefaultTaskMemory
 }
 
 func (t *probe) Pre(_ context.Context, ctl runner.Control) error {

@@ -25,10 +25,23 @@ func (r *Runner) StartTask(key Key, spec StartSpec) error {
 	if err != nil {
 		return fmt.Errorf("start task %q: %w", key, err)
 	}
-	return r.launch(key, spec, task)
+	cost := memoryOf(task)
+	if r.opts.MemoryBudget > 0 && cost > r.opts.MemoryBudget {
+		return fmt.Errorf("start task %q: %w", key, &ParamsError{TaskName: spec.TaskName,
+			Err: fmt.Errorf("a run needs %s of memory, more than the operator's whole budget of %s", bytesText(cost), bytesText(r.opts.MemoryBudget))})
+	}
+	return r.launch(key, spec, task, cost)
 }
 
-func (r *Runner) launch(key Key, spec StartSpec, task Task) error {
+// memoryOf is what a run of task reserves from the memory budget.
+func memoryOf(task Task) int64 {
+	if s, ok := task.(Sized); ok {
+		return max(s.MemoryBytes(), 1)
+	}
+	return DefaultTaskMemory
+}
+
+func (r *Runner) launch(key Key, spec StartSpec, task Task, cost int64) error {
 	r.mu.Lock()
 	if err := r.phaseErrLocked(); err != nil {
 		r.mu.Unlock()
@@ -39,6 +52,7 @@ func (r *Runner) launch(key Key, spec StartSpec, task Task) error {
 		return fmt.Errorf("start task %q: %w", key, ErrAlreadyActive)
 	}
 	e := newEntry(r, key, spec, task)
+	e.cost = cost
 	// Lock e before publishing it so no other call can observe it before
 	// its first transition has been reported.
 	e.mu.Lock()
@@ -121,6 +135,12 @@ func (r *Runner) ResumeTask(key Key) error {
 // Stats.Abandoned until it returns (shutdown still waits for it, bounded).
 // Already terminal or already stopping: no-op nil. Unknown key: ErrNotFound.
 func (r *Runner) StopTask(key Key) error {
+	return r.StopTaskBecause(key, ReasonStopped, "stopped by request")
+}
+
+// StopTaskBecause is StopTask with the reason and message its Stopped transition carries (for
+// example ReasonPauseTimeout).
+func (r *Runner) StopTaskBecause(key Key, reason, message string) error {
 	e, err := r.lookup(key)
 	if err != nil {
 		return fmt.Errorf("stop task: %w", err)
@@ -131,10 +151,42 @@ func (r *Runner) StopTask(key Key) error {
 		return nil
 	}
 	e.stopReq = true
+	e.stopReason, e.stopMessage = reason, message
 	e.pauseReq.Store(false)
 	e.cancel(ErrStopped)
 	e.grace = time.AfterFunc(r.opts.StopGrace, e.graceExceeded)
 	return nil
+}
+
+// deadlineExceeded cancels a run whose running time reached its timeout. A task that ignores the
+// cancellation for longer than the stop grace is abandoned: reported Failed (DeadlineExceeded),
+// its slot freed for others, its goroutine counted in Stats.Abandoned until it returns (Go
+// cannot kill it).
+func (e *entry) deadlineExceeded() {
+	e.cancel(ErrDeadlineExceeded)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Terminal() || e.grace != nil {
+		return
+	}
+	e.grace = time.AfterFunc(e.r.opts.StopGrace, e.deadlineGraceExceeded)
+}
+
+// deadlineGraceExceeded reports a timed-out task that did not return in time.
+func (e *entry) deadlineGraceExceeded() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state.Terminal() {
+		return
+	}
+	e.withdrawLocked()
+	e.releaseSlotLocked() // its memory stays reserved: the goroutine still runs
+	e.abandoned = true
+	e.r.abandoned.Add(1)
+	msg := fmt.Sprintf("running time exceeded the %s timeout and the task ignored cancellation for the %s stop grace: "+
+		"abandoned, its goroutine still running (Go cannot stop it)", e.spec.Timeout, e.r.opts.StopGrace)
+	e.r.opts.Logger.Info("task ignored its timeout; abandoned", "key", e.key, "task", e.spec.TaskName, "stopGrace", e.r.opts.StopGrace)
+	e.transitionLocked(StateFailed, ReasonDeadlineExceeded, msg)
 }
 
 // graceExceeded reports a stopped task that did not return in time.
@@ -145,7 +197,7 @@ func (e *entry) graceExceeded() {
 		return
 	}
 	e.withdrawLocked()
-	e.releaseSlotLocked()
+	e.releaseSlotLocked() // its memory stays reserved: the goroutine still runs
 	e.abandoned = true
 	e.r.abandoned.Add(1)
 	msg := fmt.Sprintf("task did not return within the %s stop grace after cancellation; "+

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -61,6 +62,12 @@ type Options struct {
 	// MaxConcurrent bounds tasks holding a slot (Running). Paused tasks do
 	// not hold one; Pending tasks wait FIFO. 0 means DefaultMaxConcurrent.
 	MaxConcurrent int
+	// MemoryBudget bounds the memory (bytes) reserved by admitted runs, from
+	// their admission to their end, paused or not: each reserves what its task
+	// says it needs (Sized), or DefaultTaskMemory. Runs wait Pending, FIFO,
+	// until theirs is free; a run that needs more than the whole budget is
+	// refused with ErrInvalidParams. 0 means no budget.
+	MemoryBudget int64
 	// StopGrace is how long StopTask waits for a task that ignores
 	// cancellation before reporting it Stopped anyway, and how long shutdown
 	// waits for goroutines. 0 means DefaultStopGrace.
@@ -72,6 +79,14 @@ type Options struct {
 	Logger logr.Logger
 }
 
+// budget is the memory semaphore's capacity: the budget, or unlimited.
+func (o Options) budget() int64 {
+	if o.MemoryBudget == 0 {
+		return math.MaxInt64
+	}
+	return o.MemoryBudget
+}
+
 type discardSink struct{}
 
 func (discardSink) Transition(Transition) {}
@@ -79,6 +94,9 @@ func (discardSink) Transition(Transition) {}
 func (o Options) withDefaults() (Options, error) {
 	if o.Registry == nil {
 		return o, errors.New("runner: Options.Registry is required")
+	}
+	if o.MemoryBudget < 0 {
+		return o, fmt.Errorf("runner: Options.MemoryBudget must be >= 0, got %d", o.MemoryBudget)
 	}
 	if o.MaxConcurrent < 0 {
 		return o, fmt.Errorf("runner: Options.MaxConcurrent must be >= 0, got %d", o.MaxConcurrent)

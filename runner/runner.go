@@ -25,8 +25,10 @@ const (
 // own mutex for its state machine, so tasks never contend with each other on
 // the hot path. Lock order is r.mu -> entry.mu -> slots.mu.
 type Runner struct {
-	opts  Options
-	slots *slots
+	opts   Options
+	slots  *slots
+	memory *slots // bytes of Options.MemoryBudget
+	epoch  time.Time
 
 	base       context.Context // parent of every run context; cancelled with ErrShutdown
 	cancelBase context.CancelCauseFunc
@@ -49,7 +51,9 @@ func New(opts Options) (*Runner, error) {
 	base, cancel := context.WithCancelCause(context.Background())
 	return &Runner{
 		opts:       o,
-		slots:      newSlots(o.MaxConcurrent),
+		slots:      newSlots(int64(o.MaxConcurrent)),
+		memory:     newSlots(o.budget()),
+		epoch:      time.Now(),
 		base:       base,
 		cancelBase: cancel,
 		startedCh:  make(chan struct{}),
@@ -179,12 +183,15 @@ func (r *Runner) Snapshot(key Key) (TaskSnapshot, bool) {
 // Stats reads counters maintained on every transition; it is O(1).
 func (r *Runner) Stats() Stats {
 	inUse, _ := r.slots.stats()
+	memory, _ := r.memory.stats()
 	return Stats{
 		Running:       int(r.running.Load()),
 		Pending:       int(r.pending.Load()),
 		Paused:        int(r.paused.Load()),
-		SlotsInUse:    inUse,
+		SlotsInUse:    int(inUse),
 		MaxConcurrent: r.opts.MaxConcurrent,
+		MemoryInUse:   memory,
+		MemoryBudget:  r.opts.MemoryBudget,
 		Abandoned:     int(r.abandoned.Load()),
 	}
 }

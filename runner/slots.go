@@ -5,73 +5,86 @@ import (
 	"sync"
 )
 
-// slots is a counting semaphore with a strict FIFO queue. The stdlib and
-// x/sync offerings either are not FIFO or cannot withdraw a waiter from the
-// outside, and both are needed: Pending tasks must start in arrival order,
-// and PauseTask/StopTask must pull a Pending task out of the queue.
+// slots is a counting semaphore with a strict FIFO queue: the runner's slots (one unit a run)
+// and its memory budget (bytes) are two of them. The stdlib and x/sync offerings either are
+// not FIFO or cannot withdraw a waiter from the outside, and both are needed: Pending tasks must
+// start in arrival order, and PauseTask/StopTask must pull a Pending task out of the queue.
+// The head of the queue is served first even when a smaller claim behind it would fit, so a
+// large run is never starved by small ones.
 type slots struct {
 	mu    sync.Mutex
-	max   int
-	inUse int
+	max   int64
+	inUse int64
 	queue list.List // of *waiter, front = oldest
 }
 
-// waiter is one queued claim. ch is closed when the slot is handed over;
-// from then on the slot counts in inUse on the waiter's behalf.
+// waiter is one queued claim of n units. ch is closed when the units are handed over; from
+// then on they count in inUse on the waiter's behalf.
 type waiter struct {
 	ch      chan struct{}
+	n       int64
 	granted bool
 	elem    *list.Element
 }
 
-func newSlots(max int) *slots {
+func newSlots(max int64) *slots {
 	s := &slots{max: max}
 	s.queue.Init()
 	return s
 }
 
-// acquire takes a slot at once when one is free and nobody is queued
-// (returns nil), or enqueues and returns the waiter. Checking the queue keeps
-// FIFO: a late comer cannot overtake queued tasks.
-func (s *slots) acquire() *waiter {
+// acquire takes n units at once when they are free and nobody is queued (returns nil), or
+// enqueues and returns the waiter. Checking the queue keeps FIFO: a late comer cannot overtake
+// queued tasks.
+func (s *slots) acquire(n int64) *waiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inUse < s.max && s.queue.Len() == 0 {
-		s.inUse++
+	if s.inUse+n <= s.max && s.queue.Len() == 0 {
+		s.inUse += n
 		return nil
 	}
-	w := &waiter{ch: make(chan struct{})}
+	w := &waiter{ch: make(chan struct{}), n: n}
 	w.elem = s.queue.PushBack(w)
 	return w
 }
 
-// release frees one slot, handing it straight to the oldest waiter if any.
-func (s *slots) release() {
+// release frees n units and hands them to the oldest waiters that fit, in order.
+func (s *slots) release(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if front := s.queue.Front(); front != nil {
-		w := s.queue.Remove(front).(*waiter)
-		w.granted = true
-		close(w.ch)
-		return
-	}
-	s.inUse--
+	s.inUse -= n
+	s.grantLocked()
 }
 
-// withdraw cancels a claim. If the slot was already handed over it is
-// released again, so callers need not care which side of the race they lost.
+// grantLocked hands free units to waiters from the front while the front one fits.
+func (s *slots) grantLocked() {
+	for front := s.queue.Front(); front != nil; front = s.queue.Front() {
+		w := front.Value.(*waiter)
+		if s.inUse+w.n > s.max {
+			return
+		}
+		s.queue.Remove(front)
+		s.inUse += w.n
+		w.granted = true
+		close(w.ch)
+	}
+}
+
+// withdraw cancels a claim. If the units were already handed over they are released again, so
+// callers need not care which side of the race they lost.
 func (s *slots) withdraw(w *waiter) {
 	s.mu.Lock()
 	if !w.granted {
 		s.queue.Remove(w.elem)
+		s.grantLocked() // the withdrawn claim may have been blocking smaller ones behind it
 		s.mu.Unlock()
 		return
 	}
 	s.mu.Unlock()
-	s.release()
+	s.release(w.n)
 }
 
-func (s *slots) stats() (inUse, queued int) {
+func (s *slots) stats() (inUse int64, queued int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inUse, s.queue.Len()

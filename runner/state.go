@@ -59,6 +59,7 @@ const (
 	ReasonStopGraceExceeded = "StopGraceExceeded"
 	ReasonDeadlineExceeded  = "DeadlineExceeded"
 	ReasonResultTooLarge    = lifecycle.ReasonResultTooLarge
+	ReasonPauseTimeout      = lifecycle.ReasonPauseTimeout
 )
 
 // Transition is one state change, reported to the Sink exactly once, in
@@ -94,6 +95,11 @@ type TaskSnapshot struct {
 	// what StartSpec.Timeout is compared against and does not grow while
 	// the task is Paused or Pending.
 	RunTime time.Duration
+	// LastActivity is when the run last reached a pause point, reported
+	// progress, saved a checkpoint or sent a heartbeat (zero before it ran).
+	LastActivity time.Time
+	// MemoryBytes is the memory the run reserves from the budget.
+	MemoryBytes int64
 }
 
 // Stats are cheap counters for metrics.
@@ -101,7 +107,11 @@ type Stats struct {
 	Running, Pending, Paused int
 	SlotsInUse               int
 	MaxConcurrent            int
-	// Abandoned counts goroutines whose run was reported Stopped after
-	// StopGrace but which have not returned yet.
+	// MemoryInUse is the memory reserved by admitted runs (bytes), MemoryBudget the limit
+	// (0: none).
+	MemoryInUse, MemoryBudget int64
+	// Abandoned counts goroutines whose run was reported over (Stopped, or
+	// Failed after its timeout) once StopGrace ran out, but which have not
+	// returned yet: Go cannot stop a goroutine from the outside.
 	Abandoned int
 }

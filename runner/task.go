@@ -113,10 +113,28 @@ type Control interface {
 	// Yield is the pause point. It returns nil at once when no pause is
 	// requested; blocks (no CPU, no slot held) while paused; and returns a
 	// non-nil error, the cancellation cause (ErrStopped,
-	// ErrDeadlineExceeded, ErrShutdown), as soon as the run is cancelled.
-	// Call it only from the run goroutine.
+	// ErrDeadlineExceeded, ErrShutdown, ErrLeaseLost), as soon as the run
+	// is cancelled. Call it only from the run goroutine. It is also a sign
+	// of life (see Heartbeat).
 	Yield(ctx context.Context) error
+	// Heartbeat says the run is alive without pausing: a task with long
+	// stretches between pause points calls it so that it is not reported
+	// stalled (spec.stallTimeout). Yield, SetProgress and SaveCheckpoint count
+	// as heartbeats too. It costs one atomic store; call it from any goroutine.
+	Heartbeat()
 }
+
+// Sized is implemented by a task that knows how much memory a run of it needs, from its params,
+// so that the runner admits runs within its memory budget (Options.MemoryBudget) instead of
+// letting one tenant's runs take the whole pod. A task that is not Sized is assumed to need
+// DefaultTaskMemory.
+type Sized interface {
+	MemoryBytes() int64
+}
+
+// DefaultTaskMemory is the memory assumed for a run of a task that is not Sized: its goroutine,
+// its task value and its bookkeeping.
+const DefaultTaskMemory = 64 << 10
 
 // Factory builds a Task for one run from its JSON params. It must validate
 // params strictly and return an error for bad ones; the Registry wraps it

@@ -90,16 +90,24 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	requirePgError(t, repo.db.WithContext(ctx).Exec(`DELETE FROM background_tasks WHERE uid = 'u1'`).Error,
 		"23503", "background_task_transitions_task_uid_fkey")
 
-	// An explicit purge opts in for its own transaction only.
-	require.NoError(t, repo.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec(`SET LOCAL taskpilot.allow_history_purge = 'on'`).Error; err != nil {
-			return err
-		}
-		return tx.Exec(`DELETE FROM background_task_transitions WHERE task_uid = 'u1'`).Error
-	}))
+	// A purge opts in for its own transaction only, and may delete only the history of a
+	// soft-deleted task, never update it.
+	purge := func(sql string) error {
+		return repo.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Exec(`SET LOCAL taskpilot.allow_history_purge = 'on'`).Error; err != nil {
+				return err
+			}
+			return tx.Exec(sql).Error
+		})
+	}
+	requirePgError(t, purge(`DELETE FROM background_task_transitions WHERE task_uid = 'u1'`), "23001", "")
+	require.NoError(t, repo.MarkDeleted(ctx, "u1"))
+	requirePgError(t, purge(`UPDATE background_task_transitions SET reason = 'x' WHERE task_uid = 'u1'`), "23001", "")
+	require.NoError(t, purge(`DELETE FROM background_task_transitions WHERE task_uid = 'u1'`))
 	_, err := repo.History(ctx, "u1")
 	require.ErrorIs(t, err, ErrNotFound)
 	// SET LOCAL ended with that transaction.
+	require.NoError(t, repo.MarkDeleted(ctx, "u2"))
 	requirePgError(t, repo.db.WithContext(ctx).Exec(
 		`DELETE FROM background_task_transitions WHERE task_uid = 'u2'`).Error, "23001", "")
 }

@@ -77,6 +77,12 @@ func TestSQLCookbook(t *testing.T) {
 			require.Equal(t, [][]string{{"rejected-one", "1", "the transition to FINISHED could not be recorded"}},
 				project(rows, "name", "attempt", "message"))
 		},
+		"stalled-last-day": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"db-backup", "backup"}}, project(rows, "name", "task_name"))
+		},
+		"purged-per-day": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"1", "3"}}, project(rows, "tasks", "transitions"))
+		},
 		"tasks-per-owner": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"op-1", "1", "4", "8"}, {"op-2", "2", "1", "1"}}, project(rows, "owner", "owner_epoch", "active", "tasks"))
 		},
@@ -198,6 +204,7 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	k.apply(t, repo, L.Pending, 3, ago(45*time.Minute), retry)
 	k.apply(t, repo, L.Running, 3, ago(30*time.Minute), reason("Started", ""))
 	withProgress(k, "50%")
+	k.apply(t, repo, L.Running, 3, ago(20*time.Minute), reason(lifecycle.ReasonStalled, "no pause point, progress, checkpoint or heartbeat for 5m0s"))
 
 	// backup: failed for good 40 minutes ago.
 	k = createTask(t, repo, "uid-failing-backup", "ops", "failing-backup", "backup")
@@ -224,4 +231,13 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	k = createTask(t, repo, "uid-deleted", "default", "deleted-one", "email")
 	k.apply(t, repo, L.Running, 1, ago(time.Minute), reason("Started", ""))
 	require.NoError(t, repo.MarkDeleted(testCtx(t), "uid-deleted"))
+
+	// A task deleted long ago was purged with its history.
+	k = createTask(t, repo, "uid-purged", "default", "purged-one", "email")
+	k.apply(t, repo, L.Running, 1, ago(40*24*time.Hour), reason("Started", ""))
+	k.apply(t, repo, L.Finished, 1, ago(40*24*time.Hour), reason("Completed", ""))
+	require.NoError(t, repo.MarkDeleted(testCtx(t), "uid-purged"))
+	require.NoError(t, repo.db.Exec(`UPDATE background_tasks SET deleted_at = now() - interval '35 days' WHERE uid = 'uid-purged'`).Error)
+	_, err = repo.PurgeHistory(testCtx(t), now.Add(-30*24*time.Hour), 10)
+	require.NoError(t, err)
 }

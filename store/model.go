@@ -32,6 +32,7 @@ type Task struct {
 	EndTime           *time.Time `gorm:"column:end_time"`
 	LastRunTime       *time.Time `gorm:"column:last_run_time"`
 	RetryAt           *time.Time `gorm:"column:retry_at"`
+	TransitionedAt    *time.Time `gorm:"column:transitioned_at"`
 	Retries           int        `gorm:"column:retries"`
 	// ObservedRestartGeneration is nil on rows written by a version before the column existed,
 	// until an operator adopts them (see Claim).
@@ -60,6 +61,7 @@ func (t *Task) Record() lifecycle.Record {
 		RetryAt:           deref(t.RetryAt),
 		Retries:           t.Retries,
 		RestartGeneration: deref(t.ObservedRestartGeneration),
+		TransitionedAt:    deref(t.TransitionedAt),
 	}
 }
 

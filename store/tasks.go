@@ -19,11 +19,12 @@ const CreateTaskSQL = `
 WITH ins AS (
     INSERT INTO background_tasks
         (uid, namespace, name, task_name, status, desired_state, attempt, reason, last_seq,
-         observed_restart_generation, owner, owner_epoch, created_at, updated_at)
+         observed_restart_generation, owner, owner_epoch, created_at, updated_at, transitioned_at)
     VALUES
         (CAST(@uid AS text), CAST(@namespace AS text), CAST(@name AS text), CAST(@task_name AS text),
          CAST(@status AS text), CAST(@desired_state AS text), 0, CAST(@reason AS text), 1,
-         CAST(@restart_generation AS bigint), CAST(@owner AS text), CAST(@epoch AS bigint), CAST(@at AS timestamptz), now())
+         CAST(@restart_generation AS bigint), CAST(@owner AS text), CAST(@epoch AS bigint), CAST(@at AS timestamptz), now(),
+         CAST(@at AS timestamptz))
     ON CONFLICT (uid) DO NOTHING
     RETURNING *
 ), hist AS (

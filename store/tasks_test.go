@@ -18,7 +18,10 @@ func TestCreateTaskIdempotent(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, created)
 	require.NotZero(t, task.ID)
-	require.Equal(t, lifecycle.Record{Status: lifecycle.Pending, Reason: lifecycle.ReasonCreated, Seq: 1, RestartGeneration: 3}, task.Record(),
+	rec := task.Record()
+	require.WithinDuration(t, nt.At, rec.TransitionedAt, time.Millisecond)
+	rec.TransitionedAt = time.Time{}
+	require.Equal(t, lifecycle.Record{Status: lifecycle.Pending, Reason: lifecycle.ReasonCreated, Seq: 1, RestartGeneration: 3}, rec,
 		"a new task honours the restartGeneration it was created with")
 	owner, ok := task.Owned()
 	require.True(t, ok)

@@ -31,6 +31,7 @@ WITH upd AS (
         retry_at                    = CAST(@retry_at AS timestamptz),
         retries                     = CAST(@retries AS integer),
         observed_restart_generation = CAST(@restart_generation AS bigint),
+        transitioned_at             = CAST(@at AS timestamptz),
         result                      = CAST(@result AS jsonb),
         progress                    = COALESCE(CAST(@progress AS text), t.progress),
         checkpoint                  = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint END,

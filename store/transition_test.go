@@ -99,7 +99,7 @@ func TestReplayRebuildsTheRow(t *testing.T) {
 // normalize drops time zones and monotonic readings that differ between Go and PostgreSQL
 // values of the same instant.
 func normalize(r lifecycle.Record) lifecycle.Record {
-	for _, p := range []*time.Time{&r.StartTime, &r.EndTime, &r.LastRunTime, &r.RetryAt} {
+	for _, p := range []*time.Time{&r.StartTime, &r.EndTime, &r.LastRunTime, &r.RetryAt, &r.TransitionedAt} {
 		if !p.IsZero() {
 			*p = p.UTC().Truncate(time.Microsecond)
 		}

@@ -73,6 +73,9 @@ const (
 	// PostgreSQL (for example while the database is unreachable); they are kept in order and
 	// written when it returns.
 	ConditionRecorded = "Recorded"
+	// ConditionStalled is True while a running task has shown no sign of life (a pause point,
+	// progress, a checkpoint, a heartbeat) for spec.stallTimeout.
+	ConditionStalled = "Stalled"
 )
 
 // Reasons used in conditions, Events and the transition history.
@@ -135,6 +138,74 @@ type BackgroundTaskSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="timeout must be at least 1s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// backoff sets the wait before each retry: initial, doubled after every retry, at most max,
+	// spread by ±jitterPercent (the same for a given task and attempt, so every operator
+	// computes the same time). Default: 1s, 5m, no jitter. The next retry's time is in
+	// status.nextRetryTime and in the row's retry_at.
+	// +optional
+	Backoff *Backoff `json:"backoff,omitempty"`
+
+	// stallTimeout reports a running task that has shown no sign of life (a pause point,
+	// progress, a checkpoint or a heartbeat) for this long: condition Stalled, a Warning Event
+	// and a Stalled transition in its history. It does not stop the task (timeout does).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="stallTimeout must be at least 1s"
+	StallTimeout *metav1.Duration `json:"stallTimeout,omitempty"`
+
+	// pauseTimeout stops a task that stays Paused longer than this (reason PauseTimeout), so
+	// forgotten paused work does not hold memory forever. Unset: no limit.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="pauseTimeout must be at least 1s"
+	PauseTimeout *metav1.Duration `json:"pauseTimeout,omitempty"`
+
+	// ttlSecondsAfterFinished deletes the BackgroundTask this many seconds after it reached a
+	// terminal phase (Finished, Failed or Stopped), like a Job's, once its last transition is
+	// committed to PostgreSQL; the history stays in the database. Leave it unset for objects a
+	// GitOps tool manages (it would create them again).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+
+	// ttlSecondsAfterOutcome overrides ttlSecondsAfterFinished for one outcome, for example to
+	// keep failed tasks longer than finished ones.
+	// +optional
+	TTLSecondsAfterOutcome *OutcomeTTL `json:"ttlSecondsAfterOutcome,omitempty"`
+}
+
+// Backoff is the wait before retries.
+// +kubebuilder:validation:XValidation:rule="!has(self.initial) || !has(self.max) || duration(self.initial) <= duration(self.max)",message="backoff.initial must not be more than backoff.max"
+type Backoff struct {
+	// initial is the wait before the first retry (default 1s).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms')",message="backoff.initial must be at least 100ms"
+	Initial *metav1.Duration `json:"initial,omitempty"`
+	// max caps the wait (default 5m).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="backoff.max must be at most 24h"
+	Max *metav1.Duration `json:"max,omitempty"`
+	// jitterPercent spreads each wait by up to ± this share (0 to 100, default 0), so that
+	// tasks that failed together do not retry together.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	JitterPercent int32 `json:"jitterPercent,omitempty"`
+}
+
+// OutcomeTTL sets the time to live per terminal phase, in seconds.
+type OutcomeTTL struct {
+	// finished applies to Finished tasks.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Finished *int32 `json:"finished,omitempty"`
+	// failed applies to Failed tasks.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Failed *int32 `json:"failed,omitempty"`
+	// stopped applies to Stopped tasks.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Stopped *int32 `json:"stopped,omitempty"`
 }
 
 // BackgroundTaskStatus is the observed state of a BackgroundTask, written only by the
@@ -183,6 +254,10 @@ type BackgroundTaskStatus struct {
 	// +optional
 	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
 
+	// nextRetryTime is when the scheduled retry starts (while Pending after a failure).
+	// +optional
+	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
+
 	// progress is the task's own short progress text, such as `42%` or `420/1000`.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
@@ -215,6 +290,7 @@ type BackgroundTaskStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Attempt",type=integer,JSONPath=`.status.attempt`
+// +kubebuilder:printcolumn:name="Stalled",type=string,JSONPath=`.status.conditions[?(@.type=="Stalled")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BackgroundTask struct {
 	metav1.TypeMeta `json:",inline"`

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
@@ -63,6 +64,26 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 			`spec.state: Unsupported value: "Sleeping": supported values: "Running", "Paused", "Stopped"`},
 		{"timeout of at least 1s", func(b *v1alpha1.BackgroundTask) { b.Spec.Timeout = &metav1.Duration{Duration: time.Millisecond} },
 			"timeout must be at least 1s"},
+		{"stallTimeout of at least 1s", func(b *v1alpha1.BackgroundTask) { b.Spec.StallTimeout = &metav1.Duration{Duration: time.Millisecond} },
+			"stallTimeout must be at least 1s"},
+		{"pauseTimeout of at least 1s", func(b *v1alpha1.BackgroundTask) { b.Spec.PauseTimeout = &metav1.Duration{} },
+			"pauseTimeout must be at least 1s"},
+		{"backoff.initial of at least 100ms", func(b *v1alpha1.BackgroundTask) {
+			b.Spec.Backoff = &v1alpha1.Backoff{Initial: &metav1.Duration{Duration: time.Millisecond}}
+		}, "backoff.initial must be at least 100ms"},
+		{"backoff.initial not above max", func(b *v1alpha1.BackgroundTask) {
+			b.Spec.Backoff = &v1alpha1.Backoff{Initial: &metav1.Duration{Duration: time.Hour}, Max: &metav1.Duration{Duration: time.Minute}}
+		}, "backoff.initial must not be more than backoff.max"},
+		{"backoff.max of at most 24h", func(b *v1alpha1.BackgroundTask) {
+			b.Spec.Backoff = &v1alpha1.Backoff{Max: &metav1.Duration{Duration: 48 * time.Hour}}
+		}, "backoff.max must be at most 24h"},
+		{"jitter within 0-100%", func(b *v1alpha1.BackgroundTask) { b.Spec.Backoff = &v1alpha1.Backoff{JitterPercent: 101} },
+			"spec.backoff.jitterPercent: Invalid value"},
+		{"ttl not negative", func(b *v1alpha1.BackgroundTask) { b.Spec.TTLSecondsAfterFinished = ptr.To[int32](-1) },
+			"spec.ttlSecondsAfterFinished: Invalid value"},
+		{"ttl per outcome not negative", func(b *v1alpha1.BackgroundTask) {
+			b.Spec.TTLSecondsAfterOutcome = &v1alpha1.OutcomeTTL{Failed: ptr.To[int32](-1)}
+		}, "spec.ttlSecondsAfterOutcome.failed: Invalid value"},
 	}
 	for _, tc := range rejected {
 		t.Run("rejects: "+tc.name, func(t *testing.T) {
@@ -118,5 +139,10 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 		require.NoError(t, err, string(out))
 		require.Contains(t, string(out), "taskName is the registered task type to run")
 		require.Contains(t, string(out), "restartGeneration restarts the task from scratch")
+		for _, doc := range []string{"backoff sets the wait before each retry", "stallTimeout reports a running task",
+			"pauseTimeout stops a task that stays Paused", "ttlSecondsAfterFinished deletes the BackgroundTask",
+			"ttlSecondsAfterOutcome overrides ttlSecondsAfterFinished"} {
+			require.Contains(t, string(out), doc)
+		}
 	})
 }

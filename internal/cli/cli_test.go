@@ -41,7 +41,8 @@ func TestTaskTable(t *testing.T) {
 	tasks := []v1alpha1.BackgroundTask{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "countdown", UID: "u1", CreationTimestamp: metav1.NewTime(now.Add(-90 * time.Second))},
 		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: "countdown", State: v1alpha1.DesiredPaused},
-		Status:     v1alpha1.BackgroundTaskStatus{Phase: v1alpha1.PhasePaused, Attempt: 1, Progress: "3/10"},
+		Status: v1alpha1.BackgroundTaskStatus{Phase: v1alpha1.PhasePaused, Attempt: 1, Progress: "3/10",
+			Conditions: []metav1.Condition{{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionFalse}}},
 	}, {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fresh", UID: "u2", CreationTimestamp: metav1.NewTime(now)},
 		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: "sleep", State: v1alpha1.DesiredRunning},
@@ -49,9 +50,9 @@ func TestTaskTable(t *testing.T) {
 	last := map[string]taskdb.Transition{"u1": {Seq: 3, From: "RUNNING", To: "PAUSED", Reason: "Paused", At: now.Add(-12 * time.Second)}}
 	var buf bytes.Buffer
 	require.NoError(t, printTaskTable(&buf, tasks, last, true, now))
-	require.Equal(t, `NAMESPACE   NAME        TASK        DESIRED   PHASE    PROGRESS   ATTEMPT   AGE   LAST TRANSITION
-ns          countdown   countdown   Paused    Paused   3/10       1         90s   RUNNING→PAUSED Paused 12s ago
-ns          fresh       sleep       Running                       0         0s    
+	require.Equal(t, `NAMESPACE   NAME        TASK        DESIRED   PHASE    PROGRESS   ATTEMPT   STALLED   AGE   LAST TRANSITION
+ns          countdown   countdown   Paused    Paused   3/10       1         False     90s   RUNNING→PAUSED Paused 12s ago
+ns          fresh       sleep       Running                       0                   0s    
 `, buf.String())
 }
 

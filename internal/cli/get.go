@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -104,14 +105,14 @@ func lastTransitions(ctx context.Context, o *options, tasks []v1alpha1.Backgroun
 // printTaskTable prints kubectl get bgt's columns and LAST TRANSITION.
 func printTaskTable(w io.Writer, tasks []v1alpha1.BackgroundTask, last map[string]taskdb.Transition, withNamespace bool, now time.Time) error {
 	tw := printers.GetNewTabWriter(w)
-	header := "NAME\tTASK\tDESIRED\tPHASE\tPROGRESS\tATTEMPT\tAGE\tLAST TRANSITION"
+	header := "NAME\tTASK\tDESIRED\tPHASE\tPROGRESS\tATTEMPT\tSTALLED\tAGE\tLAST TRANSITION"
 	if withNamespace {
 		header = "NAMESPACE\t" + header
 	}
 	fmt.Fprintln(tw, header)
 	for _, t := range tasks {
 		row := []string{t.Name, t.Spec.TaskName, string(t.Spec.State), string(t.Status.Phase), t.Status.Progress,
-			strconv.Itoa(int(t.Status.Attempt)), age(t.CreationTimestamp, now), transitionText(last[string(t.UID)], now)}
+			strconv.Itoa(int(t.Status.Attempt)), stalled(t), age(t.CreationTimestamp, now), transitionText(last[string(t.UID)], now)}
 		if withNamespace {
 			row = append([]string{t.Namespace}, row...)
 		}
@@ -121,6 +122,14 @@ func printTaskTable(w io.Writer, tasks []v1alpha1.BackgroundTask, last map[strin
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
+}
+
+// stalled is the Stalled condition's status, as kubectl get bgt shows it ("" when not watched).
+func stalled(t v1alpha1.BackgroundTask) string {
+	if c := meta.FindStatusCondition(t.Status.Conditions, v1alpha1.ConditionStalled); c != nil {
+		return string(c.Status)
+	}
+	return ""
 }
 
 // age is kubectl's AGE format.

@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	tasksByStatus *prometheus.GaugeVec
 	transitions   *prometheus.CounterVec
+	reasons       *prometheus.CounterVec
 	commitLatency prometheus.Histogram
 	rejected      *prometheus.CounterVec
 	fenced        prometheus.Counter
@@ -28,6 +29,10 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int) (*Metrics, error)
 			Name: "taskpilot_transitions_total",
 			Help: "Lifecycle transitions committed to PostgreSQL, by from and to status.",
 		}, []string{"from", "to"}),
+		reasons: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskpilot_transitions_by_reason_total",
+			Help: "Lifecycle transitions committed to PostgreSQL, by to status and reason (Stalled, PauseTimeout, DeadlineExceeded, RecordRejected, ...).",
+		}, []string{"to", "reason"}),
 		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "taskpilot_transition_commit_seconds",
 			Help:    "Time from a transition to its commit in PostgreSQL.",
@@ -46,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int) (*Metrics, error)
 		Name: "taskpilot_unrecorded_transitions",
 		Help: "Transitions waiting to be written to PostgreSQL.",
 	}, func() float64 { return float64(backlog()) })
-	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.commitLatency, m.rejected, m.fenced, gauge} {
+	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, gauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -54,11 +59,12 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int) (*Metrics, error)
 	return m, nil
 }
 
-func (m *Metrics) committed(from, to lifecycle.Status, latency time.Duration) {
+func (m *Metrics) committed(from, to lifecycle.Status, reason string, latency time.Duration) {
 	if m == nil {
 		return
 	}
 	m.transitions.WithLabelValues(string(from), string(to)).Inc()
+	m.reasons.WithLabelValues(string(to), reason).Inc()
 	m.commitLatency.Observe(latency.Seconds())
 	m.moved(from, to)
 }

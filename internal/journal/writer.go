@@ -232,7 +232,7 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 		}
 		e.announce(Announcement{From: tr.From, To: tr.To, Attempt: tr.Attempt, Reason: tr.Reason, Message: tr.Message,
 			Warning: it.pending.substituted})
-		j.opts.Metrics.committed(tr.From, tr.To, j.opts.Clock.Since(tr.At))
+		j.opts.Metrics.committed(tr.From, tr.To, tr.Reason, j.opts.Clock.Since(tr.At))
 		return wasFull, true
 	case it.checkpoint != nil:
 		if e.checkpoint == it.checkpoint {

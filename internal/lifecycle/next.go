@@ -119,6 +119,7 @@ func Next(rec Record, ev Event) (Transition, error) {
 func Apply(rec Record, tr Transition) Record {
 	next := rec
 	next.Status, next.Attempt, next.Reason, next.Message, next.Seq = tr.To, tr.Attempt, tr.Reason, tr.Message, tr.Seq
+	next.TransitionedAt = tr.At
 	next.RestartGeneration = tr.RestartGeneration
 	newAttempt := tr.Seq > 1 && NewAttempt(rec, tr)
 	switch {

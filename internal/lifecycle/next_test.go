@@ -70,7 +70,7 @@ func step(t *testing.T, rec Record, ev Event) (Record, Transition) {
 func TestApplyComputesTheColumns(t *testing.T) {
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	rec, created := Create(at(0), 2)
-	require.Equal(t, Record{Status: Pending, Reason: ReasonCreated, Seq: 1, RestartGeneration: 2}, rec)
+	require.Equal(t, Record{Status: Pending, Reason: ReasonCreated, Seq: 1, RestartGeneration: 2, TransitionedAt: at(0)}, rec)
 	history := []Transition{created}
 
 	var tr Transition
@@ -86,7 +86,7 @@ func TestApplyComputesTheColumns(t *testing.T) {
 	rec, tr = step(t, rec, Event{To: Pending, Attempt: 2, Reason: ReasonRetryScheduled, At: at(3), RetryAt: at(5)})
 	history = append(history, tr)
 	require.Equal(t, Record{Status: Pending, Attempt: 2, Reason: ReasonRetryScheduled, Seq: 4, LastRunTime: at(1),
-		RetryAt: at(5), Retries: 1, RestartGeneration: 2}, rec, "a retry: new attempt, no start or end time, retry_at set")
+		RetryAt: at(5), Retries: 1, RestartGeneration: 2, TransitionedAt: at(3)}, rec, "a retry: new attempt, no start or end time, retry_at set")
 
 	rec, tr = step(t, rec, Event{To: Running, Attempt: 2, Reason: "Started", At: at(5)})
 	history = append(history, tr)

@@ -27,6 +27,13 @@ const (
 	// ReasonRecordRejected: PostgreSQL permanently rejected the transition the run produced, so
 	// the attempt is recorded as failed instead.
 	ReasonRecordRejected = "RecordRejected"
+	// ReasonPauseTimeout: the task stayed Paused longer than spec.pauseTimeout and was stopped.
+	ReasonPauseTimeout = "PauseTimeout"
+	// ReasonStalled: a running task showed no sign of life (pause point, progress, checkpoint,
+	// heartbeat) for spec.stallTimeout; recorded as Running -> Running.
+	ReasonStalled = "Stalled"
+	// ReasonStallEnded: a stalled task showed a sign of life again (Running -> Running).
+	ReasonStallEnded = "StallEnded"
 )
 
 // Retriable reports whether an attempt that failed with this reason can succeed when simply

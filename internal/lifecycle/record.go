@@ -25,6 +25,9 @@ type Record struct {
 	Retries int
 	// RestartGeneration is the highest spec.restartGeneration honoured so far.
 	RestartGeneration int64
+	// TransitionedAt is when the latest transition happened: since when the task is in its
+	// status (a pause timeout counts from it).
+	TransitionedAt time.Time
 }
 
 // Transition is one history row of background_task_transitions: seq, from, to, the attempt

@@ -39,6 +39,8 @@ type config struct {
 	progressUpdateQPS          float64
 	statusCoalesceWindow       time.Duration
 	sweepInterval              time.Duration
+	historyRetention           time.Duration
+	memoryBudget               string
 	leaseDuration              time.Duration
 	renewDeadline              time.Duration
 	retryPeriod                time.Duration
@@ -71,6 +73,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	fs.Float64Var(&c.progressUpdateQPS, "progress-update-qps", controllers.DefaultProgressUpdateQPS, "Budget of progress-only status writes per second over all tasks.")
 	fs.DurationVar(&c.statusCoalesceWindow, "status-coalesce-window", controllers.DefaultStatusCoalesceWindow, "A fresh task's first status write waits this long, so a task that finishes sooner costs one write (0: off).")
 	fs.DurationVar(&c.sweepInterval, "sweep-interval", controllers.DefaultSweepInterval, "How often rows are compared with the live BackgroundTasks (rows of deleted objects are soft-deleted, tasks of gone owners adopted).")
+	fs.DurationVar(&c.historyRetention, "history-retention", 0, "Purge tasks soft-deleted longer than this ago, with their history, in small batches (0: keep forever).")
+	fs.StringVar(&c.memoryBudget, "memory-budget", "auto", "Memory that admitted runs may reserve, e.g. 400Mi (0: no budget; auto: 60% of the container's memory limit from GOMEMLIMIT or the cgroup, none without a limit). Runs beyond it wait Pending.")
 	fs.DurationVar(&c.leaseDuration, "leader-elect-lease-duration", membership.DefaultLeaseDuration, "How long others wait after a replica's last Lease renewal before they take over its tasks (or its leadership): a crashed replica's tasks resume after this.")
 	fs.DurationVar(&c.renewDeadline, "leader-elect-renew-deadline", membership.DefaultRenewDeadline, "How long a replica keeps running its tasks (and leading) after its last successful Lease renewal; must be less than the lease duration.")
 	fs.DurationVar(&c.retryPeriod, "leader-elect-retry-period", membership.DefaultRetryPeriod, "How often Leases are renewed and acquisition is tried.")

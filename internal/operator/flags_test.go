@@ -58,3 +58,24 @@ func TestIdentityAndNamespaceDefaults(t *testing.T) {
 	require.Equal(t, "taskpilot-7d9f-abcde", cfg.identity, "the pod name is unique among replicas")
 	require.Equal(t, "taskpilot-system", cfg.leaderElectionNamespace)
 }
+
+func TestMemoryBudget(t *testing.T) {
+	for flag, want := range map[string]int64{"400Mi": 400 << 20, "0": 0, "1G": 1_000_000_000} {
+		got, err := memoryBudget(flag)
+		require.NoError(t, err, flag)
+		require.Equal(t, want, got, flag)
+	}
+	_, err := memoryBudget("lots")
+	require.Error(t, err)
+
+	t.Setenv("GOMEMLIMIT", "1073741824") // the Deployment's limits.memory, 1Gi
+	got, err := memoryBudget("auto")
+	require.NoError(t, err)
+	limit := int64(1 << 30)
+	require.Equal(t, int64(float64(limit)*0.6), got)
+	t.Setenv("GOMEMLIMIT", "512MiB")
+	got, _ = memoryBudget("auto")
+	limit = 512 << 20
+	require.Equal(t, int64(float64(limit)*0.6), got)
+	require.Zero(t, parseLimit("max"), "cgroup without a limit")
+}

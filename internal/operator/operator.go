@@ -95,6 +95,10 @@ func Main(ctx context.Context, args []string, register Register) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	budget, err := memoryBudget(cfg.memoryBudget)
+	if err != nil {
+		return err
+	}
 	reg := runner.NewRegistry()
 	if err := register(reg); err != nil {
 		return fmt.Errorf("register task types: %w", err)
@@ -117,6 +121,8 @@ func Main(ctx context.Context, args []string, register Register) error {
 		ProgressUpdateQPS:       cfg.progressUpdateQPS,
 		StatusCoalesceWindow:    cfg.statusCoalesceWindow,
 		SweepInterval:           cfg.sweepInterval,
+		HistoryRetention:        cfg.historyRetention,
+		MemoryBudget:            budget,
 		Metrics:                 metrics.Registry,
 	})
 	if err != nil {
