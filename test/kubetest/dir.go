@@ -107,10 +107,10 @@ func (e *Env) APIServerAddr() string {
 // EtcdDataDir is where etcd keeps its data.
 func (e *Env) EtcdDataDir() string { return e.Environment.ControlPlane.Etcd.DataDir }
 
-// RestartAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after the stop timeout) and
-// starts it again on the same address with the same certificates; etcd keeps running. Only for
-// an Env from StartInDir (Start's certificates vanish with the server).
-func (e *Env) RestartAPIServer() error {
+// RestartAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after the stop timeout), keeps
+// it down for down, and starts it again on the same address with the same certificates; etcd
+// keeps running. Only for an Env from StartInDir (Start's certificates vanish with the server).
+func (e *Env) RestartAPIServer(down time.Duration) error {
 	if e.certDir == "" {
 		return errors.New("kubetest: RestartAPIServer needs a control plane from StartInDir")
 	}
@@ -118,6 +118,7 @@ func (e *Env) RestartAPIServer() error {
 	if err := api.Stop(); err != nil {
 		return fmt.Errorf("stop kube-apiserver: %w", err)
 	}
+	time.Sleep(down)
 	if err := api.Start(); err != nil {
 		return fmt.Errorf("start kube-apiserver again: %w", err)
 	}
