@@ -8,7 +8,7 @@ import (
 	"github.com/taskpilot/taskpilot/hack/chaos/witness"
 )
 
-var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) //nolint:gochecknoglobals // test fixture, never written
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
 
@@ -21,7 +21,7 @@ func exec(pid, attempt int, start float64, marks ...float64) witness.Execution {
 }
 
 func TestDoubleRunIsAMarkAfterAnotherStart(t *testing.T) {
-	noFault := func(time.Time) string { return "" }
+	noFault := func(time.Time) (string, string) { return "", "" }
 	// A frozen process that never marks again after the other started: not a double run.
 	frozen := []witness.Execution{exec(1, 1, 0, 1, 2), exec(2, 1, 10, 11, 12)}
 	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": frozen}, nil, noFault); !r.held() {
@@ -124,7 +124,7 @@ func TestWitnessAgreement(t *testing.T) {
 
 func TestLegalStepIsTheDiagram(t *testing.T) {
 	for _, c := range []struct {
-		from, to string
+		from, to       string
 		newAttempt, ok bool
 	}{
 		{"PENDING", "RUNNING", true, true}, {"RUNNING", "RUNNING", false, true}, {"RUNNING", "RUNNING", true, false},

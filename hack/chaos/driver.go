@@ -30,19 +30,21 @@ type driver struct {
 	pl    plan
 	start time.Time
 
-	mu       sync.Mutex
-	uids     map[int]string
-	intents  map[int][]intent
-	state    map[int]v1alpha1.DesiredState
-	gen      map[int]int64
-	deleted  map[int]time.Time
-	lastSpec map[string]time.Time // uid -> time of the latest spec change
-	failures []string
+	mu      sync.Mutex
+	uids    map[int]string
+	intents map[int][]intent
+	state   map[int]v1alpha1.DesiredState
+	gen     map[int]int64
+	deleted map[int]time.Time
+	// seenBeforeDelete: the task had a status (the operator had recorded it) when deleted.
+	seenBeforeDelete map[int]bool
+	lastSpec         map[string]time.Time // uid -> time of the latest spec change
+	failures         []string
 }
 
 func newDriver(c client.Client, pl plan) *driver {
 	d := &driver{c: c, pl: pl, uids: map[int]string{}, intents: map[int][]intent{},
-		state: map[int]v1alpha1.DesiredState{}, gen: map[int]int64{}, deleted: map[int]time.Time{},
+		state: map[int]v1alpha1.DesiredState{}, gen: map[int]int64{}, deleted: map[int]time.Time{}, seenBeforeDelete: map[int]bool{},
 		lastSpec: map[string]time.Time{}}
 	for i, t := range pl.tasks {
 		d.state[i] = t.state
@@ -174,8 +176,13 @@ func (d *driver) apply(ctx context.Context, a action, uid string) {
 	if patch == "" {
 		patch = fmt.Sprintf(`{"spec":{"state":%q}}`, next.state)
 	}
+	seen := false
 	sent, err := d.retry(ctx, func() error {
 		if a.kind == actDelete {
+			var cur v1alpha1.BackgroundTask
+			if err := d.c.Get(ctx, client.ObjectKeyFromObject(obj), &cur); err == nil {
+				seen = seen || cur.Status.Phase != ""
+			}
 			return client.IgnoreNotFound(d.c.Delete(ctx, obj))
 		}
 		return d.c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(patch)))
@@ -192,6 +199,7 @@ func (d *driver) apply(ctx context.Context, a action, uid string) {
 	d.lastSpec[uid] = sent
 	if a.kind == actDelete {
 		d.deleted[a.task] = sent
+		d.seenBeforeDelete[a.task] = seen
 	}
 }
 

@@ -106,7 +106,13 @@ func freezeLeader(ctx context.Context, e *env, rec *faultRecord) error {
 	if _, err := r.signal(syscall.SIGSTOP); err != nil {
 		return err
 	}
-	terr := takeover(ctx, e, rec, pid)
+	// Thawed at the end of the hold whether or not another process took over meanwhile.
+	frozenCtx, cancel := context.WithDeadline(ctx, rec.injected.Add(rec.hold))
+	terr := takeover(frozenCtx, e, rec, pid)
+	cancel()
+	if terr != nil {
+		terr = fmt.Errorf("no other process led while the leader was frozen for %s: %w", rec.hold, terr)
+	}
 	sleepCtx(ctx, time.Until(rec.injected.Add(rec.hold)))
 	if _, err := r.signal(syscall.SIGCONT); err != nil {
 		return err
@@ -147,11 +153,15 @@ func apiServerDown(ctx context.Context, e *env, rec *faultRecord) error {
 	rec.target = fmt.Sprintf("kube-apiserver, down %s", rec.hold)
 	before := leaderPID(e)
 	rec.injected = time.Now()
-	if err := e.cp.RestartAPIServer(rec.hold); err != nil {
+	graceful, err := e.cp.RestartAPIServer(rec.hold)
+	if err != nil {
 		return err
 	}
 	rec.recovered = time.Now()
 	rec.detail = leaderChange(ctx, e, before, rec.recovered)
+	if !graceful {
+		rec.detail = "it did not stop within 20 s of SIGTERM and was killed; " + rec.detail
+	}
 	return nil
 }
 

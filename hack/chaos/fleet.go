@@ -175,11 +175,8 @@ func (r *replica) current() *harness.Operator {
 func (r *replica) signal(sig syscall.Signal) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch sig {
-	case syscall.SIGSTOP:
-		r.frozen = true
-	case syscall.SIGCONT:
-		r.frozen = false
+	if sig == syscall.SIGSTOP || sig == syscall.SIGCONT {
+		r.frozen = sig == syscall.SIGSTOP
 	}
 	return r.proc.PID(), r.proc.Signal(sig)
 }

@@ -9,8 +9,9 @@ import (
 
 // checkNoDoubleRun is invariant 1: no two executions of the same task overlap in time. Two
 // executions overlap when one starts before the other's busy interval ends (witness package
-// comment); during names the fault, if any, in progress at that moment.
-func checkNoDoubleRun(execs map[string][]witness.Execution, names map[string]string, during func(time.Time) string) result {
+// comment); during names the fault, if any, in progress at that moment (its kind, and a phrase
+// for the counter-example).
+func checkNoDoubleRun(execs map[string][]witness.Execution, names map[string]string, during func(time.Time) (string, string)) result {
 	r := result{id: "1", title: "no double run: no two executions of a task overlap"}
 	n := 0
 	for uid, es := range execs {
@@ -22,14 +23,18 @@ func checkNoDoubleRun(execs map[string][]witness.Execution, names map[string]str
 				if !b.Start.Before(busy) {
 					continue
 				}
-				kind := "same attempt"
+				fault, phrase := during(b.Start)
+				kind := "with no fault going on"
+				if fault != "" {
+					kind = "around " + fault
+				}
 				if a.Attempt != b.Attempt {
-					kind = "different attempts"
+					kind += ", different attempts"
 				}
 				r.add(kind, example{task: taskLabel(names[uid], uid), what: fmt.Sprintf(
 					"pid %d (attempt %d) was busy until %s, %s after pid %d (attempt %d) started at %s; %d of its steps came after that start%s",
 					a.PID, a.Attempt, clock(busy), busy.Sub(b.Start).Round(time.Millisecond), b.PID, b.Attempt, clock(b.Start),
-					marksAfter(a, b.Start), during(b.Start))})
+					marksAfter(a, b.Start), phrase)})
 			}
 		}
 	}

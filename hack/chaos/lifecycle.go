@@ -20,7 +20,7 @@ func legalStep(from, to string, newAttempt bool) bool {
 		{"RUNNING", "PAUSED"}:   same,   // paused at ctl.Yield
 		{"PAUSED", "RUNNING"}:   same,   // the same run continues
 		{"RUNNING", "FINISHED"}: same,
-		{"RUNNING", "FAILED"}:   same, // error, panic, timeout
+		{"RUNNING", "FAILED"}:   same,   // error, panic, timeout
 		{"FAILED", "PENDING"}:   newRun, // retries left (RetryScheduled)
 		{"RUNNING", "STOPPED"}:  same,
 		{"PAUSED", "STOPPED"}:   same,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -43,7 +44,7 @@ func fullProfile() profile {
 		faultsFrom: 40 * time.Second, faultsUntil: 380 * time.Second, actionsPerSecond: 1.5,
 		faults: []faultKind{faultKillLeader, faultKillLeader, faultKillLeader, faultStopLeader, faultStopLeader,
 			faultPostgres, faultAPIServer, faultSplitBrain},
-		settle: 300 * time.Second, splitBrain: 25 * time.Second, pgDown: 30 * time.Second,
+		settle: 240 * time.Second, splitBrain: 25 * time.Second, pgDown: 30 * time.Second,
 	}
 }
 
@@ -60,12 +61,14 @@ func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	var o options
 	var tasks int
+	var faults string
 	fs.Uint64Var(&o.seed, "seed", 1, "Seed of the load, the user actions and the fault schedule (same seed, same run, timing noise aside).")
 	fs.BoolVar(&o.quick, "quick", false, "Short run (about 2.5 minutes): 150 tasks, three faults (kill, freeze, split brain).")
 	fs.StringVar(&o.operator, "operator", "bin/taskpilot-chaos", "The chaos operator binary (go build -o bin/taskpilot-chaos ./hack/chaos/operator).")
 	fs.StringVar(&o.report, "report", "", "Markdown report to rewrite, e.g. docs/reliability.md (empty: terminal only).")
 	fs.BoolVar(&o.keep, "keep", false, "Keep the work directory (operator logs, PostgreSQL and etcd data) after the run.")
 	fs.IntVar(&tasks, "tasks", 0, "Number of BackgroundTasks (default 1000; quick 150).")
+	fs.StringVar(&faults, "faults", "", "Faults to inject instead of the profile's, comma separated, in any order (the seed shuffles them): kill, freeze, postgres, apiserver, split.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -81,6 +84,18 @@ func parseOptions(args []string) (options, error) {
 	}
 	if tasks > 0 {
 		o.profile.tasks = tasks
+	}
+	if faults != "" {
+		names := map[string]faultKind{"kill": faultKillLeader, "freeze": faultStopLeader, "postgres": faultPostgres,
+			"apiserver": faultAPIServer, "split": faultSplitBrain}
+		o.profile.faults = nil
+		for _, f := range strings.Split(faults, ",") {
+			k, ok := names[strings.TrimSpace(f)]
+			if !ok {
+				return o, fmt.Errorf("--faults: unknown fault %q", f)
+			}
+			o.profile.faults = append(o.profile.faults, k)
+		}
 	}
 	return o, nil
 }

@@ -36,8 +36,8 @@ type results struct {
 	failures   []string // driver requests given up
 	samples    []sample
 	chaosStart time.Time
-	// deletedDuringRun are the tasks the driver deleted (uid -> name).
-	deletedDuringRun map[string]string
+	// deletedDuringRun are the tasks the driver deleted.
+	deletedDuringRun map[string]deletedTask
 }
 
 // phaseTime is how long a phase of the run took.
@@ -122,9 +122,18 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 
 	start := time.Now()
 	res.chaosStart = start
+	// Bounds, so that a control plane that never comes back ends the run instead of hanging it.
+	p := res.opts.profile
+	driverCtx, stopDriver := context.WithDeadline(ctx, start.Add(max(p.faultsUntil, p.createOver)+2*time.Minute))
+	defer stopDriver()
+	faultCtx, stopFaults := context.WithDeadline(ctx, start.Add(p.faultsUntil+4*time.Minute))
+	defer stopFaults()
 	faults := make(chan faultRecord, len(res.pl.faults))
-	go injectAll(ctx, e, res.pl, start, faults)
-	d.run(ctx, start)
+	go injectAll(faultCtx, e, res.pl, start, faults)
+	d.run(driverCtx, start)
+	if driverCtx.Err() != nil {
+		d.fail("the driver ran out of time (%v): the rest of the plan was not applied", context.Cause(driverCtx))
+	}
 	for rec := range faults {
 		res.faults = append(res.faults, rec)
 	}
@@ -202,9 +211,10 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 		return err
 	}
 	for uid, cr := range remaining {
-		deleted[uid] = cr.name
+		deleted[uid] = deletedTask{name: cr.name, seen: cr.phase != ""}
 	}
-	if err := deleteAll(ctx, e, namespace, 3*time.Minute); err != nil {
+	// The finalizer timeout (1 minute) bounds every deletion; a little more for a slow machine.
+	if err := deleteAll(ctx, e, namespace, 2*time.Minute); err != nil {
 		e.log.Info("not every BackgroundTask is gone", "error", err.Error())
 	}
 	phase("settle, delete every task")
@@ -282,30 +292,30 @@ func reportName(res *results) string {
 }
 
 // during names the fault in progress at t, or else the last one that recovered within 30 s
-// before t, for counter-examples.
-func (res *results) during(t time.Time) string {
+// before t: its kind, and a phrase for counter-examples.
+func (res *results) during(t time.Time) (string, string) {
 	var recent *faultRecord
 	for i, f := range res.faults {
 		if !t.Before(f.injected) && !t.After(f.recovered) {
-			return fmt.Sprintf(", during %s (%s)", f.kind, f.target)
+			return string(f.kind), fmt.Sprintf(", during %s (%s)", f.kind, f.target)
 		}
 		if t.After(f.recovered) && t.Sub(f.recovered) < 30*time.Second {
 			recent = &res.faults[i]
 		}
 	}
 	if recent != nil {
-		return fmt.Sprintf(", %.0f s after %s (%s)", t.Sub(recent.recovered).Seconds(), recent.kind, recent.target)
+		return string(recent.kind), fmt.Sprintf(", %.0f s after %s (%s)", t.Sub(recent.recovered).Seconds(), recent.kind, recent.target)
 	}
-	return ""
+	return "", ""
 }
 
 // deletedUIDs are the tasks the driver deleted, by uid.
-func deletedUIDs(d *driver) map[string]string {
+func deletedUIDs(d *driver) map[string]deletedTask {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := map[string]string{}
+	out := map[string]deletedTask{}
 	for i := range d.deleted {
-		out[d.uids[i]] = d.pl.tasks[i].name
+		out[d.uids[i]] = deletedTask{name: d.pl.tasks[i].name, seen: d.seenBeforeDelete[i]}
 	}
 	return out
 }

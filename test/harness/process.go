@@ -130,7 +130,7 @@ func (o *Operator) WaitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-o.exited:
-			return fmt.Errorf("operator exited during start-up (%v)", o.waitErr)
+			return fmt.Errorf("operator exited during start-up (%w)", o.waitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):

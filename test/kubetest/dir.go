@@ -107,22 +107,28 @@ func (e *Env) APIServerAddr() string {
 // EtcdDataDir is where etcd keeps its data.
 func (e *Env) EtcdDataDir() string { return e.Environment.ControlPlane.Etcd.DataDir }
 
-// RestartAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after the stop timeout), keeps
+// RestartAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after its stop timeout), keeps
 // it down for down, and starts it again on the same address with the same certificates; etcd
-// keeps running. Only for an Env from StartInDir (Start's certificates vanish with the server).
-func (e *Env) RestartAPIServer(down time.Duration) error {
+// keeps running. graceful is false when it had to be killed. Only for an Env from StartInDir
+// (Start's certificates vanish with the server).
+func (e *Env) RestartAPIServer(down time.Duration) (graceful bool, err error) {
 	if e.certDir == "" {
-		return errors.New("kubetest: RestartAPIServer needs a control plane from StartInDir")
+		return false, errors.New("kubetest: RestartAPIServer needs a control plane from StartInDir")
 	}
 	api := e.Environment.ControlPlane.APIServer
-	if err := api.Stop(); err != nil {
-		return fmt.Errorf("stop kube-apiserver: %w", err)
-	}
+	// A stop that times out has sent SIGKILL: the server is going away either way.
+	graceful = api.Stop() == nil
 	time.Sleep(down)
-	if err := api.Start(); err != nil {
-		return fmt.Errorf("start kube-apiserver again: %w", err)
+	// A killed server may hold its port for a moment longer.
+	for try := 0; ; try++ {
+		if err = api.Start(); err == nil {
+			return graceful, nil
+		}
+		if try == 10 {
+			return graceful, fmt.Errorf("start kube-apiserver again: %w", err)
+		}
+		time.Sleep(time.Second)
 	}
-	return nil
 }
 
 // openLog opens (appending) a log file that Stop closes.

@@ -15,7 +15,8 @@ import (
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
-var srv *pgtest.Server //nolint:gochecknoglobals // the PostgreSQL server shared by this package's tests
+// srv is the PostgreSQL server shared by this package's tests.
+var srv *pgtest.Server
 
 func TestMain(m *testing.M) {
 	flag.Parse()
