@@ -67,10 +67,12 @@ func run(ctx context.Context, log logr.Logger, opts options) (err error) {
 		if cerr := e.close(); cerr != nil {
 			log.Error(cerr, "cleanup")
 		}
-		if !opts.keep && err == nil {
-			_ = os.RemoveAll(res.dir)
-		} else {
+		// Kept on request, or when the run itself failed; broken invariants are in the report
+		// (run again with --keep, same seed, for the logs).
+		if opts.keep || (err != nil && !errors.Is(err, errBroken)) {
 			log.Info("work directory kept (operator logs, data)", "dir", res.dir)
+		} else {
+			_ = os.RemoveAll(res.dir)
 		}
 	}()
 	if err != nil {
