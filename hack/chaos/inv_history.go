@@ -40,8 +40,11 @@ func checkHistory(trans map[string][]transition, rows map[string]rowObs) result 
 					"attempt %d after attempt %d (%s -> %s, %s)", h.attempt, prev.attempt, h.from, h.to, h.reason)})
 			case !legalStep(h.from, h.to, h.attempt > prev.attempt):
 				kind := fmt.Sprintf("%s -> %s (%s) not in the documented lifecycle", h.from, h.to, attemptWord(h.attempt > prev.attempt))
-				r.add(kind, example{task: label, seq: h.seq, what: fmt.Sprintf(
-					"%s -> %s, attempt %d -> %d, reason %s: %s", h.from, h.to, prev.attempt, h.attempt, h.reason, trim(h.message, 100))})
+				what := fmt.Sprintf("%s -> %s, attempt %d -> %d, reason %s", h.from, h.to, prev.attempt, h.attempt, h.reason)
+				if h.message != "" {
+					what += ": " + trim(h.message, 100)
+				}
+				r.add(kind, example{task: label, seq: h.seq, what: what})
 			}
 		}
 		last := hs[len(hs)-1]
