@@ -31,10 +31,12 @@ func checkNoDoubleRun(execs map[string][]witness.Execution, names map[string]str
 				if a.Attempt != b.Attempt {
 					kind += ", different attempts"
 				}
-				r.add(kind, example{task: taskLabel(names[uid], uid), what: fmt.Sprintf(
-					"pid %d (attempt %d) was busy until %s, %s after pid %d (attempt %d) started at %s; %d of its steps came after that start%s",
-					a.PID, a.Attempt, clock(busy), busy.Sub(b.Start).Round(time.Millisecond), b.PID, b.Attempt, clock(b.Start),
-					marksAfter(a, b.Start), phrase)})
+				what := fmt.Sprintf("pid %d (attempt %d) was busy until %s, %s after pid %d (attempt %d) started at %s; %d of its steps came after that start",
+					a.PID, a.Attempt, clock(busy), busy.Sub(b.Start).Round(time.Millisecond), b.PID, b.Attempt, clock(b.Start), marksAfter(a, b.Start))
+				if a.Ended && a.Completed && a.End.After(b.Start) {
+					what += ", and it completed after it"
+				}
+				r.add(kind, example{task: taskLabel(names[uid], uid), what: what + phrase})
 			}
 		}
 	}
