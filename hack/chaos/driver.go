@@ -17,7 +17,7 @@ import (
 
 // intent is one spec change the driver made, as the invariants need it.
 type intent struct {
-	at         time.Time // just before the accepted request was sent
+	at         time.Time // just before the first try of the request was sent
 	kind       actionKind
 	state      v1alpha1.DesiredState // spec.state after the change
 	generation int64                 // spec.restartGeneration after the change
@@ -204,21 +204,22 @@ func (d *driver) apply(ctx context.Context, a action, uid string) {
 }
 
 // retry calls fn until it succeeds, for up to 90 s (an API server restart or a slow one), and
-// returns when the successful call was sent.
+// returns when the first call was sent: a call whose reply was lost may have been applied, so
+// the change may have taken effect from then on.
 func (d *driver) retry(ctx context.Context, fn func() error) (time.Time, error) {
-	deadline := time.Now().Add(90 * time.Second)
+	first := time.Now()
+	deadline := first.Add(90 * time.Second)
 	for {
-		sent := time.Now()
 		err := fn()
 		if err == nil {
-			return sent, nil
+			return first, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return sent, err
+			return first, err
 		}
 		select {
 		case <-ctx.Done():
-			return sent, ctx.Err()
+			return first, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
