@@ -79,6 +79,21 @@ chromium: ## Install headless Chromium (Debian package) for the browser test, if
 bench: envtest build ## Measure taskpilot against the machine's apiserver and PostgreSQL ceilings; rewrites docs/benchmarks.md.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench --operator $(LOCALBIN)/taskpilot --report docs/benchmarks.md
 
+# The chaos run needs the control plane binaries (make envtest, once); it does not depend on the
+# envtest target so that a checkout newer than bin/k8s does not rebuild them on the way.
+CHAOS_REPORT ?= docs/reliability.md
+ARGS ?=
+
+.PHONY: chaos
+chaos: ## Reliability run (<= 15 min): faults against two replicas, six invariants; rewrites docs/reliability.md. ARGS=--quick, ARGS=--seed=N.
+	go build -o $(LOCALBIN)/taskpilot-chaos ./hack/chaos/operator
+	go build -o $(LOCALBIN)/chaos ./hack/chaos
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(LOCALBIN)/chaos --operator $(LOCALBIN)/taskpilot-chaos --report $(CHAOS_REPORT) $(ARGS)
+
+.PHONY: chaos-quick
+chaos-quick: ## The chaos run's quick mode (about 2.5 min); report in bin/reliability-quick.md.
+	$(MAKE) chaos ARGS="--quick $(ARGS)" CHAOS_REPORT=$(LOCALBIN)/reliability-quick.md
+
 .PHONY: test-unit
 test-unit: ## Fast tests only (no apiserver/Postgres needed): runner and pure reconcile logic.
 	$(GO_TEST) -short ./...

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/taskpilot/taskpilot/test/harness"
 )
 
 // clkTck is USER_HZ, 100 on every Linux the harness runs on.
@@ -110,23 +112,7 @@ func selfTicks(pid int) uint64 {
 }
 
 // rssBytes is VmRSS of pid.
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read status of %d: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse VmRSS %q: %w", rest, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for %d", pid)
-}
+func rssBytes(pid int) (int64, error) { return harness.RSS(pid) }
 
 // machineTicks returns busy and total CPU ticks of the whole machine (/proc/stat "cpu" line).
 func machineTicks() (busy, total uint64) {

@@ -7,13 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/taskpilot/taskpilot/test/harness"
 )
 
 // results collects every scenario's numbers for the report.
 type results struct {
 	started   time.Time
 	wall      time.Duration
-	machine   machineInfo
+	machine   harness.Machine
 	pgVersion string
 	opts      options
 	tempDir   string
@@ -42,7 +44,7 @@ func run(ctx context.Context, opts options) (err error) {
 		logf("bench: %s has no --pprof-bind-address: no operator CPU profile", opts.operator)
 	}
 	r := &results{started: time.Now(), opts: opts, tempDir: dir, logPath: e.logPath, pprof: e.pprof}
-	r.machine = readMachineInfo(opts.operator)
+	r.machine = harness.ReadMachine(opts.operator)
 	progressf("starting PostgreSQL")
 	if e.pg, err = startPostgres(ctx); err != nil {
 		return err

@@ -96,7 +96,7 @@ func ceilingName(l lifecycleResult) string {
 }
 
 func printSummary(w io.Writer, r *results) {
-	fmt.Fprintf(w, "\ntaskpilot bench — %d cores, %s, wall %v (shared machine: numbers are noisy)\n\n", r.machine.cores, r.machine.memory, r.wall.Round(time.Second))
+	fmt.Fprintf(w, "\ntaskpilot bench — %d cores, %s, wall %v (shared machine: numbers are noisy)\n\n", r.machine.Cores, r.machine.Memory, r.wall.Round(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tVERDICT")
 	for _, row := range summaryRows(r) {

@@ -38,6 +38,8 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 // envPrefix prefixes the environment variables that set flags.
@@ -66,9 +68,7 @@ type config struct {
 }
 
 func main() {
-	if isShim(os.Args[0]) {
-		os.Exit(runShim())
-	}
+	kubetest.RunShimIfInvoked()
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 

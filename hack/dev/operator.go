@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 // operator is the running taskpilot process.
@@ -41,16 +43,16 @@ func (o *operator) exitErr() error {
 func (d *devEnv) startOperator() error {
 	args := []string{
 		"--zap-devel",
-		"--kubeconfig=" + d.kubeconfig,
 		"--metrics-bind-address=" + d.cfg.metricsAddr,
 		"--health-probe-bind-address=" + d.cfg.probeAddr,
 	}
 	args = append(args, d.cfg.operatorArgs...)
 	cmd := exec.Command(d.cfg.operator, args...)
-	// DATABASE_URL goes through the environment, not the command line, where ps would show it.
+	// DATABASE_URL goes through the environment, not the command line, where ps would show it;
+	// so does KUBECONFIG (the operator's own flag set has no --kubeconfig since it became a
+	// callable package).
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "KUBECONFIG=") ||
-			strings.HasPrefix(kv, shimAssetsEnv+"=") || strings.HasPrefix(kv, shimParentEnv+"=")
+		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "KUBECONFIG=") || kubetest.ShimEnv(kv)
 	}), "DATABASE_URL="+d.postgres.url, "KUBECONFIG="+d.kubeconfig)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

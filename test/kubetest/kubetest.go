@@ -37,6 +37,19 @@ type Env struct {
 	Environment *envtest.Environment
 	Config      *rest.Config
 	Scheme      *k8sruntime.Scheme
+	// certDir and logs are set by StartInDir: the API server's certificates (removed by Stop)
+	// and the control plane's log files (closed by Stop).
+	certDir string
+	logs    []*os.File
+}
+
+// newScheme knows the built-in types and BackgroundTask.
+func newScheme() (*k8sruntime.Scheme, error) {
+	scheme := k8sruntime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+		return nil, err
+	}
+	return scheme, nil
 }
 
 // Start starts etcd and kube-apiserver and installs the CRDs from config/crd/bases.
@@ -45,8 +58,8 @@ func Start() (*Env, error) {
 	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
 		return nil, fmt.Errorf("no kube-apiserver in %s: run `make envtest` first (it builds the control plane from Go modules): %w", assets, err)
 	}
-	scheme := k8sruntime.NewScheme()
-	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+	scheme, err := newScheme()
+	if err != nil {
 		return nil, err
 	}
 	env := &envtest.Environment{
@@ -62,8 +75,21 @@ func Start() (*Env, error) {
 	return &Env{Environment: env, Config: cfg, Scheme: scheme}, nil
 }
 
-// Stop stops the control plane.
-func (e *Env) Stop() error { return e.Environment.Stop() }
+// Stop stops the control plane (SIGTERM, then SIGKILL after the stop timeout). For an Env
+// from StartInDir it also closes the logs and removes the certificates; etcd's data is kept.
+func (e *Env) Stop() error {
+	err := e.Environment.Stop()
+	if err != nil {
+		err = fmt.Errorf("stop the control plane: %w", err)
+	}
+	e.closeLogs()
+	if e.certDir != "" {
+		if rmErr := os.RemoveAll(e.certDir); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove apiserver certificates: %w", rmErr))
+		}
+	}
+	return err
+}
 
 // WriteKubeconfig writes an admin kubeconfig for the control plane (for kubectl) to path.
 func (e *Env) WriteKubeconfig(path string) error {

@@ -1,11 +1,12 @@
-package main
+package kubetest
 
 // envtest starts etcd and kube-apiserver itself, with no way to set a parent-death signal on
-// them, so if this process were killed (SIGKILL, a crashed terminal) they would live on,
-// holding the API server port and etcd's data directory, and the next `make dev` would fail.
-// To prevent that, envtest is pointed at symlinks to this very binary: started under the name
-// "etcd" or "kube-apiserver", it asks the kernel for SIGKILL when its parent dies, then execs
-// the real binary, which keeps that setting (and its pid, so envtest still stops it normally).
+// them, so if the harness were killed (SIGKILL, a crashed terminal) they would live on,
+// holding the API server port and etcd's data directory, and the next run would fail. To
+// prevent that, StartInDir points envtest at symlinks to the harness's own binary: started
+// under the name "etcd" or "kube-apiserver", it asks the kernel for SIGKILL when its parent
+// dies, then execs the real binary, which keeps that setting (and its pid, so envtest still
+// stops it normally). Binaries that call StartInDir call RunShimIfInvoked first in main.
 
 import (
 	"fmt"
@@ -19,15 +20,30 @@ import (
 )
 
 const (
-	// shimAssetsEnv names the directory of the real binaries; set only in this process's
+	// shimAssetsEnv names the directory of the real binaries; set only in the harness's
 	// environment, which the control plane processes inherit.
-	shimAssetsEnv = "TASKPILOT_DEV_SHIM_ASSETS"
+	shimAssetsEnv = "TASKPILOT_SHIM_ASSETS"
 	// shimParentEnv is the pid the shim expects as its parent.
-	shimParentEnv = "TASKPILOT_DEV_SHIM_PARENT"
+	shimParentEnv = "TASKPILOT_SHIM_PARENT"
 )
 
 // shimmed are the binaries started through the shim.
 func shimmed() []string { return []string{"etcd", "kube-apiserver"} }
+
+// RunShimIfInvoked execs the real etcd or kube-apiserver when this process was started as a
+// shim by StartInDir, and never returns then; otherwise it returns at once. Call it first in
+// main of every binary that uses StartInDir.
+func RunShimIfInvoked() {
+	if isShim(os.Args[0]) {
+		os.Exit(runShim())
+	}
+}
+
+// ShimEnv reports whether the environment variable kv ("NAME=value") only concerns the shims,
+// so that processes the harness starts besides the control plane can drop it.
+func ShimEnv(kv string) bool {
+	return strings.HasPrefix(kv, shimAssetsEnv+"=") || strings.HasPrefix(kv, shimParentEnv+"=")
+}
 
 // isShim reports whether this process was started as a shim (see installShims).
 func isShim(argv0 string) bool {
@@ -78,18 +94,16 @@ func runShim() int {
 	name := filepath.Base(os.Args[0])
 	real := filepath.Join(os.Getenv(shimAssetsEnv), name)
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); errno != 0 {
-		fmt.Fprintf(os.Stderr, "dev shim: set parent-death signal for %s: %v\n", name, errno)
+		fmt.Fprintf(os.Stderr, "shim: set parent-death signal for %s: %v\n", name, errno)
 		return 1
 	}
 	// The parent may have died before the signal was armed; then nobody would stop us.
 	if want := os.Getenv(shimParentEnv); want != "" && want != strconv.Itoa(os.Getppid()) {
-		fmt.Fprintf(os.Stderr, "dev shim: parent %s is gone; not starting %s\n", want, name)
+		fmt.Fprintf(os.Stderr, "shim: parent %s is gone; not starting %s\n", want, name)
 		return 1
 	}
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, shimAssetsEnv+"=") || strings.HasPrefix(kv, shimParentEnv+"=")
-	})
+	env := slices.DeleteFunc(os.Environ(), ShimEnv)
 	err := syscall.Exec(real, append([]string{real}, os.Args[1:]...), env)
-	fmt.Fprintf(os.Stderr, "dev shim: exec %s: %v\n", real, err)
+	fmt.Fprintf(os.Stderr, "shim: exec %s: %v\n", real, err)
 	return 1
 }

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"fmt"
@@ -12,19 +12,21 @@ import (
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
-// machineInfo describes where the numbers come from.
-type machineInfo struct {
-	cores                       int
-	cpuModel, memory, kernel    string
-	goVersion, kube, etcd, repo string
+// Machine describes where a report's numbers come from.
+type Machine struct {
+	Cores                       int
+	CPUModel, Memory, Kernel    string
+	GoVersion, Kube, Etcd, Repo string
 }
 
-func readMachineInfo(operator string) machineInfo {
-	m := machineInfo{cores: runtime.NumCPU(), goVersion: runtime.Version()}
+// ReadMachine describes this machine, the control plane binaries and the code under test
+// (the git revision, and the operator binary's path).
+func ReadMachine(operator string) Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpuModel = strings.TrimSpace(v)
+				m.CPUModel = strings.TrimSpace(v)
 				break
 			}
 		}
@@ -33,20 +35,20 @@ func readMachineInfo(operator string) machineInfo {
 		l, _, _ := strings.Cut(string(b), "\n")
 		if f := strings.Fields(strings.TrimPrefix(l, "MemTotal:")); len(f) > 0 {
 			if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
-				m.memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+				m.Memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
 			}
 		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(b))
+		m.Kernel = strings.TrimSpace(string(b))
 	}
-	m.kube = firstLine(exec.Command(filepath.Join(kubetest.Assets(), "kube-apiserver"), "--version"))
-	m.etcd = firstLine(exec.Command(filepath.Join(kubetest.Assets(), "etcd"), "--version"))
+	m.Kube = firstLine(exec.Command(filepath.Join(kubetest.Assets(), "kube-apiserver"), "--version"))
+	m.Etcd = firstLine(exec.Command(filepath.Join(kubetest.Assets(), "etcd"), "--version"))
 	rev := firstLine(exec.Command("git", "-C", kubetest.RepoRoot(), "rev-parse", "--short", "HEAD"))
 	if out, _ := exec.Command("git", "-C", kubetest.RepoRoot(), "status", "--porcelain", "--untracked-files=no").Output(); len(out) > 0 {
 		rev += " (with uncommitted changes)"
 	}
-	m.repo = rev + ", operator " + operator
+	m.Repo = rev + ", operator " + operator
 	return m
 }
 

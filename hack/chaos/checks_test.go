@@ -1,0 +1,138 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+)
+
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+
+func exec(pid, attempt int, start float64, marks ...float64) witness.Execution {
+	e := witness.Execution{ID: "x", PID: pid, Attempt: attempt, Start: at(start)}
+	for i, m := range marks {
+		e.Marks = append(e.Marks, witness.Mark{Step: i, At: at(m)})
+	}
+	return e
+}
+
+func TestDoubleRunIsAMarkAfterAnotherStart(t *testing.T) {
+	noFault := func(time.Time) (string, string) { return "", "" }
+	// A frozen process that never marks again after the other started: not a double run.
+	frozen := []witness.Execution{exec(1, 1, 0, 1, 2), exec(2, 1, 10, 11, 12)}
+	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": frozen}, nil, noFault); !r.held() {
+		t.Fatalf("frozen without a step after the takeover is not a double run: %+v", r.examples)
+	}
+	// It wakes up and does one more step after the other started: a double run.
+	woke := []witness.Execution{exec(1, 1, 0, 1, 2, 10.5), exec(2, 1, 10, 11, 12)}
+	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": woke}, nil, noFault); r.broken != 1 {
+		t.Fatalf("want one double run, got %d", r.broken)
+	}
+}
+
+func hist(steps ...transition) []transition {
+	for i := range steps {
+		steps[i].seq = int64(i + 1)
+		steps[i].at = at(float64(i))
+	}
+	return steps
+}
+
+func tr(from, to string, attempt int, reason string) transition {
+	return transition{from: from, to: to, attempt: attempt, reason: reason}
+}
+
+func TestHistoryFollowsTheDiagram(t *testing.T) {
+	good := hist(tr("", "PENDING", 0, "Created"), tr("PENDING", "RUNNING", 1, "Started"),
+		tr("RUNNING", "FAILED", 1, "Error"), tr("FAILED", "PENDING", 2, "RetryScheduled"),
+		tr("PENDING", "RUNNING", 2, "Started"), tr("RUNNING", "RUNNING", 2, "Started"), tr("RUNNING", "FINISHED", 2, "Completed"))
+	rows := map[string]rowObs{"u": {uid: "u", status: "FINISHED", attempt: 2, lastSeq: 7}}
+	if r := checkHistory(map[string][]transition{"u": good}, rows); !r.held() {
+		t.Fatalf("a documented path: %+v", r.examples)
+	}
+	bad := hist(tr("", "PENDING", 0, "Created"), tr("PENDING", "RUNNING", 1, "Started"), tr("RUNNING", "RUNNING", 2, "Started"))
+	rows["u"] = rowObs{uid: "u", status: "RUNNING", attempt: 2, lastSeq: 3}
+	if r := checkHistory(map[string][]transition{"u": bad}, rows); r.broken != 1 {
+		t.Fatalf("a restart recorded RUNNING -> RUNNING is not in the diagram: %+v", r)
+	}
+	gap := hist(tr("", "PENDING", 0, "Created"), tr("PENDING", "RUNNING", 1, "Started"))
+	gap[1].seq = 3
+	rows["u"] = rowObs{uid: "u", status: "RUNNING", attempt: 1, lastSeq: 3}
+	if r := checkHistory(map[string][]transition{"u": gap}, rows); r.kinds["seq gap"] != 1 {
+		t.Fatalf("want a seq gap: %+v", r)
+	}
+}
+
+func TestAttempts(t *testing.T) {
+	h := hist(tr("", "PENDING", 0, "Created"), tr("PENDING", "RUNNING", 1, "Started"),
+		tr("RUNNING", "FINISHED", 1, "Completed"), tr("FINISHED", "RUNNING", 2, "Started"), tr("RUNNING", "FINISHED", 2, "Completed"))
+	cr := &crObs{state: v1alpha1.DesiredRunning, restartGeneration: 1, observedRestartGen: 1}
+	restart := intent{at: at(2.5), kind: actRestart, state: v1alpha1.DesiredRunning, generation: 1}
+	if r := checkAttempts([]attemptInput{{hist: h, intents: []intent{restart}, cr: cr}}); !r.held() {
+		t.Fatalf("one bump, one new attempt: %+v", r.examples)
+	}
+	if r := checkAttempts([]attemptInput{{hist: h, cr: &crObs{state: v1alpha1.DesiredRunning}}}); r.kinds["new attempt nobody asked for"] != 1 {
+		t.Fatalf("a new attempt without a bump is a repeated restart: %+v", r)
+	}
+	if r := checkAttempts([]attemptInput{{hist: h[:3], intents: []intent{restart}, cr: cr}}); r.kinds["restart lost"] != 1 {
+		t.Fatalf("a bump without a new attempt is a lost restart: %+v", r)
+	}
+	// A stop undone before the operator saw it asks for nothing.
+	stopStart := []intent{{at: at(1.2), kind: actStop, state: v1alpha1.DesiredStopped}, {at: at(1.4), kind: actStart, state: v1alpha1.DesiredRunning}}
+	if r := checkAttempts([]attemptInput{{hist: h[:3], intents: stopStart, cr: &crObs{state: v1alpha1.DesiredRunning}}}); !r.held() {
+		t.Fatalf("an unobserved stop: %+v", r.examples)
+	}
+	// A failure after a restart still has its retries.
+	failed := hist(tr("", "PENDING", 0, "Created"), tr("PENDING", "RUNNING", 1, "Started"),
+		tr("RUNNING", "FINISHED", 1, "Completed"), tr("FINISHED", "RUNNING", 2, "Started"), tr("RUNNING", "FAILED", 2, "Error"))
+	r := checkAttempts([]attemptInput{{hist: failed, intents: []intent{restart}, maxRetries: 1, cr: cr}})
+	if r.kinds["retry lost"] != 1 {
+		t.Fatalf("want a lost retry: %+v", r)
+	}
+}
+
+func TestWitnessAgreement(t *testing.T) {
+	now := at(100)
+	alive := map[int]bool{1: true}
+	running := rowObs{status: "RUNNING", attempt: 1, lastAt: at(50)}
+	if why := witnessDisagrees(running, []witness.Execution{exec(1, 1, 90, 98, 99)}, alive, now); why != "" {
+		t.Fatalf("a live execution: %s", why)
+	}
+	if why := witnessDisagrees(running, []witness.Execution{exec(2, 1, 90, 98, 99)}, alive, now); why == "" {
+		t.Fatal("an execution in a dead process is not live")
+	}
+	done := exec(1, 1, 10, 11)
+	done.Ended, done.Completed, done.End = true, true, at(12)
+	twice := done
+	twice.PID = 2
+	finished := rowObs{status: "FINISHED", attempt: 1, lastAt: at(12)}
+	if why := witnessDisagrees(finished, []witness.Execution{done}, alive, now); why != "" {
+		t.Fatalf("completed once: %s", why)
+	}
+	if why := witnessDisagrees(finished, []witness.Execution{done, twice}, alive, now); why == "" {
+		t.Fatal("completed twice must disagree")
+	}
+	paused := rowObs{status: "PAUSED", attempt: 1, lastAt: at(50)}
+	if why := witnessDisagrees(paused, []witness.Execution{exec(1, 1, 10, 49, 60)}, alive, now); why == "" {
+		t.Fatal("a step after the pause must disagree")
+	}
+}
+
+func TestLegalStepIsTheDiagram(t *testing.T) {
+	for _, c := range []struct {
+		from, to       string
+		newAttempt, ok bool
+	}{
+		{"PENDING", "RUNNING", true, true}, {"RUNNING", "RUNNING", false, true}, {"RUNNING", "RUNNING", true, false},
+		{"FAILED", "PENDING", true, true}, {"FAILED", "PENDING", false, false}, {"STOPPED", "PENDING", true, false},
+		{"FINISHED", "RUNNING", true, true}, {"PAUSED", "PENDING", false, false},
+	} {
+		if got := legalStep(c.from, c.to, c.newAttempt); got != c.ok {
+			t.Errorf("%s -> %s (new attempt %v): got %v", c.from, c.to, c.newAttempt, got)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taskpilot/taskpilot/test/harness"
+)
+
+// memSample is the leader's memory at a quiet moment.
+type memSample struct {
+	replica    string
+	pid        int
+	uptime     time.Duration
+	heap       float64 // live heap after a forced GC (go_memstats_heap_alloc_bytes)
+	rss        int64
+	goroutines float64
+}
+
+// measureLeader forces two garbage collections in the leader (pprof's heap?gc=1) and reads its
+// live heap, goroutines and RSS. The live heap after GC is what a leak grows; RSS also holds
+// memory the Go runtime keeps after a peak and returns to the OS only slowly, so it is reported
+// but not judged.
+func measureLeader(ctx context.Context, e *env) (memSample, error) {
+	r, pid, err := e.fleet.waitLeader(ctx, time.Minute)
+	if err != nil {
+		return memSample{}, err
+	}
+	op := r.current()
+	for range 2 {
+		if _, err := e.fleet.get(op.PprofURL + "/heap?gc=1"); err != nil {
+			return memSample{}, fmt.Errorf("force a GC in the leader: %w", err)
+		}
+	}
+	body, err := e.fleet.get(op.MetricsURL)
+	if err != nil {
+		return memSample{}, fmt.Errorf("leader metrics: %w", err)
+	}
+	m := memSample{replica: r.name, pid: pid, uptime: time.Since(op.Started)}
+	m.heap, _ = metricValue(body, "go_memstats_heap_alloc_bytes")
+	m.goroutines, _ = metricValue(body, "go_goroutines")
+	if m.rss, err = harness.RSS(pid); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// checkMemory is invariant 6: the leader's live heap after the run (every task deleted) is
+// within 1.5× of the leader's before the load (after a warm-up batch, also deleted).
+func checkMemory(before, after memSample, beforeErr, afterErr error) result {
+	r := result{id: "6", title: "operator memory after the run within 1.5× of before"}
+	if beforeErr != nil || afterErr != nil {
+		r.skipped = fmt.Sprintf("cannot measure: %v %v", beforeErr, afterErr)
+		return r
+	}
+	ratio := after.heap / before.heap
+	r.checked = fmt.Sprintf("live heap after GC %s -> %s (×%.2f); RSS %s -> %s; goroutines %.0f -> %.0f; measured in pid %d (up %s) and pid %d (up %s)",
+		mib(before.heap), mib(after.heap), ratio, mib(float64(before.rss)), mib(float64(after.rss)),
+		before.goroutines, after.goroutines, before.pid, before.uptime.Round(time.Second), after.pid, after.uptime.Round(time.Second))
+	if ratio > 1.5 {
+		r.add("heap grew", example{task: "-", what: fmt.Sprintf("live heap grew ×%.2f (%s -> %s)", ratio, mib(before.heap), mib(after.heap))})
+	}
+	return r
+}
+
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }

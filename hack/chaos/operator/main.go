@@ -1,0 +1,34 @@
+// Command operator is the chaos run's operator: the real taskpilot operator, wired by
+// internal/operator exactly as main.go wires it, with the witness task type registered next to
+// the built-ins. Only hack/chaos builds and runs it.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+	"github.com/taskpilot/taskpilot/internal/operator"
+	"github.com/taskpilot/taskpilot/runner"
+)
+
+func main() {
+	rec, err := witness.NewRecorder(os.Getenv(witness.URLEnv))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "taskpilot (chaos): %v\n", err)
+		os.Exit(1)
+	}
+	err = operator.Main(ctrl.SetupSignalHandler(), os.Args[1:], func(r *runner.Registry) error {
+		if err := runner.RegisterBuiltins(r); err != nil {
+			return err
+		}
+		return witness.Register(r, rec)
+	})
+	rec.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "taskpilot (chaos): %s\n", operator.OneLine(err))
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"strconv"
+)
+
+// Where the replicas keep their Lease and the tasks live.
+const (
+	leaseNamespace = "default"
+	// leaseName is the operator's leader-election Lease (internal/operator).
+	leaseName = "taskpilot.tasks.taskpilot.dev"
+	// namespace holds the load; the warm-up batch runs in a namespace of its own so that the
+	// checks see exactly the load.
+	namespace       = "chaos"
+	warmupNamespace = "chaos-warmup"
+)
+
+// operatorArgs are the flags of every operator process the run starts, in one place: when the
+// operator's flags change (the lifecycle rewrite adds and renames some), only this changes.
+// Leases are short so that a crashed or frozen leader is replaced within seconds.
+func operatorArgs(leaderElect bool) []string {
+	return []string{
+		"--leader-elect=" + strconv.FormatBool(leaderElect),
+		"--leader-election-namespace=" + leaseNamespace,
+		"--leader-elect-lease-duration=" + strconv.Itoa(leaseSeconds) + "s",
+		"--leader-elect-renew-deadline=4s",
+		"--leader-elect-retry-period=1s",
+		// The run studies faults, not the slot queue: room for the load's peak.
+		"--max-concurrent-tasks=128",
+		"--stop-grace=5s",
+		"--progress-update-interval=5s",
+		"--kube-api-qps=200",
+		"--kube-api-burst=400",
+	}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestPlanIsAFunctionOfTheSeed(t *testing.T) {
+	a, b := makePlan(7, fullProfile()), makePlan(7, fullProfile())
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("the same seed gave two different plans")
+	}
+	if c := makePlan(8, fullProfile()); reflect.DeepEqual(a.actions, c.actions) {
+		t.Fatal("another seed gave the same actions")
+	}
+}
+
+func TestPlanShape(t *testing.T) {
+	for _, p := range []profile{fullProfile(), quickProfile()} {
+		pl := makePlan(1, p)
+		if len(pl.tasks) != p.tasks || len(pl.faults) != len(p.faults) {
+			t.Fatalf("%s: %d tasks, %d faults", p.name, len(pl.tasks), len(pl.faults))
+		}
+		kinds := map[faultKind]int{}
+		last := time.Duration(0)
+		for _, f := range pl.faults {
+			kinds[f.kind]++
+			if f.at < last || f.at < p.faultsFrom || f.at > p.faultsUntil {
+				t.Fatalf("%s: fault %s at %v out of order or range", p.name, f.kind, f.at)
+			}
+			last = f.at
+			if f.kind == faultStopLeader && f.hold <= leaseSeconds*time.Second {
+				t.Fatalf("a frozen leader must be held past its lease, got %v", f.hold)
+			}
+		}
+		for _, k := range p.faults {
+			if kinds[k] == 0 {
+				t.Fatalf("%s: fault %s missing", p.name, k)
+			}
+		}
+		deleted := map[int]bool{}
+		for _, a := range pl.actions {
+			if deleted[a.task] {
+				t.Fatalf("%s: action %s on task %d after its deletion", p.name, a.kind, a.task)
+			}
+			if a.kind == actDelete {
+				deleted[a.task] = true
+			}
+			if a.at < pl.tasks[a.task].createAt {
+				t.Fatalf("%s: action on task %d before it exists", p.name, a.task)
+			}
+		}
+	}
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/taskpilot/taskpilot/test/harness"
+	"github.com/taskpilot/taskpilot/test/kubetest"
+)
+
+// results is everything the report tells.
+type results struct {
+	opts       options
+	pl         plan
+	started    time.Time
+	wall       time.Duration
+	machine    harness.Machine
+	pgVersion  string
+	dir        string
+	phases     []phaseTime
+	faults     []faultRecord
+	invs       []result
+	settle     time.Duration // from the last recovery until every task did what its spec says (-1: never)
+	redone     redone
+	trans      int            // transitions recorded
+	pairs      map[string]int // transitions by from -> to
+	procs      []procRecord
+	actions    map[actionKind]int
+	failures   []string // driver requests given up
+	samples    []sample
+	chaosStart time.Time
+	// deletedDuringRun are the tasks the driver deleted.
+	deletedDuringRun map[string]deletedTask
+}
+
+// phaseTime is how long a phase of the run took.
+type phaseTime struct {
+	name string
+	took time.Duration
+}
+
+func run(ctx context.Context, log logr.Logger, opts options) (err error) {
+	res := &results{opts: opts, started: time.Now(), pl: makePlan(opts.seed, opts.profile)}
+	if _, err := os.Stat(opts.operator); err != nil {
+		return fmt.Errorf("chaos operator binary: %w (go build -o %s ./hack/chaos/operator)", err, opts.operator)
+	}
+	if _, err := os.Stat(filepath.Join(kubetest.Assets(), "kube-apiserver")); err != nil {
+		return fmt.Errorf("no control plane binaries: %w (run `make envtest` once, or set KUBEBUILDER_ASSETS)", err)
+	}
+	res.machine = harness.ReadMachine(opts.operator)
+	if res.dir, err = makeWorkDir(); err != nil {
+		return err
+	}
+	log.Info("chaos run", "seed", opts.seed, "profile", opts.profile.name, "tasks", len(res.pl.tasks),
+		"actions", len(res.pl.actions), "faults", len(res.pl.faults), "dir", res.dir)
+	phase := phaseClock(res)
+
+	e, err := startEnv(ctx, log, res.dir, opts.operator)
+	defer func() {
+		if cerr := e.close(); cerr != nil {
+			log.Error(cerr, "cleanup")
+		}
+		// Kept on request, or when the run itself failed; broken invariants are in the report
+		// (run again with --keep, same seed, for the logs).
+		if opts.keep || (err != nil && !errors.Is(err, errBroken)) {
+			log.Info("work directory kept (operator logs, data)", "dir", res.dir)
+		} else {
+			_ = os.RemoveAll(res.dir)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	res.pgVersion = e.pgVersion
+	fleetCtx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	for _, name := range []string{"a", "b"} {
+		if _, err := e.fleet.start(fleetCtx, name, true, true); err != nil {
+			return err
+		}
+	}
+	if _, _, err := e.fleet.waitLeader(ctx, time.Minute); err != nil {
+		return err
+	}
+	phase("start-up: control plane, PostgreSQL, two replicas")
+
+	if err := warmUp(ctx, e, 20); err != nil {
+		return err
+	}
+	before, beforeErr := measureLeader(ctx, e)
+	phase("warm-up batch and memory baseline")
+
+	if err := chaosPhase(ctx, e, res); err != nil {
+		return err
+	}
+	phase("chaos: load, user actions, faults")
+	return checkAndReport(ctx, e, res, before, beforeErr, phase)
+}
+
+// phaseClock returns a function that records the time since the previous call under a name.
+func phaseClock(res *results) func(string) {
+	last := time.Now()
+	return func(name string) {
+		res.phases = append(res.phases, phaseTime{name: name, took: time.Since(last)})
+		last = time.Now()
+	}
+}
+
+// chaosPhase creates the load, applies the user actions and injects the faults; it returns
+// when the driver is done and the last fault has recovered.
+func chaosPhase(ctx context.Context, e *env, res *results) error {
+	d := newDriver(e.client, res.pl)
+	mon := &monitor{e: e, d: d}
+	monCtx, stopMon := context.WithCancel(ctx)
+	defer stopMon()
+	go mon.run(monCtx)
+
+	start := time.Now()
+	res.chaosStart = start
+	// Bounds, so that a control plane that never comes back ends the run instead of hanging it.
+	p := res.opts.profile
+	driverCtx, stopDriver := context.WithDeadline(ctx, start.Add(max(p.faultsUntil, p.createOver)+2*time.Minute))
+	defer stopDriver()
+	faultCtx, stopFaults := context.WithDeadline(ctx, start.Add(p.faultsUntil+4*time.Minute))
+	defer stopFaults()
+	faults := make(chan faultRecord, len(res.pl.faults))
+	go injectAll(faultCtx, e, res.pl, start, faults)
+	d.run(driverCtx, start)
+	if driverCtx.Err() != nil {
+		d.fail("the driver ran out of time (%v): the rest of the plan was not applied", context.Cause(driverCtx))
+	}
+	for rec := range faults {
+		res.faults = append(res.faults, rec)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	res.failures = d.failures
+	res.actions = map[actionKind]int{}
+	for _, in := range d.intents {
+		for _, it := range in {
+			if it.kind != actCreate {
+				res.actions[it.kind]++
+			}
+		}
+	}
+	lastRecovered := start
+	for _, f := range res.faults {
+		if f.recovered.After(lastRecovered) {
+			lastRecovered = f.recovered
+		}
+	}
+	e.log.Info("faults over; invariant 3 is read 60 s after the last recovery", "last", lastRecovered.Format(time.TimeOnly))
+	sleepCtx(ctx, time.Until(lastRecovered.Add(60*time.Second)))
+	first, err := observe(ctx, e)
+	if err != nil {
+		return err
+	}
+	firstAlive := e.fleet.alivePIDs()
+	sleepCtx(ctx, 2*time.Second)
+	second, err := observe(ctx, e)
+	if err != nil {
+		return err
+	}
+	res.invs = append(res.invs, checkAgreement(first, second, firstAlive, e.fleet.alivePIDs(), lastRecovered))
+
+	// Invariant 4 and 5 need every task to have done what its spec says.
+	var final observation
+	res.settle = -1
+	werr := waitUntil(ctx, time.Until(lastRecovered.Add(res.opts.profile.settle)), func() (bool, error) {
+		o, err := observe(ctx, e)
+		if err != nil {
+			return false, nil //nolint:nilerr // a slow read; try again
+		}
+		final = o
+		if settled(o) {
+			res.settle = time.Since(lastRecovered)
+			return true, nil
+		}
+		return false, nil
+	})
+	if werr != nil {
+		e.log.Info("not every task did what its spec says within the settle time", "settle", res.opts.profile.settle)
+	}
+	if final.crs == nil { // every read failed
+		if final, err = observe(ctx, e); err != nil {
+			return err
+		}
+	}
+	res.invs = append(res.invs, checkNotStuck(final), checkAttempts(attemptInputs(final, d, res.pl)))
+	stopMon()
+	res.samples = mon.samples()
+	convergence(res.faults, res.samples)
+	if err := writeSamples(filepath.Join(res.dir, "convergence.tsv"), res.samples, res.chaosStart); err != nil {
+		e.log.Error(err, "write convergence samples")
+	}
+	res.deletedDuringRun = deletedUIDs(d)
+	return nil
+}
+
+// checkAndReport deletes everything, checks the remaining invariants and writes the report.
+func checkAndReport(ctx context.Context, e *env, res *results, before memSample, beforeErr error, phase func(string)) error {
+	deleted := res.deletedDuringRun
+	remaining, err := listCRs(ctx, e.client, namespace)
+	if err != nil {
+		return err
+	}
+	for uid, cr := range remaining {
+		deleted[uid] = deletedTask{name: cr.name, seen: cr.phase != ""}
+	}
+	// The finalizer timeout (1 minute) bounds every deletion; a little more for a slow machine.
+	if err := deleteAll(ctx, e, namespace, 2*time.Minute); err != nil {
+		e.log.Info("not every BackgroundTask is gone", "error", err.Error())
+	}
+	phase("settle, delete every task")
+	final, err := observe(ctx, e)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	interval := map[string]time.Duration{}
+	byName := map[string]taskPlan{}
+	for _, t := range res.pl.tasks {
+		byName[t.name] = t
+	}
+	for uid, r := range final.rows {
+		names[uid] = r.name
+		interval[uid] = byName[r.name].interval
+	}
+	checkDeleted(res.inv("4"), final, deleted)
+	res.invs = append([]result{
+		checkNoDoubleRun(final.execs, names, res.during),
+		checkHistory(final.trans, final.rows),
+	}, res.invs...)
+	after, afterErr := measureLeader(ctx, e)
+	res.invs = append(res.invs, checkMemory(before, after, beforeErr, afterErr))
+	res.redone = workRedone(final.execs, interval)
+	res.pairs = map[string]int{}
+	for _, hs := range final.trans {
+		res.trans += len(hs)
+		for _, h := range hs {
+			res.pairs[orNull(h.from)+" -> "+h.to]++
+		}
+	}
+	res.procs = e.fleet.records()
+	sort.Slice(res.invs, func(i, j int) bool { return res.invs[i].id < res.invs[j].id })
+	phase("final checks")
+	res.wall = time.Since(res.started)
+	printSummary(os.Stdout, res)
+	if res.opts.report != "" {
+		if err := writeReport(res.opts.report, res); err != nil {
+			return err
+		}
+		e.log.Info("report written", "path", res.opts.report)
+	}
+	var broken []string
+	for _, r := range res.invs {
+		if !r.held() {
+			broken = append(broken, r.id)
+		}
+	}
+	if len(broken) > 0 {
+		return fmt.Errorf("%w: %v (see %s)", errBroken, broken, reportName(res))
+	}
+	return nil
+}
+
+// inv returns the result of invariant id.
+func (res *results) inv(id string) *result {
+	for i := range res.invs {
+		if res.invs[i].id == id {
+			return &res.invs[i]
+		}
+	}
+	res.invs = append(res.invs, result{id: id, skipped: "not run"})
+	return &res.invs[len(res.invs)-1]
+}
+
+// errBroken: the run completed and some invariants do not hold.
+var errBroken = errors.New("invariants broken")
+
+func reportName(res *results) string {
+	if res.opts.report == "" {
+		return "the summary above"
+	}
+	return filepath.Base(res.opts.report)
+}
+
+// during names the fault in progress at t, or else the last one that recovered within 30 s
+// before t: its kind, and a phrase for counter-examples.
+func (res *results) during(t time.Time) (string, string) {
+	var recent *faultRecord
+	for i, f := range res.faults {
+		if !t.Before(f.injected) && !t.After(f.recovered) {
+			return string(f.kind), fmt.Sprintf(", during %s (%s)", f.kind, f.target)
+		}
+		if t.After(f.recovered) && t.Sub(f.recovered) < 30*time.Second {
+			recent = &res.faults[i]
+		}
+	}
+	if recent != nil {
+		return string(recent.kind), fmt.Sprintf(", %.0f s after %s (%s)", t.Sub(recent.recovered).Seconds(), recent.kind, recent.target)
+	}
+	return "", ""
+}
+
+// deletedUIDs are the tasks the driver deleted, by uid.
+func deletedUIDs(d *driver) map[string]deletedTask {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]deletedTask{}
+	for i := range d.deleted {
+		out[d.uids[i]] = deletedTask{name: d.pl.tasks[i].name, seen: d.seenBeforeDelete[i]}
+	}
+	return out
+}
+
+// attemptInputs assembles invariant 5's input per task from the settled observation.
+func attemptInputs(o observation, d *driver, pl plan) []attemptInput {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []attemptInput
+	for i, t := range pl.tasks {
+		uid, ok := d.uids[i]
+		if !ok {
+			continue
+		}
+		in := attemptInput{label: taskLabel(t.name, uid), hist: o.trans[uid], intents: d.intents[i],
+			maxRetries: int(t.maxRetries), execs: o.execs[uid]}
+		if cr, ok := o.crs[uid]; ok {
+			in.cr = &cr
+		}
+		out = append(out, in)
+	}
+	return out
+}

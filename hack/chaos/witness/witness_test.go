@@ -1,0 +1,113 @@
+package witness_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/test/pgtest"
+)
+
+// srv is the PostgreSQL server shared by this package's tests.
+var srv *pgtest.Server
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	os.Exit(pgtest.Main(m, &srv))
+}
+
+// terminal closes done at the first terminal transition.
+type terminal struct{ done chan runner.Transition }
+
+func (s terminal) Transition(t runner.Transition) {
+	if t.To.Terminal() {
+		s.done <- t
+	}
+}
+
+// runOnce runs one witness task to its end and returns the terminal transition.
+func runOnce(t *testing.T, rec *witness.Recorder, params string, attempt int) runner.Transition {
+	t.Helper()
+	reg := runner.NewRegistry()
+	if err := witness.Register(reg, rec); err != nil {
+		t.Fatal(err)
+	}
+	sink := terminal{done: make(chan runner.Transition, 1)}
+	r, err := runner.New(runner.Options{Registry: reg, Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = r.Start(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	<-r.Started()
+	if err := r.StartTask("uid-1", runner.StartSpec{TaskName: witness.TaskType, Params: json.RawMessage(params), Attempt: attempt}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tr := <-sink.done:
+		return tr
+	case <-time.After(30 * time.Second):
+		t.Fatal("the witness task did not end")
+	}
+	return runner.Transition{}
+}
+
+func TestWitnessRecordsEveryStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	url := srv.NewDatabase(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := witness.CreateTable(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := witness.NewRecorder(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+
+	if tr := runOnce(t, rec, `{"steps":3,"interval":"10ms","checkpointEvery":1,"failAttempts":1,"failAtStep":1}`, 1); tr.To != runner.StateFailed {
+		t.Fatalf("attempt 1 must fail at step 1, got %s", tr.To)
+	}
+	if tr := runOnce(t, rec, `{"steps":3,"interval":"10ms","checkpointEvery":1,"failAttempts":1,"failAtStep":1}`, 2); tr.To != runner.StateFinished {
+		t.Fatalf("attempt 2 must finish, got %s: %s", tr.To, tr.Message)
+	}
+	execs, err := witness.Load(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := execs["uid-1"]
+	if len(es) != 2 {
+		t.Fatalf("want two executions, got %d", len(es))
+	}
+	failed, done := es[0], es[1]
+	if failed.Attempt != 1 || len(failed.Marks) != 2 || !failed.Ended || failed.Completed || failed.Detail == "" {
+		t.Fatalf("attempt 1: %+v", failed)
+	}
+	if done.Attempt != 2 || len(done.Marks) != 3 || !done.Ended || !done.Completed || done.BusyUntil() != done.End {
+		t.Fatalf("attempt 2: %+v", done)
+	}
+	for i, m := range done.Marks {
+		if m.Step != i || m.At.Before(done.Start) {
+			t.Fatalf("mark %d: %+v", i, m)
+		}
+	}
+}
