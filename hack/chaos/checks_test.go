@@ -121,18 +121,3 @@ func TestWitnessAgreement(t *testing.T) {
 		t.Fatal("a step after the pause must disagree")
 	}
 }
-
-func TestLegalStepIsTheDiagram(t *testing.T) {
-	for _, c := range []struct {
-		from, to       string
-		newAttempt, ok bool
-	}{
-		{"PENDING", "RUNNING", true, true}, {"RUNNING", "RUNNING", false, true}, {"RUNNING", "RUNNING", true, false},
-		{"FAILED", "PENDING", true, true}, {"FAILED", "PENDING", false, false}, {"STOPPED", "PENDING", true, false},
-		{"FINISHED", "RUNNING", true, true}, {"PAUSED", "PENDING", false, false},
-	} {
-		if got := legalStep(c.from, c.to, c.newAttempt); got != c.ok {
-			t.Errorf("%s -> %s (new attempt %v): got %v", c.from, c.to, c.newAttempt, got)
-		}
-	}
-}

@@ -86,7 +86,7 @@ func (f *fleet) logPath(name string) string { return filepath.Join(f.logDir, "op
 func (f *fleet) launch(r *replica) error {
 	op, err := harness.StartOperator(harness.OperatorSpec{
 		Binary:  f.binary,
-		Args:    operatorArgs(r.leaderElect),
+		Args:    operatorArgs(r.name, r.leaderElect),
 		Env:     f.env,
 		LogPath: f.logPath(r.name),
 		Pprof:   true,

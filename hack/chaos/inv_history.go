@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // checkHistory is invariant 2: every task's history has contiguous seq from 1, each step
-// starts where the previous one ended, is a step of the lifecycle (legalStep), and the row is
+// starts where the previous one ended, is a step of the operator's own lifecycle table (lifecycle.Legal), and the row is
 // where its history ends.
 func checkHistory(trans map[string][]transition, rows map[string]rowObs) result {
 	r := result{id: "2", title: "history: contiguous seq from 1, a legal lifecycle path"}
@@ -38,7 +40,7 @@ func checkHistory(trans map[string][]transition, rows map[string]rowObs) result 
 			case h.attempt < prev.attempt || h.attempt > prev.attempt+1:
 				r.add("attempt jump", example{task: label, seq: h.seq, what: fmt.Sprintf(
 					"attempt %d after attempt %d (%s -> %s, %s)", h.attempt, prev.attempt, h.from, h.to, h.reason)})
-			case !legalStep(h.from, h.to, h.attempt > prev.attempt):
+			case !lifecycle.Legal(lifecycle.Status(h.from), lifecycle.Status(h.to), h.attempt > prev.attempt):
 				kind := fmt.Sprintf("%s -> %s (%s) not in the documented lifecycle", h.from, h.to, attemptWord(h.attempt > prev.attempt))
 				what := fmt.Sprintf("%s -> %s, attempt %d -> %d, reason %s", h.from, h.to, prev.attempt, h.attempt, h.reason)
 				if h.message != "" {

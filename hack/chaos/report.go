@@ -44,6 +44,7 @@ func convergedText(f faultRecord) string {
 
 // writeReport rewrites the markdown report.
 func writeReport(path string, res *results) error {
+	prev := readPreviousRun(path)
 	var b strings.Builder
 	md := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	md("# Reliability: `make chaos`")
@@ -58,6 +59,7 @@ func writeReport(path string, res *results) error {
 	md("schedule; how the processes interleave under them is not reproducible.")
 	md("")
 	writeInvariants(md, res)
+	writePrevious(md, prev)
 	writeFaults(md, res)
 	writeRecord(md, res)
 	writeMachine(md, res)
@@ -194,7 +196,7 @@ func writeMachine(md func(string, ...any), res *results) {
 	md("| Kubernetes | %s; %s (envtest binaries from `bin/k8s`) |", m.Kube, m.Etcd)
 	md("| PostgreSQL | %s, durable (fsync, synchronous_commit and full_page_writes on) |", res.pgVersion)
 	md("| code | %s |", m.Repo)
-	md("| operator flags | `%s` |", strings.Join(operatorArgs(true), " "))
+	md("| operator flags | `%s` |", strings.Join(operatorArgs("a", true), " "))
 	md("")
 }
 

@@ -99,6 +99,13 @@ func (t *task) work(ctx context.Context, ctl runner.Control, ex *execution, done
 			}
 		}
 	}
+	// The completion is a unit of work like each step, so it too starts at a pause point: that
+	// is where a process that lost its membership while frozen or cut off learns it
+	// (runner.ErrLeaseLost) instead of completing a run another replica has taken over. A
+	// cooperative task makes its externally visible effects the same way (docs/runner.md).
+	if err := ctl.Yield(ctx); err != nil {
+		return err
+	}
 	ctl.SetProgress(fmt.Sprintf("%d/%d", t.p.Steps, t.p.Steps))
 	return nil
 }
