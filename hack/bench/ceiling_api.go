@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -96,4 +98,28 @@ func fakeStatus(p v1alpha1.Phase, gen int64) v1alpha1.BackgroundTaskStatus {
 		s.Result = &runtime.RawExtension{Raw: []byte(`{}`)}
 	}
 	return s
+}
+
+// statusCeiling writes one status (the operator's shape, phase Paused) to each of n existing
+// BackgroundTasks named prefix-i, workers at a time, with the operator stopped: how many
+// status writes per second this apiserver takes now. A pause of n tasks needs n of them, so
+// n ÷ this is the least time until every CR can say Paused.
+func statusCeiling(ctx context.Context, c client.Client, ns, prefix string, n, workers int) (float64, error) {
+	start := time.Now()
+	err := parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		var bt v1alpha1.BackgroundTask
+		bt.Namespace, bt.Name = ns, taskName(prefix, i)
+		body, err := json.Marshal(map[string]any{"status": fakeStatus(v1alpha1.PhasePaused, 1)})
+		if err != nil {
+			return err
+		}
+		if err := c.Status().Patch(ctx, &bt, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return fmt.Errorf("status ceiling patch: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }

@@ -18,7 +18,10 @@ type operatorSpec struct {
 	qps, burst  int
 	maxTasks    int
 	pprof       bool // the binary has --pprof-bind-address
-	extraArgs   []string
+	// identity is --identity: the owner name of the tasks it runs, kept across restarts of the
+	// same replica as a pod's name is (empty: the binary's default, host name and pid).
+	identity  string
+	extraArgs []string
 }
 
 // operatorProc is one running operator process (harness.Operator) as the scenarios use it.
@@ -38,6 +41,9 @@ func startOperator(ctx context.Context, s operatorSpec) (*operatorProc, error) {
 		"--kube-api-qps=" + strconv.Itoa(s.qps),
 		"--kube-api-burst=" + strconv.Itoa(s.burst),
 		"--max-concurrent-tasks=" + strconv.Itoa(s.maxTasks),
+	}
+	if s.identity != "" {
+		args = append(args, "--identity="+s.identity)
 	}
 	op, err := harness.StartOperator(harness.OperatorSpec{
 		Binary:  s.binary,

@@ -17,6 +17,7 @@ type options struct {
 	sizes      []int // lifecycle throughput sizes
 	pauseN     int
 	crashN     int
+	takeoverN  int
 	footprintN []int
 	workers    int
 	qps        int
@@ -36,13 +37,14 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&sizes, "sizes", "", "Lifecycle sizes, comma separated (default 100,1000,5000; quick 50,200).")
 	fs.IntVar(&o.pauseN, "pause-n", 0, "Tasks in the pause-latency scenario (default 1000; quick 100).")
 	fs.IntVar(&o.crashN, "crash-n", 0, "Tasks in the resume-after-crash scenario (default 1000; quick 100).")
-	fs.StringVar(&fps, "footprint", "", "Footprint sizes (default 1000,5000 to fit 15 minutes; quick 200).")
+	fs.IntVar(&o.takeoverN, "takeover-n", 0, "Tasks in the warm-standby takeover scenario (default 1000; quick 100).")
+	fs.StringVar(&fps, "footprint", "", "Footprint sizes (default 1000,10000; quick 200).")
 	fs.IntVar(&o.workers, "workers", 16, "Parallel API clients creating and patching tasks (and in the ceilings).")
 	fs.IntVar(&o.qps, "kube-api-qps", 1000, "Operator's --kube-api-qps.")
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Operator's --kube-api-burst.")
 	fs.IntVar(&o.profileSec, "profile-seconds", 0, "CPU profile length during the biggest lifecycle run (default 15; quick 3).")
 	fs.DurationVar(&o.crashStep, "crash-interval", time.Second, "Countdown step (= checkpoint) interval in the crash scenario.")
-	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,footprint", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
+	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,footprint", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -59,18 +61,19 @@ func parseOptions(args []string) (options, error) {
 	}
 	def(&o.pauseN, 1000, 100)
 	def(&o.crashN, 1000, 100)
+	def(&o.takeoverN, 1000, 100)
 	def(&o.profileSec, 15, 3)
 	var err error
 	if o.sizes, err = intList(sizes, "100,1000,5000", "50,200", o.quick); err != nil {
 		return o, fmt.Errorf("--sizes: %w", err)
 	}
-	if o.footprintN, err = intList(fps, "1000,5000", "200", o.quick); err != nil {
+	if o.footprintN, err = intList(fps, "1000,10000", "200", o.quick); err != nil {
 		return o, fmt.Errorf("--footprint: %w", err)
 	}
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "lifecycle", "pause", "crash", "footprint":
+		case "lifecycle", "pause", "crash", "takeover", "footprint":
 			o.scenarios[s] = true
 		case "":
 		default:

@@ -51,6 +51,7 @@ func writeReport(path string, r *results) error {
 	writeLifecycle(&b, r)
 	writePause(&b, r)
 	writeCrash(&b, r)
+	writeTakeover(&b, r)
 	writeFootprint(&b, r)
 	md("## How the numbers are taken")
 	md("")
@@ -59,7 +60,8 @@ func writeReport(path string, r *results) error {
 	md("- **PostgreSQL ceiling**: a fresh database migrated by `store.Open`; 16 goroutines run taskpilot's own two statements (the row+seq-1 insert, and the guarded update+history insert: `store.CreateTaskSQL` and `store.RecordTransitionSQL` through bare pgx) the same number of times, one round trip each.")
 	md("- **Pause latency**: per task, from sending its merge patch to (a) the watch event showing the phase and (b) the transition's `at` in `background_task_transitions` (runner event time; the commit follows within the commit lag). The task type is `countdown` with a 10 ms step and no checkpoints (a pause point every 10 ms).")
 	md("- **Mirror lag**: `taskpilot_transition_commit_seconds` (transition → commit, operator histogram, delta over the scenario) and, per recorded transition, `at` → first watch event showing that phase (transitions coalesced away in status do not count).")
-	md("- **Resume after crash**: SIGKILL, restart; `ready` is `/readyz`, `lease` is when the Lease changed holder (the killed holder's lease has to expire: leader election is on, as in production), done when every row has a `RUNNING → RUNNING` transition after the kill. Work lost = kill time − `updated_at` of the row, whose last change is the last checkpoint.")
+	md("- **Resume after crash**: SIGKILL, restart as the same replica (same `--identity`, as a container restarting in its pod); `ready` is `/readyz`, `lease` is when the leader Lease changed holder (the killed holder's lease has to expire: leader election is on, as in production), done when every row has a `RUNNING → RUNNING` transition after the kill. Work lost = kill time − `updated_at` of the row, whose last change is the last checkpoint.")
+	md("- **Takeover**: two replicas (`--identity` bench-a and bench-b, production lease settings); SIGKILL the leader; done when every row is `RUNNING` with owner bench-b, at the latest `RUNNING → RUNNING` transition. `lease` is the lease duration both replicas use: the standby must wait that long after the dead leader's last renewal before it may take its tasks.")
 	md("- **Footprint**: VmRSS from `/proc`, `go_goroutines` and heap from the metrics endpoint, 3 s after start (idle) and 5 s after all tasks settled; all tasks start `sleep` (`tick` 10s) Running, then half are patched to `Paused` (parked runs).")
 	md("- **CPU share**: utime+stime (+ reaped children) from `/proc/PID/stat` of each process tree over the scenario window; \"other processes\" is the machine's busy time not in those trees.")
 	md("- Operator log and profiles of this run: `%s` (temp dir, kept).", r.tempDir)
@@ -252,7 +254,7 @@ func writeCrash(b *strings.Builder, r *results) {
 	md("| %.2f s | %.2f s | %.2f s | **%.2f s** | %d/%d | %s / %s / %s | %d |", c.ready.Seconds(), c.leader.Seconds(), c.afterLeader.Seconds(), c.allRunning.Seconds(), c.resumed, c.n,
 		ms(c.ckptAge.p50), ms(c.ckptAge.p99), ms(c.ckptAge.max), c.regressed)
 	md("")
-	md("**What limits resume:** with leader election on (production), a restarted operator has a new identity and waits for the killed holder's Lease to expire (controller-runtime's default LeaseDuration is 15 s) before it runs anything; that wait is the \"Lease taken over\" column and is configuration, not work. After that, resuming is a `ListActive` query plus one reconcile, one `RUNNING → RUNNING` statement and one status check per task. The work lost per task should be at most one checkpoint interval plus the commit lag; when the checkpoint age at kill is larger, checkpoint writes were queued in the journal (one per task per interval on top of the status and transition traffic).")
+	md("**What limits resume:** the restarted replica takes its own membership Lease back at once (same identity, new fencing epoch), but controller-runtime's leader election gives every process a new holder id, so it waits for the killed process's leader Lease to expire (15 s by default) before it runs anything; that wait is the \"Lease taken over\" column and is configuration, not work. After that, resuming is one claim (a guarded `UPDATE` with the new epoch) and one `RUNNING → RUNNING` transition per task, from the warm informer cache. The work lost per task should be at most one checkpoint interval plus the commit lag; when the checkpoint age at kill is larger, checkpoint writes were queued in the journal (one per task per interval on top of the status and transition traffic).")
 	md("")
 }
 
@@ -271,5 +273,21 @@ func writeFootprint(b *strings.Builder, r *results) {
 	}
 	md("")
 	md("**What drives the footprint:** one goroutine per running *and* per paused task (a paused run is parked inside `Yield`), the informer cache's copy of every CR, and the journal's in-memory state per task. Setup time is create throughput again (the apiserver).")
+	md("")
+}
+
+func writeTakeover(b *strings.Builder, r *results) {
+	t := r.takeover
+	if t == nil {
+		return
+	}
+	md := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
+	md("## 5b. Takeover by a warm standby (%d running `countdown` tasks)", t.n)
+	md("")
+	md("| lease duration | kill → standby leads | kill → all resumed by the standby | beyond the lease | resumed |")
+	md("|---|---|---|---|---|")
+	md("| %.0f s | %.2f s | **%.2f s** | %.2f s | %d/%d |", t.lease.Seconds(), t.leader.Seconds(), t.allRunning.Seconds(), t.afterLease.Seconds(), t.resumed, t.n)
+	md("")
+	md("**What limits takeover:** the lease. Until the dead leader's membership Lease has gone unrenewed for a lease duration, nobody may claim its tasks (it might only be slow, and a second run is the failure this design exists to prevent). The standby learns when to look again from the Lease itself (`Gone` answers with the expiry), its caches are warm, and each claim is one guarded `UPDATE`, so what is left after the lease is claiming and starting %d runs.", t.n)
 	md("")
 }

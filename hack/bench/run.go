@@ -24,6 +24,7 @@ type results struct {
 	lifecycle []lifecycleResult
 	pause     *pauseResult
 	crash     *crashResult
+	takeover  *takeoverResult
 	footprint []footprintResult
 	failures  []string
 }
@@ -74,6 +75,11 @@ func run(ctx context.Context, opts options) (err error) {
 		{"crash", func() error {
 			cr, err := runCrash(ctx, e, opts.crashN)
 			r.crash = cr
+			return err
+		}},
+		{"takeover", func() error {
+			tr, err := runTakeover(ctx, e, opts.takeoverN)
+			r.takeover = tr
 			return err
 		}},
 		{"footprint", func() error {

@@ -17,6 +17,18 @@ type pauseResult struct {
 	commitP50, commitP99    float64
 	crLag                   dist
 	cpu                     cpuShare
+	// statusCeil is the same run's status writes per second with the operator stopped
+	// (statusCeiling), the yardstick of the pause → CR target.
+	statusCeil float64
+}
+
+// crTarget is the pause → CR Paused p99 target: 1.2 × the least time the apiserver needs for n
+// status writes, plus 0.5 s.
+func (p *pauseResult) crTarget() time.Duration {
+	if p.statusCeil <= 0 {
+		return 0
+	}
+	return time.Duration(1.2*float64(p.n)/p.statusCeil*float64(time.Second)) + 500*time.Millisecond
 }
 
 // pausePoints is a task that reaches a pause point every 10 ms and never checkpoints (a
@@ -90,6 +102,18 @@ func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
 	}
 	h := histDelta(opAfter.histogram("taskpilot_transition_commit_seconds"), opBefore.histogram("taskpilot_transition_commit_seconds"))
 	res.commitP50, res.commitP99 = histQuantile(0.5, h), histQuantile(0.99, h)
+
+	// The yardstick, same control plane, operator stopped.
+	stopWatch()
+	if err := st.op.stop(); err != nil {
+		return nil, err
+	}
+	st.op = nil
+	progressf("[pause %d] status-write ceiling", n)
+	if res.statusCeil, err = statusCeiling(ctx, st.cp.client, ns, "p", n, e.opts.workers); err != nil {
+		return nil, err
+	}
+	logf("pause %d: status-write ceiling %.0f writes/s, so pause → CR target %v", n, res.statusCeil, res.crTarget())
 	logf("pause %d: CR p50 %v p99 %v, row p99 %v; resume CR p50 %v p99 %v, row p99 %v",
 		n, res.pauseCR.p50, res.pauseCR.p99, res.pauseRow.p99, res.resumeCR.p50, res.resumeCR.p99, res.resumeRow.p99)
 	return res, nil
