@@ -37,7 +37,7 @@ type entry struct {
 	key    Key
 	spec   StartSpec
 	task   Task
-	ctx    context.Context // run context; cause ErrStopped/ErrDeadlineExceeded/ErrShutdown
+	ctx    context.Context // run context; cause ErrStopped/ErrDeadlineExceeded/ErrShutdown/ErrLeaseLost/ErrHandedOver
 	cancel context.CancelCauseFunc
 
 	// pauseReq is read lock-free by Yield's fast path, so a task that is not
@@ -48,6 +48,8 @@ type entry struct {
 	wake chan struct{}
 	// terminal is closed once the terminal transition was reported.
 	terminal chan struct{}
+	// exited is closed once the run goroutine returned: none of the task's code runs any more.
+	exited chan struct{}
 
 	mu         sync.Mutex
 	state      State
@@ -58,6 +60,7 @@ type entry struct {
 	result     json.RawMessage
 	checkpoint json.RawMessage
 	stopReq    bool
+	handedOver bool    // HandOver was called: nothing more is reported
 	abandoned  bool    // reported Stopped by the grace timer, goroutine still out
 	waiter     *waiter // the claim waited for: memory first (once), then a slot
 	forMemory  bool    // waiter is a memory claim
@@ -86,6 +89,7 @@ func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
 		cancel:   cancel,
 		wake:     make(chan struct{}, 1),
 		terminal: make(chan struct{}),
+		exited:   make(chan struct{}),
 	}
 	if len(spec.Checkpoint) > 0 {
 		e.checkpoint = append(json.RawMessage(nil), spec.Checkpoint...)
@@ -126,7 +130,7 @@ func (e *entry) transitionLocked(to State, reason, msg string) {
 		e.cancel(ErrStopped) // release the context's resources; cause is kept if already cancelled
 		close(e.terminal)
 	}
-	if e.r.base.Err() != nil {
+	if e.r.base.Err() != nil || e.handedOver {
 		return
 	}
 	t := Transition{

@@ -25,8 +25,8 @@ var (
 	// ErrCheckpointTooLarge: the encoded checkpoint exceeds MaxCheckpointBytes.
 	ErrCheckpointTooLarge = errors.New("runner: checkpoint too large")
 
-	// ErrStopped is the cancellation cause of a run stopped with StopTask or
-	// RestartTask. Yield returns it; context.Cause(ctx) reports it.
+	// ErrStopped is the cancellation cause of a run stopped with StopTask.
+	// Yield returns it; context.Cause(ctx) reports it.
 	ErrStopped = errors.New("runner: task stopped")
 	// ErrDeadlineExceeded is the cancellation cause of a run whose running
 	// time exceeded StartSpec.Timeout.
@@ -41,6 +41,10 @@ var (
 	// process may run them now. Like ErrShutdown it reports no transition; the runner accepts
 	// no more work.
 	ErrLeaseLost = errors.New("runner: membership lease lost")
+	// ErrHandedOver is the cancellation cause of a run handed over to another process
+	// (HandOver): like ErrShutdown for this one run, it reports no transition and calls no
+	// Post, so the next owner resumes the attempt from its last checkpoint.
+	ErrHandedOver = errors.New("runner: task handed over to another operator")
 )
 
 // ParamsError is returned (wrapped) by Registry.New when a Factory rejects its

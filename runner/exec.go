@@ -29,6 +29,7 @@ type verdict struct {
 // terminal transition.
 func (e *entry) main() {
 	defer e.r.wg.Done()
+	defer close(e.exited)
 	defer e.cleanup()
 	if err := e.waitRunnable(e.ctx); err != nil {
 		// Stopped or shut down before Pre: nothing to clean up in the task.
@@ -88,7 +89,7 @@ func (e *entry) call(hook string, f func() error) (panicMsg string, err error) {
 // the task returned), timeout, error, success.
 func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg string) verdict {
 	cause := context.Cause(e.ctx)
-	if e.ctx.Err() != nil && (errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrLeaseLost)) {
+	if e.ctx.Err() != nil && (errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrLeaseLost) || errors.Is(cause, ErrHandedOver)) {
 		return verdict{shutdown: true}
 	}
 	if panicMsg != "" {

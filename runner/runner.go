@@ -216,6 +216,7 @@ func (r *Runner) spawn(e *entry) {
 	r.mu.Lock()
 	if r.phase != phaseRunning {
 		r.mu.Unlock()
+		close(e.exited) // it never runs
 		return
 	}
 	r.wg.Add(1)
