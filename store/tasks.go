@@ -122,6 +122,26 @@ func (r *Repository) Claim(ctx context.Context, uid string, me Owner, gone int64
 	return nil, r.diagnose(ctx, uid, me, "claim", nil, 0)
 }
 
+// releaseSQL gives the row up: nobody owns it afterwards, so the next owner claims it at once
+// instead of waiting for this owner's Lease to expire. Only the owner may release.
+const releaseSQL = `
+UPDATE background_tasks SET owner = NULL, owner_epoch = NULL, updated_at = now()
+WHERE uid = ? AND owner_epoch = ? AND deleted_at IS NULL`
+
+// Release gives up owner's claim on the task, for a handover: the run was stopped here without
+// recording anything and every write of it is committed, so the next owner continues from the
+// row. Fenced like every write: an owner that lost the task gets an *OwnedError.
+func (r *Repository) Release(ctx context.Context, uid string, owner Owner) error {
+	res := r.db.WithContext(ctx).Exec(releaseSQL, uid, owner.Epoch)
+	if res.Error != nil {
+		return fmt.Errorf("release task %s: %w", uid, res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	return r.diagnose(ctx, uid, owner, "release", nil, 0)
+}
+
 // ListLive returns every non-deleted row without its payloads (result, checkpoint), ordered by
 // id, for the sweep that compares rows with the live BackgroundTasks and adopts the tasks of
 // gone owners (the seed's "load RUNNING/PAUSED tasks on startup").

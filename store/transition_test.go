@@ -298,3 +298,32 @@ func writeFor(k *tracker, to lifecycle.Status, at time.Time) (TransitionWrite, e
 	tr, err := lifecycle.Next(k.rec, lifecycle.Event{To: to, Attempt: 1, Reason: "Test", At: at})
 	return TransitionWrite{UID: k.uid, Owner: k.owner, Prev: k.rec, Transition: tr}, err
 }
+
+// TestReleaseHandsTheRowOverAtOnce: an owner that handed its run over releases the row, and
+// the next owner claims it without waiting for the first to be gone; nobody else may release
+// it, and the released owner's later writes are refused.
+func TestReleaseHandsTheRowOverAtOnce(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	k := createTask(t, repo, "rel", "ns", "rel", "demo")
+	k.apply(t, repo, lifecycle.Running, 1, time.Now())
+
+	var owned *OwnedError
+	require.ErrorAs(t, repo.Release(ctx, "rel", owner2), &owned, "only the owner releases")
+	require.Equal(t, owner1, owned.Owner)
+
+	require.NoError(t, repo.Release(ctx, "rel", owner1))
+	row, err := repo.GetTask(ctx, "rel")
+	require.NoError(t, err)
+	_, isOwned := row.Owned()
+	require.False(t, isOwned, "nobody owns a released row")
+	require.Equal(t, lifecycle.Running, row.Status, "the lifecycle is untouched: the next owner resumes the run")
+
+	require.ErrorIs(t, repo.RecordTransition(ctx, k.write(t, lifecycle.Paused, 1, time.Now())), ErrFenced,
+		"the released owner writes nothing more")
+	row, err = repo.Claim(ctx, "rel", owner2, 0, 0)
+	require.NoError(t, err, "claimed from nobody, at once")
+	o, _ := row.Owned()
+	require.Equal(t, owner2, o)
+	require.ErrorIs(t, repo.Release(ctx, "rel", owner1), ErrFenced)
+}

@@ -171,6 +171,22 @@ func (j *Journal) Delete(uid string) {
 	}
 }
 
+// Release asks for the task's row to be given up once everything queued for it is written
+// (transitions, the last checkpoint, progress): the run was handed over (runner.HandOver) and
+// another process continues it from this record. View says Released when it is done; from then
+// on the journal writes nothing more for the task, and it should be forgotten.
+func (j *Journal) Release(uid string) {
+	j.mu.Lock()
+	e, ok := j.tasks[uid]
+	if ok {
+		e.releaseRequested = true
+	}
+	j.mu.Unlock()
+	if ok {
+		j.queue.Add(uid)
+	}
+}
+
 // StatusOf maps the runner's states to the lifecycle, in the one place they meet.
 func StatusOf(s runner.State) lifecycle.Status {
 	switch s {

@@ -34,6 +34,7 @@ type Store interface {
 	SaveCheckpoint(ctx context.Context, uid string, owner store.Owner, attempt int, data json.RawMessage) error
 	UpdateColumns(ctx context.Context, uid string, owner store.Owner, u store.ColumnUpdate) error
 	MarkDeleted(ctx context.Context, uid string) error
+	Release(ctx context.Context, uid string, owner store.Owner) error
 }
 
 // Defaults for zero Options fields.
@@ -131,6 +132,8 @@ type View struct {
 	Stale bool
 	// Deleted is set once the row is soft-deleted.
 	Deleted bool
+	// Released is set once this process gave the row up (Release): another may claim it.
+	Released bool
 }
 
 // Problem says why the record lags behind or was refused.
@@ -159,7 +162,8 @@ type Committed struct {
 	// was queued.
 	Backlog       int
 	OldestPending time.Time
-	// Fenced and Deleted: the status must not be written by this process any more.
+	// Fenced and Deleted: the status must not be written by this process any more (Fenced
+	// also once this process released the row to another).
 	Fenced, Deleted bool
 	// Since is when the committed record last changed (or was adopted).
 	Since time.Time
@@ -193,6 +197,8 @@ type entry struct {
 	desired            lifecycle.Desired
 	deleteRequested    bool
 	deleted            bool
+	releaseRequested   bool
+	released           bool
 
 	adopted json.RawMessage
 	handed  struct {
@@ -259,7 +265,7 @@ func (j *Journal) Committed(uid string) (Committed, bool) {
 		return Committed{}, false
 	}
 	c := Committed{Record: e.committed, Result: e.result, Progress: e.progress, Problem: e.problem,
-		Backlog: len(e.events), Fenced: e.fenced != nil || e.stale, Deleted: e.deleted, Since: e.changedAt}
+		Backlog: len(e.events), Fenced: e.fenced != nil || e.stale || e.released, Deleted: e.deleted, Since: e.changedAt}
 	if len(e.events) > 0 {
 		c.OldestPending = e.events[0].queuedAt
 	}
@@ -305,7 +311,7 @@ func (j *Journal) TakeAnnouncements(uid string) []Announcement {
 
 func (e *entry) view() View {
 	v := View{NamespacedName: e.nn, Record: e.projected, HandedAttempt: e.handed.attempt, Backlog: len(e.events),
-		Fenced: e.fenced, Stale: e.stale, Deleted: e.deleted}
+		Fenced: e.fenced, Stale: e.stale, Deleted: e.deleted, Released: e.released}
 	if len(e.adopted) > 0 {
 		v.Checkpoint = e.adopted
 	}

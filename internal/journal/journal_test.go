@@ -59,6 +59,10 @@ func (f *fakeStore) MarkDeleted(_ context.Context, uid string) error {
 	return f.record(uid, "delete", "", nil)
 }
 
+func (f *fakeStore) Release(_ context.Context, uid string, o store.Owner) error {
+	return f.record(uid, "release", o.Name, nil)
+}
+
 func (f *fakeStore) of(uid string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -334,4 +338,24 @@ func TestDeleteWritesLastAndEndsTheTask(t *testing.T) {
 	e.j.Forget("a")
 	_, tracked := e.j.View("a")
 	require.False(t, tracked)
+}
+
+// TestReleaseWritesLastAndEndsTheTask: a handed-over task's row is released only after every
+// write queued before (its transitions and its last checkpoint), and nothing is written after.
+func TestReleaseWritesLastAndEndsTheTask(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	e.track("a")
+	e.run("a", "", runner.StateRunning, 1)
+	require.NoError(t, e.j.SaveCheckpoint(context.Background(), "a", 1, json.RawMessage(`{"n":3}`)))
+	e.run("a", runner.StateRunning, runner.StatePaused, 1)
+	e.j.Release("a")
+	require.Eventually(t, func() bool { v, _ := e.j.View("a"); return v.Released }, 5*time.Second, time.Millisecond)
+	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning", `checkpoint 1 {"n":3}`, "transition RUNNING>PAUSED@1 RPaused", "release me"},
+		e.store.of("a"))
+	c, _ := e.j.Committed("a")
+	require.True(t, c.Fenced, "the status is no longer this process's to write")
+	e.j.SetProgress("a", "late")
+	e.run("a", runner.StatePaused, runner.StateRunning, 1)
+	time.Sleep(20 * time.Millisecond)
+	require.Len(t, e.store.of("a"), 4, "nothing is written after the release")
 }

@@ -52,6 +52,7 @@ type item struct {
 	checkpoint *pendingCheckpoint
 	columns    *store.ColumnUpdate
 	delete     bool
+	release    bool
 }
 
 func (it item) kind() string {
@@ -62,6 +63,8 @@ func (it item) kind() string {
 		return "checkpoint"
 	case it.columns != nil:
 		return "columns"
+	case it.release:
+		return "release"
 	}
 	return "delete"
 }
@@ -98,12 +101,12 @@ func (j *Journal) writeNext(ctx context.Context) bool {
 
 // next picks the task's next write: a checkpoint once the transitions queued before it are
 // written, else the oldest transition (computed now, from the committed record), else the
-// column slots, else the soft delete.
+// column slots, else the soft delete, else the release.
 func (j *Journal) next(uid string) (item, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e, ok := j.tasks[uid]
-	if !ok || e.fenced != nil || e.stale || e.deleted {
+	if !ok || e.fenced != nil || e.stale || e.deleted || e.released {
 		return item{}, false
 	}
 	for {
@@ -128,6 +131,8 @@ func (j *Journal) next(uid string) (item, bool) {
 			return item{columns: &cols}, true
 		case e.deleteRequested:
 			return item{delete: true}, true
+		case e.releaseRequested:
+			return item{release: true}, true
 		}
 		return item{}, false
 	}
@@ -146,6 +151,8 @@ func (j *Journal) write(ctx context.Context, uid string, it item) error {
 		return j.opts.Store.UpdateColumns(ctx, uid, owner, *it.columns)
 	case it.delete:
 		return j.opts.Store.MarkDeleted(ctx, uid)
+	case it.release:
+		return j.opts.Store.Release(ctx, uid, owner)
 	}
 	return fmt.Errorf("empty journal item for %s", uid)
 }
@@ -192,8 +199,9 @@ func (j *Journal) resolve(uid string, it item, err error) bool {
 	default:
 		decide, report = j.rejectedLocked(e, it, err), true
 	}
-	more := e.fenced == nil && !e.stale && !e.deleted &&
-		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested)
+	more := e.fenced == nil && !e.stale && !e.deleted && !e.released &&
+		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested ||
+			e.releaseRequested)
 	j.mu.Unlock()
 	if decide {
 		j.opts.Decide(nn)
@@ -251,6 +259,9 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 	case it.delete:
 		e.deleted, e.deleteRequested = true, false
 		return true, report
+	case it.release:
+		e.released, e.releaseRequested = true, false
+		return true, report
 	}
 	return false, report
 }
@@ -292,6 +303,8 @@ func (j *Journal) rejectedLocked(e *entry, it item, err error) bool {
 		e.columns = store.ColumnUpdate{}
 	case it.delete:
 		e.deleteRequested = false
+	case it.release:
+		e.releaseRequested = false
 	}
 	e.announce(Announcement{From: e.committed.Status, To: e.committed.Status, Attempt: e.committed.Attempt,
 		Reason: lifecycle.ReasonRecordRejected, Message: msg, Warning: true})
@@ -300,6 +313,6 @@ func (j *Journal) rejectedLocked(e *entry, it item, err error) bool {
 
 // dropAll forgets every unwritten change (the task is fenced, stale or deleted).
 func (e *entry) dropAll() {
-	e.events, e.checkpoint, e.columns, e.deleteRequested = nil, nil, store.ColumnUpdate{}, false
+	e.events, e.checkpoint, e.columns, e.deleteRequested, e.releaseRequested = nil, nil, store.ColumnUpdate{}, false, false
 	e.projected = e.committed
 }
