@@ -86,7 +86,7 @@ ARGS ?=
 
 .PHONY: chaos
 chaos: ## Reliability run (<= 15 min): faults against two replicas, six invariants; rewrites docs/reliability.md. ARGS=--quick, ARGS=--seed=N.
-	go build -o $(LOCALBIN)/taskpilot-chaos ./hack/chaos/operator
+	go build -o $(LOCALBIN)/taskpilot-chaos ./test/witness/operator
 	go build -o $(LOCALBIN)/chaos ./hack/chaos
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(LOCALBIN)/chaos --operator $(LOCALBIN)/taskpilot-chaos --report $(CHAOS_REPORT) $(ARGS)
 

@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 	"github.com/taskpilot/taskpilot/test/pgtest"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // env is what the run starts: the control plane, PostgreSQL (durable, in the work directory),

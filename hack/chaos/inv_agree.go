@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // activeWithin: an open execution of a live process that wrote a row this recently is doing

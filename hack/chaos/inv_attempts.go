@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // attemptInput is what invariant 5 needs about one task.

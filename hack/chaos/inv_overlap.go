@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // checkNoDoubleRun is invariant 1: no two executions of the same task overlap in time. Two

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // taskPlan is one BackgroundTask of the load.

@@ -12,7 +12,7 @@ import (
 type options struct {
 	seed     uint64
 	quick    bool
-	operator string // the chaos operator binary (hack/chaos/operator)
+	operator string // the chaos operator binary (test/witness/operator)
 	report   string // markdown report to rewrite ("" : none)
 	keep     bool   // keep the work directory (logs, data) after the run
 	profile  profile
@@ -64,7 +64,7 @@ func parseOptions(args []string) (options, error) {
 	var faults string
 	fs.Uint64Var(&o.seed, "seed", 1, "Seed of the load, the user actions and the fault schedule (same seed, same run, timing noise aside).")
 	fs.BoolVar(&o.quick, "quick", false, "Short run (about 2.5 minutes): 150 tasks, three faults (kill, freeze, split brain).")
-	fs.StringVar(&o.operator, "operator", "bin/taskpilot-chaos", "The chaos operator binary (go build -o bin/taskpilot-chaos ./hack/chaos/operator).")
+	fs.StringVar(&o.operator, "operator", "bin/taskpilot-chaos", "The chaos operator binary (go build -o bin/taskpilot-chaos ./test/witness/operator).")
 	fs.StringVar(&o.report, "report", "", "Markdown report to rewrite, e.g. docs/reliability.md (empty: terminal only).")
 	fs.BoolVar(&o.keep, "keep", false, "Keep the work directory (operator logs, PostgreSQL and etcd data) after the run.")
 	fs.IntVar(&tasks, "tasks", 0, "Number of BackgroundTasks (default 1000; quick 150).")

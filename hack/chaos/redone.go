@@ -3,7 +3,7 @@ package main
 import (
 	"time"
 
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // redone is the work done more than once, from the witness. A step of an attempt marked again

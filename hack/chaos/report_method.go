@@ -6,7 +6,7 @@ func writeHowItWorks(md func(string, ...any)) {
 	for _, line := range []string{
 		"## How the run works",
 		"",
-		"`make chaos` builds the chaos operator (`hack/chaos/operator`: the real operator, wired by",
+		"`make chaos` builds the chaos operator (`test/witness/operator`: the real operator, wired by",
 		"`internal/operator.Main` exactly as `main.go` wires it, plus the `witness` task type) and runs",
 		"`hack/chaos`. It starts etcd and kube-apiserver from `bin/k8s` (`kubetest.StartInDir`, the",
 		"`make dev` control plane), a durable PostgreSQL, and two operator replicas as separate processes",

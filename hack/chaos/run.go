@@ -49,7 +49,7 @@ type phaseTime struct {
 func run(ctx context.Context, log logr.Logger, opts options) (err error) {
 	res := &results{opts: opts, started: time.Now(), pl: makePlan(opts.seed, opts.profile)}
 	if _, err := os.Stat(opts.operator); err != nil {
-		return fmt.Errorf("chaos operator binary: %w (go build -o %s ./hack/chaos/operator)", err, opts.operator)
+		return fmt.Errorf("chaos operator binary: %w (go build -o %s ./test/witness/operator)", err, opts.operator)
 	}
 	if _, err := os.Stat(filepath.Join(kubetest.Assets(), "kube-apiserver")); err != nil {
 		return fmt.Errorf("no control plane binaries: %w (run `make envtest` once, or set KUBEBUILDER_ASSETS)", err)

@@ -1,7 +1,8 @@
-// Package witness is a task type that exists only in the chaos build: an independent record of
-// every execution of every attempt, kept in its own PostgreSQL table (chaos_witness, in a
-// database of its own) over its own connection pool, never through the operator's store or
-// journal. It is what the chaos run compares the operator's record with.
+// Package witness is a task type that exists only in test builds (the operator of make chaos
+// and of the sharding tests, test/witness/operator): an independent record of every execution
+// of every attempt, kept in its own PostgreSQL table (chaos_witness, in a database of its own)
+// over its own connection pool, never through the operator's store or journal. It is what the
+// chaos run and the sharding tests compare the operator's record with.
 //
 // An execution is one call of Run by one process for one (task, attempt): a run resumed after
 // a crash or a failover is a new execution of the same attempt, a pause and resume in the same

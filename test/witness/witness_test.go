@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 // srv is the PostgreSQL server shared by this package's tests.

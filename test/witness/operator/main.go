@@ -1,6 +1,6 @@
-// Command operator is the chaos run's operator: the real taskpilot operator, wired by
-// internal/operator exactly as main.go wires it, with the witness task type registered next to
-// the built-ins. Only hack/chaos builds and runs it.
+// Command operator is the operator of the chaos run and the sharding tests: the real taskpilot
+// operator, wired by internal/operator exactly as main.go wires it, with the witness task type
+// registered next to the built-ins. Only hack/chaos and test/sharding build and run it.
 package main
 
 import (
@@ -9,9 +9,9 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/taskpilot/taskpilot/hack/chaos/witness"
 	"github.com/taskpilot/taskpilot/internal/operator"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/test/witness"
 )
 
 func main() {
