@@ -26,11 +26,13 @@ type engine struct {
 	sweep         *sweeper
 	sweepInterval time.Duration
 	ready         chan struct{} // closed once tasks may be handed to the runner
+	sharding      bool
 	log           logr.Logger
 }
 
-// NeedLeaderElection: with leader election on, only the leader owns tasks.
-func (e *engine) NeedLeaderElection() bool { return true }
+// NeedLeaderElection: with leader election on, only the leader owns tasks, unless tasks are
+// sharded over every replica.
+func (e *engine) NeedLeaderElection() bool { return !e.sharding }
 
 // Start implements manager.Runnable.
 func (e *engine) Start(ctx context.Context) error {

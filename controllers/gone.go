@@ -35,7 +35,7 @@ func (r *reconciler) gone(ctx context.Context, nn types.NamespacedName, uid stri
 		return ctrl.Result{RequeueAfter: settleDelay}, false, nil // its Stopped transition wakes us sooner
 	}
 	view, tracked := r.journal.View(uid)
-	if tracked && !view.Deleted && view.Fenced == nil && !view.Stale {
+	if tracked && !view.Deleted && view.Fenced == nil && !view.Stale && !view.Released {
 		logf.FromContext(ctx).V(1).Info("object deleted: soft-deleting the row after its last transitions", "uid", uid)
 		r.journal.Delete(uid) // the journal wakes us when it is written
 		return ctrl.Result{}, false, nil

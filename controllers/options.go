@@ -2,9 +2,12 @@ package controllers
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 
 	"github.com/taskpilot/taskpilot/internal/journal"
@@ -70,6 +73,13 @@ type Options struct {
 	// MemoryBudget bounds the memory reserved by admitted runs (runner.Options.MemoryBudget);
 	// 0 means none.
 	MemoryBudget int64
+	// Sharding makes every replica active: each runs the tasks the elected sharder assigns to
+	// it (package sharding) and caches only those (TaskCache). Needs leader election, for the
+	// sharder. Off: the elected leader runs every task.
+	Sharding bool
+	// Namespaces restricts the sharder's cache of every task to these namespaces, as the
+	// manager's cache is restricted (tests). Empty: all namespaces, the operator's scope.
+	Namespaces []string
 	// Metrics registers taskpilot's metrics (controller-runtime's registry in main; a fresh
 	// registry in tests, where several operators share a process). Nil: none.
 	Metrics prometheus.Registerer
@@ -80,6 +90,9 @@ type Options struct {
 func (o Options) withDefaults() (Options, error) {
 	if o.Store == nil || o.Registry == nil || o.Identity == "" || o.Namespace == "" {
 		return o, errors.New("controllers: Store, Registry, Identity and Namespace are required")
+	}
+	if errs := validation.IsValidLabelValue(o.Identity); o.Sharding && len(errs) > 0 {
+		return o, fmt.Errorf("controllers: with sharding the identity %q names the replica in a label: %s", o.Identity, strings.Join(errs, "; "))
 	}
 	o.LeaseDuration = orDuration(o.LeaseDuration, membership.DefaultLeaseDuration)
 	o.RenewDeadline = orDuration(o.RenewDeadline, membership.DefaultRenewDeadline)

@@ -53,11 +53,14 @@ type reconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
+	// Spec changes; with sharding also the assignment labels (a drain request).
+	changes := predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, assignmentChanged())
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(changes)).
 		WatchesRawSource(decide.source()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
+			NeedLeaderElection:      ptr.To(!r.opts.Sharding),
 			// A standby fills its cache before it leads, so a takeover starts acting at once.
 			EnableWarmup: ptr.To(true),
 			// A failed reconcile (the database is down when a task is first seen) backs off to
@@ -87,7 +90,14 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var bt v1alpha1.BackgroundTask
 	if err := r.client.Get(ctx, nn, &bt); err != nil {
 		if apierrors.IsNotFound(err) {
-			res, _, err := r.gone(ctx, nn, r.tasks.uidOf(nn))
+			uid := r.tasks.uidOf(nn)
+			if moved, err := r.movedAway(ctx, nn, uid); err != nil || moved {
+				if err != nil {
+					return ctrl.Result{}, err
+				}
+				return r.handOver(ctx, nn, uid, nil)
+			}
+			res, _, err := r.gone(ctx, nn, uid)
 			return res, err
 		}
 		return ctrl.Result{}, fmt.Errorf("get %s: %w", nn, err)
@@ -98,6 +108,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if res, done, err := r.gone(ctx, nn, old); !done || err != nil {
 			return res, err
 		}
+	}
+	if r.opts.Sharding && !r.assignedHere(&bt) {
+		return r.handOver(ctx, nn, uid, &bt)
 	}
 	if !bt.DeletionTimestamp.IsZero() {
 		if err := r.dropLegacyFinalizer(ctx, &bt); err != nil {

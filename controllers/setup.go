@@ -14,8 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -83,8 +85,9 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	tasks := newTaskIndex()
 	eng := &engine{member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
-		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, log: log.WithName("sweep"),
-	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), log: log}
+		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,
+		log: log.WithName("sweep"),
+	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), sharding: o.Sharding, log: log}
 	if err := mgr.Add(eng); err != nil {
 		return nil, fmt.Errorf("setup: add engine: %w", err)
 	}
@@ -99,6 +102,15 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	sw := newStatusWriter(mgr, op, tasks, o)
 	if err := sw.setupWithManager(mgr, report); err != nil {
 		return nil, fmt.Errorf("setup: status controller: %w", err)
+	}
+	if o.Sharding {
+		sh, err := newSharder(mgr, o, log)
+		if err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+		if err := sh.setupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setup: sharder: %w", err)
+		}
 	}
 	return op, nil
 }
@@ -117,6 +129,15 @@ func (op *Operator) DatabaseCheck() healthz.Checker {
 
 // settleDelay is how long to wait for a change that is on its way (a run stopping).
 const settleDelay = 200 * time.Millisecond
+
+// TaskCache restricts the manager's cache of BackgroundTasks to those assigned to identity,
+// for sharding: add it to cache.Options.ByObject. A replica then holds in memory only the
+// tasks it runs.
+func TaskCache(identity string) map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{
+		&v1alpha1.BackgroundTask{}: {Label: labels.SelectorFromSet(labels.Set{sharding.LabelShard: identity})},
+	}
+}
 
 // LeaseCache restricts the manager's cache of Leases to the membership Leases in namespace:
 // add it to cache.Options.ByObject. Without it, the first Lease read would start a cluster-wide

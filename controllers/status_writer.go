@@ -76,7 +76,8 @@ func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *wake) error {
 			},
 		}).
 		WatchesRawSource(report.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers, EnableWarmup: ptr.To(true)}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers, EnableWarmup: ptr.To(true),
+			NeedLeaderElection: ptr.To(!s.opts.Sharding)}).
 		Complete(s)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -142,6 +143,9 @@ type operatorConfig struct {
 	// historyRetention and memoryBudget set the policies of the same names.
 	historyRetention time.Duration
 	memoryBudget     int64
+	// sharding makes the operator one of several active replicas (leader election on, for the
+	// sharder; its cache holds the tasks assigned to it).
+	sharding bool
 }
 
 // startOperator starts an operator watching the harness namespace. It is stopped at cleanup.
@@ -159,11 +163,16 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	// Leases long enough that a loaded machine (tests run in parallel, with -race) does not
 	// stall a renewal past the deadline; takeovers in tests come from released Leases.
 	lease, renew, retry := 10*time.Second, 7*time.Second, time.Second
+	byObject := controllers.LeaseCache(h.ns)
+	if cfg.sharding {
+		cfg.leaderElect = true
+		maps.Copy(byObject, controllers.TaskCache(cfg.identity))
+	}
 	opts := ctrl.Options{
 		Scheme:                        kube.Scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
-		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: controllers.LeaseCache(h.ns)},
+		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: byObject},
 		Controller:                    ctrlConfigSkipNameValidation(),
 		LeaderElection:                cfg.leaderElect,
 		LeaderElectionID:              "taskpilot-test",
@@ -198,6 +207,8 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		SweepInterval:      2 * time.Second,
 		HistoryRetention:   cfg.historyRetention,
 		MemoryBudget:       cfg.memoryBudget,
+		Sharding:           cfg.sharding,
+		Namespaces:         []string{h.ns},
 		// The production default: a fresh task's first status write waits 100ms.
 		StatusCoalesceWindow: 100 * time.Millisecond,
 		Metrics:              metrics,

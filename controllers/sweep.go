@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -38,7 +41,10 @@ type sweeper struct {
 	timeout   time.Duration
 	retention time.Duration // 0: keep history forever
 	purged    prometheus.Counter
-	log       logr.Logger
+	// sharding: the cache holds only this replica's tasks, so the live objects are listed from
+	// the API server (metadata only), and only tasks assigned here are adopted.
+	sharding bool
+	log      logr.Logger
 }
 
 // loop sweeps at once (retrying until the database answers) and then every interval.
@@ -71,19 +77,33 @@ func (s *sweeper) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	objects, err := s.liveObjects(ctx)
+	if err != nil {
+		return err
+	}
 	me := s.member.Owner()
 	var adopt, deleted int
 	for i := range rows {
 		row := &rows[i]
 		nn := types.NamespacedName{Namespace: row.Namespace, Name: row.Name}
-		exists, err := s.objectExists(ctx, nn, row.UID)
-		if err != nil {
-			return err
+		shard, exists := objects[row.UID]
+		if !exists {
+			// Listed before the row was written, or gone: the API server says which.
+			if exists, err = s.objectExists(ctx, nn, row.UID); err != nil {
+				return err
+			}
 		}
+		here := !s.sharding || shard == me.Name
 		owner, owned := row.Owned()
 		mine := owned && owner.Epoch == me.Epoch
 		_, tracked := s.journal.View(row.UID)
 		switch {
+		case mine && !tracked && exists && !here:
+			// Ours on paper but assigned elsewhere and not run here: give it up, so its new
+			// replica need not wait for this one to be gone.
+			if err := s.release(ctx, row.UID, me); err != nil {
+				return err
+			}
 		case mine && (tracked || exists):
 			if !tracked {
 				s.decide(nn) // ours but not tracked (e.g. released): let the reconciler adopt or clean up
@@ -91,7 +111,7 @@ func (s *sweeper) pass(ctx context.Context) error {
 				s.decide(nn) // the reconciler stops the run and soft-deletes the row
 			}
 		case exists && row.Status != lifecycle.Finished && row.Status != lifecycle.Failed && row.Status != lifecycle.Stopped:
-			if s.ownerGone(ctx, row) {
+			if here && s.ownerGone(ctx, row) {
 				s.decide(nn)
 				adopt++
 			}
@@ -137,6 +157,46 @@ func (s *sweeper) purge(ctx context.Context) error {
 	}
 	if total > 0 {
 		s.log.Info("purged old history", "tasks", total, "deletedBefore", before)
+	}
+	return nil
+}
+
+// liveObjects maps the UID of every BackgroundTask to the replica it is assigned to (the shard
+// label; "" without sharding): from the cache, which holds every task when tasks are not
+// sharded, or else from one paginated metadata list.
+func (s *sweeper) liveObjects(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	if !s.sharding {
+		var list v1alpha1.BackgroundTaskList
+		if err := s.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		for i := range list.Items {
+			out[string(list.Items[i].UID)] = ""
+		}
+		return out, nil
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(v1alpha1.GroupVersion().WithKind("BackgroundTaskList"))
+	for {
+		if err := s.apiReader.List(ctx, list, client.Limit(500), client.Continue(list.Continue)); err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		for i := range list.Items {
+			out[string(list.Items[i].UID)] = sharding.LabelsOf(list.Items[i].Labels).Shard
+		}
+		if list.Continue == "" {
+			return out, nil
+		}
+	}
+}
+
+// release gives up a row this process owns but does not run.
+func (s *sweeper) release(ctx context.Context, uid string, me store.Owner) error {
+	dbctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.store.Release(dbctx, uid, me); err != nil && !errors.Is(err, store.ErrFenced) && !errors.Is(err, store.ErrDeleted) {
+		return err
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ type config struct {
 	metricsAddr, probeAddr     string
 	pprofAddr                  string
 	leaderElect                bool
+	sharding                   bool
 	leaderElectionNamespace    string
 	identity                   string
 	kubeconfig                 string
@@ -56,6 +57,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.StringVar(&c.pprofAddr, "pprof-bind-address", "", "Address of the Go pprof endpoints (empty: off). For profiling only.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader through a Lease so that only one replica runs tasks (on in the Deployment).")
+	fs.BoolVar(&c.sharding, "sharding", false, "Spread the tasks over every replica (consistent hashing of the task UID over the live replicas' membership Leases; the elected leader writes the assignment labels). Needs --leader-elect. Off: the leader runs every task.")
 	fs.StringVar(&c.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease and of the membership Leases (default: the pod's namespace, else \"default\").")
 	fs.StringVar(&c.identity, "identity", "", "This process's name as a task owner, unique among running replicas: its membership Lease and the owner column of the rows it runs (default: $POD_NAME, else host name and process id).")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config).")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,6 +44,9 @@ func Main(ctx context.Context, args []string, register Register) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 	log := ctrl.Log.WithName("setup")
 
+	if cfg.sharding && !cfg.leaderElect {
+		return errors.New("--sharding needs --leader-elect: the elected leader assigns the tasks to the replicas")
+	}
 	if cfg.databaseURL == "" {
 		return errors.New("no database configured: set --database-url or DATABASE_URL, for example postgres://taskpilot:secret@localhost:5432/taskpilot (make dev starts a local one)")
 	}
@@ -85,7 +90,8 @@ func Main(ctx context.Context, args []string, register Register) error {
 		LeaderElectionNamespace: cfg.leaderElectionNamespace,
 		// Leases are watched in the operator's namespace only, and only the membership ones:
 		// a cluster-wide Lease informer would follow every node's heartbeat.
-		Cache:                         cache.Options{ByObject: controllers.LeaseCache(cfg.leaderElectionNamespace)},
+		// With sharding, a replica caches only the BackgroundTasks assigned to it.
+		Cache:                         cache.Options{ByObject: cacheByObject(cfg)},
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &cfg.leaseDuration,
 		RenewDeadline:                 &cfg.renewDeadline,
@@ -123,6 +129,7 @@ func Main(ctx context.Context, args []string, register Register) error {
 		SweepInterval:           cfg.sweepInterval,
 		HistoryRetention:        cfg.historyRetention,
 		MemoryBudget:            budget,
+		Sharding:                cfg.sharding,
 		Metrics:                 metrics.Registry,
 	})
 	if err != nil {
@@ -136,11 +143,21 @@ func Main(ctx context.Context, args []string, register Register) error {
 	}
 
 	log.Info("starting taskpilot", "identity", cfg.identity, "task-types", reg.Names(),
-		"max-concurrent-tasks", cfg.maxConcurrentTasks, "leader-elect", cfg.leaderElect)
+		"max-concurrent-tasks", cfg.maxConcurrentTasks, "leader-elect", cfg.leaderElect, "sharding", cfg.sharding)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	return nil
+}
+
+// cacheByObject is what the manager caches beyond the defaults: the membership Leases only and,
+// with sharding, only the BackgroundTasks assigned to this replica.
+func cacheByObject(cfg config) map[client.Object]cache.ByObject {
+	by := controllers.LeaseCache(cfg.leaderElectionNamespace)
+	if cfg.sharding {
+		maps.Copy(by, controllers.TaskCache(cfg.identity))
+	}
+	return by
 }
 
 // restConfig loads the API server's address and credentials from kubeconfig, or as kubectl

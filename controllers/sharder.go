@@ -1,0 +1,230 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/internal/sharding"
+)
+
+// membershipPoll is how often the sharder reads the membership Leases. A Lease that expires
+// sends no event, so a crashed replica is noticed by looking: at most this long after its
+// Lease expired.
+const membershipPoll = 500 * time.Millisecond
+
+// sharder spreads the tasks over the live replicas (--sharding): it reads the membership
+// Leases, hashes every task's UID onto the ring of live replicas, and writes the assignment as
+// the task's labels (package sharding). It runs on the elected leader only and needs nothing
+// but metadata, so its cache of every BackgroundTask is metadata-only; each replica's own cache
+// holds just the tasks labelled for it.
+type sharder struct {
+	client    client.Client // writes the labels (metadata merge patches)
+	tasks     cache.Cache   // metadata of every BackgroundTask
+	leases    client.Reader // the manager's cache of membership Leases
+	namespace string
+	clock     clock.PassiveClock
+	resync    *wake
+	view      atomic.Pointer[ringView]
+	moves     *prometheus.CounterVec
+	log       logr.Logger
+}
+
+// ringView is the ring of the live replicas, rebuilt when they change.
+type ringView struct {
+	ring *sharding.Ring
+	live map[string]bool
+}
+
+func (v *ringView) isLive(m string) bool { return v.live[m] }
+
+// taskMeta is an empty metadata-only BackgroundTask, for the sharder's cache and patches.
+func taskMeta() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(v1alpha1.GroupVersion().WithKind("BackgroundTask"))
+	return m
+}
+
+func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) {
+	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()}
+	if len(o.Namespaces) > 0 {
+		copts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			copts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	tasks, err := cache.New(mgr.GetConfig(), copts)
+	if err != nil {
+		return nil, fmt.Errorf("sharder cache: %w", err)
+	}
+	s := &sharder{
+		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace, clock: o.Clock,
+		resync: newWake(), log: log.WithName("sharder"),
+		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskpilot_sharder_label_writes_total",
+			Help: "Assignment label writes by the sharder, by kind: assign (a new or drained task), drain (ask a live replica to hand a task over), move (from a gone replica), keep (a drain called off).",
+		}, []string{"kind"}),
+	}
+	if o.Metrics != nil {
+		if err := o.Metrics.Register(s.moves); err != nil {
+			return nil, fmt.Errorf("sharder metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// setupWithManager adds the sharder's cache, its membership loop and its controller, all on the
+// leader only (their default).
+func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(s.tasks); err != nil {
+		return fmt.Errorf("add the sharder cache: %w", err)
+	}
+	if err := mgr.Add(s); err != nil {
+		return fmt.Errorf("add the sharder: %w", err)
+	}
+	assignment := predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return sharding.LabelsOf(e.ObjectOld.GetLabels()) != sharding.LabelsOf(e.ObjectNew.GetLabels())
+		},
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("backgroundtask-sharder").
+		WatchesRawSource(source.Kind[client.Object](s.tasks, taskMeta(), &handler.EnqueueRequestForObject{}, assignment)).
+		WatchesRawSource(s.resync.source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(s)
+}
+
+// Start follows the membership until ctx ends (manager.Runnable, leader only): whenever the set
+// of live replicas changes, the ring is rebuilt and every task is looked at again.
+func (s *sharder) Start(ctx context.Context) error {
+	if !s.tasks.WaitForCacheSync(ctx) {
+		return nil
+	}
+	ticker := time.NewTicker(membershipPoll)
+	defer ticker.Stop()
+	for {
+		if err := s.refresh(ctx); err != nil {
+			s.log.Info("cannot read the membership Leases; retrying", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// refresh rebuilds the ring when the live replicas changed, and then looks at every task.
+func (s *sharder) refresh(ctx context.Context) error {
+	var leases coordinationv1.LeaseList
+	if err := s.leases.List(ctx, &leases, client.InNamespace(s.namespace),
+		client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{membership.LabelMember: "true"})}); err != nil {
+		return fmt.Errorf("list membership Leases: %w", err)
+	}
+	members, _ := membership.Live(leases.Items, s.clock.Now())
+	live := map[string]bool{}
+	for _, m := range members {
+		live[m] = true
+	}
+	if old := s.view.Load(); old != nil && maps.Equal(old.live, live) {
+		return nil
+	}
+	sorted := slices.Sorted(maps.Keys(live))
+	s.view.Store(&ringView{ring: sharding.NewRing(sorted, 0), live: live})
+	s.log.Info("replicas changed; spreading the tasks again", "replicas", sorted)
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(v1alpha1.GroupVersion().WithKind("BackgroundTaskList"))
+	if err := s.tasks.List(ctx, list); err != nil {
+		return fmt.Errorf("list tasks: %w", err)
+	}
+	for i := range list.Items {
+		s.resync.notify(types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
+	}
+	return nil
+}
+
+// Reconcile assigns one task (reconcile.Reconciler).
+func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	view := s.view.Load()
+	if view == nil {
+		return ctrl.Result{RequeueAfter: membershipPoll}, nil // the membership has not been read yet
+	}
+	m := taskMeta()
+	if err := s.tasks.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	move := sharding.Next(sharding.LabelsOf(m.Labels), view.ring.Assign(string(m.UID)), view.isLive)
+	if !move.Patch {
+		return ctrl.Result{}, nil
+	}
+	if err := s.write(ctx, m, move.Want); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: settleDelay}, nil // it changed meanwhile: look again at the new one
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s.moves.WithLabelValues(moveKind(sharding.LabelsOf(m.Labels), move.Want)).Inc()
+	logf.FromContext(ctx).V(1).Info("assignment", "why", move.Why)
+	return ctrl.Result{}, nil
+}
+
+// write sets the assignment labels of the object it read, guarded by its uid and
+// resourceVersion: a replica that removed the labels meanwhile (drained) is never overwritten
+// with what the sharder saw before.
+func (s *sharder) write(ctx context.Context, m *metav1.PartialObjectMetadata, want sharding.Labels) error {
+	lbl := map[string]any{sharding.LabelShard: nil, sharding.LabelDrain: nil}
+	if want.Shard != "" {
+		lbl[sharding.LabelShard] = want.Shard
+	}
+	if want.Draining {
+		lbl[sharding.LabelDrain] = "true"
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"uid": m.UID, "resourceVersion": m.ResourceVersion, "labels": lbl,
+	}})
+	if err != nil {
+		return fmt.Errorf("encode labels: %w", err)
+	}
+	if err := s.client.Patch(ctx, m, client.RawPatch(types.MergePatchType, body)); err != nil {
+		return fmt.Errorf("label %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	return nil
+}
+
+// moveKind names a label write for the metric.
+func moveKind(from, to sharding.Labels) string {
+	switch {
+	case to.Draining:
+		return "drain"
+	case from.Shard == "" || from.Shard == to.Shard && !from.Draining:
+		return "assign"
+	case from.Shard == to.Shard:
+		return "keep"
+	}
+	return "move"
+}
