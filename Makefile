@@ -90,6 +90,10 @@ chaos: ## Reliability run (<= 15 min): faults against two replicas, six invarian
 	go build -o $(LOCALBIN)/chaos ./hack/chaos
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(LOCALBIN)/chaos --operator $(LOCALBIN)/taskpilot-chaos --report $(CHAOS_REPORT) $(ARGS)
 
+.PHONY: chaos-sharded
+chaos-sharded: ## The chaos run with three replicas sharing the tasks (--sharding); rewrites docs/reliability-sharded.md.
+	$(MAKE) chaos ARGS="--sharded $(ARGS)" CHAOS_REPORT=docs/reliability-sharded.md
+
 .PHONY: chaos-quick
 chaos-quick: ## The chaos run's quick mode (about 2.5 min); report in bin/reliability-quick.md.
 	$(MAKE) chaos ARGS="--quick $(ARGS)" CHAOS_REPORT=$(LOCALBIN)/reliability-quick.md

@@ -38,11 +38,12 @@ type env struct {
 	fleet          *fleet
 	stopCache      context.CancelFunc
 	operatorBinary string
+	sharded        bool // the supervised replicas run with --sharding
 }
 
 // startEnv starts everything but the operators, in dir.
-func startEnv(ctx context.Context, log logr.Logger, dir, operatorBinary string) (e *env, err error) {
-	e = &env{log: log, dir: dir, kubeconfig: filepath.Join(dir, "kubeconfig"), operatorBinary: operatorBinary}
+func startEnv(ctx context.Context, log logr.Logger, dir, operatorBinary string, sharded bool) (e *env, err error) {
+	e = &env{log: log, dir: dir, kubeconfig: filepath.Join(dir, "kubeconfig"), operatorBinary: operatorBinary, sharded: sharded}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.close())
@@ -101,7 +102,7 @@ func (e *env) openDatabases(ctx context.Context) error {
 	if err := witness.CreateTable(ctx, e.wdb); err != nil {
 		return err
 	}
-	e.fleet = newFleet(e.log.WithName("fleet"), e.operatorBinary, e.dir, []string{
+	e.fleet = newFleet(e.log.WithName("fleet"), e.operatorBinary, e.dir, e.sharded, []string{
 		"KUBECONFIG=" + e.kubeconfig, "DATABASE_URL=" + dbURL, witness.URLEnv + "=" + wURL,
 	})
 	return nil

@@ -29,8 +29,9 @@ type procRecord struct {
 	leader time.Time
 }
 
-// replica is one operator slot. Supervised slots ("a", "b") are restarted whenever their
-// process exits, as a Deployment would; the rogue of a split brain is not.
+// replica is one operator slot. Supervised slots ("a", "b", and "c" when sharded) are
+// restarted whenever their process exits, as a Deployment would; the rogue of a split brain is
+// not.
 type replica struct {
 	name        string
 	leaderElect bool
@@ -44,6 +45,7 @@ type replica struct {
 type fleet struct {
 	log      logr.Logger
 	binary   string
+	sharded  bool // supervised replicas run with --sharding
 	env      []string
 	logDir   string
 	http     *http.Client
@@ -55,8 +57,8 @@ type fleet struct {
 	supervisors, reapers sync.WaitGroup
 }
 
-func newFleet(log logr.Logger, binary, logDir string, env []string) *fleet {
-	return &fleet{log: log, binary: binary, env: env, logDir: logDir, http: &http.Client{Timeout: time.Second}}
+func newFleet(log logr.Logger, binary, logDir string, sharded bool, env []string) *fleet {
+	return &fleet{log: log, binary: binary, sharded: sharded, env: env, logDir: logDir, http: &http.Client{Timeout: time.Second}}
 }
 
 // start starts a replica's first process, waits until it is ready, and (for supervised ones)
@@ -86,7 +88,7 @@ func (f *fleet) logPath(name string) string { return filepath.Join(f.logDir, "op
 func (f *fleet) launch(r *replica) error {
 	op, err := harness.StartOperator(harness.OperatorSpec{
 		Binary:  f.binary,
-		Args:    operatorArgs(r.name, r.leaderElect),
+		Args:    operatorArgs(r.name, r.leaderElect, f.sharded && r.supervised),
 		Env:     f.env,
 		LogPath: f.logPath(r.name),
 		Pprof:   true,

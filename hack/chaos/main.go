@@ -10,6 +10,7 @@
 //
 //	make chaos                          # full run, at most 15 minutes on 2 cores
 //	make chaos ARGS="--quick"           # about 2.5 minutes
+//	make chaos-sharded                  # three replicas with --sharding
 //	make chaos ARGS="--seed=7"          # another schedule
 //
 // The exit status is 0 when every invariant held, 3 when the run completed and some did not,

@@ -21,9 +21,10 @@ const (
 // owns tasks under its own identity, kept across its restarts as a pod's name is across its
 // container's restarts: a restarted replica takes its membership Lease (and its tasks) back at
 // once, while a frozen one is fenced out as soon as its Lease expires.
-func operatorArgs(replica string, leaderElect bool) []string {
+func operatorArgs(replica string, leaderElect, sharding bool) []string {
 	return []string{
 		"--identity=chaos-" + replica,
+		"--sharding=" + strconv.FormatBool(sharding),
 		"--leader-elect=" + strconv.FormatBool(leaderElect),
 		"--leader-election-namespace=" + leaseNamespace,
 		"--leader-elect-lease-duration=" + strconv.Itoa(leaseSeconds) + "s",

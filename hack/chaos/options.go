@@ -15,7 +15,26 @@ type options struct {
 	operator string // the chaos operator binary (test/witness/operator)
 	report   string // markdown report to rewrite ("" : none)
 	keep     bool   // keep the work directory (logs, data) after the run
-	profile  profile
+	// sharded runs three replicas with --sharding (every one runs tasks) instead of two with
+	// one leader running them all.
+	sharded bool
+	profile profile
+}
+
+// replicaNames are the supervised replicas of the run.
+func (o options) replicaNames() []string {
+	if o.sharded {
+		return []string{"a", "b", "c"}
+	}
+	return []string{"a", "b"}
+}
+
+// mode says how the replicas share the work, for the report.
+func (o options) mode() string {
+	if o.sharded {
+		return "three replicas with `--sharding` (each runs its share; the leader assigns them)"
+	}
+	return "two replicas with leader election (the leader runs every task)"
 }
 
 // profile is the size and timing of a run; quick and full differ only here.
@@ -66,6 +85,7 @@ func parseOptions(args []string) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "Short run (about 2.5 minutes): 150 tasks, three faults (kill, freeze, split brain).")
 	fs.StringVar(&o.operator, "operator", "bin/taskpilot-chaos", "The chaos operator binary (go build -o bin/taskpilot-chaos ./test/witness/operator).")
 	fs.StringVar(&o.report, "report", "", "Markdown report to rewrite, e.g. docs/reliability.md (empty: terminal only).")
+	fs.BoolVar(&o.sharded, "sharded", false, "Three replicas with --sharding, each running its share of the tasks, instead of two with one leader.")
 	fs.BoolVar(&o.keep, "keep", false, "Keep the work directory (operator logs, PostgreSQL and etcd data) after the run.")
 	fs.IntVar(&tasks, "tasks", 0, "Number of BackgroundTasks (default 1000; quick 150).")
 	fs.StringVar(&faults, "faults", "", "Faults to inject instead of the profile's, comma separated, in any order (the seed shuffles them): kill, freeze, postgres, apiserver, split.")

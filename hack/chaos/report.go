@@ -52,9 +52,9 @@ func writeReport(path string, res *results) error {
 	md("_Rewritten by every run of `make chaos` (`hack/chaos`); do not edit by hand. How the run works and")
 	md("what each invariant means exactly: [below](#how-the-run-works)._")
 	md("")
-	md("Run of %s: **%s** profile, **seed %d**, %d BackgroundTasks, %d user actions, %d faults; wall time %s.",
+	md("Run of %s: **%s** profile, **seed %d**, %d BackgroundTasks, %d user actions, %d faults, %s; wall time %s.",
 		res.started.Format("2006-01-02 15:04 MST"), res.opts.profile.name, res.opts.seed, len(res.pl.tasks),
-		len(res.pl.actions), len(res.pl.faults), res.wall.Round(time.Second))
+		len(res.pl.actions), len(res.pl.faults), res.opts.mode(), res.wall.Round(time.Second))
 	md("Reproduce with `make chaos ARGS=\"--seed=%d%s\"`: the same seed gives the same load, actions and fault", res.opts.seed, quickArg(res))
 	md("schedule; how the processes interleave under them is not reproducible.")
 	md("")
@@ -68,10 +68,14 @@ func writeReport(path string, res *results) error {
 }
 
 func quickArg(res *results) string {
+	var arg string
 	if res.opts.quick {
-		return " --quick"
+		arg += " --quick"
 	}
-	return ""
+	if res.opts.sharded {
+		arg += " --sharded"
+	}
+	return arg
 }
 
 func writeInvariants(md func(string, ...any), res *results) {
@@ -132,7 +136,7 @@ func writeFaults(md func(string, ...any), res *results) {
 		md("Not every task did what its spec says within %s of the last fault's recovery (invariant 4).", res.opts.profile.settle)
 	}
 	md("")
-	md("Operator processes (replicas a and b are restarted whenever they exit, as a Deployment would; the")
+	md("Operator processes (%s; they are restarted whenever they exit, as a Deployment would; the", res.opts.mode())
 	md("rogue is the split brain's third operator):")
 	md("")
 	md("| replica | pid | started | ended | led from | exit |")
@@ -196,7 +200,7 @@ func writeMachine(md func(string, ...any), res *results) {
 	md("| Kubernetes | %s; %s (envtest binaries from `bin/k8s`) |", m.Kube, m.Etcd)
 	md("| PostgreSQL | %s, durable (fsync, synchronous_commit and full_page_writes on) |", res.pgVersion)
 	md("| code | %s |", m.Repo)
-	md("| operator flags | `%s` |", strings.Join(operatorArgs("a", true), " "))
+	md("| operator flags | `%s` |", strings.Join(operatorArgs("a", true, res.opts.sharded), " "))
 	md("")
 }
 

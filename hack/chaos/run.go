@@ -62,7 +62,7 @@ func run(ctx context.Context, log logr.Logger, opts options) (err error) {
 		"actions", len(res.pl.actions), "faults", len(res.pl.faults), "dir", res.dir)
 	phase := phaseClock(res)
 
-	e, err := startEnv(ctx, log, res.dir, opts.operator)
+	e, err := startEnv(ctx, log, res.dir, opts.operator, opts.sharded)
 	defer func() {
 		if cerr := e.close(); cerr != nil {
 			log.Error(cerr, "cleanup")
@@ -81,7 +81,7 @@ func run(ctx context.Context, log logr.Logger, opts options) (err error) {
 	res.pgVersion = e.pgVersion
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
-	for _, name := range []string{"a", "b"} {
+	for _, name := range opts.replicaNames() {
 		if _, err := e.fleet.start(fleetCtx, name, true, true); err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func run(ctx context.Context, log logr.Logger, opts options) (err error) {
 	if _, _, err := e.fleet.waitLeader(ctx, time.Minute); err != nil {
 		return err
 	}
-	phase("start-up: control plane, PostgreSQL, two replicas")
+	phase(fmt.Sprintf("start-up: control plane, PostgreSQL, %d replicas", len(opts.replicaNames())))
 
 	if err := warmUp(ctx, e, 20); err != nil {
 		return err
