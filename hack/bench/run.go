@@ -26,6 +26,7 @@ type results struct {
 	crash     *crashResult
 	takeover  *takeoverResult
 	footprint []footprintResult
+	sharding  []*shardingResult
 	failures  []string
 }
 
@@ -89,6 +90,16 @@ func run(ctx context.Context, opts options) (err error) {
 					return fmt.Errorf("footprint %d: %w", n, err)
 				}
 				r.footprint = append(r.footprint, fr)
+			}
+			return nil
+		}},
+		{"sharding", func() error {
+			for _, k := range []int{1, 3} {
+				sr, err := runSharding(ctx, e, k, opts.shardingN, opts.shardingLong)
+				if err != nil {
+					return fmt.Errorf("sharding %d: %w", k, err)
+				}
+				r.sharding = append(r.sharding, sr)
 			}
 			return nil
 		}},

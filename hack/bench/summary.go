@@ -88,6 +88,21 @@ func summaryRows(r *results) []summaryRow {
 			"≤ lease + 3 s", verdict(t.resumed == t.n && t.afterLease <= 3*time.Second),
 		})
 	}
+	for _, s := range r.sharding {
+		name := fmt.Sprintf("%d replica(s), %d noop tasks", s.replicas, s.n)
+		if s.replicas > 1 {
+			name = fmt.Sprintf("%d sharded replicas, %d noop tasks", s.replicas, s.n)
+		}
+		rows = append(rows, summaryRow{name,
+			fmt.Sprintf("%.0f tasks/s = %.2f× same-run ceiling (%.0f tasks/s), %.2f API writes/task, running tasks per replica %s",
+				s.tasksSec, s.ratio(), s.ceil.tasksSec, s.writesPerTask, intsText(s.shares)),
+			"(informational: 1 vs 3)", ""})
+		if s.replicas > 1 {
+			rows = append(rows, summaryRow{fmt.Sprintf("SIGKILL one of %d sharded replicas → its %d tasks running elsewhere", s.replicas, s.moved),
+				fmt.Sprintf("%.1f s = lease %.0f s + %.1f s", s.rebalance.Seconds(), s.lease.Seconds(), (s.rebalance - s.lease).Seconds()),
+				"≤ lease + 3 s", verdict(s.rebalance-s.lease <= 3*time.Second)})
+		}
+	}
 	for _, f := range r.footprint {
 		target, v := "(slope; the target is at 10,000)", ""
 		if f.n >= 10000 {
