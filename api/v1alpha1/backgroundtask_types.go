@@ -292,6 +292,7 @@ type BackgroundTaskStatus struct {
 // +kubebuilder:printcolumn:name="Attempt",type=integer,JSONPath=`.status.attempt`
 // +kubebuilder:printcolumn:name="Stalled",type=string,JSONPath=`.status.conditions[?(@.type=="Stalled")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Replica",type=string,JSONPath=`.metadata.labels.tasks\.taskpilot\.dev/shard`,priority=1,description="The replica that runs the task (--sharding)"
 type BackgroundTask struct {
 	metav1.TypeMeta `json:",inline"`
 	// metadata is the standard object metadata.

@@ -145,4 +145,24 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 			require.Contains(t, string(out), doc)
 		}
 	})
+
+	t.Run("kubectl get -o wide shows the replica a task is assigned to", func(t *testing.T) {
+		kubectl, err := exec.LookPath("kubectl")
+		if err != nil {
+			t.Skip("kubectl not installed")
+		}
+		kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+		require.NoError(t, env.WriteKubeconfig(kubeconfig))
+		labelled := bt.DeepCopy()
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), labelled))
+		labelled.Labels = map[string]string{"tasks.taskpilot.dev/shard": "taskpilot-5d8f9-x2x7q"}
+		require.NoError(t, c.Update(ctx, labelled))
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "get", "bgt", "smoke", "-n", "default", "-o", "wide").CombinedOutput()
+		require.NoError(t, err, string(out))
+		require.Regexp(t, `REPLICA`, string(out))
+		require.Contains(t, string(out), "taskpilot-5d8f9-x2x7q")
+		out, err = exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "get", "bgt", "smoke", "-n", "default").CombinedOutput()
+		require.NoError(t, err, string(out))
+		require.NotContains(t, string(out), "REPLICA", "only with -o wide")
+	})
 }

@@ -115,3 +115,17 @@ func TestExampleOverlayGeneratesTheSecret(t *testing.T) {
 	require.Equal(t, "taskpilot-system", secret.GetNamespace())
 	find(t, objs, "Deployment", "taskpilot-controller-manager")
 }
+
+func TestShardedOverlayRunsThreeActiveReplicas(t *testing.T) {
+	objs := render(t, filepath.Join(kubetest.RepoRoot(), "config", "overlays", "sharded"))
+	var dep appsv1.Deployment
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "Deployment", "taskpilot-controller-manager").Object, &dep))
+	require.Equal(t, int32(3), *dep.Spec.Replicas)
+	args := dep.Spec.Template.Spec.Containers[0].Args
+	require.Contains(t, args, "--sharding")
+	require.Contains(t, args, "--leader-elect=true", "the sharder is elected")
+	pdb := find(t, objs, "PodDisruptionBudget", "taskpilot-controller-manager")
+	spec := pdb.Object["spec"].(map[string]any)
+	require.EqualValues(t, 1, spec["maxUnavailable"], "one replica at a time may be drained")
+	require.NotContains(t, spec, "minAvailable")
+}
