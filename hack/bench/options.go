@@ -11,22 +11,22 @@ import (
 
 // options are the command-line settings of one bench run.
 type options struct {
-	operator   string
-	report     string
-	quick      bool
-	sizes      []int // lifecycle throughput sizes
-	pauseN     int
-	crashN     int
-	takeoverN  int
+	operator  string
+	report    string
+	quick     bool
+	sizes     []int // lifecycle throughput sizes
+	pauseN    int
+	crashN    int
+	takeoverN int
 	// shardingN noop tasks and shardingLong long tasks on 1 and on 3 replicas.
 	shardingN, shardingLong int
-	footprintN []int
-	workers    int
-	qps        int
-	burst      int
-	profileSec int
-	crashStep  time.Duration // countdown interval in the crash scenario (one checkpoint per step)
-	scenarios  map[string]bool
+	footprintN              []int
+	workers                 int
+	qps                     int
+	burst                   int
+	profileSec              int
+	crashStep               time.Duration // countdown interval in the crash scenario (one checkpoint per step)
+	scenarios               map[string]bool
 }
 
 func parseOptions(args []string) (options, error) {

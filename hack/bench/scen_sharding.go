@@ -112,7 +112,9 @@ func runSharding(ctx context.Context, e *env, replicas, n, long int) (*shardingR
 	res.writesPerTask = writes.total() / float64(n)
 
 	// Footprint per replica with long tasks running.
-	sleepy := func(int) taskSpec { return taskSpec{taskName: "sleep", params: footprintSleep, state: v1alpha1.DesiredRunning} }
+	sleepy := func(int) taskSpec {
+		return taskSpec{taskName: "sleep", params: footprintSleep, state: v1alpha1.DesiredRunning}
+	}
 	if err := createTasks(ctx, st.cp.client, ns, "sl", long, e.opts.workers, sleepy); err != nil {
 		return nil, err
 	}
