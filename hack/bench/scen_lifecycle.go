@@ -76,14 +76,14 @@ func runLifecycle(ctx context.Context, e *env, n int, profile bool) (lifecycleRe
 	spec := func(int) taskSpec { return taskSpec{taskName: "noop", params: `{}`, state: v1alpha1.DesiredRunning} }
 	createErr := make(chan error, 1)
 	go func() { createErr <- createTasks(ctx, st.cp.client, ns, "lc", n, e.opts.workers, spec) }()
-	var lastCommit time.Time
+	var lastCommit, createsDone time.Time
 	for {
 		select {
 		case err := <-createErr:
 			if err != nil {
 				return res, err
 			}
-			createErr = nil
+			createErr, createsDone = nil, time.Now()
 		case <-time.After(250 * time.Millisecond):
 		case <-ctx.Done():
 			return res, ctx.Err()
@@ -106,6 +106,10 @@ func runLifecycle(ctx context.Context, e *env, n int, profile bool) (lifecycleRe
 		return res, err
 	}
 	end := w.lastEntered(v1alpha1.PhaseFinished)
+	var firstRow, lastRow time.Time
+	_ = st.pool.QueryRow(ctx, `/*bench*/ SELECT min(created_at), max(created_at) FROM background_tasks WHERE namespace = $1`, ns).Scan(&firstRow, &lastRow)
+	logf("lifecycle %d: creates done after %v; rows created %v..%v; last CR Finished after %v, last row change after %v", n, createsDone.Sub(start),
+		firstRow.Sub(start), lastRow.Sub(start), end.Sub(start), lastCommit.Sub(start))
 	if lastCommit.After(end) {
 		end = lastCommit
 	}

@@ -46,6 +46,9 @@ func (e *env) newStage(ctx context.Context, name string, maxTasks int) (*stage, 
 	if st.cp, err = startControlPlane(st.dir); err != nil {
 		return nil, err
 	}
+	if err := st.cp.warmUp(ctx); err != nil {
+		return nil, errors.Join(err, st.close())
+	}
 	db := "bench_" + strings.ReplaceAll(filepath.Base(st.dir), "-", "_")
 	if st.dbURL, st.pool, err = e.pg.newDatabase(ctx, db); err != nil {
 		return nil, errors.Join(err, st.close())
