@@ -18,6 +18,8 @@ type options struct {
 	pauseN    int
 	crashN    int
 	takeoverN int
+	// operatorArgs are extra operator flags for every scenario (experiments: --status-workers=4).
+	operatorArgs []string
 	// shardingN noop tasks and shardingLong long tasks on 1 and on 3 replicas.
 	shardingN, shardingLong int
 	footprintN              []int
@@ -40,6 +42,8 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.pauseN, "pause-n", 0, "Tasks in the pause-latency scenario (default 1000; quick 100).")
 	fs.IntVar(&o.crashN, "crash-n", 0, "Tasks in the resume-after-crash scenario (default 1000; quick 100).")
 	fs.IntVar(&o.takeoverN, "takeover-n", 0, "Tasks in the warm-standby takeover scenario (default 1000; quick 100).")
+	var opArgs string
+	fs.StringVar(&opArgs, "operator-args", "", "Extra operator flags for every scenario, space separated (experiments; the report shows them).")
 	fs.IntVar(&o.shardingN, "sharding-n", 0, "Noop tasks in the 1-vs-3-replicas scenario (default 1000; quick 100).")
 	fs.IntVar(&o.shardingLong, "sharding-long", 0, "Long tasks running at once in the 1-vs-3-replicas scenario (default 600; quick 60).")
 	fs.StringVar(&fps, "footprint", "", "Footprint sizes (default 1000,10000; quick 200).")
@@ -52,6 +56,7 @@ func parseOptions(args []string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	o.operatorArgs = strings.Fields(opArgs)
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}

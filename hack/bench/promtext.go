@@ -114,10 +114,14 @@ type bucket struct {
 }
 
 // histogram returns the cumulative buckets of name (summed over other labels).
-func (m metricSet) histogram(name string) []bucket {
+func (m metricSet) histogram(name string) []bucket { return m.histogramWhere(name, "", "") }
+
+// histogramWhere is histogram over the series whose label key has value (all series when key
+// is empty).
+func (m metricSet) histogramWhere(name, key, value string) []bucket {
 	acc := map[float64]float64{}
 	for _, s := range m {
-		if s.name != name+"_bucket" {
+		if s.name != name+"_bucket" || (key != "" && s.labels[key] != value) {
 			continue
 		}
 		le, err := strconv.ParseFloat(s.labels["le"], 64)

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/taskpilot/taskpilot/controllers"
 )
 
 // writeReport renders the Markdown report to path.
@@ -32,7 +34,7 @@ func writeReport(path string, r *results) error {
 	md("| Kubernetes | %s; %s (envtest from `bin/k8s`) |", r.machine.Kube, r.machine.Etcd)
 	md("| PostgreSQL | %s, durable settings (`fsync`, `synchronous_commit`, `full_page_writes` on), `pg_stat_statements` loaded |", r.pgVersion)
 	md("| code | %s |", r.machine.Repo)
-	md("| operator flags | production flags (`--leader-elect=true`) plus `--kube-api-qps=%d --kube-api-burst=%d`, `--max-concurrent-tasks` 64 (lifecycle) or N+16 (other scenarios), metrics/probe/pprof on free loopback ports; other flags default |", r.opts.qps, r.opts.burst)
+	md("| operator flags | production flags (`--leader-elect=true`) plus `--kube-api-qps=%d --kube-api-burst=%d`, `--max-concurrent-tasks` 64 (lifecycle) or N+16 (other scenarios), metrics/probe/pprof on free loopback ports; other flags default%s |", r.opts.qps, r.opts.burst, extraArgsText(r.opts.operatorArgs))
 	md("| load | %d parallel clients for creates and patches, and in the apiserver ceiling; 16 goroutines in the PostgreSQL ceiling |", r.opts.workers)
 	md("")
 	md("## Summary")
@@ -234,11 +236,14 @@ func writePause(b *strings.Builder, r *results) {
 	md("Sending the %d pause patches took %.1f s, the resume patches %.1f s (16 clients); each task's latency counts from its own patch. Commit lag in this scenario: p50 %s, p99 %s; transition → CR status p50 %s, p99 %s.",
 		p.n, p.patchPause.Seconds(), p.patchResume.Seconds(), secs(p.commitP50), secs(p.commitP99), ms(p.crLag.p50), ms(p.crLag.p99))
 	md("")
+	md("Where the pause → row time goes: the patch's own round trip through the API server p50 %s, p99 %s; from its answer to the row's transition p50 %s, p99 %s (the watch event reaching the operator, its queue, the runner: the reconciler's queue wait p99 %s).",
+		ms(p.patchRTT.p50), ms(p.patchRTT.p99), ms(p.ackToRow.p50), ms(p.ackToRow.p99), secs(p.queueP99))
+	md("")
 	md("CPU during pause + resume:")
 	md("")
 	writeCPU(b, p.cpu, 0)
-	md("**What limits pause latency:** the runner parks a task within one pause point (≤ 10 ms) of the request, so the row's `at` − patch time is almost all *delivery*: the apiserver's watch to the operator, the reconcile queue (%s workers by default) and the runner call. The CR side adds the status write, which competes with the %d patches arriving at the same time on the same apiserver; compare the row and CR columns to see how much of the latency is the status write.",
-		"8", p.n)
+	md("**What limits pause latency:** the runner parks a task within one pause point (≤ 10 ms) of the request, so the row's `at` − patch time is almost all *delivery*: the patch's own way through the API server, the watch event back to the operator, the reconcile queue (%d workers by default) and the runner call. Both API legs share the two cores with the operator's status writes (%d in flight by default): the fewer of those, the sooner a patch reaches the runner and the later the CRs catch up. The CR side adds the status write, which competes with the %d patches arriving at the same time on the same apiserver.",
+		controllers.DefaultMaxConcurrentReconciles, controllers.DefaultStatusWorkers, p.n)
 	md("")
 }
 
@@ -334,4 +339,11 @@ func intsText(v []int) string {
 		out = append(out, fmt.Sprint(x))
 	}
 	return strings.Join(out, " / ")
+}
+
+func extraArgsText(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return "; this run also `" + strings.Join(args, " ") + "`"
 }

@@ -20,6 +20,11 @@ type pauseResult struct {
 	// statusCeil is the same run's status writes per second with the operator stopped
 	// (statusCeiling), the yardstick of the pause → CR target.
 	statusCeil float64
+	// Where a pause's latency goes: the patch's own round trip (sent -> answered), the rest
+	// until the row's transition (the watch to the operator, its queue, the runner), and the
+	// wait in the reconciler's queue (workqueue_queue_duration_seconds, p99).
+	patchRTT, ackToRow dist
+	queueP99           float64
 }
 
 // crTarget is the pause → CR Paused p99 target: 1.2 × the least time the apiserver needs for n
@@ -66,7 +71,7 @@ func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
 	}
 
 	t0 := time.Now()
-	sent, err := patchState(ctx, st.cp.client, ns, "p", n, e.opts.workers, v1alpha1.DesiredPaused)
+	sent, acked, err := patchStateAcked(ctx, st.cp.client, ns, "p", n, e.opts.workers, v1alpha1.DesiredPaused)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +84,14 @@ func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
 		return nil, err
 	}
 	res.pauseCR, res.pauseRow = latencies(w, trs, sent, "RUNNING", "PAUSED", v1alpha1.PhasePaused)
+	res.patchRTT, res.ackToRow = splitLatency(trs, sent, acked, "RUNNING", "PAUSED")
+	opPaused, err := st.op.scrape()
+	if err != nil {
+		return nil, err
+	}
+	q := histDelta(opPaused.histogramWhere("workqueue_queue_duration_seconds", "name", "backgroundtask"),
+		opBefore.histogramWhere("workqueue_queue_duration_seconds", "name", "backgroundtask"))
+	res.queueP99 = histQuantile(0.99, q)
 
 	t1 := time.Now()
 	sent, err = patchState(ctx, st.cp.client, ns, "p", n, e.opts.workers, v1alpha1.DesiredRunning)
@@ -129,6 +142,21 @@ func waitAll(ctx context.Context, st *stage, w *phaseWatcher, ns, label string, 
 		crs := w.count(phase)
 		return rows == n && crs == n, fmt.Sprintf("CR %s %d/%d, rows %s %d/%d", phase, crs, n, status, rows, n), nil
 	})
+}
+
+// splitLatency splits patch → row into the patch's round trip and what follows its answer.
+func splitLatency(trs []transitionRow, sent, acked map[string]time.Time, from, to string) (rtt, rest dist) {
+	var rtts, rests []time.Duration
+	for name, t := range sent {
+		rtts = append(rtts, acked[name].Sub(t))
+	}
+	for _, tr := range trs {
+		a, ok := acked[tr.name]
+		if ok && tr.from == from && tr.to == to {
+			rests = append(rests, tr.at.Sub(a))
+		}
+	}
+	return summarize(rtts), summarize(rests)
 }
 
 // latencies measures, per task, patch send time -> CR phase (watch) and -> the transition's

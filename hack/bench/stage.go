@@ -56,7 +56,7 @@ func (e *env) newStage(ctx context.Context, name string, maxTasks int) (*stage, 
 	st.opSpec = operatorSpec{
 		binary: e.opts.operator, kubeconfig: st.cp.kubeconfig, databaseURL: st.dbURL,
 		logPath: e.logPath, qps: e.opts.qps, burst: e.opts.burst, maxTasks: max(maxTasks, 1), pprof: e.pprof,
-		identity: "bench-a",
+		identity: "bench-a", extraArgs: e.opts.operatorArgs,
 	}
 	if maxTasks > 0 {
 		progressf("[%s] starting the operator", name)

@@ -76,20 +76,27 @@ func createTasks(ctx context.Context, c client.Client, ns, prefix string, n, wor
 
 // patchState merge-patches spec.state of every task and returns the send time of each patch.
 func patchState(ctx context.Context, c client.Client, ns, prefix string, n, workers int, state v1alpha1.DesiredState) (map[string]time.Time, error) {
+	sent, _, err := patchStateAcked(ctx, c, ns, prefix, n, workers, state)
+	return sent, err
+}
+
+// patchStateAcked is patchState that also returns when each patch was answered.
+func patchStateAcked(ctx context.Context, c client.Client, ns, prefix string, n, workers int, state v1alpha1.DesiredState) (sent, acked map[string]time.Time, err error) {
 	var mu sync.Mutex
-	sent := make(map[string]time.Time, n)
+	sent, acked = make(map[string]time.Time, n), make(map[string]time.Time, n)
 	patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"state":%q}}`, state))
-	err := parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+	err = parallel(ctx, n, workers, func(ctx context.Context, i int) error {
 		name := taskName(prefix, i)
 		bt := &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		t := time.Now()
 		if err := c.Patch(ctx, bt, patch); err != nil {
 			return fmt.Errorf("patch %s to %s: %w", name, state, err)
 		}
+		done := time.Now()
 		mu.Lock()
-		sent[name] = t
+		sent[name], acked[name] = t, done
 		mu.Unlock()
 		return nil
 	})
-	return sent, err
+	return sent, acked, err
 }

@@ -68,7 +68,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, zap.Options, error) {
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
 	fs.IntVar(&c.maxConcurrentTasks, "max-concurrent-tasks", runner.DefaultMaxConcurrent, "Tasks running at once; more wait in FIFO order as Pending. Paused tasks do not count.")
 	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Workers acting on spec changes (pause, resume, stop, restart, delete). They never wait on API writes.")
-	fs.IntVar(&c.statusWorkers, "status-workers", controllers.DefaultStatusWorkers, "Workers writing status. Each waits on an API write, so this is how many are in flight; about 16 saturates a small API server.")
+	fs.IntVar(&c.statusWorkers, "status-workers", controllers.DefaultStatusWorkers, "Workers writing status. Each waits on an API write, so this is how many are in flight: they share the API server with users' own patches, so more make statuses catch up sooner after a burst and delay the patches' way to the runner.")
 	fs.IntVar(&c.journalWriters, "journal-writers", journal.DefaultWriters, "Goroutines writing transitions to PostgreSQL.")
 	fs.DurationVar(&c.stopGrace, "stop-grace", runner.DefaultStopGrace, "How long a stopped task may ignore cancellation before it is reported Stopped anyway.")
 	fs.DurationVar(&c.progressInterval, "progress-update-interval", controllers.DefaultProgressInterval, "How often a running task's progress is copied into its status and row.")
