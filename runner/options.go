@@ -33,7 +33,7 @@ type Sink interface {
 	Transition(Transition)
 }
 
-// CheckpointSaver persists checkpoints; the controller backs it with Postgres.
+// CheckpointSaver takes checkpoints; the operator's journal queues them for PostgreSQL.
 // attempt lets the store ignore a late save from an older attempt. It is
 // called from the task's goroutine without runner locks held, so it may block
 // on I/O, but should honour ctx.

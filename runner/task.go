@@ -113,7 +113,7 @@ type Control interface {
 	// Yield is the pause point. It returns nil at once when no pause is
 	// requested; blocks (no CPU, no slot held) while paused; and returns a
 	// non-nil error, the cancellation cause (ErrStopped,
-	// ErrDeadlineExceeded, ErrShutdown, ErrLeaseLost), as soon as the run
+	// ErrDeadlineExceeded, ErrShutdown, ErrLeaseLost, ErrHandedOver), as soon as the run
 	// is cancelled. Call it only from the run goroutine. It is also a sign
 	// of life (see Heartbeat).
 	Yield(ctx context.Context) error

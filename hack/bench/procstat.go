@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
+	"math"
 	"os"
-	"strconv"
-	"strings"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/taskpilot/taskpilot/test/harness"
 )
 
-// clkTck is USER_HZ, 100 on every Linux the harness runs on.
+// clkTck is USER_HZ, 100 on every Linux the harness runs on (procfs assumes the same).
 const clkTck = 100.0
 
 // procStat is what /proc/PID/stat tells about a process.
@@ -21,43 +21,34 @@ type procStat struct {
 	selfTicks uint64 // utime+stime
 }
 
+func fromProcfs(pid int, st procfs.ProcStat) procStat {
+	self := uint64(st.UTime) + uint64(st.STime)
+	return procStat{pid: pid, ppid: st.PPID, comm: st.Comm, selfTicks: self,
+		cpuTicks: self + uint64(max(st.CUTime, 0)) + uint64(max(st.CSTime, 0))}
+}
+
 func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return procStat{}, fmt.Errorf("read stat of %d: %w", pid, err)
 	}
-	// comm is in parentheses and may contain spaces: split after the last ')'.
-	i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if i < 0 || j < i {
-		return procStat{}, fmt.Errorf("parse stat of %d", pid)
+	st, err := p.Stat()
+	if err != nil {
+		return procStat{}, fmt.Errorf("read stat of %d: %w", pid, err)
 	}
-	f := strings.Fields(string(b[j+2:]))
-	if len(f) < 15 {
-		return procStat{}, fmt.Errorf("parse stat of %d: %d fields", pid, len(f))
-	}
-	ps := procStat{pid: pid, comm: string(b[i+1 : j])}
-	ps.ppid, _ = strconv.Atoi(f[1])
-	for _, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
-		v, _ := strconv.ParseUint(f[k], 10, 64)
-		ps.cpuTicks += v
-		if k < 13 {
-			ps.selfTicks += v
-		}
-	}
-	return ps, nil
+	return fromProcfs(pid, st), nil
 }
 
 // allProcs lists every readable process.
 func allProcs() []procStat {
-	ents, _ := os.ReadDir("/proc")
-	var out []procStat
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ps, err := readProcStat(pid); err == nil {
-			out = append(out, ps)
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return nil
+	}
+	out := make([]procStat, 0, len(procs))
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil {
+			out = append(out, fromProcfs(p.PID, st))
 		}
 	}
 	return out
@@ -78,8 +69,10 @@ func childPID(name string) (int, error) {
 }
 
 // treeTicks sums the CPU ticks of pid and all its live descendants.
-func treeTicks(pid int) uint64 {
-	procs := allProcs()
+func treeTicks(pid int) uint64 { return sumTree(allProcs(), pid) }
+
+// sumTree sums the CPU ticks of pid and its descendants among procs.
+func sumTree(procs []procStat, pid int) uint64 {
 	kids := map[int][]procStat{}
 	var root *procStat
 	for i := range procs {
@@ -116,18 +109,21 @@ func rssBytes(pid int) (int64, error) { return harness.RSS(pid) }
 
 // machineTicks returns busy and total CPU ticks of the whole machine (/proc/stat "cpu" line).
 func machineTicks() (busy, total uint64) {
-	b, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0, 0
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)[1:]
-	for i, s := range f {
-		v, _ := strconv.ParseUint(s, 10, 64)
-		total += v
-		if i != 3 && i != 4 { // idle, iowait
-			busy += v
-		}
+	st, err := fs.Stat()
+	if err != nil {
+		return 0, 0
 	}
-	return busy, total
+	return cpuTicks(st.CPUTotal)
+}
+
+// cpuTicks turns the machine's CPU seconds into busy and total ticks: busy is all but idle and
+// iowait; guest time is already part of user time and is not counted twice.
+func cpuTicks(c procfs.CPUStat) (busy, total uint64) {
+	ticks := func(s float64) uint64 { return uint64(math.Round(s * clkTck)) }
+	busy = ticks(c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal)
+	return busy, busy + ticks(c.Idle+c.Iowait)
 }

@@ -1,20 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"k8s.io/client-go/kubernetes"
 )
 
-// sample is one line of the Prometheus text format.
+// sample is one sample of a scrape: a counter, gauge or untyped value, or one series of a
+// histogram or summary (name_bucket{le}, name_sum, name_count; name{quantile}), as the text
+// format spells them.
 type sample struct {
 	name   string
 	labels map[string]string
@@ -24,67 +29,54 @@ type sample struct {
 // metricSet is a parsed scrape.
 type metricSet []sample
 
+// parseMetrics reads the Prometheus text format with prometheus/common's parser and flattens
+// the families into samples.
 func parseMetrics(r io.Reader) (metricSet, error) {
-	var out metricSet
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s := sample{labels: map[string]string{}}
-		var rest string
-		if i := strings.IndexByte(line, '{'); i >= 0 {
-			j := strings.LastIndexByte(line, '}')
-			if j < i {
-				return nil, fmt.Errorf("bad metric line %q", line)
-			}
-			s.name, rest = line[:i], strings.TrimSpace(line[j+1:])
-			parseLabels(line[i+1:j], s.labels)
-		} else {
-			var ok bool
-			s.name, rest, ok = strings.Cut(line, " ")
-			if !ok {
-				continue
-			}
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		s.value = v
-		out = append(out, s)
-	}
-	if err := sc.Err(); err != nil {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
 		return nil, fmt.Errorf("read metrics: %w", err)
 	}
-	return out, nil
-}
-
-// parseLabels parses a="x",b="y" (values may contain escaped quotes and commas).
-func parseLabels(s string, into map[string]string) {
-	for len(s) > 0 {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 || eq+1 >= len(s) || s[eq+1] != '"' {
-			return
-		}
-		key := strings.TrimSpace(strings.TrimPrefix(s[:eq], ","))
-		var b strings.Builder
-		i := eq + 2
-		for ; i < len(s) && s[i] != '"'; i++ {
-			if s[i] == '\\' && i+1 < len(s) {
-				i++
+	var out metricSet
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
 			}
-			b.WriteByte(s[i])
+			with := func(k, v string) map[string]string {
+				c := maps.Clone(labels)
+				c[k] = v
+				return c
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out = append(out, sample{name, labels, m.GetCounter().GetValue()})
+			case dto.MetricType_GAUGE:
+				out = append(out, sample{name, labels, m.GetGauge().GetValue()})
+			case dto.MetricType_UNTYPED:
+				out = append(out, sample{name, labels, m.GetUntyped().GetValue()})
+			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+				h := m.GetHistogram()
+				inf := false
+				for _, b := range h.GetBucket() {
+					inf = inf || math.IsInf(b.GetUpperBound(), 1)
+					out = append(out, sample{name + "_bucket", with("le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)), float64(b.GetCumulativeCount())})
+				}
+				if !inf {
+					out = append(out, sample{name + "_bucket", with("le", "+Inf"), float64(h.GetSampleCount())})
+				}
+				out = append(out, sample{name + "_sum", labels, h.GetSampleSum()}, sample{name + "_count", labels, float64(h.GetSampleCount())})
+			case dto.MetricType_SUMMARY:
+				sm := m.GetSummary()
+				for _, q := range sm.GetQuantile() {
+					out = append(out, sample{name, with("quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64)), q.GetValue()})
+				}
+				out = append(out, sample{name + "_sum", labels, sm.GetSampleSum()}, sample{name + "_count", labels, float64(sm.GetSampleCount())})
+			}
 		}
-		into[strings.TrimSpace(key)] = b.String()
-		s = strings.TrimPrefix(s[min(i+1, len(s)):], ",")
 	}
+	return out, nil
 }
 
 // sum adds the samples of name whose labels include every pair of match.
