@@ -23,12 +23,12 @@ const (
 	// server with the users' own patches and with the watch that brings their changes here: with
 	// 16 in flight a burst of 1,000 pauses waited p99 0.8 s from patch to runner, with 8 0.36 s,
 	// at the same throughput (docs/benchmarks.md): act first, report later.
-	DefaultStatusWorkers = 8
-	DefaultDatabaseTimeout         = 5 * time.Second
-	DefaultProgressInterval        = 10 * time.Second
-	DefaultProgressUpdateQPS       = 20
-	DefaultStatusCoalesceWindow    = 100 * time.Millisecond
-	DefaultSweepInterval           = time.Minute
+	DefaultStatusWorkers        = 8
+	DefaultDatabaseTimeout      = 5 * time.Second
+	DefaultProgressInterval     = 10 * time.Second
+	DefaultProgressUpdateQPS    = 20
+	DefaultStatusCoalesceWindow = 100 * time.Millisecond
+	DefaultSweepInterval        = time.Minute
 	// MaxParamsBytes bounds spec.params once serialized; larger params fail with InvalidParams.
 	MaxParamsBytes = 32 << 10
 )
