@@ -118,3 +118,17 @@ ORDER BY calls DESC LIMIT $1`, limit)
 	}
 	return out, rows.Err()
 }
+
+// lastResumed is when the last task of ns was resumed (RUNNING -> RUNNING) after since, as its
+// transition says, or now when that cannot be read: called once every task has resumed, it is
+// when the last one did, not when the poll noticed.
+func lastResumed(ctx context.Context, st *stage, ns string, since time.Time) time.Time {
+	now := time.Now()
+	var last time.Time
+	err := st.pool.QueryRow(ctx, `/*bench*/ SELECT max(h.at) FROM background_task_transitions h JOIN background_tasks t ON t.uid = h.task_uid
+WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING' AND h.at > $2`, ns, since).Scan(&last)
+	if err != nil || !last.Before(now) {
+		return now
+	}
+	return last
+}

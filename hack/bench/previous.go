@@ -3,7 +3,8 @@ package main
 import (
 	"os"
 	"regexp"
-	"strings"
+
+	"github.com/taskpilot/taskpilot/test/harness"
 )
 
 // previousRun is the summary of the report this run replaces, so every report shows a
@@ -21,30 +22,18 @@ func readPreviousRun(path string) *previousRun {
 		return nil
 	}
 	text := string(data)
-	p := &previousRun{}
-	if m := regexp.MustCompile(`(?m)on (\d{4}-\d\d-\d\d \d\d:\d\d \w+); the whole run`).FindStringSubmatch(text); m != nil {
+	p := &previousRun{code: harness.ReportCode(text), summary: harness.ReportTable(text, "Summary")}
+	if m := generatedLine.FindStringSubmatch(text); m != nil {
 		p.generated = m[1]
-	}
-	if m := regexp.MustCompile(`(?m)^\| code \| (.*) \|$`).FindStringSubmatch(text); m != nil {
-		p.code = m[1]
-	}
-	_, rest, ok := strings.Cut(text, "\n## Summary\n")
-	if !ok {
-		return nil
-	}
-	for _, line := range strings.Split(rest, "\n") {
-		if strings.HasPrefix(line, "## ") {
-			break
-		}
-		if strings.HasPrefix(line, "|") {
-			p.summary = append(p.summary, line)
-		}
 	}
 	if len(p.summary) < 3 {
 		return nil
 	}
 	return p
 }
+
+// generatedLine finds when a report was generated.
+var generatedLine = regexp.MustCompile(`(?m)on (\d{4}-\d\d-\d\d \d\d:\d\d \w+); the whole run`)
 
 // writePrevious renders the previous run's summary as the "before" of this one.
 func writePrevious(md func(string, ...any), p *previousRun) {

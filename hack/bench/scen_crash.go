@@ -6,6 +6,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
@@ -38,22 +39,11 @@ func runCrash(ctx context.Context, e *env, n int) (*crashResult, error) {
 	w, stopWatch := st.watchPhases(ctx, ns)
 	defer stopWatch()
 
-	params := fmt.Sprintf(`{"from":100000,"interval":%q,"checkpointEvery":1}`, e.opts.crashStep)
-	spec := func(int) taskSpec {
-		return taskSpec{taskName: "countdown", params: params, state: v1alpha1.DesiredRunning}
-	}
-	if err := createTasks(ctx, st.cp.client, ns, "c", n, e.opts.workers, spec); err != nil {
-		return nil, err
-	}
-	if err := waitAll(ctx, st, w, ns, "crash: start", n, v1alpha1.PhaseRunning, "RUNNING"); err != nil {
+	if err := startCountdowns(ctx, e, st, w, "c", n, "crash: start"); err != nil {
 		return nil, err
 	}
 	sleepCtx(ctx, 3*e.opts.crashStep+2*time.Second) // every task has checkpointed a few times
 
-	holder, err := leaseHolder(ctx, st.cp.client)
-	if err != nil {
-		return nil, err
-	}
 	killAt := time.Now()
 	if err := st.op.kill(); err != nil {
 		return nil, err
@@ -77,7 +67,7 @@ func runCrash(ctx context.Context, e *env, n int) (*crashResult, error) {
 	var leaderAt time.Time
 	err = waitFor(ctx, "crash: resume", 5*time.Minute, func() (bool, string, error) {
 		if leaderAt.IsZero() {
-			if h, err := leaseHolder(ctx, st.cp.client); err == nil && h != holder && h != "" {
+			if h, acquired, err := leaseAcquired(ctx, st.cp.client); err == nil && h != "" && acquired.After(killAt) {
 				leaderAt = time.Now()
 			}
 		}
@@ -94,12 +84,7 @@ WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING'
 	if err != nil {
 		return res, err
 	}
-	done := time.Now()
-	var lastResume time.Time
-	if err := st.pool.QueryRow(ctx, `/*bench*/ SELECT max(h.at) FROM background_task_transitions h JOIN background_tasks t ON t.uid = h.task_uid
-WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING' AND h.at > $2`, ns, killAt).Scan(&lastResume); err == nil && lastResume.Before(done) {
-		done = lastResume
-	}
+	done := lastResumed(ctx, st, ns, killAt)
 	res.allRunning = done.Sub(restart)
 	if !leaderAt.IsZero() {
 		res.leader = leaderAt.Sub(restart)
@@ -122,14 +107,22 @@ WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING'
 }
 
 func leaseHolder(ctx context.Context, c client.Client) (string, error) {
+	h, _, err := leaseAcquired(ctx, c)
+	return h, err
+}
+
+// leaseAcquired reads the leader Lease: its holder and when that holder acquired it. A process
+// that restarts under the same identity acquires it anew (a later acquire time), so a new
+// leadership shows there even when the holder's name is the same.
+func leaseAcquired(ctx context.Context, c client.Client) (holder string, acquired time.Time, err error) {
 	var l coordinationv1.Lease
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: leaseName}, &l); err != nil {
-		return "", fmt.Errorf("get lease: %w", err)
+		return "", time.Time{}, fmt.Errorf("get lease: %w", err)
 	}
-	if l.Spec.HolderIdentity == nil {
-		return "", nil
+	if l.Spec.AcquireTime != nil {
+		acquired = l.Spec.AcquireTime.Time
 	}
-	return *l.Spec.HolderIdentity, nil
+	return ptr.Deref(l.Spec.HolderIdentity, ""), acquired, nil
 }
 
 type checkpointRow struct {
@@ -155,4 +148,17 @@ FROM background_tasks WHERE namespace = $1`, ns)
 		out[name] = c
 	}
 	return out, rows.Err()
+}
+
+// startCountdowns creates n long countdown tasks that checkpoint at every step (--crash-interval)
+// and waits until they all run: the load of the crash and takeover scenarios.
+func startCountdowns(ctx context.Context, e *env, st *stage, w *phaseWatcher, prefix string, n int, label string) error {
+	params := fmt.Sprintf(`{"from":100000,"interval":%q,"checkpointEvery":1}`, e.opts.crashStep)
+	spec := func(int) taskSpec {
+		return taskSpec{taskName: "countdown", params: params, state: v1alpha1.DesiredRunning}
+	}
+	if err := createTasks(ctx, st.cp.client, benchNamespace, prefix, n, e.opts.workers, spec); err != nil {
+		return err
+	}
+	return waitAll(ctx, st, w, benchNamespace, label, n, v1alpha1.PhaseRunning, "RUNNING")
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/membership"
 )
 
@@ -44,21 +43,10 @@ func runTakeover(ctx context.Context, e *env, n int) (*takeoverResult, error) {
 	w, stopWatch := st.watchPhases(ctx, ns)
 	defer stopWatch()
 
-	params := fmt.Sprintf(`{"from":100000,"interval":%q,"checkpointEvery":1}`, e.opts.crashStep)
-	spec := func(int) taskSpec {
-		return taskSpec{taskName: "countdown", params: params, state: v1alpha1.DesiredRunning}
-	}
-	if err := createTasks(ctx, st.cp.client, ns, "t", n, e.opts.workers, spec); err != nil {
-		return nil, err
-	}
-	if err := waitAll(ctx, st, w, ns, "takeover: start", n, v1alpha1.PhaseRunning, "RUNNING"); err != nil {
+	if err := startCountdowns(ctx, e, st, w, "t", n, "takeover: start"); err != nil {
 		return nil, err
 	}
 	sleepCtx(ctx, 2*time.Second)
-	holder, err := leaseHolder(ctx, st.cp.client)
-	if err != nil {
-		return nil, err
-	}
 	killAt := time.Now()
 	if err := st.op.kill(); err != nil {
 		return nil, err
@@ -67,7 +55,7 @@ func runTakeover(ctx context.Context, e *env, n int) (*takeoverResult, error) {
 	var leaderAt time.Time
 	err = waitFor(ctx, "takeover: resume", 5*time.Minute, func() (bool, string, error) {
 		if leaderAt.IsZero() {
-			if h, err := leaseHolder(ctx, st.cp.client); err == nil && h != holder && h != "" {
+			if h, acquired, err := leaseAcquired(ctx, st.cp.client); err == nil && h != "" && acquired.After(killAt) {
 				leaderAt = time.Now()
 			}
 		}
@@ -83,13 +71,7 @@ WHERE namespace = $1 AND status = 'RUNNING' AND owner = $2`, ns, standbyIdentity
 	if err != nil {
 		return res, err
 	}
-	done := time.Now()
-	var last time.Time
-	if err := st.pool.QueryRow(ctx, `/*bench*/ SELECT max(h.at) FROM background_task_transitions h JOIN background_tasks t ON t.uid = h.task_uid
-WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING' AND h.at > $2`, ns, killAt).Scan(&last); err == nil && last.Before(done) {
-		done = last
-	}
-	res.allRunning = done.Sub(killAt)
+	res.allRunning = lastResumed(ctx, st, ns, killAt).Sub(killAt)
 	res.afterLease = res.allRunning - res.lease
 	if !leaderAt.IsZero() {
 		res.leader = leaderAt.Sub(killAt)

@@ -4,6 +4,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/taskpilot/taskpilot/test/harness"
 )
 
 // previousRun is the invariants table of the report a run replaces, so that every report
@@ -15,10 +17,8 @@ type previousRun struct {
 	invariants []string // the table's lines, header included
 }
 
-var (
-	runLine  = regexp.MustCompile(`(?m)^Run of .*$`)
-	codeLine = regexp.MustCompile(`(?m)^\| code \| (.*) \|$`)
-)
+// runLine is the report's "Run of ..." line.
+var runLine = regexp.MustCompile(`(?m)^Run of .*$`)
 
 // readPreviousRun extracts the invariants table of an existing report; nil when there is none
 // (or it has no table).
@@ -28,22 +28,7 @@ func readPreviousRun(path string) *previousRun {
 		return nil
 	}
 	text := string(data)
-	p := &previousRun{run: runLine.FindString(text)}
-	if m := codeLine.FindStringSubmatch(text); m != nil {
-		p.code = m[1]
-	}
-	_, rest, ok := strings.Cut(text, "\n## Invariants\n")
-	if !ok {
-		return nil
-	}
-	for _, line := range strings.Split(rest, "\n") {
-		if strings.HasPrefix(line, "#") {
-			break
-		}
-		if strings.HasPrefix(line, "|") {
-			p.invariants = append(p.invariants, line)
-		}
-	}
+	p := &previousRun{run: runLine.FindString(text), code: harness.ReportCode(text), invariants: harness.ReportTable(text, "Invariants")}
 	if len(p.invariants) < 3 {
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,14 +81,22 @@ func Main(ctx context.Context, args []string, register Register) error {
 		return err
 	}
 
+	var lock resourcelock.Interface
+	if cfg.leaderElect {
+		if lock, err = leaderLock(restCfg, cfg); err != nil {
+			return err
+		}
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:  cfg.probeAddr,
 		PprofBindAddress:        cfg.pprofAddr,
 		LeaderElection:          cfg.leaderElect,
-		LeaderElectionID:        "taskpilot.tasks.taskpilot.dev",
+		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: cfg.leaderElectionNamespace,
+		// Held under --identity, so a restarted replica leads again at once (leaderlock.go).
+		LeaderElectionResourceLockInterface: lock,
 		// Leases are watched in the operator's namespace only, and only the membership ones:
 		// a cluster-wide Lease informer would follow every node's heartbeat.
 		// With sharding, a replica caches only the BackgroundTasks assigned to it.

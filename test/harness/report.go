@@ -1,0 +1,37 @@
+package harness
+
+import (
+	"regexp"
+	"strings"
+)
+
+// codeRow is the "| code | ... |" row of a report's machine table.
+var codeRow = regexp.MustCompile(`(?m)^\| code \| (.*) \|$`)
+
+// ReportTable returns the lines of the first Markdown table under the line "## heading" of a
+// report that make bench or make chaos wrote (header and separator included), nil when there is
+// none. Each of them shows the table of the report it replaces as its "before".
+func ReportTable(text, heading string) []string {
+	_, rest, ok := strings.Cut(text, "\n## "+heading+"\n")
+	if !ok {
+		return nil
+	}
+	var table []string
+	for _, line := range strings.Split(rest, "\n") {
+		switch {
+		case strings.HasPrefix(line, "|"):
+			table = append(table, line)
+		case len(table) > 0 || strings.HasPrefix(line, "#"):
+			return table
+		}
+	}
+	return table
+}
+
+// ReportCode returns the code row of a report's machine table ("" when there is none).
+func ReportCode(text string) string {
+	if m := codeRow.FindStringSubmatch(text); m != nil {
+		return m[1]
+	}
+	return ""
+}

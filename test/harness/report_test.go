@@ -1,0 +1,29 @@
+package harness
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestReportTable(t *testing.T) {
+	text := strings.Join([]string{
+		"# Report", "", "## Summary", "", "| a | b |", "|---|---|", "| 1 | 2 |", "",
+		"### Detail", "", "| x |", "|---|", "", "## Machine", "", "| | |", "|---|---|", "| code | abc123, bin/op |", "",
+	}, "\n")
+	got := ReportTable(text, "Summary")
+	if want := []string{"| a | b |", "|---|---|", "| 1 | 2 |"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("ReportTable = %q, want %q", got, want)
+	}
+	if got := ReportTable(text, "Missing"); got != nil {
+		t.Fatalf("no such heading: %q", got)
+	}
+	if got := ReportTable("## Empty\n\n## Next\n| a |\n", "Empty"); got != nil {
+		t.Fatalf("a heading without a table of its own: %q", got)
+	}
+	if got := ReportCode(text); got != "abc123, bin/op" {
+		t.Fatalf("ReportCode = %q", got)
+	}
+	if got := ReportCode("nothing"); got != "" {
+		t.Fatalf("ReportCode = %q", got)
+	}
+}
