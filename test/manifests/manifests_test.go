@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -128,4 +129,38 @@ func TestShardedOverlayRunsThreeActiveReplicas(t *testing.T) {
 	spec := pdb.Object["spec"].(map[string]any)
 	require.EqualValues(t, 1, spec["maxUnavailable"], "one replica at a time may be drained")
 	require.NotContains(t, spec, "minAvailable")
+}
+
+// TestTheImageBuildContextHoldsEveryPackageTheOperatorImports: the Dockerfile copies the module
+// minus what .dockerignore keeps out; no package the operator binary imports may be among it,
+// or the image (built elsewhere, no Docker engine here) would not compile.
+func TestTheImageBuildContextHoldsEveryPackageTheOperatorImports(t *testing.T) {
+	root := kubetest.RepoRoot()
+	ignore, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
+	require.NoError(t, err)
+	var excluded []string
+	for _, line := range strings.Split(string(ignore), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(line, "*") {
+			continue
+		}
+		excluded = append(excluded, strings.TrimSuffix(line, "/")+"/")
+	}
+	require.Contains(t, excluded, "bin/", ".dockerignore keeps the tools and the control plane out")
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", ".")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var ours int
+	for _, dir := range strings.Fields(string(out)) {
+		rel, err := filepath.Rel(root, dir)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue // a module dependency, downloaded in the image
+		}
+		ours++
+		for _, ex := range excluded {
+			require.False(t, strings.HasPrefix(rel+"/", ex), "the operator imports %s, which .dockerignore keeps out of the image", rel)
+		}
+	}
+	require.Greater(t, ours, 5, "the operator's own packages were listed")
 }
