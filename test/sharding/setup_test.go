@@ -271,3 +271,40 @@ func thaw(t *testing.T, op *harness.Operator) {
 	t.Helper()
 	require.NoError(t, op.Signal(syscall.SIGCONT))
 }
+
+// lastSeqs maps every task's uid to its row's last_seq.
+func (w *world) lastSeqs() map[string]int64 {
+	w.t.Helper()
+	rows, err := w.db.Query(w.ctx, `SELECT uid, last_seq FROM background_tasks`)
+	require.NoError(w.t, err)
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var uid string
+		var seq int64
+		require.NoError(w.t, rows.Scan(&uid, &seq))
+		out[uid] = seq
+	}
+	require.NoError(w.t, rows.Err())
+	return out
+}
+
+// epochsAfter lists, per task, the owner epoch of each transition recorded after seq from[uid],
+// in seq order.
+func (w *world) epochsAfter(from map[string]int64) map[string][]int64 {
+	w.t.Helper()
+	rows, err := w.db.Query(w.ctx, `SELECT task_uid, seq, owner_epoch FROM background_task_transitions ORDER BY task_uid, seq`)
+	require.NoError(w.t, err)
+	defer rows.Close()
+	out := map[string][]int64{}
+	for rows.Next() {
+		var uid string
+		var seq, epoch int64
+		require.NoError(w.t, rows.Scan(&uid, &seq, &epoch))
+		if seq > from[uid] {
+			out[uid] = append(out[uid], epoch)
+		}
+	}
+	require.NoError(w.t, rows.Err())
+	return out
+}
