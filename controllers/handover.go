@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +18,9 @@ import (
 	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/runner"
 )
+
+// releaseRecheck is how often a handover looks again while its release is being written.
+const releaseRecheck = 2 * time.Second
 
 // assignmentChanged passes updates that change a task's assignment labels (sharding): a drain
 // request does not change the spec, so the generation predicate alone would miss it.
@@ -72,8 +76,10 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 	}
 	view, tracked := r.journal.View(uid)
 	if tracked && !view.Released && view.Fenced == nil && !view.Stale && !view.Deleted {
-		r.journal.Release(uid) // the journal wakes us once it is written
-		return ctrl.Result{}, nil
+		r.journal.Release(uid)
+		// The journal wakes us once it is written; the requeue only covers a release the
+		// database refused for good, which is then asked for again.
+		return ctrl.Result{RequeueAfter: releaseRecheck}, nil
 	}
 	if tracked {
 		log.Info("handed the task over", "released", view.Released, "status", view.Record.Status, "attempt", view.Record.Attempt)
