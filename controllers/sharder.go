@@ -47,6 +47,7 @@ type sharder struct {
 	tasks     cache.Cache   // metadata of every BackgroundTask
 	leases    client.Reader // the manager's cache of membership Leases
 	namespace string
+	workers   int
 	clock     clock.PassiveClock
 	resync    *wake
 	view      atomic.Pointer[ringView]
@@ -70,7 +71,7 @@ func taskMeta() *metav1.PartialObjectMetadata {
 }
 
 func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) {
-	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()}
+	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: cache.TransformStripManagedFields()}
 	if len(o.Namespaces) > 0 {
 		copts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.Namespaces {
@@ -83,7 +84,8 @@ func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) 
 	}
 	s := &sharder{
 		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace, clock: o.Clock,
-		resync: newWake(), log: log.WithName("sharder"),
+		workers: o.MaxConcurrentReconciles,
+		resync:  newWake(), log: log.WithName("sharder"),
 		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskpilot_sharder_label_writes_total",
 			Help: "Assignment label writes by the sharder, by kind: assign (a new or drained task), drain (ask a live replica to hand a task over), move (from a gone replica), keep (a drain called off).",
@@ -115,7 +117,9 @@ func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
 		Named("backgroundtask-sharder").
 		WatchesRawSource(source.Kind[client.Object](s.tasks, taskMeta(), &handler.EnqueueRequestForObject{}, assignment)).
 		WatchesRawSource(s.resync.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// As many workers as the reconciler: after a replica died, each of its tasks waits for
+		// one label write, and those are what a takeover takes beyond the lease.
+		WithOptions(controller.Options{MaxConcurrentReconciles: s.workers}).
 		Complete(s)
 }
 

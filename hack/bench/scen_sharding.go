@@ -156,7 +156,8 @@ func runSharding(ctx context.Context, e *env, replicas, n, long int) (*shardingR
 		if err != nil {
 			return nil, err
 		}
-		res.rebalance = time.Since(killAt)
+		// When the last of them actually resumed (its transition), not when the poll saw it.
+		res.rebalance = lastResumed(ctx, st, ns, killAt).Sub(killAt)
 	}
 	stopWatch()
 

@@ -100,7 +100,9 @@ func Main(ctx context.Context, args []string, register Register) error {
 		// Leases are watched in the operator's namespace only, and only the membership ones:
 		// a cluster-wide Lease informer would follow every node's heartbeat.
 		// With sharding, a replica caches only the BackgroundTasks assigned to it.
-		Cache:                         cache.Options{ByObject: cacheByObject(cfg)},
+		// Nothing reads managedFields: the cache keeps objects without them (about a third of a
+		// small BackgroundTask's bytes), which is memory per task.
+		Cache:                         cache.Options{ByObject: cacheByObject(cfg), DefaultTransform: cache.TransformStripManagedFields()},
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &cfg.leaseDuration,
 		RenewDeadline:                 &cfg.renewDeadline,
