@@ -159,27 +159,23 @@ func (j *Journal) SetProgress(uid, progress string) {
 
 // Delete soft-deletes the task's row once everything queued before is written. Call it when
 // the BackgroundTask is gone and its run is over; Decide is called when it is done.
-func (j *Journal) Delete(uid string) {
-	j.mu.Lock()
-	e, ok := j.tasks[uid]
-	if ok {
-		e.deleteRequested = true
-	}
-	j.mu.Unlock()
-	if ok {
-		j.queue.Add(uid)
-	}
-}
+func (j *Journal) Delete(uid string) { j.requestLast(uid, func(e *entry) { e.deleteRequested = true }) }
 
 // Release asks for the task's row to be given up once everything queued for it is written
 // (transitions, the last checkpoint, progress): the run was handed over (runner.HandOver) and
 // another process continues it from this record. View says Released when it is done; from then
 // on the journal writes nothing more for the task, and it should be forgotten.
 func (j *Journal) Release(uid string) {
+	j.requestLast(uid, func(e *entry) { e.releaseRequested = true })
+}
+
+// requestLast marks a tracked task for a write that comes after everything queued for it (the
+// writers' next picks it last) and queues the task.
+func (j *Journal) requestLast(uid string, mark func(*entry)) {
 	j.mu.Lock()
 	e, ok := j.tasks[uid]
 	if ok {
-		e.releaseRequested = true
+		mark(e)
 	}
 	j.mu.Unlock()
 	if ok {
