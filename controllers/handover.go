@@ -29,10 +29,13 @@ func assignmentChanged() predicate.Funcs {
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			return sharding.LabelsOf(e.ObjectOld.GetLabels()) != sharding.LabelsOf(e.ObjectNew.GetLabels())
-		},
+		UpdateFunc:  assignmentMoved,
 	}
+}
+
+// assignmentMoved reports whether an update changed the task's assignment labels.
+func assignmentMoved(e event.UpdateEvent) bool {
+	return sharding.LabelsOf(e.ObjectOld.GetLabels()) != sharding.LabelsOf(e.ObjectNew.GetLabels())
 }
 
 // assignedHere reports whether the sharder wants this process to run the task: labelled with

@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -108,11 +107,9 @@ func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(s); err != nil {
 		return fmt.Errorf("add the sharder: %w", err)
 	}
-	assignment := predicate.Funcs{
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			return sharding.LabelsOf(e.ObjectOld.GetLabels()) != sharding.LabelsOf(e.ObjectNew.GetLabels())
-		},
-	}
+	// Every create and delete, and updates that moved the assignment (by the sharder itself, or
+	// a replica that drained a task).
+	assignment := predicate.Funcs{UpdateFunc: assignmentMoved}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("backgroundtask-sharder").
 		WatchesRawSource(source.Kind[client.Object](s.tasks, taskMeta(), &handler.EnqueueRequestForObject{}, assignment)).
