@@ -64,23 +64,9 @@ func runCrash(ctx context.Context, e *env, n int) (*crashResult, error) {
 		return nil, err
 	}
 	res.ready = time.Since(restart)
-	var leaderAt time.Time
-	err = waitFor(ctx, "crash: resume", 5*time.Minute, func() (bool, string, error) {
-		if leaderAt.IsZero() {
-			if h, acquired, err := leaseAcquired(ctx, st.cp.client); err == nil && h != "" && acquired.After(killAt) {
-				leaderAt = time.Now()
-			}
-		}
-		var k int
-		err := st.pool.QueryRow(ctx, `/*bench*/ SELECT count(DISTINCT h.task_uid) FROM background_task_transitions h
+	leaderAt, err := waitResumed(ctx, st, "crash: resume", killAt, n, &res.resumed, `/*bench*/ SELECT count(DISTINCT h.task_uid) FROM background_task_transitions h
 JOIN background_tasks t ON t.uid = h.task_uid
-WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING' AND h.at > $2`, ns, killAt).Scan(&k)
-		if err != nil {
-			return false, "", fmt.Errorf("count resumed: %w", err)
-		}
-		res.resumed = k
-		return k == n, fmt.Sprintf("resumed %d/%d (leader: %v)", k, n, !leaderAt.IsZero()), nil
-	})
+WHERE t.namespace = $1 AND h.from_status = 'RUNNING' AND h.to_status = 'RUNNING' AND h.at > $2`)
 	if err != nil {
 		return res, err
 	}
@@ -161,4 +147,24 @@ func startCountdowns(ctx context.Context, e *env, st *stage, w *phaseWatcher, pr
 		return err
 	}
 	return waitAll(ctx, st, w, benchNamespace, label, n, v1alpha1.PhaseRunning, "RUNNING")
+}
+
+// waitResumed waits until count (a query over the bench namespace, $1, and the kill time, $2,
+// with extra arguments after them) reaches n, keeping the latest count in *resumed, and returns
+// when a process acquired the leader Lease after the kill (zero if none was seen).
+func waitResumed(ctx context.Context, st *stage, label string, killAt time.Time, n int, resumed *int, count string, extra ...any) (time.Time, error) {
+	var leaderAt time.Time
+	args := append([]any{benchNamespace, killAt}, extra...)
+	err := waitFor(ctx, label, 5*time.Minute, func() (bool, string, error) {
+		if leaderAt.IsZero() {
+			if h, acquired, err := leaseAcquired(ctx, st.cp.client); err == nil && h != "" && acquired.After(killAt) {
+				leaderAt = time.Now()
+			}
+		}
+		if err := st.pool.QueryRow(ctx, count, args...).Scan(resumed); err != nil {
+			return false, "", fmt.Errorf("count resumed: %w", err)
+		}
+		return *resumed == n, fmt.Sprintf("resumed %d/%d (leader: %v)", *resumed, n, !leaderAt.IsZero()), nil
+	})
+	return leaderAt, err
 }

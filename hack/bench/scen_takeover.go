@@ -52,22 +52,8 @@ func runTakeover(ctx context.Context, e *env, n int) (*takeoverResult, error) {
 		return nil, err
 	}
 	st.op = nil
-	var leaderAt time.Time
-	err = waitFor(ctx, "takeover: resume", 5*time.Minute, func() (bool, string, error) {
-		if leaderAt.IsZero() {
-			if h, acquired, err := leaseAcquired(ctx, st.cp.client); err == nil && h != "" && acquired.After(killAt) {
-				leaderAt = time.Now()
-			}
-		}
-		var k int
-		err := st.pool.QueryRow(ctx, `/*bench*/ SELECT count(*) FROM background_tasks
-WHERE namespace = $1 AND status = 'RUNNING' AND owner = $2`, ns, standbyIdentity).Scan(&k)
-		if err != nil {
-			return false, "", fmt.Errorf("count resumed: %w", err)
-		}
-		res.resumed = k
-		return k == n, fmt.Sprintf("resumed by the standby %d/%d (leader: %v)", k, n, !leaderAt.IsZero()), nil
-	})
+	leaderAt, err := waitResumed(ctx, st, "takeover: resume by the standby", killAt, n, &res.resumed, `/*bench*/ SELECT count(*) FROM background_tasks
+WHERE namespace = $1 AND updated_at > $2 AND status = 'RUNNING' AND owner = $3`, standbyIdentity)
 	if err != nil {
 		return res, err
 	}
