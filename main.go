@@ -8,7 +8,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/taskpilot/taskpilot/internal/operator"
+	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
 )
 

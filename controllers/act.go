@@ -7,9 +7,9 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -74,10 +74,11 @@ func (r *reconciler) startFailed(uid string, d decision, err error) error {
 
 // startSpec builds the runner's spec for attempt; oversized params are InvalidParams.
 func startSpec(bt *v1alpha1.BackgroundTask, attempt int) (runner.StartSpec, error) {
-	spec := runner.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt}
+	spec := runner.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt, Namespace: bt.Namespace, Name: bt.Name,
+		Labels: bt.Labels, Annotations: bt.Annotations}
 	if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > 0 {
-		if n := len(bt.Spec.Params.Raw); n > MaxParamsBytes {
-			return spec, fmt.Errorf("spec.params is %d bytes, more than the %d allowed: %w", n, MaxParamsBytes, runner.ErrInvalidParams)
+		if n := len(bt.Spec.Params.Raw); n > v1alpha1.MaxParamsBytes {
+			return spec, fmt.Errorf("spec.params is %d bytes, more than the %d allowed: %w", n, v1alpha1.MaxParamsBytes, runner.ErrInvalidParams)
 		}
 		spec.Params = json.RawMessage(bt.Spec.Params.Raw)
 	}

@@ -32,7 +32,7 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 	dbctx, cancel := context.WithTimeout(ctx, r.opts.DatabaseTimeout)
 	defer cancel()
 	row, created, err := r.store.CreateTask(dbctx, store.NewTask{
-		UID: uid, Namespace: bt.Namespace, Name: bt.Name, TaskName: bt.Spec.TaskName, Desired: desiredOf(bt.Spec.State),
+		UID: uid, Namespace: bt.Namespace, Name: bt.Name, TaskName: bt.Spec.TaskName, Desired: bt.Spec.State.Lifecycle(),
 		RestartGeneration: bt.Spec.RestartGeneration, Owner: me, At: now,
 	})
 	if err != nil {
@@ -53,9 +53,7 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 				gone = owner.Epoch
 				log.Info("taking over a task whose owner is gone", "why", verdict.Why)
 			}
-			// observedRestartGeneration from the status seeds only rows written before the row had
-			// the column (see store.Claim); for every other row the row's value stands.
-			row, err = r.store.Claim(dbctx, uid, me, gone, bt.Status.ObservedRestartGeneration)
+			row, err = r.store.Claim(dbctx, uid, me, gone)
 			var owned *store.OwnedError
 			switch {
 			case errors.As(err, &owned):

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // action is what the reconciler does to move actual state toward spec.
@@ -61,47 +61,248 @@ type decision struct {
 	StopReason, StopMessage string
 	// RequeueAfter asks for another look later (a retry backoff, a run settling).
 	RequeueAfter time.Duration
-	// Why explains the decision in logs.
-	Why string
+	// Policy names the rule that decided (Policy constants); Why explains the decision in logs.
+	Policy, Why string
+}
+
+// Policy names: each rule of the lifecycle policy, in the order they are tried (policies). A
+// decision carries the name of the rule that made it, for logs and tests.
+const (
+	PolicyRestartStopsTheRun    = "RestartStopsTheRun"
+	PolicyRestartWaitsForTheRun = "RestartWaitsForTheRun"
+	PolicyRestartEndsTheAttempt = "RestartEndsTheAttempt"
+	PolicyRestart               = "Restart"
+	PolicyPauseTimeout          = "PauseTimeout"
+	PolicyDriveTheRun           = "DriveTheRun"
+	PolicyWaitForTheRunToSettle = "WaitForTheRunToSettle"
+	PolicyStartPending          = "StartPending"
+	PolicyResumeAdopted         = "ResumeAdopted"
+	PolicyRetry                 = "Retry"
+	PolicyRunAgainAfterStop     = "RunAgainAfterStop"
+	PolicyFinal                 = "Final"
+)
+
+// policy is one rule: it decides (true) or passes the input to the next rule (false).
+type policy struct {
+	name   string
+	decide func(in decisionInput) (decision, bool)
+}
+
+// policies is the lifecycle policy as an ordered list, cert-manager style: the first rule that
+// decides wins, so the order is the precedence. A restart the spec asks for comes before
+// everything; then the pause timeout; then a run this process holds is driven toward spec.state;
+// a run on its way in or out is waited for; then what the record says with no run here.
+func policies() []policy {
+	return []policy{
+		{PolicyRestartStopsTheRun, restartStopsTheRun},
+		{PolicyRestartWaitsForTheRun, restartWaitsForTheRun},
+		{PolicyRestartEndsTheAttempt, restartEndsTheAttempt},
+		{PolicyRestart, restart},
+		{PolicyPauseTimeout, pauseTimedOut},
+		{PolicyDriveTheRun, driveTheRun},
+		{PolicyWaitForTheRunToSettle, waitForTheRunToSettle},
+		{PolicyStartPending, startPending},
+		{PolicyResumeAdopted, resumeAdopted},
+		{PolicyRetry, retry},
+		{PolicyRunAgainAfterStop, runAgainAfterStop},
+		{PolicyFinal, final},
+	}
 }
 
 // decide is the lifecycle policy as a pure function of spec and record: no side effects and no
 // clock of its own, so it is table-tested without a cluster.
 func decide(in decisionInput) decision {
-	rec := in.Record
-	// A run this process handed over is settling: its transition is on its way.
-	settling := in.Handed && !in.RunnerActive && !rec.Status.Terminal()
+	for _, p := range policies() {
+		if d, ok := p.decide(in); ok {
+			d.Policy = p.name
+			return d
+		}
+	}
+	return decision{Action: actNone, Why: "unknown status " + string(in.Record.Status)}
+}
 
-	if in.RestartGeneration > rec.RestartGeneration {
-		return decideRestart(in, settling)
+// restartRequested: spec.restartGeneration is ahead of the generation the record honours.
+func (in decisionInput) restartRequested() bool {
+	return in.RestartGeneration > in.Record.RestartGeneration
+}
+
+// settling: a run this process handed to the runner is on its way (its first transition not
+// yet reported) or out (its last one reported, the entry not yet gone).
+func (in decisionInput) settling() bool {
+	return in.Handed && !in.RunnerActive && !in.Record.Status.Terminal()
+}
+
+// restartStopsTheRun stops the current run first and starts the new attempt once it is over:
+// waiting for the stop here would block a worker for up to the stop grace.
+func restartStopsTheRun(in decisionInput) (decision, bool) {
+	if !in.restartRequested() || !in.RunnerActive {
+		return decision{}, false
 	}
-	switch rec.Status {
-	case lifecycle.Pending:
-		return decidePending(in, settling)
-	case lifecycle.Running, lifecycle.Paused:
-		return decideActive(in, settling)
-	case lifecycle.Failed:
-		if retryDue(in.Desired, in.MaxRetries, rec) {
-			next := rec.Attempt + 1
-			at := rec.EndTime.Add(in.Backoff.wait(rec.Retries, in.JitterSeed, next))
-			return decision{
-				Action: actRecord, Why: "attempt failed, retries left",
-				Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRetryScheduled, RetryAt: at,
-					Message: fmt.Sprintf("retry %d of %d (attempt %d) starts at %s", rec.Retries+1, in.MaxRetries, next, at.UTC().Format(time.RFC3339))},
-				RequeueAfter: max(at.Sub(in.Now), 0),
-			}
-		}
-		return decision{Action: actNone, Why: "failed; bump restartGeneration to run again"}
-	case lifecycle.Stopped:
-		if in.Desired == v1alpha1.DesiredRunning {
-			return decision{Action: actStart, Attempt: rec.Attempt + 1, RestartGeneration: rec.RestartGeneration,
-				Why: "stopped task set Running: new attempt"}
-		}
-		return decision{Action: actNone, Why: "stopped"}
-	case lifecycle.Finished:
-		return decision{Action: actNone, Why: "finished; bump restartGeneration to run again"}
+	return decision{Action: actStop, RequeueAfter: settleDelay, Why: "restart requested: stopping the current run first"}, true
+}
+
+func restartWaitsForTheRun(in decisionInput) (decision, bool) {
+	if !in.restartRequested() || !in.settling() {
+		return decision{}, false
 	}
-	return decision{Action: actNone, Why: "unknown status " + string(rec.Status)}
+	return decision{Action: actNone, RequeueAfter: settleDelay, Why: "restart requested: waiting for the run to settle"}, true
+}
+
+// restartEndsTheAttempt: a task recorded as running but running nowhere (adopted) ends its
+// attempt before the new one starts. The restart is honoured by the new attempt, so a crash in
+// between loses nothing.
+func restartEndsTheAttempt(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if !in.restartRequested() || (rec.Status != lifecycle.Running && rec.Status != lifecycle.Paused) {
+		return decision{}, false
+	}
+	return decision{Action: actRecord, Why: "restart requested: ending the adopted attempt first",
+		Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped,
+			Message: fmt.Sprintf("stopped for a restart (restartGeneration %d)", in.RestartGeneration)}}, true
+}
+
+// restart starts the new attempt as spec.state says: run it, queue it until spec.state is
+// Running, or record that the outcome was cleared while Stopped.
+func restart(in decisionInput) (decision, bool) {
+	if !in.restartRequested() {
+		return decision{}, false
+	}
+	rec := in.Record
+	next, gen := rec.Attempt+1, in.RestartGeneration
+	switch in.Desired {
+	case v1alpha1.DesiredRunning:
+		return decision{Action: actStart, Attempt: next, RestartGeneration: gen, Why: "restart requested"}, true
+	case v1alpha1.DesiredPaused:
+		return decision{Action: actRecord, Why: "restart requested while Paused",
+			Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRestarted, RestartGeneration: gen,
+				Message: "restarted; waits for spec.state Running"}}, true
+	case v1alpha1.DesiredStopped:
+		ev := &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, RestartGeneration: gen,
+			Message: "stopped before it ran"}
+		if rec.Status.Terminal() {
+			ev.Reason, ev.Message = lifecycle.ReasonRestarted, "restart requested while spec.state is Stopped: set Running to start a new attempt"
+		}
+		return decision{Action: actRecord, Event: ev, Why: "restart requested while Stopped"}, true
+	}
+	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}, true
+}
+
+// driveTheRun moves a run this process holds toward spec.state, and watches its stall and pause
+// timeouts.
+func driveTheRun(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if !in.RunnerActive || rec.Status.Terminal() {
+		return decision{}, false
+	}
+	switch {
+	case in.Desired == v1alpha1.DesiredStopped:
+		return decision{Action: actStop, Why: "set Stopped"}, true
+	case in.Desired == v1alpha1.DesiredPaused && rec.Status != lifecycle.Paused:
+		return decision{Action: actPause, Why: "set Paused"}, true
+	case in.Desired == v1alpha1.DesiredRunning && rec.Status == lifecycle.Paused:
+		return decision{Action: actResume, Why: "set Running"}, true
+	case rec.Status == lifecycle.Running && in.StallTimeout > 0:
+		return watchStall(in), true
+	case rec.Status == lifecycle.Paused && in.PauseTimeout > 0:
+		return decision{Action: actNone, RequeueAfter: rec.TransitionedAt.Add(in.PauseTimeout).Sub(in.Now), Why: "paused; waiting for its pause timeout"}, true
+	case rec.Status == lifecycle.Pending:
+		return decision{Action: actNone, Why: "queued in the runner"}, true
+	}
+	return decision{Action: actNone, Why: "in the desired state"}, true
+}
+
+func waitForTheRunToSettle(in decisionInput) (decision, bool) {
+	if !in.settling() {
+		return decision{}, false
+	}
+	return decision{Action: actNone, RequeueAfter: settleDelay, Why: "waiting for the run to settle"}, true
+}
+
+// startPending starts a pending task that runs nowhere once spec.state is Running and its retry
+// backoff has passed.
+func startPending(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if rec.Status != lifecycle.Pending {
+		return decision{}, false
+	}
+	switch in.Desired {
+	case v1alpha1.DesiredRunning:
+		if wait := rec.RetryAt.Sub(in.Now); !rec.RetryAt.IsZero() && wait > 0 {
+			return decision{Action: actNone, RequeueAfter: wait, Why: "retry backoff"}, true
+		}
+		return decision{Action: actStart, Attempt: max(rec.Attempt, 1), Resume: in.HasCheckpoint && rec.Attempt > 0,
+			RestartGeneration: rec.RestartGeneration, Why: "pending and desired Running"}, true
+	case v1alpha1.DesiredPaused:
+		return decision{Action: actNone, Why: "pending until spec.state is Running"}, true
+	case v1alpha1.DesiredStopped:
+		return decision{Action: actRecord, Why: "pending task set Stopped",
+			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped before it ran"}}, true
+	}
+	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}, true
+}
+
+// resumeAdopted handles a task recorded as Running or Paused that runs nowhere: adopted from
+// the row after an operator restart, a failover, or from an owner that is gone.
+func resumeAdopted(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if rec.Status != lifecycle.Running && rec.Status != lifecycle.Paused {
+		return decision{}, false
+	}
+	switch in.Desired {
+	case v1alpha1.DesiredRunning:
+		return decision{Action: actStart, Attempt: rec.Attempt, Resume: in.HasCheckpoint, RestartGeneration: rec.RestartGeneration,
+			Why: "resume an adopted run"}, true
+	case v1alpha1.DesiredPaused:
+		if rec.Status == lifecycle.Running {
+			return decision{Action: actRecord, Why: "adopted a running task that is now desired Paused",
+				Event: &lifecycle.Event{To: lifecycle.Paused, Attempt: rec.Attempt, Reason: lifecycle.ReasonPaused,
+					Message: "paused while it was not running; resumes from its last checkpoint"}}, true
+		}
+		d := decision{Action: actNone, Why: "paused; resumes from its checkpoint when set Running"}
+		if in.PauseTimeout > 0 {
+			d.RequeueAfter = rec.TransitionedAt.Add(in.PauseTimeout).Sub(in.Now)
+		}
+		return d, true
+	case v1alpha1.DesiredStopped:
+		return decision{Action: actRecord, Why: "set Stopped while not running here",
+			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped"}}, true
+	}
+	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}, true
+}
+
+// retry schedules the next attempt of a failed one after its backoff, when retries are left.
+func retry(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if !retryDue(in.Desired, in.MaxRetries, rec) {
+		return decision{}, false
+	}
+	next := rec.Attempt + 1
+	at := rec.EndTime.Add(in.Backoff.wait(rec.Retries, in.JitterSeed, next))
+	return decision{
+		Action: actRecord, Why: "attempt failed, retries left",
+		Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRetryScheduled, RetryAt: at,
+			Message: fmt.Sprintf("retry %d of %d (attempt %d) starts at %s", rec.Retries+1, in.MaxRetries, next, at.UTC().Format(time.RFC3339))},
+		RequeueAfter: max(at.Sub(in.Now), 0),
+	}, true
+}
+
+// runAgainAfterStop starts a new attempt of a stopped task set Running again.
+func runAgainAfterStop(in decisionInput) (decision, bool) {
+	rec := in.Record
+	if rec.Status != lifecycle.Stopped || in.Desired != v1alpha1.DesiredRunning {
+		return decision{}, false
+	}
+	return decision{Action: actStart, Attempt: rec.Attempt + 1, RestartGeneration: rec.RestartGeneration,
+		Why: "stopped task set Running: new attempt"}, true
+}
+
+// final: a terminal task stays as it is until a restart (re-applying a manifest never reruns
+// finished work).
+func final(in decisionInput) (decision, bool) {
+	if !in.Record.Status.Terminal() {
+		return decision{}, false
+	}
+	return decision{Action: actNone, Why: fmt.Sprintf("%s; bump restartGeneration to run again", in.Record.Status.Phase())}, true
 }
 
 // retryDue reports whether a failed attempt is followed by a retry.
@@ -115,121 +316,6 @@ func retryDue(desired v1alpha1.DesiredState, maxRetries int, rec lifecycle.Recor
 func passing(spec v1alpha1.BackgroundTaskSpec, rec lifecycle.Record) bool {
 	return retryDue(spec.State, int(spec.MaxRetries), rec) ||
 		(rec.Status == lifecycle.Stopped && spec.RestartGeneration > rec.RestartGeneration && spec.State != v1alpha1.DesiredStopped)
-}
-
-func decideRestart(in decisionInput, settling bool) decision {
-	rec := in.Record
-	next, gen := rec.Attempt+1, in.RestartGeneration
-	switch {
-	case in.RunnerActive:
-		// Stop first and start the new attempt once the run is over: waiting for the stop here
-		// would block a worker for up to the stop grace.
-		return decision{Action: actStop, RequeueAfter: settleDelay, Why: "restart requested: stopping the current run first"}
-	case settling:
-		return decision{Action: actNone, RequeueAfter: settleDelay, Why: "restart requested: waiting for the run to settle"}
-	}
-	if rec.Status == lifecycle.Running || rec.Status == lifecycle.Paused {
-		// Recorded as running but running nowhere (adopted): its attempt ends before the new one
-		// starts. The restart is honoured by the new attempt, so a crash in between loses nothing.
-		return decision{Action: actRecord, Why: "restart requested: ending the adopted attempt first",
-			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped,
-				Message: "stopped for a restart (restartGeneration " + fmt.Sprint(gen) + ")"}}
-	}
-	switch in.Desired {
-	case v1alpha1.DesiredRunning:
-		return decision{Action: actStart, Attempt: next, RestartGeneration: gen, Why: "restart requested"}
-	case v1alpha1.DesiredPaused:
-		return decision{Action: actRecord, Why: "restart requested while Paused",
-			Event: &lifecycle.Event{To: lifecycle.Pending, Attempt: next, Reason: lifecycle.ReasonRestarted, RestartGeneration: gen,
-				Message: "restarted; waits for spec.state Running"}}
-	case v1alpha1.DesiredStopped:
-		ev := &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, RestartGeneration: gen,
-			Message: "stopped before it ran"}
-		if rec.Status.Terminal() {
-			ev.Reason, ev.Message = lifecycle.ReasonRestarted, "restart requested while spec.state is Stopped: set Running to start a new attempt"
-		}
-		return decision{Action: actRecord, Event: ev, Why: "restart requested while Stopped"}
-	}
-	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
-}
-
-func decidePending(in decisionInput, settling bool) decision {
-	rec := in.Record
-	if in.RunnerActive {
-		switch in.Desired {
-		case v1alpha1.DesiredPaused:
-			return decision{Action: actPause, Why: "queued task set Paused"}
-		case v1alpha1.DesiredStopped:
-			return decision{Action: actStop, Why: "queued task set Stopped"}
-		case v1alpha1.DesiredRunning:
-		}
-		return decision{Action: actNone, Why: "queued for a runner slot"}
-	}
-	if settling {
-		return decision{Action: actNone, RequeueAfter: settleDelay, Why: "waiting for the run to settle"}
-	}
-	switch in.Desired {
-	case v1alpha1.DesiredRunning:
-		if wait := rec.RetryAt.Sub(in.Now); !rec.RetryAt.IsZero() && wait > 0 {
-			return decision{Action: actNone, RequeueAfter: wait, Why: "retry backoff"}
-		}
-		return decision{Action: actStart, Attempt: max(rec.Attempt, 1), Resume: in.HasCheckpoint && rec.Attempt > 0,
-			RestartGeneration: rec.RestartGeneration, Why: "pending and desired Running"}
-	case v1alpha1.DesiredPaused:
-		return decision{Action: actNone, Why: "pending until spec.state is Running"}
-	case v1alpha1.DesiredStopped:
-		return decision{Action: actRecord, Why: "pending task set Stopped",
-			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped before it ran"}}
-	}
-	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
-}
-
-// decideActive handles Running and Paused.
-func decideActive(in decisionInput, settling bool) decision {
-	rec := in.Record
-	if d, due := pauseTimedOut(in); due {
-		return d
-	}
-	if in.RunnerActive {
-		switch {
-		case in.Desired == v1alpha1.DesiredStopped:
-			return decision{Action: actStop, Why: "set Stopped"}
-		case in.Desired == v1alpha1.DesiredPaused && rec.Status == lifecycle.Running:
-			return decision{Action: actPause, Why: "set Paused"}
-		case in.Desired == v1alpha1.DesiredRunning && rec.Status == lifecycle.Paused:
-			return decision{Action: actResume, Why: "set Running"}
-		case rec.Status == lifecycle.Running && in.StallTimeout > 0:
-			return watchStall(in)
-		case rec.Status == lifecycle.Paused && in.PauseTimeout > 0:
-			return decision{Action: actNone, RequeueAfter: rec.TransitionedAt.Add(in.PauseTimeout).Sub(in.Now), Why: "paused; waiting for its pause timeout"}
-		}
-		return decision{Action: actNone, Why: "in the desired state"}
-	}
-	if settling {
-		return decision{Action: actNone, RequeueAfter: settleDelay, Why: "waiting for the run to settle"}
-	}
-	// Recorded as Running or Paused but not running in this process: adopted from the row after
-	// an operator restart, a failover, or from an owner that is gone.
-	switch in.Desired {
-	case v1alpha1.DesiredRunning:
-		return decision{Action: actStart, Attempt: rec.Attempt, Resume: in.HasCheckpoint, RestartGeneration: rec.RestartGeneration,
-			Why: "resume an adopted run"}
-	case v1alpha1.DesiredPaused:
-		if rec.Status == lifecycle.Running {
-			return decision{Action: actRecord, Why: "adopted a running task that is now desired Paused",
-				Event: &lifecycle.Event{To: lifecycle.Paused, Attempt: rec.Attempt, Reason: lifecycle.ReasonPaused,
-					Message: "paused while it was not running; resumes from its last checkpoint"}}
-		}
-		d := decision{Action: actNone, Why: "paused; resumes from its checkpoint when set Running"}
-		if in.PauseTimeout > 0 {
-			d.RequeueAfter = rec.TransitionedAt.Add(in.PauseTimeout).Sub(in.Now)
-		}
-		return d
-	case v1alpha1.DesiredStopped:
-		return decision{Action: actRecord, Why: "set Stopped while not running here",
-			Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped, Message: "stopped"}}
-	}
-	return decision{Action: actNone, Why: "unknown desired state " + string(in.Desired)}
 }
 
 // pauseTimedOut stops a task that has been Paused for longer than spec.pauseTimeout.

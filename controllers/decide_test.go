@@ -7,8 +7,8 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // TestDecide is the lifecycle policy as a table: the spec, the record (as PostgreSQL holds it
@@ -121,6 +121,7 @@ func TestDecide(t *testing.T) {
 		{name: "restart while desired Stopped of a pending task", desired: stopped, restart: true, task: rec(lifecycle.Pending, 1), want: actRecord, to: lifecycle.Stopped},
 		{name: "restart waits for a settling run", desired: running, restart: true, task: rec(lifecycle.Running, 1, handed), want: actNone, requeue: true},
 	}
+	decidedBy := map[string]bool{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := decisionInput{Desired: tc.desired, MaxRetries: tc.maxRetries, Record: tc.task.rec, Now: now,
@@ -131,6 +132,7 @@ func TestDecide(t *testing.T) {
 				in.RestartGeneration++
 			}
 			d := decide(in)
+			decidedBy[d.Policy] = true
 			require.Equal(t, tc.want, d.Action, d.Why)
 			require.Equal(t, tc.attempt, d.Attempt, "attempt")
 			require.Equal(t, tc.resume, d.Resume, "resume")
@@ -155,6 +157,10 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+	for _, p := range policies() {
+		require.True(t, decidedBy[p.name], "no case exercises policy %s", p.name)
+	}
+	require.Len(t, decidedBy, len(policies()), "every decision names the policy that made it")
 }
 
 func TestBackoff(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
@@ -137,7 +137,7 @@ func TestAnOwnerWhoseTaskWasTakenIsFenced(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, tracked := first.op.Journal.View(uid)
 		snap, inRunner := first.op.Runner.Snapshot(runner.Key(uid))
-		return !tracked && (!inRunner || snap.State.Terminal())
+		return !tracked && (!inRunner || snap.Status.Terminal())
 	}, waitTimeout, 20*time.Millisecond, "the fenced operator stops its copy of the run and lets the task go")
 	require.Eventually(t, func() bool {
 		for _, e := range h.events(uid) {
@@ -178,14 +178,14 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	h.patchSpec("survivor", `{"state":"Paused"}`)
 	require.Eventually(t, func() bool {
 		snap, _ := p.op.Runner.Snapshot(runner.Key(uid))
-		return snap.State == runner.StatePaused
+		return snap.Status == lifecycle.Paused
 	}, waitTimeout, 20*time.Millisecond)
 	shown := h.waitPhase("survivor", v1alpha1.PhaseRunning, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionFalse, "DatabaseUnreachable"))
 	require.Equal(t, v1alpha1.PhaseRunning, shown.Status.Phase, "Paused is not shown before it is recorded")
 	h.patchSpec("survivor", `{"state":"Running"}`)
 	require.Eventually(t, func() bool {
 		snap, _ := p.op.Runner.Snapshot(runner.Key(uid))
-		return snap.State == runner.StateFinished
+		return snap.Status == lifecycle.Finished
 	}, waitTimeout, 20*time.Millisecond)
 	// A task created during the outage waits for the database to get its record.
 	h.create("newcomer", "countdown", `{"from":1,"interval":"1ms"}`)

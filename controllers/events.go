@@ -8,10 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
-	"github.com/taskpilot/taskpilot/runner"
 )
 
 // announce tells the transitions committed since the last Event in one Kubernetes Event, when
@@ -51,10 +50,10 @@ func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []jour
 func notable(a journal.Announcement) bool {
 	plainFrom := a.From == "" || a.From == lifecycle.Pending || a.From == lifecycle.Running
 	plainTo := a.To == lifecycle.Pending || a.To == lifecycle.Running || a.To == lifecycle.Finished
-	plainReason := a.Reason == runner.ReasonQueued || a.Reason == runner.ReasonStarted || a.Reason == runner.ReasonCompleted
+	plainReason := a.Reason == lifecycle.ReasonQueued || a.Reason == lifecycle.ReasonStarted || a.Reason == lifecycle.ReasonCompleted
 	return a.Warning || !plainFrom || !plainTo || !plainReason
 }
 
 func phaseName(s lifecycle.Status) string {
-	return nonEmpty(string(phaseOf(s)), "New")
+	return nonEmpty(string(v1alpha1.PhaseOf(s)), "New")
 }

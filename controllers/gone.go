@@ -7,18 +7,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/runner"
 )
-
-// legacyFinalizer was added by taskpilot 0.1; objects that still carry it are released when
-// they are deleted. Deletion needs no finalizer: a deleted object's run is stopped and its row
-// soft-deleted whether or not the object waits for it.
-const legacyFinalizer = "tasks.taskpilot.dev/finalizer"
 
 // gone handles a task whose object was deleted (or replaced by a new object of the same
 // name): stop its run, then soft-delete its row once the run's last transition is queued
@@ -28,14 +22,14 @@ func (r *reconciler) gone(ctx context.Context, nn types.NamespacedName, uid stri
 		return ctrl.Result{}, true, nil
 	}
 	key := runner.Key(uid)
-	if snap, ok := r.runner.Snapshot(key); ok && !snap.State.Terminal() {
+	if snap, ok := r.runner.Snapshot(key); ok && !snap.Status.Terminal() {
 		if err := ignoreSettled(r.runner.StopTask(key)); err != nil {
 			return ctrl.Result{}, false, fmt.Errorf("stop the run of deleted %s: %w", nn, err)
 		}
 		return ctrl.Result{RequeueAfter: settleDelay}, false, nil // its Stopped transition wakes us sooner
 	}
 	view, tracked := r.journal.View(uid)
-	if tracked && !view.Deleted && view.Fenced == nil && !view.Stale && !view.Released {
+	if tracked && view.Ownership.Writes() {
 		logf.FromContext(ctx).V(1).Info("object deleted: soft-deleting the row after its last transitions", "uid", uid)
 		r.journal.Delete(uid) // the journal wakes us when it is written
 		return ctrl.Result{}, false, nil
@@ -51,7 +45,7 @@ func (r *reconciler) gone(ctx context.Context, nn types.NamespacedName, uid stri
 // soft-deleted. The local run is stopped first; nothing of it is recorded.
 func (r *reconciler) release(ctx context.Context, bt *v1alpha1.BackgroundTask, view journal.View) (ctrl.Result, error) {
 	uid, key := string(bt.UID), runner.Key(bt.UID)
-	if snap, ok := r.runner.Snapshot(key); ok && !snap.State.Terminal() {
+	if snap, ok := r.runner.Snapshot(key); ok && !snap.Status.Terminal() {
 		if err := ignoreSettled(r.runner.StopTask(key)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("stop the local run: %w", err)
 		}
@@ -61,29 +55,18 @@ func (r *reconciler) release(ctx context.Context, bt *v1alpha1.BackgroundTask, v
 	_ = r.runner.Forget(key)
 	nn := types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name}
 	r.tasks.forget(nn, uid)
-	switch {
-	case view.Fenced != nil:
+	switch view.Ownership {
+	case journal.Fenced:
 		me := r.member.Owner()
-		r.tasks.setForeign(uid, *view.Fenced, r.clock.Now().Add(r.opts.LeaseDuration))
+		r.tasks.setForeign(uid, view.FencedBy, r.clock.Now().Add(r.opts.LeaseDuration))
 		r.events.Eventf(bt, nil, corev1.EventTypeWarning, "OwnershipLost", "Fence",
 			"operator %s (epoch %d) owns this task now; operator %s (epoch %d) stopped its copy of the run and recorded nothing more",
-			view.Fenced.Name, view.Fenced.Epoch, me.Name, me.Epoch)
+			view.FencedBy.Name, view.FencedBy.Epoch, me.Name, me.Epoch)
 		return ctrl.Result{RequeueAfter: r.opts.LeaseDuration}, nil
-	case view.Stale:
+	case journal.Stale:
 		return ctrl.Result{RequeueAfter: settleDelay}, nil // re-adopt from the row
+	case journal.Owned, journal.Released, journal.Deleted:
 	}
 	logf.FromContext(ctx).Info("the task's row was soft-deleted while its object exists; it is not run again")
 	return ctrl.Result{}, nil
-}
-
-// dropLegacyFinalizer removes the finalizer an earlier version added, so the deletion of an
-// old object completes (one API write, only for such objects).
-func (r *reconciler) dropLegacyFinalizer(ctx context.Context, bt *v1alpha1.BackgroundTask) error {
-	if !controllerutil.RemoveFinalizer(bt, legacyFinalizer) {
-		return nil
-	}
-	if err := r.client.Update(ctx, bt); err != nil {
-		return fmt.Errorf("remove the finalizer of taskpilot 0.1: %w", err)
-	}
-	return nil
 }

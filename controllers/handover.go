@@ -78,14 +78,14 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 		return ctrl.Result{RequeueAfter: settleDelay}, nil // stopping at its next pause point
 	}
 	view, tracked := r.journal.View(uid)
-	if tracked && !view.Released && view.Fenced == nil && !view.Stale && !view.Deleted {
+	if tracked && view.Ownership.Writes() {
 		r.journal.Release(uid)
 		// The journal wakes us once it is written; the requeue only covers a release the
 		// database refused for good, which is then asked for again.
 		return ctrl.Result{RequeueAfter: releaseRecheck}, nil
 	}
 	if tracked {
-		log.Info("handed the task over", "released", view.Released, "status", view.Record.Status, "attempt", view.Record.Attempt)
+		log.Info("handed the task over", "ownership", view.Ownership, "status", view.Record.Status, "attempt", view.Record.Attempt)
 		r.journal.Forget(uid)
 		r.tasks.forget(nn, uid)
 	}

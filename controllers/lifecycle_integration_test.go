@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func TestFullLifecycle(t *testing.T) {
@@ -199,12 +199,12 @@ func TestTimeout(t *testing.T) {
 		b.Spec.Timeout = &metav1.Duration{Duration: time.Second}
 	})
 	failed := h.waitPhase("slow", v1alpha1.PhaseFailed)
-	require.True(t, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDeadlineExceeded)(failed), "%+v", failed.Status.Conditions)
+	require.True(t, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, lifecycle.ReasonDeadlineExceeded)(failed), "%+v", failed.Status.Conditions)
 	row := h.waitRow(string(bt.UID), lifecycle.Failed)
 	require.Equal(t, 1, row.Attempt)
 	recs, err := h.repo.History(h.ctx, string(bt.UID))
 	require.NoError(t, err)
-	require.Equal(t, v1alpha1.ReasonDeadlineExceeded, recs[len(recs)-1].Reason)
+	require.Equal(t, lifecycle.ReasonDeadlineExceeded, recs[len(recs)-1].Reason)
 }
 
 func TestUnknownTypeAndInvalidParamsFailWithoutRetry(t *testing.T) {
@@ -213,7 +213,7 @@ func TestUnknownTypeAndInvalidParamsFailWithoutRetry(t *testing.T) {
 	unknown := h.create("unknown", "resize-images", `{}`, func(b *v1alpha1.BackgroundTask) { b.Spec.MaxRetries = 3 })
 	invalid := h.create("invalid", "countdown", `{"from":-1}`, func(b *v1alpha1.BackgroundTask) { b.Spec.MaxRetries = 3 })
 
-	for name, reason := range map[string]string{"unknown": v1alpha1.ReasonUnknownTaskType, "invalid": v1alpha1.ReasonInvalidParams} {
+	for name, reason := range map[string]string{"unknown": lifecycle.ReasonUnknownTaskType, "invalid": lifecycle.ReasonInvalidParams} {
 		failed := h.waitPhase(name, v1alpha1.PhaseFailed)
 		require.True(t, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, reason)(failed), "%s: %+v", name, failed.Status.Conditions)
 		require.NotEmpty(t, failed.Status.Message)
@@ -226,7 +226,7 @@ func TestUnknownTypeAndInvalidParamsFailWithoutRetry(t *testing.T) {
 	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(string(invalid.UID)))
 	require.Eventually(t, func() bool {
 		for _, e := range h.events(string(unknown.UID)) {
-			if e == "Warning/"+v1alpha1.ReasonUnknownTaskType {
+			if e == "Warning/"+lifecycle.ReasonUnknownTaskType {
 				return true
 			}
 		}

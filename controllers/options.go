@@ -29,8 +29,6 @@ const (
 	DefaultProgressUpdateQPS    = 20
 	DefaultStatusCoalesceWindow = 100 * time.Millisecond
 	DefaultSweepInterval        = time.Minute
-	// MaxParamsBytes bounds spec.params once serialized; larger params fail with InvalidParams.
-	MaxParamsBytes = 32 << 10
 )
 
 // Options configure Setup: the controllers and the machinery they drive (membership, journal,

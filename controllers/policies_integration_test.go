@@ -15,8 +15,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
@@ -51,7 +51,7 @@ func TestTTLDeletesOnlyAfterTheCommit(t *testing.T) {
 	require.NoError(t, srv.Stop(pgtest.StopImmediate))
 	require.Eventually(t, func() bool {
 		snap, _ := p.op.Runner.Snapshot(runner.Key(late.UID))
-		return snap.State == runner.StateFinished
+		return snap.Status == lifecycle.Finished
 	}, waitTimeout, 20*time.Millisecond)
 	h.requireStays("late", 2*time.Second, func(b *v1alpha1.BackgroundTask) bool { return b.Status.Phase != v1alpha1.PhaseFinished },
 		"not deleted, not shown Finished, before the commit")
@@ -138,7 +138,7 @@ func TestATimeoutThatIsIgnoredFreesTheSlot(t *testing.T) {
 	})
 	h.waitRow(string(stubborn.UID), lifecycle.Running)
 	next := h.create("next", "noop", `{}`)
-	failed := h.waitPhase("stubborn", v1alpha1.PhaseFailed, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDeadlineExceeded))
+	failed := h.waitPhase("stubborn", v1alpha1.PhaseFailed, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, lifecycle.ReasonDeadlineExceeded))
 	require.Contains(t, failed.Status.Message, "abandoned")
 	h.waitRow(string(next.UID), lifecycle.Finished) // the slot was freed while the goroutine still ran
 	requireMetric(t, h.op, "taskpilot_runner_abandoned_runs", 1)

@@ -49,7 +49,6 @@ type reconciler struct {
 
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
@@ -113,9 +112,6 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.handOver(ctx, nn, uid, &bt)
 	}
 	if !bt.DeletionTimestamp.IsZero() {
-		if err := r.dropLegacyFinalizer(ctx, &bt); err != nil {
-			return ctrl.Result{}, err
-		}
 		res, _, err := r.gone(ctx, nn, uid)
 		return res, err
 	}
@@ -128,10 +124,10 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return res, err
 		}
 	}
-	if view.Fenced != nil || view.Stale || view.Deleted {
+	if view.Ownership.Lost() {
 		return r.release(ctx, &bt, view)
 	}
-	r.journal.SetDesired(uid, desiredOf(bt.Spec.State))
+	r.journal.SetDesired(uid, bt.Spec.State.Lifecycle())
 	snap, inRunner := r.runner.Snapshot(runner.Key(uid))
 	in := decisionInput{
 		Desired:           bt.Spec.State,
@@ -140,7 +136,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		Record:            view.Record,
 		HasCheckpoint:     len(view.Checkpoint) > 0,
 		Handed:            view.HandedAttempt > 0 && view.HandedAttempt >= view.Record.Attempt,
-		RunnerActive:      inRunner && !snap.State.Terminal(),
+		RunnerActive:      inRunner && !snap.Status.Terminal(),
 		Backoff:           backoffOf(bt.Spec),
 		JitterSeed:        jitterSeed(uid),
 		PauseTimeout:      durationOf(bt.Spec.PauseTimeout),
@@ -152,7 +148,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	d := decide(in)
 	if d.Action != actNone {
-		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "why", d.Why, "attempt", d.Attempt)
+		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "policy", d.Policy, "why", d.Why, "attempt", d.Attempt)
 	}
 	if err := r.act(&bt, view, d); err != nil {
 		return ctrl.Result{}, err

@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
@@ -128,7 +128,7 @@ func TestStatusNeverRunsAheadOfTheRecord(t *testing.T) {
 	require.NoError(t, srv.Stop(pgtest.StopImmediate))
 	require.Eventually(t, func() bool {
 		snap, _ := p.op.Runner.Snapshot(runner.Key(uid))
-		return snap.State == runner.StateFinished
+		return snap.Status == lifecycle.Finished
 	}, waitTimeout, 20*time.Millisecond, "the run finishes while PostgreSQL is down")
 	h.waitPhase("ahead", v1alpha1.PhaseRunning, hasCondition(v1alpha1.ConditionRecorded, metav1.ConditionFalse, "DatabaseUnreachable"))
 	h.requireStays("ahead", 1500*time.Millisecond, func(b *v1alpha1.BackgroundTask) bool {

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -126,18 +127,12 @@ func (s *sharder) Start(ctx context.Context) error {
 	if !s.tasks.WaitForCacheSync(ctx) {
 		return nil
 	}
-	ticker := time.NewTicker(membershipPoll)
-	defer ticker.Stop()
-	for {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		if err := s.refresh(ctx); err != nil {
 			s.log.Info("cannot read the membership Leases; retrying", "error", err.Error())
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
-	}
+	}, membershipPoll)
+	return nil
 }
 
 // refresh rebuilds the ring when the live replicas changed, and then looks at every task.

@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 // Status size bounds: etcd is precious, the full values live in PostgreSQL.
@@ -58,7 +58,7 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 	}
 	rec := in.Committed.Record
 	out := v1alpha1.BackgroundTaskStatus{
-		Phase:                     phaseOf(rec.Status),
+		Phase:                     v1alpha1.PhaseOf(rec.Status),
 		Conditions:                append([]metav1.Condition(nil), in.Previous.Conditions...),
 		ObservedGeneration:        in.Generation,
 		ObservedRestartGeneration: rec.RestartGeneration,

@@ -10,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 )
 
 func TestStatusResult(t *testing.T) {
@@ -95,8 +95,8 @@ func TestConditions(t *testing.T) {
 	require.Equal(t, metav1.ConditionFalse, cond(converging, v1alpha1.ConditionReady).Status)
 	require.Equal(t, "Converging", cond(converging, v1alpha1.ConditionReady).Reason)
 
-	failed := build(v1alpha1.DesiredRunning, record(lifecycle.Failed, v1alpha1.ReasonDeadlineExceeded, "too slow"))
-	require.Equal(t, v1alpha1.ReasonDeadlineExceeded, cond(failed, v1alpha1.ConditionReady).Reason)
+	failed := build(v1alpha1.DesiredRunning, record(lifecycle.Failed, lifecycle.ReasonDeadlineExceeded, "too slow"))
+	require.Equal(t, lifecycle.ReasonDeadlineExceeded, cond(failed, v1alpha1.ConditionReady).Reason)
 	require.Equal(t, metav1.ConditionTrue, cond(failed, v1alpha1.ConditionDegraded).Status)
 
 	unreachable := record(lifecycle.Running, "Started", "")

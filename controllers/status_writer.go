@@ -21,9 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/runner"
 )
@@ -91,7 +91,7 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	committed, tracked := s.journal.Committed(uid)
 	problem := s.tasks.problem(uid)
 	switch {
-	case !tracked && problem == "", committed.Fenced, committed.Deleted:
+	case !tracked && problem == "", tracked && !committed.Ownership.Writes():
 		return ctrl.Result{}, nil // not this process's to report
 	case !s.member.Valid():
 		return ctrl.Result{}, nil // this process may have lost its tasks: it writes nothing

@@ -31,9 +31,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/controllers"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 	"github.com/taskpilot/taskpilot/test/kubetest"

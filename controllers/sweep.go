@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -11,11 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/store"
@@ -47,26 +49,21 @@ type sweeper struct {
 	log      logr.Logger
 }
 
-// loop sweeps at once (retrying until the database answers) and then every interval.
+// loop sweeps at once and then every interval; a pass that fails (the database or the API
+// server does not answer) is tried again after 1 s, 2 s, 4 s ... up to the interval.
 func (s *sweeper) loop(ctx context.Context, interval time.Duration) {
-	delay := time.Second
-	for {
-		next := interval
-		if err := s.pass(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		retry := wait.Backoff{Duration: time.Second, Factor: 2, Cap: interval, Steps: math.MaxInt32}
+		_ = wait.ExponentialBackoffWithContext(ctx, retry, func(ctx context.Context) (bool, error) {
+			if err := s.pass(ctx); err != nil {
+				if ctx.Err() == nil {
+					s.log.Info("sweep failed; retrying", "error", err.Error())
+				}
+				return false, nil
 			}
-			s.log.Info("sweep failed; retrying", "error", err.Error(), "in", delay)
-			next, delay = delay, min(2*delay, interval)
-		} else {
-			delay = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(next):
-		}
-	}
+			return true, nil
+		})
+	}, interval)
 }
 
 // pass sweeps once.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -24,9 +25,9 @@ type countSink struct {
 
 func (s *countSink) Transition(t runner.Transition) {
 	switch t.To {
-	case runner.StateFinished:
+	case lifecycle.Finished:
 		s.finished.Add(1)
-	case runner.StatePaused:
+	case lifecycle.Paused:
 		now := time.Now()
 		s.mu.Lock()
 		if s.pausedAt != nil {
@@ -34,7 +35,7 @@ func (s *countSink) Transition(t runner.Transition) {
 		}
 		s.mu.Unlock()
 		s.paused.Add(1)
-	case runner.StatePending, runner.StateRunning, runner.StateFailed, runner.StateStopped:
+	case lifecycle.Pending, lifecycle.Running, lifecycle.Failed, lifecycle.Stopped:
 	}
 }
 

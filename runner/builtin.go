@@ -1,48 +1,26 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
 	"time"
+
+	"github.com/invopop/jsonschema"
 )
 
-// RegisterBuiltins registers the production task types: sleep, countdown,
-// checksum and noop.
+// RegisterBuiltins registers the production task types: sleep, countdown, checksum and noop.
+// They are typed (Register), like the task types of a program built with package operator.
 func RegisterBuiltins(r *Registry) error {
 	blocks := &blockPool{}
-	for name, f := range map[string]Factory{
-		"sleep":     NewSleepTask,
-		"countdown": NewCountdownTask,
-		"checksum":  blocks.checksumFactory,
-		"noop":      NewNoopTask,
-	} {
-		if err := r.Register(name, f); err != nil {
-			return fmt.Errorf("register builtins: %w", err)
-		}
-	}
-	return nil
-}
-
-// decodeParams decodes params strictly: unknown fields and trailing data are
-// errors, because a typo in a CR ("intervall") must not silently fall back
-// to a default. Empty params decode as {}.
-func decodeParams(raw json.RawMessage, v any) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		raw = json.RawMessage("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("decode params: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("decode params: unexpected data after the JSON object")
-	}
-	return nil
+	return errors.Join(
+		Register(r, "Sleeps for a duration in ticks, pausable and checkpointed after every tick", newSleepTask),
+		Register(r, "Counts down from a number, one step per interval (a demo of pause, resume and checkpoints)", newCountdownTask),
+		Register(r, "Hashes deterministic pseudo-random blocks into a SHA-256 chain (CPU-bound; resumes with the same digest)", blocks.newChecksumTask),
+		Register(r, "Finishes at once with {} (measures the operator's own overhead)", newNoopTask),
+	)
 }
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
@@ -66,6 +44,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// JSONSchema describes a Duration in the params' schema: a string such as "500ms".
+func (Duration) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string", Pattern: `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`,
+		Description: "a duration such as \"500ms\", \"30s\" or \"1h30m\""}
 }
 
 // sleepCtx sleeps d unless ctx is cancelled first; then it returns the

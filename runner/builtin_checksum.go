@@ -14,10 +14,31 @@ import (
 
 // ChecksumParams are the params of the "checksum" task type.
 type ChecksumParams struct {
-	Blocks          int    `json:"blocks"`                    // required, > 0
-	BlockSize       int    `json:"blockSize,omitempty"`       // bytes per block, default 65536
-	Seed            uint64 `json:"seed"`                      // data generator seed
-	CheckpointEvery int    `json:"checkpointEvery,omitempty"` // blocks between checkpoints, default 16
+	// Blocks is the number of blocks to hash.
+	Blocks int `json:"blocks" jsonschema:"required,minimum=1,maximum=10000000,description=number of blocks to hash,example=600000"`
+	// BlockSize is the size of a block in bytes (default 65536); it is what a run reserves
+	// from the memory budget.
+	BlockSize int `json:"blockSize,omitempty" jsonschema:"minimum=1,maximum=16777216,description=bytes per block (default 65536),example=65536"`
+	// Seed seeds the data generator.
+	Seed uint64 `json:"seed" jsonschema:"description=data generator seed,example=42"`
+	// CheckpointEvery is the number of blocks between checkpoints (default 16).
+	CheckpointEvery int `json:"checkpointEvery,omitempty" jsonschema:"minimum=1,description=blocks between checkpoints (default 16)"`
+}
+
+// TaskName names the type.
+func (ChecksumParams) TaskName() string { return "checksum" }
+
+// Validate checks what the JSON types cannot.
+func (p ChecksumParams) Validate() error {
+	switch {
+	case p.Blocks <= 0 || p.Blocks > maxChecksumBlocks:
+		return fmt.Errorf(`"blocks" must be between 1 and %d, got %d`, maxChecksumBlocks, p.Blocks)
+	case p.BlockSize < 0 || p.BlockSize > maxChecksumBlockSize:
+		return fmt.Errorf(`"blockSize" must be between 1 and %d, got %d`, maxChecksumBlockSize, p.BlockSize)
+	case p.CheckpointEvery < 0:
+		return fmt.Errorf(`"checkpointEvery" must be positive, got %d`, p.CheckpointEvery)
+	}
+	return nil
 }
 
 // checksumCheckpoint is the whole state of the chain after Next blocks.
@@ -53,12 +74,6 @@ type checksumTask struct {
 	blocks *blockPool
 }
 
-// NewChecksumTask validates {"blocks":N,"blockSize":65536,"seed":1}. Each run allocates its
-// block buffer; the registered type (RegisterBuiltins) reuses buffers across runs instead.
-func NewChecksumTask(params json.RawMessage) (Task, error) {
-	return (*blockPool)(nil).checksumFactory(params)
-}
-
 // blockPool keeps the block buffers of finished checksum runs for the next ones, so memory
 // follows the runs that hold a buffer (what the memory budget counts) instead of the garbage
 // collector's pace. One pool per registry: no package state.
@@ -79,19 +94,7 @@ func (b *blockPool) put(buf []byte) {
 	}
 }
 
-func (b *blockPool) checksumFactory(params json.RawMessage) (Task, error) {
-	var p ChecksumParams
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	switch {
-	case p.Blocks <= 0 || p.Blocks > maxChecksumBlocks:
-		return nil, fmt.Errorf(`"blocks" must be between 1 and %d, got %d`, maxChecksumBlocks, p.Blocks)
-	case p.BlockSize < 0 || p.BlockSize > maxChecksumBlockSize:
-		return nil, fmt.Errorf(`"blockSize" must be between 1 and %d, got %d`, maxChecksumBlockSize, p.BlockSize)
-	case p.CheckpointEvery < 0:
-		return nil, fmt.Errorf(`"checkpointEvery" must be positive, got %d`, p.CheckpointEvery)
-	}
+func (b *blockPool) newChecksumTask(p ChecksumParams) (Task, error) {
 	if p.BlockSize == 0 {
 		p.BlockSize = 64 << 10
 	}

@@ -10,9 +10,28 @@ import (
 
 // CountdownParams are the params of the "countdown" (demo) task type.
 type CountdownParams struct {
-	From            int      `json:"from"`                      // required, > 0
-	Interval        Duration `json:"interval"`                  // required, > 0
-	CheckpointEvery int      `json:"checkpointEvery,omitempty"` // steps between checkpoints, default 1
+	// From is the number to count down from.
+	From int `json:"from" jsonschema:"required,minimum=1,maximum=1000000,description=the number to count down from,example=100"`
+	// Interval is the time one step takes.
+	Interval Duration `json:"interval" jsonschema:"required,description=time one step takes,example=500ms"`
+	// CheckpointEvery is the number of steps between checkpoints (default 1).
+	CheckpointEvery int `json:"checkpointEvery,omitempty" jsonschema:"minimum=1,description=steps between checkpoints (default 1)"`
+}
+
+// TaskName names the type.
+func (CountdownParams) TaskName() string { return "countdown" }
+
+// Validate checks what the JSON types cannot.
+func (p CountdownParams) Validate() error {
+	switch {
+	case p.From <= 0 || p.From > maxCountdownFrom:
+		return fmt.Errorf(`"from" must be between 1 and %d, got %d`, maxCountdownFrom, p.From)
+	case p.Interval <= 0:
+		return errors.New(`"interval" is required and must be positive, e.g. "500ms"`)
+	case p.CheckpointEvery < 0:
+		return fmt.Errorf(`"checkpointEvery" must be positive, got %d`, p.CheckpointEvery)
+	}
+	return nil
 }
 
 type countdownCheckpoint struct {
@@ -28,20 +47,7 @@ type countdownTask struct {
 // maxCountdownFrom keeps a typo from creating a task that runs for years.
 const maxCountdownFrom = 1_000_000
 
-// NewCountdownTask validates {"from":100,"interval":"500ms","checkpointEvery":1}.
-func NewCountdownTask(params json.RawMessage) (Task, error) {
-	var p CountdownParams
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	switch {
-	case p.From <= 0 || p.From > maxCountdownFrom:
-		return nil, fmt.Errorf(`"from" must be between 1 and %d, got %d`, maxCountdownFrom, p.From)
-	case p.Interval <= 0:
-		return nil, errors.New(`"interval" is required and must be positive, e.g. "500ms"`)
-	case p.CheckpointEvery < 0:
-		return nil, fmt.Errorf(`"checkpointEvery" must be positive, got %d`, p.CheckpointEvery)
-	}
+func newCountdownTask(p CountdownParams) (Task, error) {
 	if p.CheckpointEvery == 0 {
 		p.CheckpointEvery = 1
 	}

@@ -8,14 +8,13 @@ import (
 // noopTask finishes at once with {}; it measures the runner's own overhead.
 type noopTask struct{ Base }
 
-// NewNoopTask accepts only empty params ({} or nothing).
-func NewNoopTask(params json.RawMessage) (Task, error) {
-	var p struct{}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	return noopTask{}, nil
-}
+// NoopParams are the params of the "noop" task type: none ({} or nothing).
+type NoopParams struct{}
+
+// TaskName names the type.
+func (NoopParams) TaskName() string { return "noop" }
+
+func newNoopTask(NoopParams) (Task, error) { return noopTask{}, nil }
 
 func (noopTask) Run(context.Context, Control) (json.RawMessage, error) {
 	return json.RawMessage(`{}`), nil

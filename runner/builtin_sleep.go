@@ -10,8 +10,24 @@ import (
 
 // SleepParams are the params of the "sleep" task type.
 type SleepParams struct {
-	Duration Duration `json:"duration"`       // total time to sleep, required, > 0
-	Tick     Duration `json:"tick,omitempty"` // pause/progress/checkpoint granularity, default 1s
+	// Duration is the total time to sleep.
+	Duration Duration `json:"duration" jsonschema:"required,description=total time to sleep,example=30s"`
+	// Tick is the pause, progress and checkpoint granularity (default 1s).
+	Tick Duration `json:"tick,omitempty" jsonschema:"description=pause/progress/checkpoint granularity (default 1s),example=1s"`
+}
+
+// TaskName names the type.
+func (SleepParams) TaskName() string { return "sleep" }
+
+// Validate checks what the JSON types cannot.
+func (p SleepParams) Validate() error {
+	switch {
+	case p.Duration <= 0:
+		return errors.New(`"duration" is required and must be positive, e.g. "30s"`)
+	case p.Tick < 0:
+		return errors.New(`"tick" must be positive, e.g. "1s"`)
+	}
+	return nil
 }
 
 type sleepCheckpoint struct {
@@ -26,18 +42,7 @@ type sleepTask struct {
 	p SleepParams
 }
 
-// NewSleepTask validates {"duration":"30s","tick":"1s"}.
-func NewSleepTask(params json.RawMessage) (Task, error) {
-	var p SleepParams
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if p.Duration <= 0 {
-		return nil, errors.New(`"duration" is required and must be positive, e.g. "30s"`)
-	}
-	if p.Tick < 0 {
-		return nil, errors.New(`"tick" must be positive, e.g. "1s"`)
-	}
+func newSleepTask(p SleepParams) (Task, error) {
 	if p.Tick == 0 {
 		p.Tick = Duration(time.Second)
 	}

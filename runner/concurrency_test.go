@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -24,28 +25,28 @@ func TestConcurrencyBound(t *testing.T) {
 	require.Equal(t, limit, st.SlotsInUse)
 	require.Equal(t, n-limit, st.Pending)
 	for i := range n {
-		e.sink.waitTo(t, runner.Key(fmt.Sprint("t", i)), runner.StateFinished)
+		e.sink.waitTo(t, runner.Key(fmt.Sprint("t", i)), lifecycle.Finished)
 	}
 	require.LessOrEqual(t, e.h.maxRunning.Load(), int64(limit), "observed by the tasks themselves")
 	require.Equal(t, int64(limit), e.h.maxRunning.Load(), "the bound should also be reached")
 
 	last := e.sink.of(runner.Key(fmt.Sprint("t", n-1)))
-	require.Equal(t, runner.StatePending, last[0].To)
-	require.Equal(t, runner.ReasonQueued, last[0].Reason)
+	require.Equal(t, lifecycle.Pending, last[0].To)
+	require.Equal(t, lifecycle.ReasonQueued, last[0].Reason)
 	require.Equal(t, "waiting for a free slot (3/3 in use)", last[0].Message)
-	require.Equal(t, runner.ReasonStarted, last[1].Reason)
+	require.Equal(t, lifecycle.ReasonStarted, last[1].Reason)
 	require.Zero(t, e.r.Stats().SlotsInUse)
 }
 
 func TestPendingQueueIsFIFO(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.MaxConcurrent = 1 })
 	e.start(t, "blocker", "loop")
-	e.waitState(t, "blocker", runner.StateRunning)
+	e.waitState(t, "blocker", lifecycle.Running)
 	<-e.h.started // blocker
 	want := []string{"q1", "q2", "q3", "q4", "q5"}
 	for _, id := range want {
 		e.start(t, id, "quick")
-		e.waitState(t, runner.Key(id), runner.StatePending)
+		e.waitState(t, runner.Key(id), lifecycle.Pending)
 	}
 	e.h.release("blocker")
 	var got []string
@@ -58,66 +59,66 @@ func TestPendingQueueIsFIFO(t *testing.T) {
 func TestPausePendingTask(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.MaxConcurrent = 1 })
 	e.start(t, "a", "loop")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	e.start(t, "b", "loop")
-	e.waitState(t, "b", runner.StatePending)
+	e.waitState(t, "b", lifecycle.Pending)
 
 	require.NoError(t, e.r.PauseTask("b"))
 	snap, _ := e.r.Snapshot("b")
-	require.Equal(t, runner.StatePaused, snap.State, "a Pending task pauses immediately")
+	require.Equal(t, lifecycle.Paused, snap.Status, "a Pending task pauses immediately")
 	require.Equal(t, 0, e.r.Stats().Pending)
 
 	e.h.release("a")
-	e.sink.waitTo(t, "a", runner.StateFinished)
+	e.sink.waitTo(t, "a", lifecycle.Finished)
 	require.Eventually(t, func() bool { return e.r.Stats().SlotsInUse == 0 }, waitFor, tick)
 	snap, _ = e.r.Snapshot("b")
-	require.Equal(t, runner.StatePaused, snap.State, "a paused task is not started when a slot frees")
+	require.Equal(t, lifecycle.Paused, snap.Status, "a paused task is not started when a slot frees")
 	require.Zero(t, e.h.runsOf("b"))
 
 	require.NoError(t, e.r.ResumeTask("b"))
-	e.waitState(t, "b", runner.StateRunning)
+	e.waitState(t, "b", lifecycle.Running)
 	e.h.release("b")
-	e.sink.waitTo(t, "b", runner.StateFinished)
-	require.Equal(t, []runner.State{runner.StatePending, runner.StatePaused, runner.StateRunning, runner.StateFinished}, e.sink.states("b"))
-	require.Equal(t, runner.ReasonResumed, e.sink.of("b")[2].Reason)
+	e.sink.waitTo(t, "b", lifecycle.Finished)
+	require.Equal(t, []lifecycle.Status{lifecycle.Pending, lifecycle.Paused, lifecycle.Running, lifecycle.Finished}, e.sink.states("b"))
+	require.Equal(t, lifecycle.ReasonResumed, e.sink.of("b")[2].Reason)
 }
 
 func TestResumeWaitsForSlot(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.MaxConcurrent = 1 })
 	e.start(t, "a", "loop")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("a"))
-	e.waitState(t, "a", runner.StatePaused)
+	e.waitState(t, "a", lifecycle.Paused)
 	e.start(t, "b", "loop")
-	e.waitState(t, "b", runner.StateRunning)
+	e.waitState(t, "b", lifecycle.Running)
 
 	require.NoError(t, e.r.ResumeTask("a"))
 	snap, _ := e.r.Snapshot("a")
-	require.Equal(t, runner.StatePending, snap.State)
+	require.Equal(t, lifecycle.Pending, snap.Status)
 	require.NoError(t, e.r.ResumeTask("a"), "resume of a pending task is a no-op")
 
 	e.h.release("b")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	e.h.release("a")
-	e.sink.waitTo(t, "a", runner.StateFinished)
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StatePaused, runner.StatePending, runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
-	require.Equal(t, runner.ReasonResumed, e.sink.of("a")[3].Reason)
+	e.sink.waitTo(t, "a", lifecycle.Finished)
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Paused, lifecycle.Pending, lifecycle.Running, lifecycle.Finished}, e.sink.states("a"))
+	require.Equal(t, lifecycle.ReasonResumed, e.sink.of("a")[3].Reason)
 	require.Equal(t, 1, e.h.runsOf("a"))
 }
 
 func TestStopPendingTask(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.MaxConcurrent = 1 })
 	e.start(t, "a", "loop")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	e.start(t, "b", "loop")
-	e.waitState(t, "b", runner.StatePending)
+	e.waitState(t, "b", lifecycle.Pending)
 	require.NoError(t, e.r.StopTask("b"))
-	e.sink.waitTo(t, "b", runner.StateStopped)
+	e.sink.waitTo(t, "b", lifecycle.Stopped)
 	require.Zero(t, e.h.runsOf("b"))
 	require.Empty(t, e.h.outcomesOf("b"), "Post only follows Pre")
 	require.Zero(t, e.r.Stats().Pending)
 	require.NoError(t, e.r.StopTask("a"))
-	e.sink.waitTo(t, "a", runner.StateStopped)
+	e.sink.waitTo(t, "a", lifecycle.Stopped)
 }
 
 // TestConcurrentControlChaos hammers pause/resume/stop from several
@@ -155,7 +156,7 @@ func TestConcurrentControlChaos(t *testing.T) {
 		require.NoError(t, e.r.StopTask(k))
 	}
 	for _, k := range keys {
-		e.waitState(t, k, runner.StateStopped)
+		e.waitState(t, k, lifecycle.Stopped)
 	}
 	st := e.r.Stats()
 	require.Zero(t, st.Running+st.Pending+st.Paused)

@@ -2,10 +2,15 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/go-logr/logr"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
@@ -32,6 +37,23 @@ func (e *entry) Deadline() (time.Time, bool) {
 }
 
 func (e *entry) Heartbeat() { e.touch() }
+
+func (e *entry) Logger() logr.Logger { return e.log }
+
+func (e *entry) Labels() map[string]string { return e.spec.Labels }
+
+func (e *entry) Annotations() map[string]string { return e.spec.Annotations }
+
+func (e *entry) IdempotencyKey(step string) string {
+	return IdempotencyKey(e.key, e.spec.Attempt, step)
+}
+
+// IdempotencyKey is Control.IdempotencyKey for a task's key (its UID) and attempt: "tp-" and
+// 32 hex digits of a SHA-256 over the three, short enough for any API's idempotency header.
+func IdempotencyKey(key Key, attempt int, step string) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s", key, attempt, step))
+	return "tp-" + hex.EncodeToString(sum[:16])
+}
 
 func (e *entry) SetProgress(p string) {
 	e.touch()
@@ -106,13 +128,13 @@ func (e *entry) Yield(ctx context.Context) error {
 // ResumeTask re-admits it (or the run is cancelled).
 func (e *entry) park(ctx context.Context) error {
 	e.mu.Lock()
-	if !e.pauseReq.Load() || e.state != StateRunning {
+	if !e.pauseReq.Load() || e.state != lifecycle.Running {
 		e.mu.Unlock()
 		return nil
 	}
 	e.pauseReq.Store(false)
 	e.releaseSlotLocked()
-	e.transitionLocked(StatePaused, ReasonPaused, "paused at a yield point")
+	e.transitionLocked(lifecycle.Paused, lifecycle.ReasonPaused, "paused at a yield point")
 	e.mu.Unlock()
 	return e.waitRunnable(ctx)
 }

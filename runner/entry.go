@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/go-logr/logr"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
@@ -26,6 +28,10 @@ type StartSpec struct {
 	Timeout time.Duration
 	// Checkpoint is the initial checkpoint to resume from (nil = scratch).
 	Checkpoint json.RawMessage
+	// Namespace and Name name the BackgroundTask (for the run's logger).
+	Namespace, Name string
+	// Labels and Annotations are the BackgroundTask's (Control.Labels, Control.Annotations).
+	Labels, Annotations map[string]string
 }
 
 // entry is one run of one key: the state machine plus the Control handle the
@@ -39,6 +45,7 @@ type entry struct {
 	task   Task
 	ctx    context.Context // run context; cause ErrStopped/ErrDeadlineExceeded/ErrShutdown/ErrLeaseLost/ErrHandedOver
 	cancel context.CancelCauseFunc
+	log    logr.Logger
 
 	// pauseReq is read lock-free by Yield's fast path, so a task that is not
 	// being paused pays one atomic load per Yield.
@@ -52,7 +59,7 @@ type entry struct {
 	exited chan struct{}
 
 	mu         sync.Mutex
-	state      State
+	state      lifecycle.Status
 	reason     string
 	message    string
 	progress   string
@@ -79,8 +86,11 @@ type entry struct {
 }
 
 func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
-	ctx, cancel := context.WithCancelCause(r.base)
+	log := r.opts.Logger.WithValues("namespace", spec.Namespace, "name", spec.Name, "uid", key,
+		"taskType", spec.TaskName, "attempt", spec.Attempt)
+	ctx, cancel := context.WithCancelCause(logr.NewContext(r.base, log))
 	e := &entry{
+		log:      log,
 		r:        r,
 		key:      key,
 		spec:     spec,
@@ -103,10 +113,10 @@ func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
 // transitionLocked changes state, keeps the gauges and the timeout clock in
 // step, and reports to the Sink. Reporting under e.mu is what serialises
 // delivery per key. During shutdown nothing is reported (see Runner.Start).
-func (e *entry) transitionLocked(to State, reason, msg string) {
+func (e *entry) transitionLocked(to lifecycle.Status, reason, msg string) {
 	from := e.state
 	now := e.r.opts.Clock()
-	if from == StateRunning {
+	if from == lifecycle.Running {
 		e.stopClockLocked()
 	}
 	msg = pgtext.Text(msg, lifecycle.MaxMessageChars)
@@ -117,7 +127,7 @@ func (e *entry) transitionLocked(to State, reason, msg string) {
 	if c := e.r.counter(to); c != nil {
 		c.Add(1)
 	}
-	if to == StateRunning {
+	if to == lifecycle.Running {
 		if e.startedAt.IsZero() {
 			e.startedAt = now
 		}
@@ -137,7 +147,7 @@ func (e *entry) transitionLocked(to State, reason, msg string) {
 		Key: e.key, From: from, To: to, Attempt: e.spec.Attempt, At: now,
 		Reason: reason, Message: msg, Progress: e.progress, StartedAt: e.startedAt,
 	}
-	if to == StateFinished {
+	if to == lifecycle.Finished {
 		t.Result = e.result
 	}
 	e.r.opts.Logger.V(1).Info("task transition", "key", e.key, "task", e.spec.TaskName,
@@ -173,10 +183,10 @@ func (e *entry) stopClockLocked() {
 // reason when both are free, else -> Pending (reason Queued) saying what it waits for.
 func (e *entry) admitLocked(reason string) {
 	if msg, ok := e.claimLocked(); !ok {
-		e.transitionLocked(StatePending, ReasonQueued, msg)
+		e.transitionLocked(lifecycle.Pending, lifecycle.ReasonQueued, msg)
 		return
 	}
-	e.transitionLocked(StateRunning, reason, "")
+	e.transitionLocked(lifecycle.Running, reason, "")
 }
 
 // claimLocked takes what the run still lacks to run. It returns false and says what it now
@@ -261,7 +271,7 @@ func (e *entry) waitRunnable(ctx context.Context) error {
 		st, w := e.state, e.waiter
 		e.mu.Unlock()
 		switch {
-		case st == StateRunning:
+		case st == lifecycle.Running:
 			return nil
 		case st.Terminal():
 			return context.Cause(e.ctx)
@@ -273,12 +283,12 @@ func (e *entry) waitRunnable(ctx context.Context) error {
 		select {
 		case <-grant:
 			e.mu.Lock()
-			if e.waiter == w && e.state == StatePending && e.grantedLocked() {
-				reason := ReasonResumed
+			if e.waiter == w && e.state == lifecycle.Pending && e.grantedLocked() {
+				reason := lifecycle.ReasonResumed
 				if e.startedAt.IsZero() {
-					reason = ReasonStarted
+					reason = lifecycle.ReasonStarted
 				}
-				e.transitionLocked(StateRunning, reason, "")
+				e.transitionLocked(lifecycle.Running, reason, "")
 			}
 			e.mu.Unlock()
 		case <-e.wake:
@@ -313,7 +323,7 @@ func (e *entry) snapshot() TaskSnapshot {
 		rt += time.Since(e.segStart)
 	}
 	snap := TaskSnapshot{
-		Key: e.key, TaskName: e.spec.TaskName, State: e.state, Attempt: e.spec.Attempt,
+		Key: e.key, TaskName: e.spec.TaskName, Status: e.state, Attempt: e.spec.Attempt,
 		Reason: e.reason, Message: e.message, Progress: e.progress, StartedAt: e.startedAt,
 		Result: e.result, PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
 		MemoryBytes: e.cost,

@@ -108,6 +108,6 @@ func Example() {
 	cancel()
 	<-stopped
 	// Output:
-	// "" -> Running (Started)
-	// "Running" -> Finished (Completed){"primes":669}
+	// "" -> RUNNING (Started)
+	// "RUNNING" -> FINISHED (Completed){"primes":669}
 }

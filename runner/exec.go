@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
@@ -17,7 +18,7 @@ const maxPanicMessage = 4 << 10
 
 // verdict is how a run ended, before it is reported.
 type verdict struct {
-	state    State
+	state    lifecycle.Status
 	reason   string
 	message  string
 	err      error
@@ -61,11 +62,11 @@ func (e *entry) execute() verdict {
 	}
 	// Post's context survives StopTask (cleanup must be able to finish) but
 	// not runner shutdown or the loss of the membership lease.
-	out := Outcome{State: v.state, Err: v.err, Result: v.result}
+	out := Outcome{Status: v.state, Err: v.err, Result: v.result}
 	postPanic, postErr := e.call("post", func() error { return e.task.Post(e.r.base, out) })
 	switch {
 	case postPanic != "":
-		return verdict{state: StateFailed, reason: ReasonPanic, message: postPanic, err: errors.New(postPanic)}
+		return verdict{state: lifecycle.Failed, reason: lifecycle.ReasonPanic, message: postPanic, err: errors.New(postPanic)}
 	case postErr != nil:
 		v.message = joinMessage(v.message, "post: "+postErr.Error())
 	}
@@ -93,14 +94,14 @@ func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg s
 		return verdict{shutdown: true}
 	}
 	if panicMsg != "" {
-		return verdict{state: StateFailed, reason: ReasonPanic, message: panicMsg, err: errors.New(panicMsg)}
+		return verdict{state: lifecycle.Failed, reason: lifecycle.ReasonPanic, message: panicMsg, err: errors.New(panicMsg)}
 	}
 	if e.ctx.Err() != nil {
 		switch {
 		case errors.Is(cause, ErrStopped):
-			return verdict{state: StateStopped, reason: e.stopReason, message: e.stopMessage, err: ErrStopped}
+			return verdict{state: lifecycle.Stopped, reason: e.stopReason, message: e.stopMessage, err: ErrStopped}
 		case errors.Is(cause, ErrDeadlineExceeded):
-			return verdict{state: StateFailed, reason: ReasonDeadlineExceeded, err: ErrDeadlineExceeded,
+			return verdict{state: lifecycle.Failed, reason: lifecycle.ReasonDeadlineExceeded, err: ErrDeadlineExceeded,
 				message: fmt.Sprintf("running time exceeded the %s timeout", e.spec.Timeout)}
 		}
 	}
@@ -109,22 +110,22 @@ func (e *entry) judge(hook string, result json.RawMessage, err error, panicMsg s
 		if hook == "pre" {
 			msg = "pre: " + msg
 		}
-		return verdict{state: StateFailed, reason: ReasonError, message: msg, err: err}
+		return verdict{state: lifecycle.Failed, reason: lifecycle.ReasonError, message: msg, err: err}
 	}
 	if len(result) > 0 {
 		stored, size, err := pgtext.JSON(result)
 		switch {
 		case err != nil:
 			err = fmt.Errorf("run returned a result PostgreSQL cannot store: %w", err)
-			return verdict{state: StateFailed, reason: ReasonError, message: err.Error(), err: err}
+			return verdict{state: lifecycle.Failed, reason: lifecycle.ReasonError, message: err.Error(), err: err}
 		case size > MaxResultBytes:
 			err := fmt.Errorf("run returned a result of %d bytes as PostgreSQL stores it (jsonb), more than the %d allowed: "+
 				"keep large outputs elsewhere and return a reference to them", size, MaxResultBytes)
-			return verdict{state: StateFailed, reason: ReasonResultTooLarge, message: err.Error(), err: err}
+			return verdict{state: lifecycle.Failed, reason: lifecycle.ReasonResultTooLarge, message: err.Error(), err: err}
 		}
 		result = stored
 	}
-	return verdict{state: StateFinished, reason: ReasonCompleted, result: result}
+	return verdict{state: lifecycle.Finished, reason: lifecycle.ReasonCompleted, result: result}
 }
 
 // finish reports the verdict unless the grace timer already did, then frees

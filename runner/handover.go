@@ -1,5 +1,7 @@
 package runner
 
+import "github.com/taskpilot/taskpilot/api/lifecycle"
+
 // HandOver ends this process's run of key so that another process can continue it: the run is
 // cancelled with cause ErrHandedOver, which, like a shutdown for this one run, reports no
 // transition and calls no Post, so the record keeps the task as it was (Running, Paused,
@@ -26,7 +28,7 @@ func (r *Runner) HandOver(key Key) (done bool, err error) {
 		e.mu.Lock()
 		if c := r.counter(e.state); c != nil && e.handedOver {
 			c.Add(-1) // the state it was handed over in is no longer held here
-			e.state = StateStopped
+			e.state = lifecycle.Stopped
 		}
 		e.handedOver = true
 		e.mu.Unlock()

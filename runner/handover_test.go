@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -35,9 +36,9 @@ func (e *env) handOverNoted(t *testing.T, key runner.Key) {
 func TestHandOverEndsTheRunSilently(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.MaxConcurrent = 1 })
 	e.start(t, "running", "loop")
-	e.waitState(t, "running", runner.StateRunning)
+	e.waitState(t, "running", lifecycle.Running)
 	e.start(t, "queued", "loop")
-	e.waitState(t, "queued", runner.StatePending)
+	e.waitState(t, "queued", lifecycle.Pending)
 	before := e.sink.count()
 
 	handOver(t, e.r, "queued")
@@ -54,14 +55,14 @@ func TestHandOverEndsTheRunSilently(t *testing.T) {
 
 	// A paused run, and a key that was handed over before, start again as usual.
 	e.start(t, "paused", "loop")
-	e.waitState(t, "paused", runner.StateRunning)
+	e.waitState(t, "paused", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("paused"))
-	e.waitState(t, "paused", runner.StatePaused)
+	e.waitState(t, "paused", lifecycle.Paused)
 	handOver(t, e.r, "paused")
 	require.ErrorIs(t, e.h.loopErrOf("paused"), runner.ErrHandedOver)
 	require.Zero(t, e.r.Stats().Paused)
 	e.start(t, "running", "loop")
-	e.waitState(t, "running", runner.StateRunning)
+	e.waitState(t, "running", lifecycle.Running)
 	done, err := e.r.HandOver("unknown")
 	require.NoError(t, err)
 	require.True(t, done, "an unknown key has nothing to hand over")
@@ -72,7 +73,7 @@ func TestHandOverEndsTheRunSilently(t *testing.T) {
 func TestHandOverWaitsForATaskThatIgnoresCancellation(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.StopGrace = 10 * time.Millisecond })
 	e.start(t, "stuck", "stuck")
-	e.waitState(t, "stuck", runner.StateRunning)
+	e.waitState(t, "stuck", lifecycle.Running)
 	done, err := e.r.HandOver("stuck")
 	require.NoError(t, err)
 	require.False(t, done)

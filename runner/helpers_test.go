@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -80,8 +81,8 @@ func (s *recSink) count() int {
 }
 
 // states lists the To states reported for key.
-func (s *recSink) states(key runner.Key) []runner.State {
-	var out []runner.State
+func (s *recSink) states(key runner.Key) []lifecycle.Status {
+	var out []lifecycle.Status
 	for _, t := range s.of(key) {
 		out = append(out, t.To)
 	}
@@ -90,7 +91,7 @@ func (s *recSink) states(key runner.Key) []runner.State {
 
 // waitTo waits until key was reported entering state to (n-th time, 1-based)
 // and returns that transition.
-func (s *recSink) waitTo(t *testing.T, key runner.Key, to runner.State) runner.Transition {
+func (s *recSink) waitTo(t *testing.T, key runner.Key, to lifecycle.Status) runner.Transition {
 	t.Helper()
 	var got runner.Transition
 	require.Eventually(t, func() bool {
@@ -112,7 +113,7 @@ func (s *recSink) checkChains(t *testing.T) {
 	require.Zero(t, s.overlap.Load(), "concurrent Sink calls for one key")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	last := map[runner.Key]runner.State{}
+	last := map[runner.Key]lifecycle.Status{}
 	for i, tr := range s.all {
 		if at, ok := s.handed[tr.Key]; ok && i >= at {
 			delete(last, tr.Key) // handed over before this: the chain of this key starts anew
@@ -443,13 +444,13 @@ func (e *env) start(t *testing.T, key, mode string) {
 	require.NoError(t, e.r.StartTask(runner.Key(key), probeSpec(mode, key)))
 }
 
-func (e *env) waitState(t *testing.T, key runner.Key, st runner.State) runner.TaskSnapshot {
+func (e *env) waitState(t *testing.T, key runner.Key, st lifecycle.Status) runner.TaskSnapshot {
 	t.Helper()
 	var snap runner.TaskSnapshot
 	require.Eventually(t, func() bool {
 		var ok bool
 		snap, ok = e.r.Snapshot(key)
-		return ok && snap.State == st
+		return ok && snap.Status == st
 	}, waitFor, tick, "key %s never reached %s (now %+v)", key, st, snap)
 	return snap
 }

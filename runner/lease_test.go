@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -26,9 +27,9 @@ func TestLeaseLostStopsEverythingSilently(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.Lease = lease })
 	e.start(t, "running", "loop")
 	e.start(t, "paused", "loop")
-	e.waitState(t, "running", runner.StateRunning)
+	e.waitState(t, "running", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("paused"))
-	e.waitState(t, "paused", runner.StatePaused)
+	e.waitState(t, "paused", lifecycle.Paused)
 	before := e.sink.count()
 
 	lease.expired.Store(true)

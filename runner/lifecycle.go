@@ -3,6 +3,8 @@ package runner
 import (
 	"fmt"
 	"time"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // StartTask admits a new run for key.
@@ -59,7 +61,7 @@ func (r *Runner) launch(key Key, spec StartSpec, task Task, cost int64) error {
 	r.entries[key] = e
 	r.mu.Unlock()
 
-	e.admitLocked(ReasonStarted)
+	e.admitLocked(lifecycle.ReasonStarted)
 	e.mu.Unlock()
 	r.spawn(e)
 	return nil
@@ -82,11 +84,11 @@ func (r *Runner) PauseTask(key Key) error {
 		return fmt.Errorf("pause task %q in state %s: %w", key, e.state, ErrTerminal)
 	case e.stopReq:
 		return nil
-	case e.state == StatePending:
+	case e.state == lifecycle.Pending:
 		e.withdrawLocked()
-		e.transitionLocked(StatePaused, ReasonPaused, "paused while waiting for a slot")
+		e.transitionLocked(lifecycle.Paused, lifecycle.ReasonPaused, "paused while waiting for a slot")
 		e.signal()
-	case e.state == StateRunning:
+	case e.state == lifecycle.Running:
 		e.pauseReq.Store(true)
 	}
 	return nil
@@ -112,12 +114,12 @@ func (r *Runner) ResumeTask(key Key) error {
 	case e.stopReq:
 		e.mu.Unlock()
 		return nil
-	case e.state == StateRunning:
+	case e.state == lifecycle.Running:
 		e.pauseReq.Store(false)
 		e.mu.Unlock()
 		return nil
-	case e.state == StatePaused:
-		e.admitLocked(ReasonResumed)
+	case e.state == lifecycle.Paused:
+		e.admitLocked(lifecycle.ReasonResumed)
 		e.signal()
 		e.mu.Unlock()
 		return nil
@@ -135,11 +137,11 @@ func (r *Runner) ResumeTask(key Key) error {
 // Stats.Abandoned until it returns (shutdown still waits for it, bounded).
 // Already terminal or already stopping: no-op nil. Unknown key: ErrNotFound.
 func (r *Runner) StopTask(key Key) error {
-	return r.StopTaskBecause(key, ReasonStopped, "stopped by request")
+	return r.StopTaskBecause(key, lifecycle.ReasonStopped, "stopped by request")
 }
 
 // StopTaskBecause is StopTask with the reason and message its Stopped transition carries (for
-// example ReasonPauseTimeout).
+// example lifecycle.ReasonPauseTimeout).
 func (r *Runner) StopTaskBecause(key Key, reason, message string) error {
 	e, err := r.lookup(key)
 	if err != nil {
@@ -186,7 +188,7 @@ func (e *entry) deadlineGraceExceeded() {
 	msg := fmt.Sprintf("running time exceeded the %s timeout and the task ignored cancellation for the %s stop grace: "+
 		"abandoned, its goroutine still running (Go cannot stop it)", e.spec.Timeout, e.r.opts.StopGrace)
 	e.r.opts.Logger.Info("task ignored its timeout; abandoned", "key", e.key, "task", e.spec.TaskName, "stopGrace", e.r.opts.StopGrace)
-	e.transitionLocked(StateFailed, ReasonDeadlineExceeded, msg)
+	e.transitionLocked(lifecycle.Failed, lifecycle.ReasonDeadlineExceeded, msg)
 }
 
 // graceExceeded reports a stopped task that did not return in time.
@@ -203,5 +205,5 @@ func (e *entry) graceExceeded() {
 	msg := fmt.Sprintf("task did not return within the %s stop grace after cancellation; "+
 		"reported Stopped while its goroutine is still running", e.r.opts.StopGrace)
 	e.r.opts.Logger.Info("task ignored stop", "key", e.key, "task", e.spec.TaskName, "stopGrace", e.r.opts.StopGrace)
-	e.transitionLocked(StateStopped, ReasonStopGraceExceeded, msg)
+	e.transitionLocked(lifecycle.Stopped, lifecycle.ReasonStopGraceExceeded, msg)
 }

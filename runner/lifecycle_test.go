@@ -8,47 +8,48 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
 func TestStartRunFinish(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "quick")
-	fin := e.sink.waitTo(t, "a", runner.StateFinished)
-	require.Equal(t, runner.ReasonCompleted, fin.Reason)
+	fin := e.sink.waitTo(t, "a", lifecycle.Finished)
+	require.Equal(t, lifecycle.ReasonCompleted, fin.Reason)
 	require.JSONEq(t, `{"ok":true}`, string(fin.Result))
 	require.False(t, fin.StartedAt.IsZero())
 	require.Equal(t, 1, fin.Attempt)
 
 	trs := e.sink.of("a")
 	require.Len(t, trs, 2)
-	require.Equal(t, runner.State(""), trs[0].From)
-	require.Equal(t, runner.StateRunning, trs[0].To)
-	require.Equal(t, runner.ReasonStarted, trs[0].Reason)
+	require.Equal(t, lifecycle.Status(""), trs[0].From)
+	require.Equal(t, lifecycle.Running, trs[0].To)
+	require.Equal(t, lifecycle.ReasonStarted, trs[0].Reason)
 
 	outs := e.h.outcomesOf("a")
 	require.Len(t, outs, 1)
-	require.Equal(t, runner.StateFinished, outs[0].State)
+	require.Equal(t, lifecycle.Finished, outs[0].Status)
 	require.NoError(t, outs[0].Err)
 }
 
 func TestRunErrorFails(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "fail")
-	tr := e.sink.waitTo(t, "a", runner.StateFailed)
-	require.Equal(t, runner.ReasonError, tr.Reason)
+	tr := e.sink.waitTo(t, "a", lifecycle.Failed)
+	require.Equal(t, lifecycle.ReasonError, tr.Reason)
 	require.Equal(t, "boom", tr.Message)
 	outs := e.h.outcomesOf("a")
 	require.Len(t, outs, 1)
-	require.Equal(t, runner.StateFailed, outs[0].State)
+	require.Equal(t, lifecycle.Failed, outs[0].Status)
 	require.EqualError(t, outs[0].Err, "boom")
 }
 
 func TestPreErrorFailsWithoutRun(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "preFail")
-	tr := e.sink.waitTo(t, "a", runner.StateFailed)
-	require.Equal(t, runner.ReasonError, tr.Reason)
+	tr := e.sink.waitTo(t, "a", lifecycle.Failed)
+	require.Equal(t, lifecycle.ReasonError, tr.Reason)
 	require.Equal(t, "pre: pre boom", tr.Message)
 	require.Zero(t, e.h.runsOf("a"), "Run must not be called after Pre failed")
 	require.Len(t, e.h.outcomesOf("a"), 1, "Post is called after a Pre failure")
@@ -57,9 +58,9 @@ func TestPreErrorFailsWithoutRun(t *testing.T) {
 func TestPostErrorKeepsFinished(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "postFail")
-	tr := e.sink.waitTo(t, "a", runner.StateFinished)
+	tr := e.sink.waitTo(t, "a", lifecycle.Finished)
 	require.Equal(t, "post: post boom", tr.Message)
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Finished}, e.sink.states("a"))
 }
 
 func TestPanicRecoveredInEachHook(t *testing.T) {
@@ -67,8 +68,8 @@ func TestPanicRecoveredInEachHook(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, nil)
 			e.start(t, "p", mode)
-			tr := e.sink.waitTo(t, "p", runner.StateFailed)
-			require.Equal(t, runner.ReasonPanic, tr.Reason)
+			tr := e.sink.waitTo(t, "p", lifecycle.Failed)
+			require.Equal(t, lifecycle.ReasonPanic, tr.Reason)
 			require.Contains(t, tr.Message, "kaboom")
 			require.Contains(t, tr.Message, "goroutine")
 			require.LessOrEqual(t, len(tr.Message), 4096)
@@ -77,7 +78,7 @@ func TestPanicRecoveredInEachHook(t *testing.T) {
 
 			// The runner keeps serving.
 			e.start(t, "after", "quick")
-			e.sink.waitTo(t, "after", runner.StateFinished)
+			e.sink.waitTo(t, "after", lifecycle.Finished)
 		})
 	}
 }
@@ -87,17 +88,17 @@ func TestInvalidJSONResultFails(t *testing.T) {
 	require.NoError(t, reg.Register("bad", func(json.RawMessage) (runner.Task, error) { return badResult{}, nil }))
 	e := newEnv(t, func(o *runner.Options) { o.Registry = reg })
 	require.NoError(t, e.r.StartTask("k", runner.StartSpec{TaskName: "bad"}))
-	tr := e.sink.waitTo(t, "k", runner.StateFailed)
+	tr := e.sink.waitTo(t, "k", lifecycle.Failed)
 	require.Contains(t, tr.Message, "not valid JSON")
 }
 
 func TestPauseResumeContinuesSameRun(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "loop")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("a"))
-	p := e.sink.waitTo(t, "a", runner.StatePaused)
-	require.Equal(t, runner.ReasonPaused, p.Reason)
+	p := e.sink.waitTo(t, "a", lifecycle.Paused)
+	require.Equal(t, lifecycle.ReasonPaused, p.Reason)
 	st := e.r.Stats()
 	require.Equal(t, 1, st.Paused)
 	require.Zero(t, st.Running)
@@ -105,12 +106,12 @@ func TestPauseResumeContinuesSameRun(t *testing.T) {
 
 	require.NoError(t, e.r.PauseTask("a"), "pausing a paused task is a no-op")
 	require.NoError(t, e.r.ResumeTask("a"))
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	e.h.release("a")
-	e.sink.waitTo(t, "a", runner.StateFinished)
+	e.sink.waitTo(t, "a", lifecycle.Finished)
 
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StatePaused, runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
-	require.Equal(t, runner.ReasonResumed, e.sink.of("a")[2].Reason)
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Paused, lifecycle.Running, lifecycle.Finished}, e.sink.states("a"))
+	require.Equal(t, lifecycle.ReasonResumed, e.sink.of("a")[2].Reason)
 	require.Equal(t, 1, e.h.runsOf("a"), "resume continues the same Run call")
 }
 
@@ -122,7 +123,7 @@ func TestResumeCancelsPendingPauseRequest(t *testing.T) {
 	require.NoError(t, reg.Register("noyield", func(json.RawMessage) (runner.Task, error) { return &noYield{block: block}, nil }))
 	e := newEnv(t, func(o *runner.Options) { o.Registry = reg })
 	require.NoError(t, e.r.StartTask("a", runner.StartSpec{TaskName: "noyield"}))
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("a"))
 	snap, _ := e.r.Snapshot("a")
 	require.True(t, snap.PauseRequested)
@@ -130,45 +131,45 @@ func TestResumeCancelsPendingPauseRequest(t *testing.T) {
 	snap, _ = e.r.Snapshot("a")
 	require.False(t, snap.PauseRequested)
 	close(block)
-	e.sink.waitTo(t, "a", runner.StateFinished)
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+	e.sink.waitTo(t, "a", lifecycle.Finished)
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Finished}, e.sink.states("a"))
 }
 
 func TestStopRunningEndsStoppedEvenIfRunReturnsError(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "loop")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.StopTask("a"))
-	tr := e.sink.waitTo(t, "a", runner.StateStopped)
-	require.Equal(t, runner.ReasonStopped, tr.Reason)
+	tr := e.sink.waitTo(t, "a", lifecycle.Stopped)
+	require.Equal(t, lifecycle.ReasonStopped, tr.Reason)
 	outs := e.h.outcomesOf("a")
 	require.Len(t, outs, 1)
-	require.Equal(t, runner.StateStopped, outs[0].State)
+	require.Equal(t, lifecycle.Stopped, outs[0].Status)
 	require.ErrorIs(t, outs[0].Err, runner.ErrStopped)
 	require.NoError(t, e.r.StopTask("a"), "stopping a terminal task is a no-op")
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StateStopped}, e.sink.states("a"))
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Stopped}, e.sink.states("a"))
 }
 
 func TestStopPausedUnblocksYield(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "loop")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("a"))
-	e.waitState(t, "a", runner.StatePaused)
+	e.waitState(t, "a", lifecycle.Paused)
 	require.NoError(t, e.r.StopTask("a"))
 	require.NoError(t, e.r.StopTask("a"), "double stop is a no-op")
-	e.sink.waitTo(t, "a", runner.StateStopped)
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StatePaused, runner.StateStopped}, e.sink.states("a"))
+	e.sink.waitTo(t, "a", lifecycle.Stopped)
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Paused, lifecycle.Stopped}, e.sink.states("a"))
 	require.Len(t, e.h.outcomesOf("a"), 1)
 }
 
 func TestStopGraceExceeded(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.StopGrace = 50 * time.Millisecond })
 	e.start(t, "a", "stuck")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.StopTask("a"))
-	tr := e.sink.waitTo(t, "a", runner.StateStopped)
-	require.Equal(t, runner.ReasonStopGraceExceeded, tr.Reason)
+	tr := e.sink.waitTo(t, "a", lifecycle.Stopped)
+	require.Equal(t, lifecycle.ReasonStopGraceExceeded, tr.Reason)
 	require.Contains(t, tr.Message, "stop grace")
 	st := e.r.Stats()
 	require.Equal(t, 1, st.Abandoned)
@@ -176,12 +177,12 @@ func TestStopGraceExceeded(t *testing.T) {
 
 	// The key can be reused while the old goroutine is still out.
 	e.start(t, "a", "quick")
-	e.sink.waitTo(t, "a", runner.StateFinished)
+	e.sink.waitTo(t, "a", lifecycle.Finished)
 
 	close(e.h.unstuck)
 	require.Eventually(t, func() bool { return e.r.Stats().Abandoned == 0 }, waitFor, tick)
 	// Exactly one terminal report for the stuck run; its late Post ran.
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StateStopped, runner.StateRunning, runner.StateFinished}, e.sink.states("a"))
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Stopped, lifecycle.Running, lifecycle.Finished}, e.sink.states("a"))
 }
 
 func TestTimeoutFails(t *testing.T) {
@@ -189,8 +190,8 @@ func TestTimeoutFails(t *testing.T) {
 	spec := probeSpec("loop", "a")
 	spec.Timeout = 50 * time.Millisecond
 	require.NoError(t, e.r.StartTask("a", spec))
-	tr := e.sink.waitTo(t, "a", runner.StateFailed)
-	require.Equal(t, runner.ReasonDeadlineExceeded, tr.Reason)
+	tr := e.sink.waitTo(t, "a", lifecycle.Failed)
+	require.Equal(t, lifecycle.ReasonDeadlineExceeded, tr.Reason)
 	outs := e.h.outcomesOf("a")
 	require.Len(t, outs, 1)
 	require.ErrorIs(t, outs[0].Err, runner.ErrDeadlineExceeded)
@@ -203,9 +204,9 @@ func TestPauseStopsTimeoutClock(t *testing.T) {
 	spec := probeSpec("loop", "a")
 	spec.Timeout = time.Hour
 	require.NoError(t, e.r.StartTask("a", spec))
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("a"))
-	s1 := e.waitState(t, "a", runner.StatePaused)
+	s1 := e.waitState(t, "a", lifecycle.Paused)
 	time.Sleep(20 * time.Millisecond) // let wall time pass; not an assertion on duration
 	s2, _ := e.r.Snapshot("a")
 	require.Equal(t, s1.RunTime, s2.RunTime, "paused time must not count")
@@ -217,21 +218,21 @@ func TestPauseStopsTimeoutClock(t *testing.T) {
 	spec.Timeout = 100 * time.Millisecond
 	require.NoError(t, e.r.StartTask("b", spec))
 	require.NoError(t, e.r.PauseTask("b"))
-	e.waitState(t, "b", runner.StatePaused)
+	e.waitState(t, "b", lifecycle.Paused)
 	time.Sleep(3 * spec.Timeout) // paused well past the timeout
 	snap, _ := e.r.Snapshot("b")
-	require.Equal(t, runner.StatePaused, snap.State)
+	require.Equal(t, lifecycle.Paused, snap.Status)
 	require.NoError(t, e.r.ResumeTask("b"))
-	tr := e.sink.waitTo(t, "b", runner.StateFailed)
-	require.Equal(t, runner.ReasonDeadlineExceeded, tr.Reason)
+	tr := e.sink.waitTo(t, "b", lifecycle.Failed)
+	require.Equal(t, lifecycle.ReasonDeadlineExceeded, tr.Reason)
 }
 
 func TestIllegalCalls(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "done", "quick")
-	e.waitState(t, "done", runner.StateFinished)
+	e.waitState(t, "done", lifecycle.Finished)
 	e.start(t, "live", "loop")
-	e.waitState(t, "live", runner.StateRunning)
+	e.waitState(t, "live", lifecycle.Running)
 
 	require.ErrorIs(t, e.r.PauseTask("done"), runner.ErrTerminal)
 	require.ErrorIs(t, e.r.ResumeTask("done"), runner.ErrTerminal)
@@ -249,8 +250,8 @@ func TestIllegalCalls(t *testing.T) {
 	require.False(t, ok)
 
 	require.NoError(t, e.r.StopTask("live"))
-	e.waitState(t, "live", runner.StateStopped)
-	require.Equal(t, []runner.State{runner.StateRunning, runner.StateStopped}, e.sink.states("live"))
+	e.waitState(t, "live", lifecycle.Stopped)
+	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Stopped}, e.sink.states("live"))
 }
 
 func TestStartTaskValidationReportsNothing(t *testing.T) {
@@ -267,7 +268,7 @@ func TestStartTaskValidationReportsNothing(t *testing.T) {
 func TestForget(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "quick")
-	e.waitState(t, "a", runner.StateFinished)
+	e.waitState(t, "a", lifecycle.Finished)
 	require.NoError(t, e.r.Forget("a"))
 	_, ok := e.r.Snapshot("a")
 	require.False(t, ok)
@@ -283,7 +284,7 @@ func TestCheckpoints(t *testing.T) {
 	e.h.mu.Unlock()
 
 	e.start(t, "big", "bigcheckpoint")
-	e.sink.waitTo(t, "big", runner.StateFinished)
+	e.sink.waitTo(t, "big", lifecycle.Finished)
 	e.h.mu.Lock()
 	err := e.h.cpErr["big"]
 	e.h.mu.Unlock()
@@ -298,9 +299,9 @@ func TestCheckpoints(t *testing.T) {
 func TestCheckpointsInMemoryWithoutSaver(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.Checkpoints = nil })
 	e.start(t, "a", "checkpoint")
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.StopTask("a"))
-	e.waitState(t, "a", runner.StateStopped)
+	e.waitState(t, "a", lifecycle.Stopped)
 }
 
 func TestRunnerPhases(t *testing.T) {

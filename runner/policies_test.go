@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -22,25 +23,25 @@ func sizedSpec(mode, id string, bytes int64) runner.StartSpec {
 func TestMemoryBudget(t *testing.T) {
 	e := newEnv(t, func(o *runner.Options) { o.MemoryBudget = 100 << 20 })
 	require.NoError(t, e.r.StartTask("a", sizedSpec("loop", "a", 60<<20)))
-	e.waitState(t, "a", runner.StateRunning)
+	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.StartTask("b", sizedSpec("loop", "b", 60<<20)))
-	snap := e.waitState(t, "b", runner.StatePending)
+	snap := e.waitState(t, "b", lifecycle.Pending)
 	require.Equal(t, "waiting for memory: needs 60 MiB, 60 MiB of the 100 MiB budget in use", snap.Message)
 	require.NoError(t, e.r.StartTask("c", sizedSpec("quick", "c", 1<<20)))
-	e.waitState(t, "c", runner.StatePending) // FIFO: it does not overtake b
+	e.waitState(t, "c", lifecycle.Pending) // FIFO: it does not overtake b
 
 	require.NoError(t, e.r.PauseTask("a"))
-	e.waitState(t, "a", runner.StatePaused)
+	e.waitState(t, "a", lifecycle.Paused)
 	time.Sleep(20 * time.Millisecond) // a paused run keeps its memory: nothing may start
 	snap, _ = e.r.Snapshot("b")
-	require.Equal(t, runner.StatePending, snap.State)
+	require.Equal(t, lifecycle.Pending, snap.Status)
 	require.Equal(t, int64(60<<20), e.r.Stats().MemoryInUse)
 
 	require.NoError(t, e.r.StopTask("a"))
-	e.waitState(t, "b", runner.StateRunning)
-	e.sink.waitTo(t, "c", runner.StateFinished)
+	e.waitState(t, "b", lifecycle.Running)
+	e.sink.waitTo(t, "c", lifecycle.Finished)
 	e.h.release("b")
-	e.sink.waitTo(t, "b", runner.StateFinished)
+	e.sink.waitTo(t, "b", lifecycle.Finished)
 	require.Eventually(t, func() bool { return e.r.Stats().MemoryInUse == 0 }, waitFor, tick)
 
 	err := e.r.StartTask("huge", sizedSpec("quick", "huge", 101<<20))
@@ -51,7 +52,7 @@ func TestMemoryBudget(t *testing.T) {
 func TestActivityAndHeartbeat(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "loop")
-	first := e.waitState(t, "a", runner.StateRunning).LastActivity
+	first := e.waitState(t, "a", lifecycle.Running).LastActivity
 	require.False(t, first.IsZero())
 	require.Eventually(t, func() bool {
 		snap, _ := e.r.Snapshot("a")
@@ -69,11 +70,11 @@ func TestATimeoutThatIsIgnoredAbandonsTheRun(t *testing.T) {
 	spec.Timeout = 50 * time.Millisecond
 	require.NoError(t, e.r.StartTask("stuck", spec))
 	e.start(t, "next", "quick")
-	tr := e.sink.waitTo(t, "stuck", runner.StateFailed)
-	require.Equal(t, runner.ReasonDeadlineExceeded, tr.Reason)
+	tr := e.sink.waitTo(t, "stuck", lifecycle.Failed)
+	require.Equal(t, lifecycle.ReasonDeadlineExceeded, tr.Reason)
 	require.Contains(t, tr.Message, "abandoned")
 	require.Equal(t, 1, e.r.Stats().Abandoned)
-	e.sink.waitTo(t, "next", runner.StateFinished) // the slot was freed
+	e.sink.waitTo(t, "next", lifecycle.Finished) // the slot was freed
 	close(e.h.unstuck)
 	require.Eventually(t, func() bool { return e.r.Stats().Abandoned == 0 }, waitFor, tick)
 }
@@ -82,9 +83,9 @@ func TestStopBecause(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start(t, "a", "loop")
 	require.NoError(t, e.r.PauseTask("a"))
-	e.waitState(t, "a", runner.StatePaused)
-	require.NoError(t, e.r.StopTaskBecause("a", runner.ReasonPauseTimeout, "paused longer than 1h"))
-	tr := e.sink.waitTo(t, "a", runner.StateStopped)
-	require.Equal(t, runner.ReasonPauseTimeout, tr.Reason)
+	e.waitState(t, "a", lifecycle.Paused)
+	require.NoError(t, e.r.StopTaskBecause("a", lifecycle.ReasonPauseTimeout, "paused longer than 1h"))
+	tr := e.sink.waitTo(t, "a", lifecycle.Stopped)
+	require.Equal(t, lifecycle.ReasonPauseTimeout, tr.Reason)
 	require.Equal(t, "paused longer than 1h", tr.Message)
 }

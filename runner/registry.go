@@ -8,36 +8,48 @@ import (
 	"sync"
 )
 
-// Registry maps task type names to factories. It is an explicit value (not a
-// package global) so tests and binaries can each wire their own set.
+// Registry maps task type names to factories and describes each type (TypeInfo), for the
+// TaskType objects the operator publishes and the admission policy that checks new tasks. It
+// is an explicit value (not a package global) so tests and binaries each wire their own set.
 type Registry struct {
-	mu        sync.RWMutex
-	factories map[string]Factory
+	mu    sync.RWMutex
+	types map[string]registered
+}
+
+type registered struct {
+	factory Factory
+	info    TypeInfo
+}
+
+// TypeInfo describes a registered task type.
+type TypeInfo struct {
+	// Name is the value of spec.taskName that runs this type.
+	Name string
+	// Description is one line for people (`kubectl get tasktypes`).
+	Description string
+	// Schema is the JSON Schema of the params: generated from the params struct of a typed
+	// task type (Register), {"type":"object"} for a factory registered with Registry.Register.
+	Schema json.RawMessage
+	// Fields are the params' top-level fields, in declaration order; nil when the type accepts
+	// any field (a factory registered untyped).
+	Fields []string
+	// Example is a params object built from the examples and defaults in the schema (nil
+	// when it has none).
+	Example json.RawMessage
 }
 
 // NewRegistry returns an empty registry; call RegisterBuiltins to add the
 // production task types.
 func NewRegistry() *Registry {
-	return &Registry{factories: make(map[string]Factory)}
+	return &Registry{types: make(map[string]registered)}
 }
 
-// Register adds a task type. An empty name, a nil factory or a name already
-// taken is an error: silently replacing a type would change what existing
-// CRs run.
+// Register adds a task type built by f from its raw params. Prefer the typed Register
+// function, which decodes and validates params for you and publishes their schema. An empty
+// name, a nil factory or a name already taken is an error: silently replacing a type would
+// change what existing BackgroundTasks run.
 func (r *Registry) Register(name string, f Factory) error {
-	if name == "" {
-		return errors.New("runner: register task type: empty name")
-	}
-	if f == nil {
-		return fmt.Errorf("runner: register task type %q: nil factory", name)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, dup := r.factories[name]; dup {
-		return fmt.Errorf("runner: register task type %q: already registered", name)
-	}
-	r.factories[name] = f
-	return nil
+	return r.add(f, TypeInfo{Name: name, Schema: json.RawMessage(`{"type":"object"}`)})
 }
 
 // MustRegister is Register that panics, for wiring in main where a mistake
@@ -48,12 +60,29 @@ func (r *Registry) MustRegister(name string, f Factory) {
 	}
 }
 
+func (r *Registry) add(f Factory, info TypeInfo) error {
+	name := info.Name
+	if name == "" {
+		return errors.New("runner: register task type: empty name")
+	}
+	if f == nil {
+		return fmt.Errorf("runner: register task type %q: nil factory", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.types[name]; dup {
+		return fmt.Errorf("runner: register task type %q: already registered", name)
+	}
+	r.types[name] = registered{factory: f, info: info}
+	return nil
+}
+
 // New builds a task. An unknown name wraps ErrUnknownTaskType; any factory
 // failure (error, nil task, panic) is a *ParamsError wrapping
 // ErrInvalidParams, because the params are the only input that varies.
 func (r *Registry) New(name string, params json.RawMessage) (t Task, err error) {
 	r.mu.RLock()
-	f, ok := r.factories[name]
+	reg, ok := r.types[name]
 	r.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("task type %q: %w", name, ErrUnknownTaskType)
@@ -63,7 +92,7 @@ func (r *Registry) New(name string, params json.RawMessage) (t Task, err error) 
 			t, err = nil, &ParamsError{TaskName: name, Err: fmt.Errorf("factory panicked: %v", p)}
 		}
 	}()
-	t, err = f(params)
+	t, err = reg.factory(params)
 	if err != nil {
 		return nil, &ParamsError{TaskName: name, Err: err}
 	}
@@ -73,15 +102,45 @@ func (r *Registry) New(name string, params json.RawMessage) (t Task, err error) 
 	return t, nil
 }
 
+// Has reports whether name is registered.
+func (r *Registry) Has(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.types[name]
+	return ok
+}
+
 // Names lists the registered types, sorted, for validation messages and
 // documentation endpoints.
 func (r *Registry) Names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.factories))
-	for n := range r.factories {
+	names := make([]string, 0, len(r.types))
+	for n := range r.types {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Types describes every registered type, sorted by name.
+func (r *Registry) Types() []TypeInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]TypeInfo, 0, len(r.types))
+	for _, reg := range r.types {
+		out = append(out, reg.info)
+	}
+	slices.SortFunc(out, func(a, b TypeInfo) int { return cmpString(a.Name, b.Name) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // phase is the Runner's own lifecycle, guarded by Runner.mu.
@@ -197,15 +199,15 @@ func (r *Runner) Stats() Stats {
 }
 
 // counter returns the gauge tracking state s, or nil for terminal states.
-func (r *Runner) counter(s State) *atomic.Int64 {
+func (r *Runner) counter(s lifecycle.Status) *atomic.Int64 {
 	switch s {
-	case StateRunning:
+	case lifecycle.Running:
 		return &r.running
-	case StatePending:
+	case lifecycle.Pending:
 		return &r.pending
-	case StatePaused:
+	case lifecycle.Paused:
 		return &r.paused
-	case StateFinished, StateFailed, StateStopped:
+	case lifecycle.Finished, lifecycle.Failed, lifecycle.Stopped:
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -13,15 +14,15 @@ func TestShutdownReportsNothingAndLeavesNoGoroutine(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	e := newEnv(t, func(o *runner.Options) { o.MaxConcurrent = 2 })
 	e.start(t, "paused", "loop")
-	e.waitState(t, "paused", runner.StateRunning)
+	e.waitState(t, "paused", lifecycle.Running)
 	require.NoError(t, e.r.PauseTask("paused"))
-	e.waitState(t, "paused", runner.StatePaused)
+	e.waitState(t, "paused", lifecycle.Paused)
 	e.start(t, "run1", "loop")
 	e.start(t, "run2", "loop")
-	e.waitState(t, "run2", runner.StateRunning)
+	e.waitState(t, "run2", lifecycle.Running)
 	e.start(t, "pending", "loop")
-	e.waitState(t, "pending", runner.StatePending)
-	e.waitState(t, "run1", runner.StateRunning)
+	e.waitState(t, "pending", lifecycle.Pending)
+	e.waitState(t, "run1", lifecycle.Running)
 
 	// Every task is in a stable state, so nothing is in flight: whatever
 	// was reported before the cancel is all there will ever be, even though

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -15,12 +16,12 @@ func TestOutcomesAreStorable(t *testing.T) {
 	e := newEnv(t, nil)
 
 	e.start(t, "result", "spacey")
-	tr := e.sink.waitTo(t, "result", runner.StateFailed)
-	require.Equal(t, runner.ReasonResultTooLarge, tr.Reason, "%d bytes of compact JSON, more as jsonb", len(spaceyArray()))
+	tr := e.sink.waitTo(t, "result", lifecycle.Failed)
+	require.Equal(t, lifecycle.ReasonResultTooLarge, tr.Reason, "%d bytes of compact JSON, more as jsonb", len(spaceyArray()))
 	require.Contains(t, tr.Message, "as PostgreSQL stores it")
 
 	e.start(t, "checkpoint", "spaceycheckpoint")
-	e.sink.waitTo(t, "checkpoint", runner.StateFinished)
+	e.sink.waitTo(t, "checkpoint", lifecycle.Finished)
 	e.h.mu.Lock()
 	err := e.h.cpErr["checkpoint"]
 	e.h.mu.Unlock()
@@ -30,10 +31,10 @@ func TestOutcomesAreStorable(t *testing.T) {
 	require.Empty(t, e.saver.get("checkpoint"), "a checkpoint that cannot be stored is never handed on")
 
 	e.start(t, "dirty", "dirtyfail")
-	tr = e.sink.waitTo(t, "dirty", runner.StateFailed)
+	tr = e.sink.waitTo(t, "dirty", lifecycle.Failed)
 	require.Equal(t, "badbyte\uFFFD here", tr.Message, "NUL removed, invalid UTF-8 replaced")
 
 	e.start(t, "progress", "dirtyprogress")
-	tr = e.sink.waitTo(t, "progress", runner.StateFinished)
+	tr = e.sink.waitTo(t, "progress", lifecycle.Finished)
 	require.Equal(t, "a"+strings.Repeat("é", runner.MaxProgressLen-2)+"…", tr.Progress, "NUL removed, cut to the character limit")
 }

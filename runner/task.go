@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/go-logr/logr"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // Task is the contract a task type implements: the Go counterpart of a
@@ -62,7 +64,7 @@ func (Base) Post(context.Context, Outcome) error { return nil }
 // report, the error that caused it (nil when Finished; ErrStopped or
 // ErrDeadlineExceeded when cancelled) and Run's result.
 type Outcome struct {
-	State  State
+	Status lifecycle.Status
 	Err    error
 	Result json.RawMessage
 }
@@ -122,6 +124,19 @@ type Control interface {
 	// stalled (spec.stallTimeout). Yield, SetProgress and SaveCheckpoint count
 	// as heartbeats too. It costs one atomic store; call it from any goroutine.
 	Heartbeat()
+	// Logger is a logger carrying the task's namespace, name, uid, type and attempt; the run's
+	// ctx carries it too (logr.FromContextOrDiscard).
+	Logger() logr.Logger
+	// Labels and Annotations are the BackgroundTask's, as they were when this run started:
+	// for routing, tenancy and tracing context. Do not modify the maps.
+	Labels() map[string]string
+	Annotations() map[string]string
+	// IdempotencyKey is a key for side effects on external systems (a payment, an e-mail)
+	// that is the same for every run of this attempt, on any operator replica, before or
+	// after a crash, and different for the next attempt: pass it to an API that de-duplicates
+	// requests by key, so an effect repeated after a crash is done once. step names the
+	// effect within the attempt ("" for one effect per attempt; "charge", "email-42").
+	IdempotencyKey(step string) string
 }
 
 // Sized is implemented by a task that knows how much memory a run of it needs, from its params,

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // cookbookPath is docs/schema.md relative to this package.
@@ -219,7 +219,7 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	k.apply(t, repo, L.Running, 1, ago(2*time.Hour), reason("Started", ""))
 	k.apply(t, repo, L.Paused, 1, ago(time.Hour), reason("Paused", ""))
 	// ...and another operator process owns it now.
-	_, err := repo.Claim(testCtx(t), "uid-paused-new", owner2, owner1.Epoch, 0)
+	_, err := repo.Claim(testCtx(t), "uid-paused-new", owner2, owner1.Epoch)
 	require.NoError(t, err)
 
 	// report: its result was refused by PostgreSQL three hours ago.

@@ -10,7 +10,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // TestLogsNeverShowPayloads: statement logs (failed, slow, or every statement at V(2)) show

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
@@ -29,11 +29,11 @@ func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
 			`SELECT version_id FROM `+SchemaVersionTable+` WHERE is_applied ORDER BY id`).Scan(&v).Error)
 		return v
 	}
-	require.Equal(t, []int64{0, 1, 2, 3}, versions())
+	require.Equal(t, []int64{0, 1, 2, 3, 4}, versions())
 
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
-	require.Equal(t, []int64{0, 1, 2, 3}, versions(), "re-running applies nothing")
+	require.Equal(t, []int64{0, 1, 2, 3, 4}, versions(), "re-running applies nothing")
 }
 
 func TestMigrateConcurrent(t *testing.T) {
@@ -63,9 +63,8 @@ func TestMigrateConcurrent(t *testing.T) {
 }
 
 // TestMigrationKeepsRowsOfThePreviousVersion builds the database as version 1 of the schema
-// left it, then migrates: the new decision columns are filled from the history, and the
-// restart generation the old operator kept only in the CR's status is taken once, at the
-// first claim.
+// left it, then migrates: the new decision columns are filled from the history, and rows that
+// had no restart generation honour 0, as a new task does.
 func TestMigrationKeepsRowsOfThePreviousVersion(t *testing.T) {
 	url := srv.NewDatabase(t)
 	ctx := testCtx(t)
@@ -90,18 +89,11 @@ func TestMigrationKeepsRowsOfThePreviousVersion(t *testing.T) {
 	failed, err := repo.GetTask(ctx, "failed")
 	require.NoError(t, err)
 	require.Equal(t, lifecycle.ReasonUnknownTaskType, failed.Reason, "the reason a decision needs is in the row")
-	require.Nil(t, failed.ObservedRestartGeneration)
+	require.Zero(t, failed.ObservedRestartGeneration)
 	_, owned := failed.Owned()
 	require.False(t, owned)
 	retrying, err := repo.GetTask(ctx, "retrying")
 	require.NoError(t, err)
 	require.Equal(t, 2, retrying.Retries, "the previous version counted every attempt after the first")
 	require.True(t, retrying.RetryAt.Equal(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)))
-
-	claimed, err := repo.Claim(ctx, "failed", owner1, 0, 5)
-	require.NoError(t, err)
-	require.Equal(t, int64(5), *claimed.ObservedRestartGeneration, "seeded once from the legacy status")
-	claimed, err = repo.Claim(ctx, "failed", owner1, 0, 9)
-	require.NoError(t, err)
-	require.Equal(t, int64(5), *claimed.ObservedRestartGeneration, "never again")
 }

@@ -6,7 +6,7 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // Task is one row of background_tasks: the current state of a task. It is a plain record;
@@ -34,9 +34,8 @@ type Task struct {
 	RetryAt           *time.Time `gorm:"column:retry_at"`
 	TransitionedAt    *time.Time `gorm:"column:transitioned_at"`
 	Retries           int        `gorm:"column:retries"`
-	// ObservedRestartGeneration is nil on rows written by a version before the column existed,
-	// until an operator adopts them (see Claim).
-	ObservedRestartGeneration *int64         `gorm:"column:observed_restart_generation"`
+	// ObservedRestartGeneration is the highest spec.restartGeneration honoured.
+	ObservedRestartGeneration int64          `gorm:"column:observed_restart_generation"`
 	Owner                     *string        `gorm:"column:owner"`
 	OwnerEpoch                *int64         `gorm:"column:owner_epoch"`
 	CreatedAt                 time.Time      `gorm:"column:created_at"`
@@ -60,7 +59,7 @@ func (t *Task) Record() lifecycle.Record {
 		LastRunTime:       deref(t.LastRunTime),
 		RetryAt:           deref(t.RetryAt),
 		Retries:           t.Retries,
-		RestartGeneration: deref(t.ObservedRestartGeneration),
+		RestartGeneration: t.ObservedRestartGeneration,
 		TransitionedAt:    deref(t.TransitionedAt),
 	}
 }

@@ -8,14 +8,13 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
-// CreateTaskSQL inserts the row, owned by its creator, and its seq-1 history record in one
+// createTaskSQL inserts the row, owned by its creator, and its seq-1 history record in one
 // statement (one implicit transaction, one round trip). ON CONFLICT makes it idempotent: when
-// the uid exists, nothing is written and no row is returned. Exported so the benchmark's
-// PostgreSQL ceiling runs exactly this statement.
-const CreateTaskSQL = `
+// the uid exists, nothing is written and no row is returned.
+const createTaskSQL = `
 WITH ins AS (
     INSERT INTO background_tasks
         (uid, namespace, name, task_name, status, desired_state, attempt, reason, last_seq,
@@ -54,7 +53,7 @@ func (r *Repository) CreateTask(ctx context.Context, nt NewTask) (*Task, bool, e
 		return nil, false, fmt.Errorf("create task %q: uid, task name, owner and desired state are required: %w", nt.UID, ErrInvalidArgument)
 	}
 	var inserted Task
-	res := r.db.WithContext(ctx).Raw(CreateTaskSQL, CreateTaskArgs(nt)).Scan(&inserted)
+	res := r.db.WithContext(ctx).Raw(createTaskSQL, createTaskArgs(nt)).Scan(&inserted)
 	if res.Error != nil {
 		return nil, false, fmt.Errorf("create task %s: %w", nt.UID, res.Error)
 	}
@@ -71,9 +70,8 @@ func (r *Repository) CreateTask(ctx context.Context, nt NewTask) (*Task, bool, e
 	return &existing, false, nil
 }
 
-// CreateTaskArgs are the named parameters of CreateTaskSQL for nt (exported with the statement,
-// for the benchmark's PostgreSQL ceiling).
-func CreateTaskArgs(nt NewTask) map[string]any {
+// createTaskArgs are the named parameters of createTaskSQL for nt.
+func createTaskArgs(nt NewTask) map[string]any {
 	rec, _ := lifecycle.Create(nt.At, nt.RestartGeneration)
 	return map[string]any{
 		"uid": nt.UID, "namespace": nt.Namespace, "name": nt.Name, "task_name": nt.TaskName,
@@ -96,22 +94,18 @@ func (r *Repository) GetTask(ctx context.Context, uid string) (*Task, error) {
 // compare-and-swap on owner_epoch, so of two claimers of the same dead owner exactly one wins.
 const claimSQL = `
 UPDATE background_tasks
-SET owner = CAST(@owner AS text), owner_epoch = CAST(@epoch AS bigint),
-    observed_restart_generation = COALESCE(observed_restart_generation, CAST(@legacy_restart_generation AS bigint)),
-    updated_at = now()
+SET owner = CAST(@owner AS text), owner_epoch = CAST(@epoch AS bigint), updated_at = now()
 WHERE uid = CAST(@uid AS text) AND deleted_at IS NULL
   AND (owner_epoch IS NULL OR owner_epoch = CAST(@epoch AS bigint) OR owner_epoch = CAST(@gone AS bigint))
 RETURNING *`
 
 // Claim makes me the owner of the task, from nobody, from itself, or from gone (an owner the
-// caller has established is no longer running, or 0 for none). legacyRestartGeneration seeds
-// observed_restart_generation on rows written before that column existed (the operator takes
-// it from the BackgroundTask's status once). When another owner holds the row the error is an
-// *OwnedError (errors.Is ErrFenced).
-func (r *Repository) Claim(ctx context.Context, uid string, me Owner, gone int64, legacyRestartGeneration int64) (*Task, error) {
+// caller has established is no longer running, or 0 for none). When another owner holds the
+// row the error is an *OwnedError (errors.Is ErrFenced).
+func (r *Repository) Claim(ctx context.Context, uid string, me Owner, gone int64) (*Task, error) {
 	var t Task
 	res := r.db.WithContext(ctx).Raw(claimSQL, map[string]any{
-		"uid": uid, "owner": me.Name, "epoch": me.Epoch, "gone": gone, "legacy_restart_generation": legacyRestartGeneration,
+		"uid": uid, "owner": me.Name, "epoch": me.Epoch, "gone": gone,
 	}).Scan(&t)
 	if res.Error != nil {
 		return nil, fmt.Errorf("claim task %s: %w", uid, res.Error)

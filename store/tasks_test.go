@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 func TestCreateTaskIdempotent(t *testing.T) {
@@ -68,7 +68,7 @@ func TestListLiveAndMarkDeleted(t *testing.T) {
 	finished := done.write(t, lifecycle.Finished, 1, at)
 	finished.Result = []byte(`{"ok":true}`)
 	require.NoError(t, repo.RecordTransition(ctx, finished))
-	_, err := repo.Claim(ctx, "done", owner2, owner1.Epoch, 0)
+	_, err := repo.Claim(ctx, "done", owner2, owner1.Epoch)
 	require.NoError(t, err)
 
 	uids := func(tasks []Task, err error) []string {
@@ -96,7 +96,7 @@ func TestListLiveAndMarkDeleted(t *testing.T) {
 	require.Len(t, hist, 2)
 
 	require.ErrorIs(t, repo.RecordTransition(ctx, running.write(t, lifecycle.Paused, 1, at)), ErrDeleted, "no transitions on deleted tasks")
-	_, err = repo.Claim(ctx, "running", owner2, owner1.Epoch, 0)
+	_, err = repo.Claim(ctx, "running", owner2, owner1.Epoch)
 	require.ErrorIs(t, err, ErrDeleted)
 }
 

@@ -5,19 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
-// RecordTransitionSQL is the hot path: one statement, hence one implicit transaction and one
+// recordTransitionSQL is the hot path: one statement, hence one implicit transaction and one
 // round trip. It holds no lifecycle policy: every column value is computed in Go by
 // lifecycle.Apply and passed in. The UPDATE only matches when the row is where the writer
 // believes it is (status, attempt, last_seq) and still belongs to the writer's fencing token;
 // the INSERT appends history only for a row the UPDATE matched, so the row and its history
 // never disagree. Concurrent writers serialise on the row lock and the loser re-checks the
-// WHERE clause against the winner's row (READ COMMITTED), matching nothing. Exported so the
-// benchmark's PostgreSQL ceiling runs exactly this statement.
-const RecordTransitionSQL = `
+// WHERE clause against the winner's row (READ COMMITTED), matching nothing.
+const recordTransitionSQL = `
 WITH upd AS (
     UPDATE background_tasks t SET
         status                      = CAST(@to AS text),
@@ -100,7 +99,7 @@ func (r *Repository) RecordTransition(ctx context.Context, w TransitionWrite) er
 		return fmt.Errorf("record transition %s seq %d: malformed (prev seq %d, from %s, epoch %d): %w",
 			w.UID, tr.Seq, w.Prev.Seq, tr.From, w.Owner.Epoch, ErrInvalidArgument)
 	}
-	res := r.db.WithContext(ctx).Exec(RecordTransitionSQL, TransitionArgs(w))
+	res := r.db.WithContext(ctx).Exec(recordTransitionSQL, transitionArgs(w))
 	if res.Error != nil {
 		return fmt.Errorf("record transition %s seq %d %s->%s: %w", w.UID, tr.Seq, tr.From, tr.To, res.Error)
 	}
@@ -114,10 +113,9 @@ func (r *Repository) RecordTransition(ctx context.Context, w TransitionWrite) er
 		}, tr.Seq)
 }
 
-// TransitionArgs are the named parameters of RecordTransitionSQL for w: the columns of the row
-// after the transition, as lifecycle.Apply computes them. Exported with the statement, so the
-// benchmark's PostgreSQL ceiling runs exactly what RecordTransition runs.
-func TransitionArgs(w TransitionWrite) map[string]any {
+// transitionArgs are the named parameters of recordTransitionSQL for w: the columns of the row
+// after the transition, as lifecycle.Apply computes them.
+func transitionArgs(w TransitionWrite) map[string]any {
 	tr := w.Transition
 	next := lifecycle.Apply(w.Prev, tr)
 	var result any

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 func TestRecordTransitionWritesTheLifecycleColumns(t *testing.T) {
@@ -56,7 +56,7 @@ func TestRecordTransitionWritesTheLifecycleColumns(t *testing.T) {
 	require.Nil(t, got.Checkpoint)
 	require.Nil(t, got.CheckpointAttempt)
 	require.Empty(t, got.Progress)
-	require.Equal(t, int64(4), *got.ObservedRestartGeneration)
+	require.Equal(t, int64(4), got.ObservedRestartGeneration)
 
 	hist, err := repo.History(ctx, "u1")
 	require.NoError(t, err)
@@ -162,9 +162,9 @@ func TestTwoOwnersAreToldApart(t *testing.T) {
 	require.Equal(t, owner1, owned.Owner)
 
 	// owner2 takes the task over from owner1, which it established is gone.
-	_, err = repo.Claim(ctx, "u1", owner2, 0, 0)
+	_, err = repo.Claim(ctx, "u1", owner2, 0)
 	require.ErrorIs(t, err, ErrFenced, "a live owner's task cannot be claimed")
-	row, err := repo.Claim(ctx, "u1", owner2, owner1.Epoch, 0)
+	row, err := repo.Claim(ctx, "u1", owner2, owner1.Epoch)
 	require.NoError(t, err)
 	got, _ := row.Owned()
 	require.Equal(t, owner2, got)
@@ -174,7 +174,7 @@ func TestTwoOwnersAreToldApart(t *testing.T) {
 	require.ErrorIs(t, repo.SaveCheckpoint(ctx, "u1", owner1, 1, json.RawMessage(`{"x":1}`)), ErrFenced)
 	p := "9/10"
 	require.ErrorIs(t, repo.UpdateColumns(ctx, "u1", owner1, ColumnUpdate{Progress: &p}), ErrFenced)
-	_, err = repo.Claim(ctx, "u1", owner1, owner2.Epoch-1, 0)
+	_, err = repo.Claim(ctx, "u1", owner1, owner2.Epoch-1)
 	require.ErrorIs(t, err, ErrFenced, "an old owner cannot take its task back")
 
 	k.owner = owner2
@@ -196,7 +196,7 @@ func TestClaimHasExactlyOneWinner(t *testing.T) {
 		for i, me := range []Owner{{Name: "a", Epoch: 10}, {Name: "b", Epoch: 11}} {
 			wg.Go(func() {
 				<-start
-				_, errs[i] = repo.Claim(ctx, uid, me, owner1.Epoch, 0)
+				_, errs[i] = repo.Claim(ctx, uid, me, owner1.Epoch)
 			})
 		}
 		close(start)
@@ -321,7 +321,7 @@ func TestReleaseHandsTheRowOverAtOnce(t *testing.T) {
 
 	require.ErrorIs(t, repo.RecordTransition(ctx, k.write(t, lifecycle.Paused, 1, time.Now())), ErrFenced,
 		"the released owner writes nothing more")
-	row, err = repo.Claim(ctx, "rel", owner2, 0, 0)
+	row, err = repo.Claim(ctx, "rel", owner2, 0)
 	require.NoError(t, err, "claimed from nobody, at once")
 	o, _ := row.Owned()
 	require.Equal(t, owner2, o)

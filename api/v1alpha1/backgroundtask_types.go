@@ -1,8 +1,12 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // DesiredState is the lifecycle state a user asks for in spec.state.
@@ -20,43 +24,60 @@ const (
 	DesiredStopped DesiredState = "Stopped"
 )
 
-// Phase is the observed lifecycle phase of a BackgroundTask, written by the controller only.
+// Phase is the observed lifecycle phase of a BackgroundTask, written by the controller only: the
+// recorded lifecycle.Status of the task, spelled as Kubernetes spells phases (PhaseOf). The
+// "Entered from" and "Left to" lists below are the legal moves of lifecycle.Legal (a test keeps
+// them equal).
 // +kubebuilder:validation:Enum=Pending;Running;Paused;Finished;Failed;Stopped
 type Phase string
 
 const (
-	// PhasePending: the task is accepted but not running. In: creation, a retry waiting for its
-	// backoff, a run waiting for a free runner slot, or a task created with state Paused.
-	// Out: to Running when a slot is free and spec.state is Running; to Paused/Stopped on request.
+	// PhasePending: accepted but not running: just created, waiting for a runner slot or memory,
+	// waiting for a retry's backoff, or restarted while spec.state is Paused.
+	// Entered from: Pending, Running, Paused, Finished, Failed, Stopped.
+	// Left to: Pending, Running, Paused, Failed, Stopped.
 	PhasePending Phase = "Pending"
-	// PhaseRunning: the task's goroutine is executing Pre/Run. In: from Pending when a slot is
-	// free, from Paused on resume. Out: Paused (reached a pause point after a pause request),
-	// Finished, Failed, Stopped.
+	// PhaseRunning: the task's goroutine executes Pre/Run in its owner's process (Running to
+	// Running: a new owner resumed it from its checkpoint, or it stalled and came back).
+	// Entered from: Pending, Running, Paused, Finished, Failed, Stopped.
+	// Left to: Pending, Running, Paused, Finished, Failed, Stopped.
 	PhaseRunning Phase = "Running"
-	// PhasePaused: the run is parked at a pause point and holds no runner slot. In: from Running
-	// when the task reaches ctl.Yield after spec.state became Paused. Out: Running (resume, same
-	// run), Stopped.
+	// PhasePaused: parked at a pause point after spec.state became Paused; holds no runner slot.
+	// Entered from: Pending, Running.
+	// Left to: Pending, Running, Failed, Stopped.
 	PhasePaused Phase = "Paused"
-	// PhaseFinished (terminal): Run returned without error; status.result holds its result.
-	// Out: only a restartGeneration bump starts a new attempt.
+	// PhaseFinished (terminal): Run returned a result, in status.result. Only a new attempt
+	// (a restartGeneration bump) leaves it, or a restart while spec.state is Stopped.
+	// Entered from: Running.
+	// Left to: Pending, Running, Failed, Stopped.
 	PhaseFinished Phase = "Finished"
-	// PhaseFailed (terminal): the last attempt failed and no retries are left, or the spec can
-	// never run (unknown task type, invalid params). Out: only a restartGeneration bump.
+	// PhaseFailed (terminal): the attempt failed and no retry is due, or the spec can never run
+	// (unknown task type, invalid params); reason says which.
+	// Entered from: Pending, Running, Paused, Finished, Failed, Stopped.
+	// Left to: Pending, Running, Failed, Stopped.
 	PhaseFailed Phase = "Failed"
-	// PhaseStopped (terminal): the run was cancelled because spec.state became Stopped.
-	// Out: setting spec.state back to Running, or bumping restartGeneration, starts a new attempt.
+	// PhaseStopped (terminal): cancelled on request. spec.state Running again, or a
+	// restartGeneration bump with spec.state Running, starts a new attempt.
+	// Entered from: Pending, Running, Paused, Finished, Failed, Stopped.
+	// Left to: Pending, Running, Failed, Stopped.
 	PhaseStopped Phase = "Stopped"
 )
 
+// PhaseOf is the phase a recorded status shows (lifecycle.Status.Phase, typed).
+func PhaseOf(s lifecycle.Status) Phase { return Phase(s.Phase()) }
+
 // Terminal reports whether no further work happens in this phase without a new request.
 func (p Phase) Terminal() bool {
-	switch p {
-	case PhaseFinished, PhaseFailed, PhaseStopped:
-		return true
-	case PhasePending, PhaseRunning, PhasePaused:
-		return false
+	s, ok := lifecycle.StatusOfPhase(string(p))
+	return ok && s.Terminal()
+}
+
+// Lifecycle is the desired state as the row's desired_state column spells it.
+func (d DesiredState) Lifecycle() lifecycle.Desired {
+	if d == "" {
+		return lifecycle.DesiredRunning
 	}
-	return false
+	return lifecycle.Desired(strings.ToUpper(string(d)))
 }
 
 // Condition types set on status.conditions.
@@ -78,12 +99,9 @@ const (
 	ConditionStalled = "Stalled"
 )
 
-// Reasons used in conditions, Events and the transition history.
-const (
-	ReasonUnknownTaskType  = "UnknownTaskType"
-	ReasonInvalidParams    = "InvalidParams"
-	ReasonDeadlineExceeded = "DeadlineExceeded"
-)
+// MaxParamsBytes bounds spec.params once serialized: larger params fail with reason
+// InvalidParams (params belong in the object only as much as a run needs to start).
+const MaxParamsBytes = 32 << 10
 
 // BackgroundTaskSpec is the desired state of a BackgroundTask: what to run and whether it
 // should be running. Everything here belongs to the user (or GitOps); the controller never

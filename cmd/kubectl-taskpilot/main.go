@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/taskpilot/taskpilot/internal/cli"
+	"github.com/taskpilot/taskpilot/internal/plugin/cli"
 )
 
 func main() {

@@ -5,32 +5,29 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/store"
 )
 
 // pgCeiling inserts n task rows (with their seq-1 history) and records transitions more
 // guarded transitions (spread evenly, ending FINISHED), workers goroutines at a time, in a
-// fresh database migrated by store.Open: the PostgreSQL ceiling for taskpilot's write mix,
-// running the store's own statements (store.CreateTaskSQL, store.RecordTransitionSQL) through
-// bare pgx, without GORM.
+// fresh database: the PostgreSQL ceiling for taskpilot's write mix, through the store's own
+// calls (store.Repository CreateTask and RecordTransition, what the journal calls) with
+// nothing else running.
 func pgCeiling(ctx context.Context, pg *postgres, dbName string, n, transitions, workers int) (ceiling, error) {
 	url, pool, err := pg.newDatabase(ctx, dbName)
 	if err != nil {
 		return ceiling{}, err
 	}
-	defer pool.Close()
-	repo, err := store.Open(ctx, store.Config{URL: url, MaxOpenConns: 2})
+	pool.Close()
+	repo, err := store.Open(ctx, store.Config{URL: url, MaxOpenConns: workers})
 	if err != nil {
 		return ceiling{}, fmt.Errorf("migrate ceiling database: %w", err)
 	}
-	_ = repo.Close()
+	defer func() { _ = repo.Close() }()
 	start := time.Now()
 	err = parallel(ctx, n, workers, func(ctx context.Context, i int) error {
-		return ceilingTask(ctx, pool, fmt.Sprintf("ceil-%06d", i), share(transitions, n, i))
+		return ceilingTask(ctx, repo, fmt.Sprintf("ceil-%06d", i), share(transitions, n, i))
 	})
 	if err != nil {
 		return ceiling{}, err
@@ -43,11 +40,11 @@ func pgCeiling(ctx context.Context, pg *postgres, dbName string, n, transitions,
 	}, nil
 }
 
-func ceilingTask(ctx context.Context, pool *pgxpool.Pool, uid string, k int) error {
+func ceilingTask(ctx context.Context, repo *store.Repository, uid string, k int) error {
 	owner := store.Owner{Name: "ceiling", Epoch: 1}
-	if _, err := pool.Exec(ctx, store.CreateTaskSQL, pgx.NamedArgs(store.CreateTaskArgs(store.NewTask{
+	if _, _, err := repo.CreateTask(ctx, store.NewTask{
 		UID: uid, Namespace: "ceiling", Name: uid, TaskName: "noop", Desired: lifecycle.DesiredRunning, Owner: owner, At: time.Now(),
-	}))); err != nil {
+	}); err != nil {
 		return fmt.Errorf("ceiling create row: %w", err)
 	}
 	rec, _ := lifecycle.Create(time.Now(), 0)
@@ -67,12 +64,8 @@ func ceilingTask(ctx context.Context, pool *pgxpool.Pool, uid string, k int) err
 		if to == lifecycle.Finished {
 			w.Result = []byte(`{}`)
 		}
-		tag, err := pool.Exec(ctx, store.RecordTransitionSQL, pgx.NamedArgs(store.TransitionArgs(w)))
-		if err != nil {
-			return fmt.Errorf("ceiling transition: %w", err)
-		}
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("ceiling transition %s seq %d matched %d rows", uid, tr.Seq, tag.RowsAffected())
+		if err := repo.RecordTransition(ctx, w); err != nil {
+			return fmt.Errorf("ceiling transition %s seq %d: %w", uid, tr.Seq, err)
 		}
 		rec = lifecycle.Apply(rec, tr)
 	}

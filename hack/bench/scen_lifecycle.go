@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 )
 
@@ -176,28 +177,10 @@ func runLifecycle(ctx context.Context, e *env, n int, profile bool) (lifecycleRe
 func mirrorLag(w *phaseWatcher, trs []transitionRow) dist {
 	var lags []time.Duration
 	for _, t := range trs {
-		seen, ok := w.enteredAt(t.name, phaseOf(t.to))
+		seen, ok := w.enteredAt(t.name, v1alpha1.PhaseOf(lifecycle.Status(t.to)))
 		if ok && !seen.Before(t.at) {
 			lags = append(lags, seen.Sub(t.at))
 		}
 	}
 	return summarize(lags)
-}
-
-func phaseOf(status string) v1alpha1.Phase {
-	switch status {
-	case "PENDING":
-		return v1alpha1.PhasePending
-	case "RUNNING":
-		return v1alpha1.PhaseRunning
-	case "PAUSED":
-		return v1alpha1.PhasePaused
-	case "FINISHED":
-		return v1alpha1.PhaseFinished
-	case "FAILED":
-		return v1alpha1.PhaseFailed
-	case "STOPPED":
-		return v1alpha1.PhaseStopped
-	}
-	return v1alpha1.Phase(status)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
@@ -138,21 +139,8 @@ func observe(ctx context.Context, e *env) (observation, error) {
 	return o, nil
 }
 
-// phaseStatus is the SQL status a CR phase mirrors.
+// phaseStatus is the SQL status a CR phase shows ("" for a CR without a phase).
 func phaseStatus(p v1alpha1.Phase) string {
-	switch p {
-	case v1alpha1.PhasePending:
-		return "PENDING"
-	case v1alpha1.PhaseRunning:
-		return "RUNNING"
-	case v1alpha1.PhasePaused:
-		return "PAUSED"
-	case v1alpha1.PhaseFinished:
-		return "FINISHED"
-	case v1alpha1.PhaseFailed:
-		return "FAILED"
-	case v1alpha1.PhaseStopped:
-		return "STOPPED"
-	}
-	return "(no phase)"
+	s, _ := lifecycle.StatusOfPhase(string(p))
+	return string(s)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
@@ -132,7 +133,7 @@ func checkLost(r *result, t attemptInput, unhonoured []intent, retries int) {
 	}
 	last := t.hist[len(t.hist)-1]
 	if last.to == "FAILED" && cr.state == v1alpha1.DesiredRunning && retries < t.maxRetries &&
-		last.reason != v1alpha1.ReasonUnknownTaskType && last.reason != v1alpha1.ReasonInvalidParams {
+		last.reason != lifecycle.ReasonUnknownTaskType && last.reason != lifecycle.ReasonInvalidParams {
 		r.add("retry lost", example{task: t.label, seq: last.seq, what: fmt.Sprintf(
 			"failed (%s) after %d of %d retries and was never retried", last.reason, retries, t.maxRetries)})
 	}

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // checkHistory is invariant 2: every task's history has contiguous seq from 1, each step

@@ -7,7 +7,7 @@ import (
 // Where the replicas keep their Lease and the tasks live.
 const (
 	leaseNamespace = "default"
-	// leaseName is the operator's leader-election Lease (internal/operator).
+	// leaseName is the operator's leader-election Lease (package operator).
 	leaseName = "taskpilot.tasks.taskpilot.dev"
 	// namespace holds the load; the warm-up batch runs in a namespace of its own so that the
 	// checks see exactly the load.

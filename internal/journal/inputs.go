@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -23,7 +23,7 @@ func (j *Journal) Record(uid string, ev lifecycle.Event) error {
 	case !ok:
 		j.mu.Unlock()
 		return fmt.Errorf("record %s: %w", uid, ErrUntracked)
-	case e.fenced != nil || e.stale || e.deleted:
+	case !e.ownership.Writes():
 		j.mu.Unlock()
 		return nil
 	case len(e.events) >= j.opts.MaxBacklog:
@@ -69,7 +69,7 @@ func (j *Journal) Hand(uid string, attempt int, restartGeneration int64) {
 // the runner's lock held, so it only touches memory.
 func (j *Journal) Transition(t runner.Transition) {
 	uid := string(t.Key)
-	ev := lifecycle.Event{To: StatusOf(t.To), Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At}
+	ev := lifecycle.Event{To: t.To, Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At}
 	var result json.RawMessage
 	if ev.To == lifecycle.Finished {
 		result = t.Result
@@ -86,7 +86,7 @@ func (j *Journal) Transition(t runner.Transition) {
 		j.log.Error(ErrUntracked, "dropping a transition of an untracked task", "uid", uid, "to", t.To)
 		return
 	}
-	if e.fenced != nil || e.stale || e.deleted {
+	if !e.ownership.Writes() {
 		j.mu.Unlock()
 		return
 	}
@@ -117,7 +117,7 @@ func (j *Journal) SaveCheckpoint(_ context.Context, key runner.Key, attempt int,
 		j.mu.Unlock()
 		return fmt.Errorf("save checkpoint of %s: %w", uid, ErrUntracked)
 	}
-	if e.fenced != nil || e.stale || e.deleted || attempt != e.projected.Attempt {
+	if !e.ownership.Writes() || attempt != e.projected.Attempt {
 		j.mu.Unlock()
 		return nil
 	}
@@ -131,7 +131,7 @@ func (j *Journal) SaveCheckpoint(_ context.Context, key runner.Key, attempt int,
 func (j *Journal) SetDesired(uid string, d lifecycle.Desired) {
 	j.mu.Lock()
 	e, ok := j.tasks[uid]
-	if !ok || e.desired == d || e.fenced != nil || e.deleted {
+	if !ok || e.desired == d || !e.ownership.Writes() {
 		j.mu.Unlock()
 		return
 	}
@@ -146,7 +146,7 @@ func (j *Journal) SetDesired(uid string, d lifecycle.Desired) {
 func (j *Journal) SetProgress(uid, progress string) {
 	j.mu.Lock()
 	e, ok := j.tasks[uid]
-	if !ok || progress == "" || e.fenced != nil || e.deleted ||
+	if !ok || progress == "" || !e.ownership.Writes() ||
 		(e.projected.Status != lifecycle.Running && e.projected.Status != lifecycle.Paused) ||
 		(e.columns.Progress == nil && e.progress == progress) || (e.columns.Progress != nil && *e.columns.Progress == progress) {
 		j.mu.Unlock()
@@ -181,23 +181,4 @@ func (j *Journal) requestLast(uid string, mark func(*entry)) {
 	if ok {
 		j.queue.Add(uid)
 	}
-}
-
-// StatusOf maps the runner's states to the lifecycle, in the one place they meet.
-func StatusOf(s runner.State) lifecycle.Status {
-	switch s {
-	case runner.StatePending:
-		return lifecycle.Pending
-	case runner.StateRunning:
-		return lifecycle.Running
-	case runner.StatePaused:
-		return lifecycle.Paused
-	case runner.StateFinished:
-		return lifecycle.Finished
-	case runner.StateFailed:
-		return lifecycle.Failed
-	case runner.StateStopped:
-		return lifecycle.Stopped
-	}
-	return lifecycle.Status(s)
 }

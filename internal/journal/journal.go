@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -126,14 +126,10 @@ type View struct {
 	HandedAttempt int
 	// Backlog counts transitions not yet committed.
 	Backlog int
-	// Fenced is set when another process owns the task now; this one must stop its run.
-	Fenced *store.Owner
-	// Stale is set when the row changed under this owner's feet: re-adopt it from the row.
-	Stale bool
-	// Deleted is set once the row is soft-deleted.
-	Deleted bool
-	// Released is set once this process gave the row up (Release): another may claim it.
-	Released bool
+	// Ownership says whether this process still owns the row; FencedBy is the owner that
+	// refused its write (Fenced).
+	Ownership Ownership
+	FencedBy  store.Owner
 }
 
 // Problem says why the record lags behind or was refused.
@@ -162,9 +158,8 @@ type Committed struct {
 	// was queued.
 	Backlog       int
 	OldestPending time.Time
-	// Fenced and Deleted: the status must not be written by this process any more (Fenced
-	// also once this process released the row to another).
-	Fenced, Deleted bool
+	// Ownership: the status is written only while this process owns the row.
+	Ownership Ownership
 	// Since is when the committed record last changed (or was adopted).
 	Since time.Time
 }
@@ -196,9 +191,7 @@ type entry struct {
 	columns            store.ColumnUpdate
 	desired            lifecycle.Desired
 	deleteRequested    bool
-	deleted            bool
 	releaseRequested   bool
-	released           bool
 
 	adopted json.RawMessage
 	handed  struct {
@@ -206,8 +199,8 @@ type entry struct {
 		restartGeneration int64
 	}
 	changedAt     time.Time
-	fenced        *store.Owner
-	stale         bool
+	ownership     Ownership
+	fencedBy      store.Owner
 	problem       Problem
 	announcements []Announcement
 }
@@ -265,7 +258,7 @@ func (j *Journal) Committed(uid string) (Committed, bool) {
 		return Committed{}, false
 	}
 	c := Committed{Record: e.committed, Result: e.result, Progress: e.progress, Problem: e.problem,
-		Backlog: len(e.events), Fenced: e.fenced != nil || e.stale || e.released, Deleted: e.deleted, Since: e.changedAt}
+		Backlog: len(e.events), Ownership: e.ownership, Since: e.changedAt}
 	if len(e.events) > 0 {
 		c.OldestPending = e.events[0].queuedAt
 	}
@@ -311,7 +304,7 @@ func (j *Journal) TakeAnnouncements(uid string) []Announcement {
 
 func (e *entry) view() View {
 	v := View{NamespacedName: e.nn, Record: e.projected, HandedAttempt: e.handed.attempt, Backlog: len(e.events),
-		Fenced: e.fenced, Stale: e.stale, Deleted: e.deleted, Released: e.released}
+		Ownership: e.ownership, FencedBy: e.fencedBy}
 	if len(e.adopted) > 0 {
 		v.Checkpoint = e.adopted
 	}

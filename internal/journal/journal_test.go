@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
@@ -115,8 +115,8 @@ func (e *env) track(uid string) {
 }
 
 // run reports a runner transition.
-func (e *env) run(uid string, from, to runner.State, attempt int, mods ...func(*runner.Transition)) {
-	t := runner.Transition{Key: runner.Key(uid), From: from, To: to, Attempt: attempt, At: time.Now(), Reason: "R" + string(to)}
+func (e *env) run(uid string, from, to lifecycle.Status, attempt int, mods ...func(*runner.Transition)) {
+	t := runner.Transition{Key: runner.Key(uid), From: from, To: to, Attempt: attempt, At: time.Now(), Reason: "R" + to.Phase()}
 	for _, m := range mods {
 		m(&t)
 	}
@@ -143,9 +143,9 @@ func TestTransientFailuresAreRetriedInOrder(t *testing.T) {
 		return nil
 	})
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
-	e.run("a", runner.StateRunning, runner.StatePaused, 1)
-	e.run("a", runner.StatePaused, runner.StateRunning, 1)
+	e.run("a", "", lifecycle.Running, 1)
+	e.run("a", lifecycle.Running, lifecycle.Paused, 1)
+	e.run("a", lifecycle.Paused, lifecycle.Running, 1)
 
 	v, _ := e.j.View("a")
 	require.Equal(t, lifecycle.Running, v.Record.Status, "decisions see the projected record at once")
@@ -165,9 +165,9 @@ func TestCommittedShowsOnlyWhatIsWritten(t *testing.T) {
 		return nil
 	})
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
+	e.run("a", "", lifecycle.Running, 1)
 	e.waitCommitted(t, "a", lifecycle.Running, 1)
-	e.run("a", runner.StateRunning, runner.StateFinished, 1, func(tr *runner.Transition) { tr.Result = json.RawMessage(`{"ok":true}`) })
+	e.run("a", lifecycle.Running, lifecycle.Finished, 1, func(tr *runner.Transition) { tr.Result = json.RawMessage(`{"ok":true}`) })
 	v, _ := e.j.View("a")
 	require.Equal(t, lifecycle.Finished, v.Record.Status)
 	c, _ := e.j.Committed("a")
@@ -191,8 +191,8 @@ func TestARejectedResultBecomesARecordRejectedFailure(t *testing.T) {
 		return nil
 	})
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
-	e.run("a", runner.StateRunning, runner.StateFinished, 1, func(tr *runner.Transition) { tr.Result = json.RawMessage(`[1]`) })
+	e.run("a", "", lifecycle.Running, 1)
+	e.run("a", lifecycle.Running, lifecycle.Finished, 1, func(tr *runner.Transition) { tr.Result = json.RawMessage(`[1]`) })
 	c := e.waitCommitted(t, "a", lifecycle.Failed, 1)
 	require.Equal(t, lifecycle.ReasonRecordRejected, c.Record.Reason)
 	require.Contains(t, c.Record.Message, "could not be recorded")
@@ -217,11 +217,11 @@ func TestAWriteRejectedTwiceIsDroppedAndLaterWritesProceed(t *testing.T) {
 		return nil
 	})
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
+	e.run("a", "", lifecycle.Running, 1)
 	require.NoError(t, e.j.SaveCheckpoint(context.Background(), "a", 1, json.RawMessage(`{"n":1}`)))
-	e.run("a", runner.StateRunning, runner.StatePaused, 1)
-	e.run("a", runner.StatePaused, runner.StateRunning, 1) // no longer applies once PAUSED is dropped
-	e.run("a", runner.StateRunning, runner.StateStopped, 1)
+	e.run("a", lifecycle.Running, lifecycle.Paused, 1)
+	e.run("a", lifecycle.Paused, lifecycle.Running, 1) // no longer applies once PAUSED is dropped
+	e.run("a", lifecycle.Running, lifecycle.Stopped, 1)
 	c := e.waitCommitted(t, "a", lifecycle.Stopped, 1)
 	require.Equal(t, int64(4), c.Record.Seq)
 	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning", "transition RUNNING>RUNNING@1 RRunning", "transition RUNNING>STOPPED@1 RStopped"},
@@ -236,14 +236,14 @@ func TestAFencedTaskDropsEverythingAndIsReported(t *testing.T) {
 		return nil
 	})
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
+	e.run("a", "", lifecycle.Running, 1)
 	e.waitCommitted(t, "a", lifecycle.Running, 1)
 	require.NoError(t, e.j.SaveCheckpoint(context.Background(), "a", 1, json.RawMessage(`{"n":1}`)))
 	require.Eventually(t, func() bool {
 		v, _ := e.j.View("a")
-		return v.Fenced != nil && *v.Fenced == store.Owner{Name: "other", Epoch: 9}
+		return v.Ownership == Fenced && v.FencedBy == store.Owner{Name: "other", Epoch: 9}
 	}, 5*time.Second, time.Millisecond)
-	e.run("a", runner.StateRunning, runner.StateStopped, 1)
+	e.run("a", lifecycle.Running, lifecycle.Stopped, 1)
 	require.NoError(t, e.j.Record("a", lifecycle.Event{To: lifecycle.Stopped, Attempt: 1, Reason: "x"}))
 	v, _ := e.j.View("a")
 	require.Zero(t, v.Backlog, "nothing more is queued for a fenced task")
@@ -262,7 +262,7 @@ func TestWritersServeTasksRoundRobin(t *testing.T) {
 	})
 	e.track("chatty")
 	e.track("quiet")
-	e.run("chatty", "", runner.StateRunning, 1)
+	e.run("chatty", "", lifecycle.Running, 1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -277,7 +277,7 @@ func TestWritersServeTasksRoundRobin(t *testing.T) {
 	})
 	time.Sleep(20 * time.Millisecond)
 	before := len(e.store.all())
-	e.run("quiet", "", runner.StateRunning, 1)
+	e.run("quiet", "", lifecycle.Running, 1)
 	e.waitCommitted(t, "quiet", lifecycle.Running, 1)
 	close(stop)
 	wg.Wait()
@@ -299,9 +299,9 @@ func TestCheckpointsFollowTheirTransitionsAndCoalesce(t *testing.T) {
 		return nil
 	})
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
-	e.run("a", runner.StateRunning, runner.StateStopped, 1)
-	e.run("a", "", runner.StateRunning, 2) // a new attempt, blocked in the store
+	e.run("a", "", lifecycle.Running, 1)
+	e.run("a", lifecycle.Running, lifecycle.Stopped, 1)
+	e.run("a", "", lifecycle.Running, 2) // a new attempt, blocked in the store
 	for i := range 5 {
 		require.NoError(t, e.j.SaveCheckpoint(context.Background(), "a", 2, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))))
 	}
@@ -330,10 +330,10 @@ func TestControllerEventsAreBoundedAndChecked(t *testing.T) {
 func TestDeleteWritesLastAndEndsTheTask(t *testing.T) {
 	e := newEnv(t, 1, nil)
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
-	e.run("a", runner.StateRunning, runner.StateStopped, 1)
+	e.run("a", "", lifecycle.Running, 1)
+	e.run("a", lifecycle.Running, lifecycle.Stopped, 1)
 	e.j.Delete("a")
-	require.Eventually(t, func() bool { v, _ := e.j.View("a"); return v.Deleted }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { v, _ := e.j.View("a"); return v.Ownership == Deleted }, 5*time.Second, time.Millisecond)
 	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning", "transition RUNNING>STOPPED@1 RStopped", "delete "}, e.store.of("a"))
 	e.j.Forget("a")
 	_, tracked := e.j.View("a")
@@ -345,17 +345,17 @@ func TestDeleteWritesLastAndEndsTheTask(t *testing.T) {
 func TestReleaseWritesLastAndEndsTheTask(t *testing.T) {
 	e := newEnv(t, 1, nil)
 	e.track("a")
-	e.run("a", "", runner.StateRunning, 1)
+	e.run("a", "", lifecycle.Running, 1)
 	require.NoError(t, e.j.SaveCheckpoint(context.Background(), "a", 1, json.RawMessage(`{"n":3}`)))
-	e.run("a", runner.StateRunning, runner.StatePaused, 1)
+	e.run("a", lifecycle.Running, lifecycle.Paused, 1)
 	e.j.Release("a")
-	require.Eventually(t, func() bool { v, _ := e.j.View("a"); return v.Released }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { v, _ := e.j.View("a"); return v.Ownership == Released }, 5*time.Second, time.Millisecond)
 	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning", `checkpoint 1 {"n":3}`, "transition RUNNING>PAUSED@1 RPaused", "release me"},
 		e.store.of("a"))
 	c, _ := e.j.Committed("a")
-	require.True(t, c.Fenced, "the status is no longer this process's to write")
+	require.False(t, c.Ownership.Writes(), "the status is no longer this process's to write")
 	e.j.SetProgress("a", "late")
-	e.run("a", runner.StatePaused, runner.StateRunning, 1)
+	e.run("a", lifecycle.Paused, lifecycle.Running, 1)
 	time.Sleep(20 * time.Millisecond)
 	require.Len(t, e.store.of("a"), 4, "nothing is written after the release")
 }

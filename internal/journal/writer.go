@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskpilot/taskpilot/internal/lifecycle"
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -106,7 +106,7 @@ func (j *Journal) next(uid string) (item, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e, ok := j.tasks[uid]
-	if !ok || e.fenced != nil || e.stale || e.deleted || e.released {
+	if !ok || !e.ownership.Writes() {
 		return item{}, false
 	}
 	for {
@@ -178,17 +178,17 @@ func (j *Journal) resolve(uid string, it item, err error) bool {
 		}
 		j.log.Error(err, "another operator owns this task now; dropping what this one had not written and stopping its run",
 			"task", nn, "uid", uid, "owner", holder.Name, "ownerEpoch", holder.Epoch)
-		e.fenced = &holder
+		e.ownership, e.fencedBy = Fenced, holder
 		e.dropAll()
 		j.opts.Metrics.fencedTask()
 		decide, report = true, true
 	case errors.Is(err, store.ErrDeleted):
-		e.deleted = true
+		e.ownership = Deleted
 		e.dropAll()
 		decide = true
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
 		j.log.Error(err, "the row is not what this process believes; re-adopting it from the row", "task", nn, "uid", uid)
-		e.stale = true
+		e.ownership = Stale
 		e.dropAll()
 		decide = true
 	case store.IsTransient(err):
@@ -199,7 +199,7 @@ func (j *Journal) resolve(uid string, it item, err error) bool {
 	default:
 		decide, report = j.rejectedLocked(e, it, err), true
 	}
-	more := e.fenced == nil && !e.stale && !e.deleted && !e.released &&
+	more := e.ownership.Writes() &&
 		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested ||
 			e.releaseRequested)
 	j.mu.Unlock()
@@ -257,10 +257,10 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 			e.columns.Desired = nil
 		}
 	case it.delete:
-		e.deleted, e.deleteRequested = true, false
+		e.ownership, e.deleteRequested = Deleted, false
 		return true, report
 	case it.release:
-		e.released, e.releaseRequested = true, false
+		e.ownership, e.releaseRequested = Released, false
 		return true, report
 	}
 	return false, report

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 	"github.com/taskpilot/taskpilot/test/witness"
@@ -84,10 +85,10 @@ func TestWitnessRecordsEveryStep(t *testing.T) {
 	}
 	defer rec.Close()
 
-	if tr := runOnce(t, rec, `{"steps":3,"interval":"10ms","checkpointEvery":1,"failAttempts":1,"failAtStep":1}`, 1); tr.To != runner.StateFailed {
+	if tr := runOnce(t, rec, `{"steps":3,"interval":"10ms","checkpointEvery":1,"failAttempts":1,"failAtStep":1}`, 1); tr.To != lifecycle.Failed {
 		t.Fatalf("attempt 1 must fail at step 1, got %s", tr.To)
 	}
-	if tr := runOnce(t, rec, `{"steps":3,"interval":"10ms","checkpointEvery":1,"failAttempts":1,"failAtStep":1}`, 2); tr.To != runner.StateFinished {
+	if tr := runOnce(t, rec, `{"steps":3,"interval":"10ms","checkpointEvery":1,"failAttempts":1,"failAtStep":1}`, 2); tr.To != lifecycle.Finished {
 		t.Fatalf("attempt 2 must finish, got %s: %s", tr.To, tr.Message)
 	}
 	execs, err := witness.Load(ctx, pool)

@@ -1,5 +1,5 @@
 // Command operator is the operator of the chaos run and the sharding tests: the real taskpilot
-// operator, wired by internal/operator exactly as main.go wires it, with the witness task type
+// operator, wired by package operator exactly as main.go wires it, with the witness task type
 // registered next to the built-ins. Only hack/chaos and test/sharding build and run it.
 package main
 
@@ -9,7 +9,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/taskpilot/taskpilot/internal/operator"
+	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/witness"
 )

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
 )
 
@@ -60,7 +61,7 @@ func buildTimeline(trs []taskdb.Transition, now time.Time) Timeline {
 	start := trs[0].At
 	last := trs[len(trs)-1]
 	end := now
-	if terminal(last.To) {
+	if lifecycle.Status(last.To).Terminal() {
 		end = last.At
 	}
 	span := end.Sub(start)
@@ -81,7 +82,7 @@ func buildTimeline(trs []taskdb.Transition, now time.Time) Timeline {
 		until := now
 		if !isLast {
 			until = trs[i+1].At
-		} else if terminal(tr.To) {
+		} else if lifecycle.Status(tr.To).Terminal() {
 			until = tr.At
 		}
 		x0, x1 := x(tr.At), x(until)
@@ -114,13 +115,8 @@ func buildTimeline(trs []taskdb.Transition, now time.Time) Timeline {
 func segmentTitle(tr taskdb.Transition, until time.Time, isLast bool) string {
 	d := until.Sub(tr.At).Round(time.Second)
 	how := fmt.Sprintf("for %s", d)
-	if isLast && !terminal(tr.To) {
+	if isLast && !lifecycle.Status(tr.To).Terminal() {
 		how = fmt.Sprintf("since %s ago", d)
 	}
 	return fmt.Sprintf("%s, attempt %d, from %s %s (%s)", tr.To, tr.Attempt, tr.At.Local().Format("15:04:05"), how, tr.Reason)
-}
-
-// terminal: FINISHED, FAILED, STOPPED (docs/schema.md).
-func terminal(status string) bool {
-	return status == "FINISHED" || status == "FAILED" || status == "STOPPED"
 }

@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/taskpilot/taskpilot/internal/kube"
+	"github.com/taskpilot/taskpilot/internal/plugin/kube"
+	"github.com/taskpilot/taskpilot/internal/plugin/webui"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
-	"github.com/taskpilot/taskpilot/internal/webui"
 )
 
 func newUICommand(o *options) *cobra.Command {

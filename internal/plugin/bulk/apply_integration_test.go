@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/bulk"
-	"github.com/taskpilot/taskpilot/internal/kube"
+	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
+	"github.com/taskpilot/taskpilot/internal/plugin/kube"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 

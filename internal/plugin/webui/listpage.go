@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 )
 
@@ -142,8 +143,9 @@ func (s *Server) phaseChart(r *http.Request, namespace string, tasks []*v1alpha1
 
 // phases are the phase filter's choices.
 func phases() []string {
-	return []string{
-		string(v1alpha1.PhasePending), string(v1alpha1.PhaseRunning), string(v1alpha1.PhasePaused),
-		string(v1alpha1.PhaseFinished), string(v1alpha1.PhaseFailed), string(v1alpha1.PhaseStopped),
+	var out []string
+	for _, s := range lifecycle.All() {
+		out = append(out, s.Phase())
 	}
+	return out
 }

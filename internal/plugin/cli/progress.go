@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/taskpilot/taskpilot/internal/bulk"
+	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
 )
 
 // progressLine is one self-overwriting status line on a terminal; on anything else (a pipe,

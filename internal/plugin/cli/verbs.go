@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/taskpilot/taskpilot/internal/bulk"
-	"github.com/taskpilot/taskpilot/internal/kube"
+	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
+	"github.com/taskpilot/taskpilot/internal/plugin/kube"
 )
 
 // verbHelp is what each verb does to spec, and what --wait waits for.

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/internal/bulk"
+	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
 )
 
 // scope is which tasks a command is about: NAME... in one namespace, or a label selector or

@@ -1,32 +1,33 @@
 package lifecycle
 
+import "strings"
+
 // Status is the observed lifecycle state, stored in background_tasks.status and
-// background_task_transitions.{from,to}_status. The values are a public SQL contract: never
-// rename one, only add.
+// background_task_transitions.{from,to}_status, and shown (as Phase) in the BackgroundTask's
+// status.phase. The values are a public SQL contract: never rename one, only add. Which moves
+// lead in and out of each is the table in next.go (Legal); docs/architecture.md draws it.
 type Status string
 
 const (
-	// Pending: accepted but not running. In: creation (seq 1), a retry waiting for its backoff
-	// (reason RetryScheduled, retry_at set), waiting for a runner slot (Queued), a restart while
-	// spec.state is Paused (Restarted). Out: Running, Paused, Stopped, Failed.
+	// Pending: accepted but not running (created, waiting for a slot, a retry's backoff, or
+	// spec.state Running).
 	Pending Status = "PENDING"
-	// Running: the task's goroutine executes in its owner's process. Out: Paused, Finished,
-	// Failed, Stopped; Pending when re-queued for a slot; Running again (same attempt) when a
-	// new owner resumes it from its checkpoint.
+	// Running: the task's goroutine executes in its owner's process.
 	Running Status = "RUNNING"
-	// Paused: parked at a pause point, holding no runner slot. Out: Running (resume), Pending
-	// (resume waiting for a slot), Stopped, Failed (the resumed run cannot be built).
+	// Paused: parked at a pause point, holding no runner slot.
 	Paused Status = "PAUSED"
 	// Finished (terminal): the run returned a result; the row's result is set in this status
-	// only. Out: a restart (new attempt).
+	// only.
 	Finished Status = "FINISHED"
 	// Failed (terminal): the attempt failed; reason says why and whether a retry can help.
-	// Out: a retry or a restart (new attempt).
 	Failed Status = "FAILED"
-	// Stopped (terminal): cancelled on request. Out: a new attempt when spec.state is Running
-	// again or restartGeneration grows.
+	// Stopped (terminal): cancelled on request.
 	Stopped Status = "STOPPED"
 )
+
+// All lists every status in lifecycle order: the values the SQL CHECK constraints allow and
+// the CRD's phases, one to one.
+func All() []Status { return []Status{Pending, Running, Paused, Finished, Failed, Stopped} }
 
 // Terminal reports whether no further work happens in this status without a new attempt.
 // Terminal rows, and only those, have end_time set.
@@ -47,6 +48,22 @@ func (s Status) Valid() bool {
 		return true
 	}
 	return false
+}
+
+// Phase is the status as a BackgroundTask shows it in status.phase (and kubectl in its PHASE
+// column): the same word, capitalised ("RUNNING" is "Running"). It is the one mapping between
+// the two spellings; "" for an invalid status.
+func (s Status) Phase() string {
+	if !s.Valid() {
+		return ""
+	}
+	return string(s[:1]) + strings.ToLower(string(s[1:]))
+}
+
+// StatusOfPhase is the inverse of Phase: the status a phase shows, false for an unknown phase.
+func StatusOfPhase(phase string) (Status, bool) {
+	s := Status(strings.ToUpper(phase))
+	return s, s.Valid()
 }
 
 // Desired is what the user asked for in spec.state, mirrored in background_tasks.desired_state

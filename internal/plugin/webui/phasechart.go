@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
 )
 
@@ -41,7 +42,13 @@ const (
 
 // statusOrder stacks the statuses bottom-up and orders the legend.
 func statusOrder() []string {
-	return []string{"RUNNING", "PENDING", "PAUSED", "FINISHED", "FAILED", "STOPPED"}
+	var order []string
+	for _, s := range lifecycle.All() {
+		order = append(order, string(s))
+	}
+	// Running at the bottom, where the eye lands first.
+	order[0], order[1] = order[1], order[0]
+	return order
 }
 
 // buildPhaseChart draws counts sampled at from, from+step, ... to.

@@ -1,22 +1,41 @@
 package lifecycle
 
-// Reasons recorded in background_tasks.reason and background_task_transitions.reason. They are
-// CamelCase so they can be copied into Kubernetes conditions and Events verbatim. The runner's
-// own reasons (Started, Paused, Completed, Error, ...) are defined in package runner and pass
-// through unchanged; the ones below are those decisions depend on.
+// Reasons recorded in background_tasks.reason and background_task_transitions.reason, and shown
+// in the BackgroundTask's conditions and Events. They are CamelCase so they can be copied into
+// Kubernetes conditions verbatim. This is the one list: the runner reports these, decisions and
+// the status read them, SQL users filter on them.
 const (
 	// ReasonCreated is the reason of seq 1.
 	ReasonCreated = "Created"
+	// ReasonQueued: the run waits Pending for what it needs to start (a runner slot, memory).
+	ReasonQueued = "Queued"
+	// ReasonStarted: a run of a new attempt got what it needed and entered Running.
+	ReasonStarted = "Started"
+	// ReasonResumed: a run continued: after a pause, after waiting for a slot again, or on a new
+	// owner from its checkpoint.
+	ReasonResumed = "Resumed"
+	// ReasonCompleted: Run returned a result.
+	ReasonCompleted = "Completed"
+	// ReasonError: Pre or Run returned an error.
+	ReasonError = "Error"
+	// ReasonPanic: a hook panicked; the message holds the value and a trimmed stack.
+	ReasonPanic = "Panic"
+	// ReasonPaused: the run parked at a pause point, or spec.state became Paused while the run
+	// was not running anywhere.
+	ReasonPaused = "Paused"
+	// ReasonStopped: spec.state became Stopped (or a restart ended the attempt).
+	ReasonStopped = "Stopped"
+	// ReasonStopGraceExceeded: a stopped run ignored cancellation for the stop grace and was
+	// reported Stopped while its goroutine still ran.
+	ReasonStopGraceExceeded = "StopGraceExceeded"
+	// ReasonDeadlineExceeded: the attempt's running time exceeded spec.timeout.
+	ReasonDeadlineExceeded = "DeadlineExceeded"
 	// ReasonRetryScheduled: a failed attempt is followed by a new one after a backoff;
 	// retry_at says when.
 	ReasonRetryScheduled = "RetryScheduled"
 	// ReasonRestarted: spec.restartGeneration grew and the restart could not start a run at
 	// once (spec.state is Paused or Stopped).
 	ReasonRestarted = "Restarted"
-	// ReasonStopped: spec.state became Stopped while the task was not running in any process.
-	ReasonStopped = "Stopped"
-	// ReasonPaused: spec.state became Paused while a recorded run was not running anywhere.
-	ReasonPaused = "Paused"
 	// ReasonUnknownTaskType: spec.taskName names no registered task type.
 	ReasonUnknownTaskType = "UnknownTaskType"
 	// ReasonInvalidParams: the task type's factory rejected spec.params.

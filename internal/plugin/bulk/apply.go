@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -72,14 +74,11 @@ func Apply(ctx context.Context, c client.Client, verb Verb, targets []Target, op
 	var (
 		mu           sync.Mutex
 		done, failed int
-		wg           sync.WaitGroup
+		g            errgroup.Group
 	)
-	slots := make(chan struct{}, n)
+	g.SetLimit(n)
 	for i, tg := range targets {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
+		g.Go(func() error {
 			o := applyOne(ctx, c, verb, tg)
 			mu.Lock()
 			defer mu.Unlock()
@@ -91,9 +90,10 @@ func Apply(ctx context.Context, c client.Client, verb Verb, targets []Target, op
 			if opts.Progress != nil {
 				opts.Progress(done, failed, len(targets))
 			}
-		}()
+			return nil // a failure is an outcome; the others go on
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return out
 }
 

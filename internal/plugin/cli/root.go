@@ -13,8 +13,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/taskpilot/taskpilot/internal/bulk"
-	"github.com/taskpilot/taskpilot/internal/kube"
+	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
+	"github.com/taskpilot/taskpilot/internal/plugin/kube"
 )
 
 // options are the flags every command shares.

@@ -2,15 +2,17 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
 )
 
@@ -36,23 +38,39 @@ func TestScopeNeedsTargets(t *testing.T) {
 	require.True(t, s.withNamespace())
 }
 
+// TestTaskTable: `get` prints the API server's table (the CRD's printer columns, -o wide adds
+// the priority ones) with LAST TRANSITION from PostgreSQL appended.
 func TestTaskTable(t *testing.T) {
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	tasks := []v1alpha1.BackgroundTask{{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "countdown", UID: "u1", CreationTimestamp: metav1.NewTime(now.Add(-90 * time.Second))},
-		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: "countdown", State: v1alpha1.DesiredPaused},
-		Status: v1alpha1.BackgroundTaskStatus{Phase: v1alpha1.PhasePaused, Attempt: 1, Progress: "3/10",
-			Conditions: []metav1.Condition{{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionFalse}}},
-	}, {
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fresh", UID: "u2", CreationTimestamp: metav1.NewTime(now)},
-		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: "sleep", State: v1alpha1.DesiredRunning},
-	}}
+	row := func(ns, name, uid string, cells ...any) metav1.TableRow {
+		raw, _ := json.Marshal(metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}})
+		return metav1.TableRow{Cells: append([]any{name}, cells...), Object: runtime.RawExtension{Raw: raw}}
+	}
+	table := func() *metav1.Table {
+		return &metav1.Table{
+			ColumnDefinitions: []metav1.TableColumnDefinition{{Name: "Name", Type: "string"}, {Name: "Phase", Type: "string"},
+				{Name: "Replica", Type: "string", Priority: 1}},
+			Rows: []metav1.TableRow{row("ns", "countdown", "u1", "Paused", "op-a"), row("ns", "fresh", "u2", "", "op-b")},
+		}
+	}
 	last := map[string]taskdb.Transition{"u1": {Seq: 3, From: "RUNNING", To: "PAUSED", Reason: "Paused", At: now.Add(-12 * time.Second)}}
+
+	narrow := table()
+	require.NoError(t, withLastTransition(narrow, last, now))
 	var buf bytes.Buffer
-	require.NoError(t, printTaskTable(&buf, tasks, last, true, now))
-	require.Equal(t, `NAMESPACE   NAME        TASK        DESIRED   PHASE    PROGRESS   ATTEMPT   STALLED   AGE   LAST TRANSITION
-ns          countdown   countdown   Paused    Paused   3/10       1         False     90s   RUNNING→PAUSED Paused 12s ago
-ns          fresh       sleep       Running                       0                   0s    
+	require.NoError(t, printTable(&buf, narrow, false, true))
+	require.Equal(t, `NAMESPACE   NAME        PHASE    LAST TRANSITION
+ns          countdown   Paused   RUNNING→PAUSED Paused 12s ago
+ns          fresh                
+`, buf.String())
+
+	wide := table()
+	require.NoError(t, withLastTransition(wide, last, now))
+	buf.Reset()
+	require.NoError(t, printTable(&buf, wide, true, false))
+	require.Equal(t, `NAME        PHASE    REPLICA   LAST TRANSITION
+countdown   Paused   op-a      RUNNING→PAUSED Paused 12s ago
+fresh                op-b      
 `, buf.String())
 }
 
