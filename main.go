@@ -1,20 +1,16 @@
-// Command taskpilot is the taskpilot operator: it runs BackgroundTasks as goroutines inside its
-// own pod, drives them toward their spec.state, and records every transition in PostgreSQL.
+// Command taskpilot is the taskpilot operator with its built-in task types: it runs
+// BackgroundTasks as goroutines inside its own pod, drives them toward their spec.state, and
+// records every transition in PostgreSQL. A team's own operator is the same few lines with its
+// own task types (see package operator and examples/).
 package main
 
 import (
-	"fmt"
 	"os"
-
-	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
 func main() {
-	if err := operator.Main(ctrl.SetupSignalHandler(), os.Args[1:], runner.RegisterBuiltins); err != nil {
-		fmt.Fprintf(os.Stderr, "taskpilot: %s\n", operator.OneLine(err))
-		os.Exit(1)
-	}
+	os.Exit(operator.Run(runner.RegisterBuiltins))
 }

@@ -48,6 +48,10 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 					return journal.View{}, ctrl.Result{}, false, fmt.Errorf("is the owner of %s gone: %w", nn, err)
 				}
 				if !verdict.Gone {
+					if !r.opts.Registry.Has(bt.Spec.TaskName) {
+						// A type nobody serves, recorded by another live operator: nothing to tell.
+						return journal.View{}, ctrl.Result{}, false, nil
+					}
 					return journal.View{}, r.ownedElsewhere(ctx, bt, owner, verdict.Why, verdict.RecheckAfter), false, nil
 				}
 				gone = owner.Epoch

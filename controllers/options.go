@@ -29,6 +29,9 @@ const (
 	DefaultProgressUpdateQPS    = 20
 	DefaultStatusCoalesceWindow = 100 * time.Millisecond
 	DefaultSweepInterval        = time.Minute
+	// DefaultDeployment is the name of the operator deployment when only one runs (the
+	// zero-configuration case).
+	DefaultDeployment = "taskpilot"
 )
 
 // Options configure Setup: the controllers and the machinery they drive (membership, journal,
@@ -43,6 +46,10 @@ type Options struct {
 	Identity string
 	// Namespace holds the membership Leases (the operator's own namespace). Required.
 	Namespace string
+	// Deployment names this operator deployment among the taskpilot deployments of a cluster
+	// (DefaultDeployment when empty): its replicas' membership Leases carry it, its sharder
+	// spreads tasks over them only, and it publishes the task types it serves under it.
+	Deployment string
 	// LeaseDuration, RenewDeadline and RetryPeriod time the membership Lease (see package
 	// membership).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -120,6 +127,14 @@ func (o Options) withDefaults() (Options, error) {
 		o.Clock = clock.RealClock{}
 	}
 	return o, nil
+}
+
+// deployment is Deployment or its default.
+func (o Options) deployment() string {
+	if o.Deployment == "" {
+		return DefaultDeployment
+	}
+	return o.Deployment
 }
 
 func orDuration(d, def time.Duration) time.Duration {

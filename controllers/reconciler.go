@@ -50,6 +50,8 @@ type reconciler struct {
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=tasktypes,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=tasktypes/status,verbs=get;update;patch
 
 func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 	// Spec changes; with sharding also the assignment labels (a drain request).
@@ -114,6 +116,17 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !bt.DeletionTimestamp.IsZero() {
 		res, _, err := r.gone(ctx, nn, uid)
 		return res, err
+	}
+	if !r.opts.Registry.Has(bt.Spec.TaskName) {
+		elsewhere, err := r.servedElsewhere(ctx, bt.Spec.TaskName)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if elsewhere {
+			// Another deployment runs this type: give the row up if this one holds it (it was
+			// recorded here before that deployment served the type), so that one claims it.
+			return r.handOver(ctx, nn, uid, nil)
+		}
 	}
 
 	view, tracked := r.journal.View(uid)

@@ -7,17 +7,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
-	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
-	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -41,7 +35,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	decide, report := newWake(), newWake()
 
 	op.Member, err = membership.New(membership.Options{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Identity: o.Identity,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Identity: o.Identity, Deployment: o.deployment(),
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		NextEpoch: o.Store.NextEpoch, Clock: o.Clock, Log: log.WithName("membership"),
 	})
@@ -103,6 +97,11 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	if err := sw.setupWithManager(mgr, report); err != nil {
 		return nil, fmt.Errorf("setup: status controller: %w", err)
 	}
+	pub := &publisher{client: mgr.GetClient(), reader: mgr.GetAPIReader(), registry: o.Registry, namespace: o.Namespace,
+		deployment: o.deployment(), clock: o.Clock, log: log.WithName("publisher")}
+	if err := mgr.Add(pub); err != nil {
+		return nil, fmt.Errorf("setup: add the task-type publisher: %w", err)
+	}
 	if o.Sharding {
 		sh, err := newSharder(mgr, o, log)
 		if err != nil {
@@ -129,24 +128,3 @@ func (op *Operator) DatabaseCheck() healthz.Checker {
 
 // settleDelay is how long to wait for a change that is on its way (a run stopping).
 const settleDelay = 200 * time.Millisecond
-
-// TaskCache restricts the manager's cache of BackgroundTasks to those assigned to identity,
-// for sharding: add it to cache.Options.ByObject. A replica then holds in memory only the
-// tasks it runs.
-func TaskCache(identity string) map[client.Object]cache.ByObject {
-	return map[client.Object]cache.ByObject{
-		&v1alpha1.BackgroundTask{}: {Label: labels.SelectorFromSet(labels.Set{sharding.LabelShard: identity})},
-	}
-}
-
-// LeaseCache restricts the manager's cache of Leases to the membership Leases in namespace:
-// add it to cache.Options.ByObject. Without it, the first Lease read would start a cluster-wide
-// informer that follows every node's heartbeat.
-func LeaseCache(namespace string) map[client.Object]cache.ByObject {
-	return map[client.Object]cache.ByObject{
-		&coordinationv1.Lease{}: {
-			Namespaces: map[string]cache.Config{namespace: {}},
-			Label:      labels.SelectorFromSet(labels.Set{membership.LabelMember: "true"}),
-		},
-	}
-}

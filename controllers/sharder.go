@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -47,12 +46,16 @@ type sharder struct {
 	tasks     cache.Cache   // metadata of every BackgroundTask
 	leases    client.Reader // the manager's cache of membership Leases
 	namespace string
-	workers   int
-	clock     clock.PassiveClock
-	resync    *wake
-	view      atomic.Pointer[ringView]
-	moves     *prometheus.CounterVec
-	log       logr.Logger
+	// deployment is this operator deployment: its members form the ring; serves says which
+	// task types it runs (the others belong to other deployments' sharders).
+	deployment string
+	serves     func(taskName string) bool
+	workers    int
+	clock      clock.PassiveClock
+	resync     *wake
+	view       atomic.Pointer[ringView]
+	moves      *prometheus.CounterVec
+	log        logr.Logger
 }
 
 // ringView is the ring of the live replicas, rebuilt when they change.
@@ -63,15 +66,8 @@ type ringView struct {
 
 func (v *ringView) isLive(m string) bool { return v.live[m] }
 
-// taskMeta is an empty metadata-only BackgroundTask, for the sharder's cache and patches.
-func taskMeta() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(v1alpha1.GroupVersion().WithKind("BackgroundTask"))
-	return m
-}
-
 func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) {
-	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: cache.TransformStripManagedFields()}
+	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: withoutPayload()}
 	if len(o.Namespaces) > 0 {
 		copts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.Namespaces {
@@ -84,6 +80,7 @@ func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) 
 	}
 	s := &sharder{
 		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace, clock: o.Clock,
+		deployment: o.deployment(), serves: o.Registry.Has,
 		workers: o.MaxConcurrentReconciles,
 		resync:  newWake(), log: log.WithName("sharder"),
 		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -113,7 +110,7 @@ func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
 	assignment := predicate.Funcs{UpdateFunc: assignmentMoved}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("backgroundtask-sharder").
-		WatchesRawSource(source.Kind[client.Object](s.tasks, taskMeta(), &handler.EnqueueRequestForObject{}, assignment)).
+		WatchesRawSource(source.Kind[client.Object](s.tasks, &v1alpha1.BackgroundTask{}, &handler.EnqueueRequestForObject{}, assignment)).
 		WatchesRawSource(s.resync.source()).
 		// As many workers as the reconciler: after a replica died, each of its tasks waits for
 		// one label write, and those are what a takeover takes beyond the lease.
@@ -139,10 +136,10 @@ func (s *sharder) Start(ctx context.Context) error {
 func (s *sharder) refresh(ctx context.Context) error {
 	var leases coordinationv1.LeaseList
 	if err := s.leases.List(ctx, &leases, client.InNamespace(s.namespace),
-		client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{membership.LabelMember: "true"})}); err != nil {
+		client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{membership.LabelMember: s.deployment})}); err != nil {
 		return fmt.Errorf("list membership Leases: %w", err)
 	}
-	members, _ := membership.Live(leases.Items, s.clock.Now())
+	members, _ := membership.Live(leases.Items, s.deployment, s.clock.Now())
 	live := map[string]bool{}
 	for _, m := range members {
 		live[m] = true
@@ -153,8 +150,7 @@ func (s *sharder) refresh(ctx context.Context) error {
 	sorted := slices.Sorted(maps.Keys(live))
 	s.view.Store(&ringView{ring: sharding.NewRing(sorted, 0), live: live})
 	s.log.Info("replicas changed; spreading the tasks again", "replicas", sorted)
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(v1alpha1.GroupVersion().WithKind("BackgroundTaskList"))
+	list := &v1alpha1.BackgroundTaskList{}
 	if err := s.tasks.List(ctx, list); err != nil {
 		return fmt.Errorf("list tasks: %w", err)
 	}
@@ -170,9 +166,12 @@ func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if view == nil {
 		return ctrl.Result{RequeueAfter: membershipPoll}, nil // the membership has not been read yet
 	}
-	m := taskMeta()
+	m := &v1alpha1.BackgroundTask{}
 	if err := s.tasks.Get(ctx, req.NamespacedName, m); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !s.serves(m.Spec.TaskName) {
+		return ctrl.Result{}, nil // another deployment's task type: its own sharder assigns it
 	}
 	move := sharding.Next(sharding.LabelsOf(m.Labels), view.ring.Assign(string(m.UID)), view.isLive)
 	if !move.Patch {
@@ -192,7 +191,7 @@ func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 // write sets the assignment labels of the object it read, guarded by its uid and
 // resourceVersion: a replica that removed the labels meanwhile (drained) is never overwritten
 // with what the sharder saw before.
-func (s *sharder) write(ctx context.Context, m *metav1.PartialObjectMetadata, want sharding.Labels) error {
+func (s *sharder) write(ctx context.Context, m *v1alpha1.BackgroundTask, want sharding.Labels) error {
 	lbl := map[string]any{sharding.LabelShard: nil, sharding.LabelDrain: nil}
 	if want.Shard != "" {
 		lbl[sharding.LabelShard] = want.Shard

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -146,6 +145,10 @@ type operatorConfig struct {
 	// sharding makes the operator one of several active replicas (leader election on, for the
 	// sharder; its cache holds the tasks assigned to it).
 	sharding bool
+	// deployment names the operator's deployment (default: the default one); register replaces
+	// the task types of the test (built-ins and test types).
+	deployment string
+	register   func(*runner.Registry) error
 }
 
 // startOperator starts an operator watching the harness namespace. It is stopped at cleanup.
@@ -163,11 +166,11 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	// Leases long enough that a loaded machine (tests run in parallel, with -race) does not
 	// stall a renewal past the deadline; takeovers in tests come from released Leases.
 	lease, renew, retry := 10*time.Second, 7*time.Second, time.Second
-	byObject := controllers.LeaseCache(h.ns)
 	if cfg.sharding {
 		cfg.leaderElect = true
-		maps.Copy(byObject, controllers.TaskCache(cfg.identity))
 	}
+	byObject := controllers.CacheByObject(controllers.Options{Namespace: h.ns, Deployment: cfg.deployment,
+		Identity: cfg.identity, Sharding: cfg.sharding})
 	opts := ctrl.Options{
 		Scheme:                        kube.Scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
@@ -175,7 +178,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: byObject},
 		Controller:                    ctrlConfigSkipNameValidation(),
 		LeaderElection:                cfg.leaderElect,
-		LeaderElectionID:              "taskpilot-test",
+		LeaderElectionID:              "taskpilot-test-" + cfg.deployment,
 		LeaderElectionNamespace:       h.ns,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &lease,
@@ -189,13 +192,18 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	require.NoError(h.t, err)
 	metrics := prometheus.NewRegistry()
 	reg := runner.NewRegistry()
-	require.NoError(h.t, runner.RegisterBuiltins(reg))
-	h.registerTestTypes(reg)
+	if cfg.register != nil {
+		require.NoError(h.t, cfg.register(reg))
+	} else {
+		require.NoError(h.t, runner.RegisterBuiltins(reg))
+		h.registerTestTypes(reg)
+	}
 	op, err := controllers.Setup(mgr, controllers.Options{
 		Store:              repo,
 		Registry:           reg,
 		Identity:           cfg.identity,
 		Namespace:          h.ns,
+		Deployment:         cfg.deployment,
 		LeaseDuration:      lease,
 		RenewDeadline:      renew,
 		RetryPeriod:        retry,

@@ -25,11 +25,12 @@ func TestFlagDefaults(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://x@y/z")
 	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--max-concurrent-tasks=7", "--kubeconfig=/tmp/kc"})
 	require.NoError(t, err)
-	require.Equal(t, "postgres://x@y/z", cfg.databaseURL, "--database-url defaults to $DATABASE_URL")
-	require.Equal(t, 7, cfg.maxConcurrentTasks)
-	require.Equal(t, "/tmp/kc", cfg.kubeconfig)
-	require.False(t, cfg.leaderElect, "off for local runs; the Deployment turns it on")
-	require.Equal(t, 10*time.Second, cfg.progressInterval)
+	require.Equal(t, "postgres://x@y/z", cfg.DatabaseURL, "--database-url defaults to $DATABASE_URL")
+	require.Equal(t, 7, cfg.MaxConcurrentTasks)
+	require.Equal(t, "/tmp/kc", cfg.Kubeconfig)
+	require.False(t, cfg.LeaderElect, "off for local runs; the Deployment turns it on")
+	require.Equal(t, 10*time.Second, cfg.ProgressUpdateInterval)
+	require.Equal(t, "taskpilot", cfg.Deployment, "one deployment needs no name")
 
 	_, _, err = parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--kubeconfig=/dev/null"})
 	require.NoError(t, err, "--kubeconfig is accepted (make dev passes it)")
@@ -53,10 +54,11 @@ func TestUsageNeverPrintsTheDatabasePassword(t *testing.T) {
 func TestIdentityAndNamespaceDefaults(t *testing.T) {
 	t.Setenv("POD_NAME", "taskpilot-7d9f-abcde")
 	t.Setenv("POD_NAMESPACE", "taskpilot-system")
+	t.Setenv("DATABASE_URL", "postgres://x@y/z")
 	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), nil)
 	require.NoError(t, err)
-	require.Equal(t, "taskpilot-7d9f-abcde", cfg.identity, "the pod name is unique among replicas")
-	require.Equal(t, "taskpilot-system", cfg.leaderElectionNamespace)
+	require.Equal(t, "taskpilot-7d9f-abcde", cfg.Identity, "the pod name is unique among replicas")
+	require.Equal(t, "taskpilot-system", cfg.Namespace)
 }
 
 func TestMemoryBudget(t *testing.T) {

@@ -10,8 +10,9 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
-// leaderElectionID names the leader-election Lease.
-const leaderElectionID = "taskpilot.tasks.taskpilot.dev"
+// leaderElectionID names the leader-election Lease of a deployment: each taskpilot deployment
+// of a cluster elects its own leader.
+func leaderElectionID(deployment string) string { return deployment + ".tasks.taskpilot.dev" }
 
 // leaderLock is the leader-election Lease held under this process's identity (--identity, the
 // pod name), the same name it owns tasks under. controller-runtime's default lock names the
@@ -19,10 +20,10 @@ const leaderElectionID = "taskpilot.tasks.taskpilot.dev"
 // previous Lease to expire (15 s) before it could lead again; under a stable identity it takes
 // its Lease back at once, as it takes back its membership Lease. Like the membership, this
 // needs the identity to be unique among live replicas.
-func leaderLock(cfg *rest.Config, c config) (resourcelock.Interface, error) {
+func leaderLock(cfg *rest.Config, c Options) (resourcelock.Interface, error) {
 	cfg = rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election")
 	// A hung request must not outlast the renew deadline (controller-runtime does the same).
-	cfg.Timeout = max(c.renewDeadline/2, time.Second)
+	cfg.Timeout = max(c.RenewDeadline/2, time.Second)
 	core, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("leader election client: %w", err)
@@ -31,8 +32,8 @@ func leaderLock(cfg *rest.Config, c config) (resourcelock.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("leader election client: %w", err)
 	}
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.leaderElectionNamespace, leaderElectionID,
-		core, coordination, resourcelock.ResourceLockConfig{Identity: c.identity})
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.Namespace, leaderElectionID(c.Deployment),
+		core, coordination, resourcelock.ResourceLockConfig{Identity: c.Identity})
 	if err != nil {
 		return nil, fmt.Errorf("leader election lock: %w", err)
 	}

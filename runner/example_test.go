@@ -10,12 +10,26 @@ import (
 	"github.com/taskpilot/taskpilot/runner"
 )
 
-// This file holds the "write your own task type" example of docs/runner.md
-// so that it is compiled and run by go test.
+// This file holds the task type of docs/runner.md's tutorial, so that it is compiled and run by
+// go test.
 
-// PrimesParams are the params of the example "primes" task type.
+// PrimesParams are the params of the "primes" task type. Their TaskName names the type; the
+// jsonschema tags describe the fields in the schema the operator publishes.
 type PrimesParams struct {
-	Limit int `json:"limit"` // count primes below limit, required, > 1
+	// Limit: count the primes below it.
+	Limit int `json:"limit" jsonschema:"required,minimum=2,description=count the primes below this number,example=100000"`
+}
+
+// TaskName names the task type (spec.taskName).
+func (PrimesParams) TaskName() string { return "primes" }
+
+// Validate checks what the JSON types cannot; the task fails with InvalidParams and this
+// message otherwise.
+func (p PrimesParams) Validate() error {
+	if p.Limit < 2 {
+		return errors.New(`"limit" must be at least 2`)
+	}
+	return nil
 }
 
 type primesCheckpoint struct {
@@ -28,17 +42,7 @@ type primesTask struct {
 	p           PrimesParams
 }
 
-// NewPrimesTask is the Factory: strict decoding, errors a user can act on.
-func NewPrimesTask(raw json.RawMessage) (runner.Task, error) {
-	var p PrimesParams
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("decode params: %w", err)
-	}
-	if p.Limit < 2 {
-		return nil, errors.New(`"limit" must be at least 2`)
-	}
-	return &primesTask{p: p}, nil
-}
+func newPrimesTask(p PrimesParams) (runner.Task, error) { return &primesTask{p: p}, nil }
 
 func (t *primesTask) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
 	var cp primesCheckpoint
@@ -81,12 +85,12 @@ func (s printSink) Transition(t runner.Transition) {
 	}
 }
 
+// Example registers a typed task type and runs it through a runner, as the operator does.
 func Example() {
 	reg := runner.NewRegistry()
-	if err := runner.RegisterBuiltins(reg); err != nil {
+	if err := runner.Register(reg, "Counts the primes below a limit", newPrimesTask); err != nil {
 		panic(err)
 	}
-	reg.MustRegister("primes", NewPrimesTask)
 
 	sink := printSink{done: make(chan struct{})}
 	r, err := runner.New(runner.Options{Registry: reg, Sink: sink})

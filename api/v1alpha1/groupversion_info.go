@@ -30,10 +30,10 @@ func GroupVersion() schema.GroupVersion {
 	return schema.GroupVersion{Group: Group, Version: Version}
 }
 
-// AddToScheme registers BackgroundTask and BackgroundTaskList with s.
+// AddToScheme registers the API's kinds (BackgroundTask, TaskType and their lists) with s.
 func AddToScheme(s *runtime.Scheme) error {
 	gv := GroupVersion()
-	s.AddKnownTypes(gv, &BackgroundTask{}, &BackgroundTaskList{})
+	s.AddKnownTypes(gv, &BackgroundTask{}, &BackgroundTaskList{}, &TaskType{}, &TaskTypeList{})
 	metav1.AddToGroupVersion(s, gv)
 	return nil
 }

@@ -85,7 +85,7 @@ func (m *Member) fill(l *coordinationv1.Lease, epoch int64, acquire bool) {
 	if l.Annotations == nil {
 		l.Annotations = map[string]string{}
 	}
-	l.Labels[LabelMember] = "true"
+	l.Labels[LabelMember] = m.opts.Deployment
 	l.Annotations[AnnotationEpoch] = strconv.FormatInt(epoch, 10)
 	now := m.microNow()
 	l.Spec.HolderIdentity = ptr.To(m.opts.Identity)

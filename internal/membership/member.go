@@ -22,7 +22,9 @@ import (
 )
 
 const (
-	// LabelMember marks the membership Leases, so the operator's cache can watch just them.
+	// LabelMember marks the membership Leases with the operator deployment their replicas
+	// belong to, so a replica's cache watches just its own deployment's, and replicas of
+	// another deployment never join its hash ring.
 	LabelMember = "tasks.taskpilot.dev/member"
 	// AnnotationEpoch records the fencing token of the process holding the Lease.
 	AnnotationEpoch = "tasks.taskpilot.dev/epoch"
@@ -55,6 +57,9 @@ type Options struct {
 	Namespace string
 	// Identity names this process; it must be unique among live processes (the pod name).
 	Identity string
+	// Deployment names the operator deployment this process belongs to (the value of its
+	// Lease's LabelMember).
+	Deployment string
 	// LeaseDuration is how long others wait after the last renewal before they consider
 	// this process gone; RenewDeadline (shorter) is how long this process keeps running
 	// tasks after the start of its last successful renewal; RetryPeriod is how often it
@@ -85,8 +90,8 @@ type Member struct {
 
 // New checks opts and returns a Member that has not joined yet.
 func New(opts Options) (*Member, error) {
-	if opts.Client == nil || opts.APIReader == nil || opts.NextEpoch == nil || opts.Namespace == "" || opts.Identity == "" {
-		return nil, errors.New("membership: Client, APIReader, NextEpoch, Namespace and Identity are required")
+	if opts.Client == nil || opts.APIReader == nil || opts.NextEpoch == nil || opts.Namespace == "" || opts.Identity == "" || opts.Deployment == "" {
+		return nil, errors.New("membership: Client, APIReader, NextEpoch, Namespace, Identity and Deployment are required")
 	}
 	opts.LeaseDuration = orDefault(opts.LeaseDuration, DefaultLeaseDuration)
 	opts.RenewDeadline = orDefault(opts.RenewDeadline, DefaultRenewDeadline)

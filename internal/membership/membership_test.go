@@ -64,7 +64,7 @@ func newWorld(t *testing.T) *world {
 func (w *world) member(identity string, clk *clocktesting.FakeClock) *membership.Member {
 	w.t.Helper()
 	opts := membership.Options{
-		Client: w.c, APIReader: w.c, Namespace: w.ns, Identity: identity,
+		Client: w.c, APIReader: w.c, Namespace: w.ns, Identity: identity, Deployment: "taskpilot",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		NextEpoch: func(context.Context) (int64, error) { return w.epochs.Add(1), nil },
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,8 +74,12 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *u
 func TestDefaultDeploymentIsHardened(t *testing.T) {
 	objs := render(t, filepath.Join(kubetest.RepoRoot(), "config", "default"))
 
+	clusterScoped := []string{"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetKind() != "Namespace" {
+		if slices.Contains(clusterScoped, o.GetKind()) {
+			require.Empty(t, o.GetNamespace(), "%s %s is cluster-scoped", o.GetKind(), o.GetName())
+		} else {
 			require.Equal(t, "taskpilot-system", o.GetNamespace(), "%s %s", o.GetKind(), o.GetName())
 		}
 	}
@@ -83,6 +88,12 @@ func TestDefaultDeploymentIsHardened(t *testing.T) {
 	find(t, objs, "Service", "taskpilot-controller-manager-metrics")
 	find(t, objs, "PodDisruptionBudget", "taskpilot-controller-manager")
 	find(t, objs, "Role", "taskpilot-leader-election-role")
+	find(t, objs, "CustomResourceDefinition", "tasktypes.tasks.taskpilot.dev")
+	find(t, objs, "Role", "taskpilot-catalog-role")
+	binding := find(t, objs, "ValidatingAdmissionPolicyBinding", "task-types.tasks.taskpilot.dev")
+	ref, _, _ := unstructured.NestedStringMap(binding.Object, "spec", "paramRef")
+	require.Equal(t, "taskpilot-system", ref["namespace"], "the catalog is in the operator's namespace")
+	require.Equal(t, "taskpilot-task-types", ref["name"])
 
 	var dep appsv1.Deployment
 	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "Deployment", "taskpilot-controller-manager").Object, &dep))

@@ -23,40 +23,16 @@ const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/js
 
 // getTable reads the tasks in scope as the API server's table, as `kubectl get bgt` does.
 func getTable(ctx context.Context, cfg *rest.Config, sc *scope) (*metav1.Table, error) {
-	rc, err := tasksRESTClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	get := func(name string) (*metav1.Table, error) {
-		req := rc.Get().Resource("backgroundtasks").SetHeader("Accept", tableAccept).
-			Param("includeObject", string(metav1.IncludeMetadata))
-		if sc.namespace != "" {
-			req = req.Namespace(sc.namespace)
-		}
-		if name != "" {
-			req = req.Name(name)
-		} else if !sc.sel.Empty() {
-			req = req.Param("labelSelector", sc.sel.String())
-		}
-		raw, err := req.DoRaw(ctx)
-		if err != nil {
-			if name != "" {
-				return nil, fmt.Errorf("get %s: %w", name, err)
-			}
-			return nil, fmt.Errorf("list BackgroundTasks: %w", err)
-		}
-		var t metav1.Table
-		if err := json.Unmarshal(raw, &t); err != nil {
-			return nil, fmt.Errorf("read the API server's table: %w", err)
-		}
-		return &t, nil
-	}
 	if len(sc.names) == 0 {
-		return get("")
+		selector := ""
+		if !sc.sel.Empty() {
+			selector = sc.sel.String()
+		}
+		return getResourceTable(ctx, cfg, "backgroundtasks", sc.namespace, "", selector)
 	}
 	var all *metav1.Table
 	for _, n := range sc.names {
-		t, err := get(n)
+		t, err := getResourceTable(ctx, cfg, "backgroundtasks", sc.namespace, n, "")
 		if err != nil {
 			return nil, err
 		}
@@ -67,6 +43,37 @@ func getTable(ctx context.Context, cfg *rest.Config, sc *scope) (*metav1.Table, 
 		}
 	}
 	return all, nil
+}
+
+// getResourceTable reads resource of tasks.taskpilot.dev/v1alpha1 as the API server's table:
+// one object (name), or a list (in namespace, "" for all or for a cluster-scoped resource,
+// matching selector).
+func getResourceTable(ctx context.Context, cfg *rest.Config, resource, namespace, name, selector string) (*metav1.Table, error) {
+	rc, err := tasksRESTClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	req := rc.Get().Resource(resource).SetHeader("Accept", tableAccept).Param("includeObject", string(metav1.IncludeMetadata))
+	if namespace != "" {
+		req = req.Namespace(namespace)
+	}
+	if name != "" {
+		req = req.Name(name)
+	} else if selector != "" {
+		req = req.Param("labelSelector", selector)
+	}
+	raw, err := req.DoRaw(ctx)
+	if err != nil {
+		if name != "" {
+			return nil, fmt.Errorf("get %s: %w", name, err)
+		}
+		return nil, fmt.Errorf("list %s: %w", resource, err)
+	}
+	var t metav1.Table
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, fmt.Errorf("read the API server's table: %w", err)
+	}
+	return &t, nil
 }
 
 // tasksRESTClient talks to the tasks.taskpilot.dev/v1alpha1 API.

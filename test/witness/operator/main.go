@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	ctrl "sigs.k8s.io/controller-runtime"
-
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/witness"
@@ -20,15 +18,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "taskpilot (chaos): %v\n", err)
 		os.Exit(1)
 	}
-	err = operator.Main(ctrl.SetupSignalHandler(), os.Args[1:], func(r *runner.Registry) error {
+	code := operator.Run(func(r *runner.Registry) error {
 		if err := runner.RegisterBuiltins(r); err != nil {
 			return err
 		}
 		return witness.Register(r, rec)
 	})
 	rec.Close()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "taskpilot (chaos): %s\n", operator.OneLine(err))
-		os.Exit(1)
-	}
+	os.Exit(code)
 }

@@ -1,0 +1,154 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/taskpilot/taskpilot/runner"
+)
+
+// Register adds task types to an operator's registry: runner.Register for each typed task
+// type (runner.RegisterBuiltins adds taskpilot's own).
+type Register func(*runner.Registry) error
+
+// Run is a whole operator's main function: it runs Main with the command-line arguments until
+// SIGTERM or SIGINT, prints an error on one line, and returns the exit code.
+//
+//	func main() { os.Exit(operator.Run(register)) }
+func Run(register Register) int {
+	err := Main(ctrl.SetupSignalHandler(), os.Args[1:], register)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // -h printed the flags
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "%s: %s\n", filepath.Base(os.Args[0]), OneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// Main runs a complete operator with the command-line arguments args (without the program
+// name) until ctx is done: flags, logging, PostgreSQL (migrated at start-up), a manager with
+// metrics, probes and leader election, and the operator with register's task types. Every
+// taskpilot binary, this repository's main.go included, is this call.
+func Main(ctx context.Context, args []string, register Register) error {
+	fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
+	o, zopts, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+
+	restCfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("no Kubernetes API to talk to: %w (set --kubeconfig or KUBECONFIG, or run in a cluster)", err)
+	}
+	restCfg.QPS = float32(o.KubeAPIQPS)
+	restCfg.Burst = o.KubeAPIBurst
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := AddToScheme(scheme); err != nil {
+		return err
+	}
+	var lock resourcelock.Interface
+	if o.LeaderElect {
+		if lock, err = leaderLock(restCfg, o); err != nil {
+			return err
+		}
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        leaderElectionID(o.Deployment),
+		LeaderElectionNamespace: o.Namespace,
+		// Held under --identity, so a restarted replica leads again at once (leaderlock.go).
+		LeaderElectionResourceLockInterface: lock,
+		// Nothing reads managedFields: the cache keeps objects without them (about a third of a
+		// small BackgroundTask's bytes), which is memory per task.
+		Cache:                         cache.Options{ByObject: CacheByObject(o), DefaultTransform: cache.TransformStripManagedFields()},
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.LeaseDuration,
+		RenewDeadline:                 &o.RenewDeadline,
+		RetryPeriod:                   &o.RetryPeriod,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	op, err := Add(ctx, mgr, o, register)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = op.Close() }()
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("database", op.ReadyCheck()); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("starting taskpilot", "deployment", o.Deployment, "identity", o.Identity,
+		"task-types", op.registry.Names(), "max-concurrent-tasks", o.MaxConcurrentTasks, "leader-elect", o.LeaderElect, "sharding", o.Sharding)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("manager stopped: %w", err)
+	}
+	return nil
+}
+
+// parseFlags reads args into the default Options and the logger's options, then completes them.
+func parseFlags(fs *flag.FlagSet, args []string) (Options, zap.Options, error) {
+	o := NewOptions()
+	o.BindFlags(fs)
+	zopts := zap.Options{Development: false}
+	zopts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, zopts, err
+	}
+	return o, zopts, o.Complete()
+}
+
+// restConfig loads the API server's address and credentials from kubeconfig, or as kubectl
+// does when it is empty.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+// redactedDatabase names the database for logs and errors without its password.
+func redactedDatabase(raw string) string {
+	if pc, err := pgx.ParseConfig(raw); err == nil {
+		return fmt.Sprintf("%s:%d/%s (user %s)", pc.Host, pc.Port, pc.Database, pc.User)
+	}
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
+// OneLine flattens an error for a one-line message: drivers report multi-line errors (one line
+// per address tried).
+func OneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
