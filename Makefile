@@ -51,20 +51,23 @@ fmt: ## go fmt.
 	go fmt ./...
 
 .PHONY: vet
-vet: ## go vet.
+vet: ## go vet (this module and examples/).
 	go vet ./...
+	cd examples && go vet ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml).
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml) on this module and examples/.
 	$(GOLANGCI_LINT) run ./...
+	cd examples && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from Go modules into bin/k8s (once; ~10 min cold).
 	ENVTEST_ASSETS=$(ENVTEST_ASSETS) hack/build-controlplane.sh
 
 .PHONY: test
-test: envtest build $(KUSTOMIZE) vet lint verify-generated chromium ## Everything CI runs: vet, lint, stale-manifest check, unit + integration + e2e tests (-race).
+test: envtest build $(KUSTOMIZE) vet lint verify-generated chromium ## Everything CI runs: vet, lint, stale-manifest check, unit + integration + e2e tests (-race), and the examples/ module against this checkout.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUSTOMIZE=$(KUSTOMIZE) $(GO_TEST) ./...
+	cd examples && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO_TEST) ./...
 
 .PHONY: test-e2e
 test-e2e: envtest build chromium ## End-to-end: drive `make dev` with kubectl, psql, kubectl taskpilot and a browser like a user; screenshots in bin/e2e.

@@ -142,6 +142,27 @@ func TestShardedOverlayRunsThreeActiveReplicas(t *testing.T) {
 	require.NotContains(t, spec, "minAvailable")
 }
 
+// TestTheExampleOverlayRunsBesideTaskpilot: examples/config deploys a team's operator from
+// taskpilot's config/ with only its image, its flags and its own pod selector changed.
+func TestTheExampleOverlayRunsBesideTaskpilot(t *testing.T) {
+	objs := render(t, filepath.Join(kubetest.RepoRoot(), "examples", "config"))
+	var dep appsv1.Deployment
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "Deployment", "linkcheck-taskpilot-controller-manager").Object, &dep))
+	c := dep.Spec.Template.Spec.Containers[0]
+	require.Equal(t, "registry.example/linkcheck-operator:v0.1.0", c.Image)
+	require.Contains(t, c.Args, "--deployment=linkcheck")
+	require.Equal(t, "taskpilot-system", dep.Namespace, "next to taskpilot, sharing the task-type catalog")
+	require.Equal(t, "linkcheck", dep.Spec.Selector.MatchLabels["app.kubernetes.io/instance"])
+	svc := find(t, objs, "Service", "linkcheck-taskpilot-controller-manager-metrics")
+	sel, _, _ := unstructured.NestedStringMap(svc.Object, "spec", "selector")
+	require.Equal(t, "linkcheck", sel["app.kubernetes.io/instance"], "its Service selects its own pods only")
+
+	var base appsv1.Deployment
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(
+		find(t, render(t, filepath.Join(kubetest.RepoRoot(), "config", "default")), "Deployment", "taskpilot-controller-manager").Object, &base))
+	require.Equal(t, "taskpilot", base.Spec.Selector.MatchLabels["app.kubernetes.io/instance"])
+}
+
 // TestTheImageBuildContextHoldsEveryPackageTheOperatorImports: the Dockerfile copies the module
 // minus what .dockerignore keeps out; no package the operator binary imports may be among it,
 // or the image (built elsewhere, no Docker engine here) would not compile.
