@@ -26,7 +26,9 @@ type SharedParams struct{}
 // TaskName names the type.
 func (SharedParams) TaskName() string { return "served-twice" }
 
-func newShared(SharedParams) (runner.Task, error) { return &report{p: ReportParams{Month: "2026-01"}}, nil }
+func newShared(SharedParams) (runner.Task, error) {
+	return &report{p: ReportParams{Month: "2026-01"}}, nil
+}
 
 // TestTwoDeploymentsEachRunTheirOwnTypes: one cluster, two operators built with the public
 // package, each with its own task types. Each runs only its types, publishes them as TaskTypes
