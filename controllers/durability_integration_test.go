@@ -63,8 +63,8 @@ func newHarnessWithOwnDatabaseServer(t *testing.T) (*harness, *pgtest.Server) {
 	return h, srv
 }
 
-// TestOperatorRestartResumesFromCheckpoint is the seed's "load RUNNING/PAUSED tasks on
-// startup": a manager is stopped and a new one started in the same test.
+// TestOperatorRestartResumesFromCheckpoint: tasks Running or Paused when the operator stopped
+// are loaded again when it starts: a manager is stopped and a new one started in the same test.
 func TestOperatorRestartResumesFromCheckpoint(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{})
@@ -86,12 +86,13 @@ func TestOperatorRestartResumesFromCheckpoint(t *testing.T) {
 	parkedCheckpoint := h.checkpointNext(string(parked.UID))
 	require.Positive(t, longCheckpoint)
 
-	h.startOperator(operatorConfig{})
+	second := h.startOperator(operatorConfig{})
 	done := h.waitPhase("long", v1alpha1.PhaseFinished)
 	require.Equal(t, longCheckpoint, resultStartedAt(t, done), "resumed from the last checkpoint, not from zero")
 	require.Equal(t, int32(1), done.Status.Attempt, "resuming is not a new attempt")
 
-	time.Sleep(200 * time.Millisecond)
+	h.settle(second, "parked")
+	h.settle(second, "queued")
 	require.Equal(t, v1alpha1.PhasePaused, h.get("parked").Status.Phase, "a paused task comes back paused")
 	require.Equal(t, v1alpha1.PhasePending, h.get("queued").Status.Phase, "a pending task stays pending")
 	h.patchSpec("parked", `{"state":"Running"}`)

@@ -14,8 +14,8 @@ import (
 
 // engine runs what makes this process a task owner, in order: join (a fencing token and a
 // membership Lease), then the journal's writers and the runner, then the sweep (whose first
-// pass is the seed's "load RUNNING/PAUSED tasks on startup"). On the way out it goes in
-// reverse: stop every run (nothing is recorded for them, so their next owner resumes them),
+// pass loads the tasks that were Running or Paused when their owner stopped). On the way out it
+// goes in reverse: stop every run (nothing is recorded for them, so their next owner resumes them),
 // flush the journal, and release the Lease last, so that no other process takes over a task
 // that still runs here. If the Lease is lost, Start returns membership.ErrLost and the process
 // exits, to come back with a new fencing token.

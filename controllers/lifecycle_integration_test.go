@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/runner"
 )
 
 func TestFullLifecycle(t *testing.T) {
@@ -48,7 +49,7 @@ func TestFullLifecycle(t *testing.T) {
 
 	// GitOps safety: re-applying the same spec never reruns finished work.
 	h.patchSpec("count", `{"state":"Running"}`)
-	time.Sleep(300 * time.Millisecond) // give a wrong rerun the chance to happen
+	h.settle(h.op, "count") // a wrong rerun would have started by then
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
 	require.Empty(t, h.events(uid), "a task that just ran and finished costs no Event")
 
@@ -76,8 +77,10 @@ func TestPauseResumeKeepsProgress(t *testing.T) {
 	require.Equal(t, lifecycle.DesiredPaused, h.waitRow(uid, lifecycle.Paused).DesiredState, "spec.state is mirrored for SQL users")
 	progress := paused.Status.Progress
 	require.NotEmpty(t, progress)
-	time.Sleep(300 * time.Millisecond) // a paused task must not advance
-	require.Equal(t, progress, h.get("steps").Status.Progress)
+	snap, ok := h.op.op.Runner.Snapshot(runner.Key(uid))
+	require.True(t, ok)
+	require.Equal(t, lifecycle.Paused, snap.Status, "the run is parked at its pause point: it cannot advance")
+	require.Equal(t, progress, snap.Progress)
 
 	h.patchSpec("steps", `{"state":"Running"}`)
 	done := h.waitPhase("steps", v1alpha1.PhaseFinished)
@@ -92,7 +95,7 @@ func TestCreatedPausedStaysPending(t *testing.T) {
 	h.startOperator(operatorConfig{})
 	bt := h.create("later", "countdown", `{"from":2,"interval":"10ms"}`, func(b *v1alpha1.BackgroundTask) { b.Spec.State = v1alpha1.DesiredPaused })
 	h.waitPhase("later", v1alpha1.PhasePending, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, "AsDesired"))
-	time.Sleep(300 * time.Millisecond)
+	h.settle(h.op, "later")
 	require.Equal(t, v1alpha1.PhasePending, h.get("later").Status.Phase)
 	require.Equal(t, int32(0), h.get("later").Status.Attempt)
 
@@ -221,7 +224,8 @@ func TestUnknownTypeAndInvalidParamsFailWithoutRetry(t *testing.T) {
 	for _, bt := range []*v1alpha1.BackgroundTask{unknown, invalid} {
 		h.waitRow(string(bt.UID), lifecycle.Failed)
 	}
-	time.Sleep(500 * time.Millisecond) // a retry loop would show up as more history
+	h.settle(h.op, "unknown") // a retry loop would show up as more history
+	h.settle(h.op, "invalid")
 	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(string(unknown.UID)))
 	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(string(invalid.UID)))
 	require.Eventually(t, func() bool {

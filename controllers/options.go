@@ -20,9 +20,9 @@ import (
 const (
 	DefaultMaxConcurrentReconciles = 16
 	// DefaultStatusWorkers bounds the status writes in flight. Status writes share the API
-	// server with the users' own patches and with the watch that brings their changes here: with
-	// 16 in flight a burst of 1,000 pauses waited p99 0.8 s from patch to runner, with 8 0.36 s,
-	// at the same throughput (docs/benchmarks.md): act first, report later.
+	// server with the users' own patches and with the watch that brings their changes here, so
+	// fewer in flight let a spec change reach the runner sooner, and more let statuses catch up
+	// sooner after a burst (docs/benchmarks.md has the trade-off): act first, report later.
 	DefaultStatusWorkers        = 8
 	DefaultDatabaseTimeout      = 5 * time.Second
 	DefaultProgressInterval     = 10 * time.Second

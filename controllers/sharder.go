@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,6 +56,7 @@ type sharder struct {
 	resync     *wake
 	view       atomic.Pointer[ringView]
 	moves      *prometheus.CounterVec
+	replicas   prometheus.Gauge
 	log        logr.Logger
 }
 
@@ -88,8 +90,12 @@ func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) 
 			Help: "Assignment label writes by the sharder, by kind: assign (a new or drained task), drain (ask a live replica to hand a task over), move (from a gone replica), keep (a drain called off).",
 		}, []string{"kind"}),
 	}
+	s.replicas = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "taskpilot_sharder_replicas",
+		Help: "Live replicas the elected sharder spreads the tasks over (0 on the other replicas).",
+	})
 	if o.Metrics != nil {
-		if err := o.Metrics.Register(s.moves); err != nil {
+		if err := errors.Join(o.Metrics.Register(s.moves), o.Metrics.Register(s.replicas)); err != nil {
 			return nil, fmt.Errorf("sharder metrics: %w", err)
 		}
 	}
@@ -149,6 +155,7 @@ func (s *sharder) refresh(ctx context.Context) error {
 	}
 	sorted := slices.Sorted(maps.Keys(live))
 	s.view.Store(&ringView{ring: sharding.NewRing(sorted, 0), live: live})
+	s.replicas.Set(float64(len(sorted)))
 	s.log.Info("replicas changed; spreading the tasks again", "replicas", sorted)
 	list := &v1alpha1.BackgroundTaskList{}
 	if err := s.tasks.List(ctx, list); err != nil {

@@ -1,9 +1,9 @@
 package controllers_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zapcore"
@@ -51,21 +52,7 @@ const waitTimeout = 60 * time.Second
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel()))))
-	flag.Parse() // testing.Short needs the flags parsed; m.Run would parse them later
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	var err error
-	kube, err = kubetest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m, &pg)
-	if err := kube.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop envtest:", err)
-	}
-	os.Exit(code)
+	os.Exit(kubetest.Main(m, &kube, func() int { return pgtest.Main(m, &pg) }))
 }
 
 // zapLevel keeps test logs quiet unless TASKPILOT_TEST_LOG=debug.
@@ -84,10 +71,11 @@ type harness struct {
 	dbURL  string
 	c      client.Client // non-cached: assertions see the API server, not a cache
 	repo   *store.Repository
+	sql    *pgxpool.Pool // the test's own view of the database, for assertions in SQL
 	op     *operatorProcess
 	probes *probes
-	// operators counts the operators started, for unique identities.
-	operators int
+	// operators counts the operators started, for unique identities; settles the barriers.
+	operators, settles int
 }
 
 func newHarness(t *testing.T) *harness {
@@ -112,6 +100,9 @@ func newHarnessOn(t *testing.T, server func() *pgtest.Server) *harness {
 	h.repo, err = store.Open(ctx, store.Config{URL: h.dbURL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.repo.Close() })
+	h.sql, err = pgxpool.New(ctx, h.dbURL)
+	require.NoError(t, err)
+	t.Cleanup(h.sql.Close)
 	return h
 }
 
@@ -178,7 +169,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: byObject},
 		Controller:                    ctrlConfigSkipNameValidation(),
 		LeaderElection:                cfg.leaderElect,
-		LeaderElectionID:              "taskpilot-test-" + cfg.deployment,
+		LeaderElectionID:              "taskpilot-test-" + cmp.Or(cfg.deployment, controllers.DefaultDeployment),
 		LeaderElectionNamespace:       h.ns,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &lease,
@@ -288,6 +279,24 @@ func (h *harness) patchSpec(name string, spec string) {
 	require.NoError(h.t, h.c.Patch(h.ctx, bt, client.RawPatch("application/merge-patch+json", []byte(`{"spec":`+spec+`}`))))
 }
 
+// settle waits until the operator p has acted on everything it knew of the task name: it bumps
+// a spec field that changes nothing the task does (ttlSecondsAfterOutcome.stopped, a day or
+// more), which every controller of the operator reconciles, and waits until the status shows
+// that generation observed and the journal has nothing queued for the task. A decision the
+// operator would take by itself (a wrong retry, a rerun) has been taken by then: the condition
+// a test waits for instead of a sleep before asserting that something did not happen.
+func (h *harness) settle(p *operatorProcess, name string) {
+	h.t.Helper()
+	h.settles++
+	h.patchSpec(name, fmt.Sprintf(`{"ttlSecondsAfterOutcome":{"stopped":%d}}`, 86400+h.settles))
+	bt := h.get(name)
+	require.Eventually(h.t, func() bool {
+		cur := h.get(name)
+		v, tracked := p.op.Journal.View(string(cur.UID))
+		return cur.Status.ObservedGeneration >= bt.Generation && tracked && v.Backlog == 0
+	}, waitTimeout, 20*time.Millisecond, "the operator observes generation %d of %s", bt.Generation, name)
+}
+
 // waitPhase waits until the CR has phase (and the extra condition, if any).
 func (h *harness) waitPhase(name string, phase v1alpha1.Phase, extra ...func(*v1alpha1.BackgroundTask) bool) *v1alpha1.BackgroundTask {
 	h.t.Helper()
@@ -356,7 +365,7 @@ func (h *harness) requireStays(name string, window time.Duration, ok func(*v1alp
 func (h *harness) countRows(status string) int {
 	h.t.Helper()
 	var n int
-	require.NoError(h.t, h.repo.DB().Raw(`SELECT count(*) FROM background_tasks WHERE status = ? AND deleted_at IS NULL`, status).Scan(&n).Error)
+	require.NoError(h.t, h.sql.QueryRow(h.ctx, `SELECT count(*) FROM background_tasks WHERE status = $1 AND deleted_at IS NULL`, status).Scan(&n))
 	return n
 }
 

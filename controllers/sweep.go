@@ -24,8 +24,8 @@ import (
 )
 
 // sweeper compares the rows with the live BackgroundTasks, once when this process becomes a
-// task owner (the seed's "TaskManager loads RUNNING/PAUSED tasks on startup") and then
-// periodically:
+// task owner (how the tasks that were Running or Paused when their owner stopped are loaded
+// again) and then periodically:
 //   - an active row whose owner is gone (or that has none) and whose object exists is handed
 //     to the reconciler, which adopts it and resumes it from its checkpoint;
 //   - a row whose object is gone is soft-deleted (history kept): by the reconciler when this

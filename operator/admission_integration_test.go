@@ -1,19 +1,14 @@
 package operator_test
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
@@ -29,7 +24,7 @@ import (
 // before its params were checked can still be changed in other ways.
 func TestAdmissionRefusesWhatNoOperatorRuns(t *testing.T) {
 	w := newWorld(t)
-	w.installTaskTypePolicy()
+	require.NoError(t, kubetest.InstallTaskTypePolicy(w.ctx, w.c, w.ns, "-"+w.ns, map[string]string{"taskpilot-test": w.ns}))
 	w.start("builtins", runner.RegisterBuiltins)
 	require.Eventually(t, func() bool {
 		var cm corev1.ConfigMap
@@ -69,29 +64,4 @@ func TestAdmissionRefusesWhatNoOperatorRuns(t *testing.T) {
 		"changing the state of an accepted task is not checked again")
 	err = w.c.Patch(w.ctx, good, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"params":{"from":2,"bogus":true}}}`)))
 	require.ErrorContains(t, err, "spec.params.bogus", "changed params are checked again")
-}
-
-// installTaskTypePolicy creates config/admission's policy and a binding of it scoped to this
-// test's namespace, with this namespace's catalog as its parameter (the shipped binding names
-// taskpilot-system's for the whole cluster).
-func (w *world) installTaskTypePolicy() {
-	w.t.Helper()
-	raw, err := os.ReadFile(filepath.Join(kubetest.RepoRoot(), "config", "admission", "task_types_policy.yaml"))
-	require.NoError(w.t, err)
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-	var policy admissionv1.ValidatingAdmissionPolicy
-	var binding admissionv1.ValidatingAdmissionPolicyBinding
-	require.NoError(w.t, dec.Decode(&policy))
-	require.NoError(w.t, dec.Decode(&binding))
-	policy.Name = "task-types-" + w.ns
-	binding.Name, binding.Spec.PolicyName = policy.Name, policy.Name
-	binding.Spec.ParamRef.Namespace = w.ns
-	binding.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-		MatchLabels: map[string]string{"taskpilot-test": w.ns}}}
-	require.NoError(w.t, w.c.Create(w.ctx, &policy))
-	require.NoError(w.t, w.c.Create(w.ctx, &binding))
-	w.t.Cleanup(func() {
-		_ = w.c.Delete(w.ctx, &binding)
-		_ = w.c.Delete(w.ctx, &policy)
-	})
 }

@@ -2,8 +2,6 @@ package operator_test
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -34,18 +32,7 @@ var (
 const waitTimeout = 90 * time.Second
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	var err error
-	if kube, err = kubetest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m, &pg)
-	_ = kube.Stop()
-	os.Exit(code)
+	os.Exit(kubetest.Main(m, &kube, func() int { return pgtest.Main(m, &pg) }))
 }
 
 // world is one test's namespace and database.

@@ -6,11 +6,15 @@ import (
 )
 
 // slots is a counting semaphore with a strict FIFO queue: the runner's slots (one unit a run)
-// and its memory budget (bytes) are two of them. The stdlib and x/sync offerings either are
-// not FIFO or cannot withdraw a waiter from the outside, and both are needed: Pending tasks must
-// start in arrival order, and PauseTask/StopTask must pull a Pending task out of the queue.
-// The head of the queue is served first even when a smaller claim behind it would fit, so a
-// large run is never starved by small ones.
+// and its memory budget (bytes) are two of them. x/sync's semaphore.Weighted is FIFO too and
+// withdraws a waiter whose context is cancelled, but only from inside a blocked Acquire: the
+// runner decides Running or Pending synchronously, under the run's lock, inside StartTask and
+// ResumeTask (the first transition is reported from there), it says what a Pending run waits for
+// (the message shows what is in use), and a queued claim is withdrawn by PauseTask or StopTask
+// from another goroutine. A claim that is a value (waiter) rather than a blocked call does all
+// three without a goroutine parked in Acquire per Pending run. The head of the queue is served
+// first even when a smaller claim behind it would fit, so a large run is never starved by small
+// ones.
 type slots struct {
 	mu    sync.Mutex
 	max   int64

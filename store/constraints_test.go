@@ -1,12 +1,17 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
 
 // requirePgError asserts err is a PostgreSQL error with this SQLSTATE and,
@@ -110,4 +115,41 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	require.NoError(t, repo.MarkDeleted(ctx, "u2"))
 	requirePgError(t, repo.db.WithContext(ctx).Exec(
 		`DELETE FROM background_task_transitions WHERE task_uid = 'u2'`).Error, "23001", "")
+}
+
+// TestStatusChecksListTheLifecycle: the CHECK constraints on the status columns allow exactly
+// the statuses of package lifecycle (and the desired-state check exactly its desired states),
+// so the SQL contract and the Go vocabulary cannot drift apart.
+func TestStatusChecksListTheLifecycle(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	var want []string
+	for _, s := range lifecycle.All() {
+		want = append(want, string(s))
+	}
+	slices.Sort(want)
+	for _, constraint := range []string{"background_tasks_status_check", "background_task_transitions_from_status_check",
+		"background_task_transitions_to_status_check"} {
+		require.Equal(t, want, checkValues(ctx, t, repo, constraint), constraint)
+	}
+	desired := []string{string(lifecycle.DesiredRunning), string(lifecycle.DesiredPaused), string(lifecycle.DesiredStopped)}
+	slices.Sort(desired)
+	require.Equal(t, desired, checkValues(ctx, t, repo, "background_tasks_desired_state_check"))
+	for _, d := range desired {
+		require.True(t, lifecycle.Desired(d).Valid(), d)
+	}
+}
+
+// checkValues reads the quoted values a CHECK (col IN (...)) constraint allows.
+func checkValues(ctx context.Context, t *testing.T, repo *Repository, constraint string) []string {
+	t.Helper()
+	var def string
+	require.NoError(t, repo.db.WithContext(ctx).Raw(`SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = ?`, constraint).Scan(&def).Error)
+	require.NotEmpty(t, def, constraint)
+	var out []string
+	for _, m := range regexp.MustCompile(`'([A-Z]+)'`).FindAllStringSubmatch(def, -1) {
+		out = append(out, m[1])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

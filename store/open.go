@@ -120,7 +120,3 @@ func (r *Repository) Ping(ctx context.Context) error {
 	}
 	return nil
 }
-
-// DB is the GORM handle, for ad-hoc SQL in tests and tools (queries of the public schema).
-// Lifecycle writes must go through RecordTransition.
-func (r *Repository) DB() *gorm.DB { return r.db }

@@ -8,21 +8,17 @@ import "strings"
 // lead in and out of each is the table in next.go (Legal); docs/architecture.md draws it.
 type Status string
 
+// The statuses:
+//   - Pending: accepted but not running (created, waiting for a slot, for a retry's backoff, or
+//     for spec.state Running);
+//   - Running: the task's goroutine executes in its owner's process;
+//   - Paused: parked at a pause point, holding no runner slot;
+//   - Finished (terminal): the run returned a result, kept in the row's result column;
+//   - Failed (terminal): the attempt failed; the reason says why and whether a retry can help;
+//   - Stopped (terminal): cancelled on request.
 const (
-	// Pending: accepted but not running (created, waiting for a slot, a retry's backoff, or
-	// spec.state Running).
-	Pending Status = "PENDING"
-	// Running: the task's goroutine executes in its owner's process.
-	Running Status = "RUNNING"
-	// Paused: parked at a pause point, holding no runner slot.
-	Paused Status = "PAUSED"
-	// Finished (terminal): the run returned a result; the row's result is set in this status
-	// only.
-	Finished Status = "FINISHED"
-	// Failed (terminal): the attempt failed; reason says why and whether a retry can help.
-	Failed Status = "FAILED"
-	// Stopped (terminal): cancelled on request.
-	Stopped Status = "STOPPED"
+	Pending, Running, Paused  Status = "PENDING", "RUNNING", "PAUSED"
+	Finished, Failed, Stopped Status = "FINISHED", "FAILED", "STOPPED"
 )
 
 // All lists every status in lifecycle order: the values the SQL CHECK constraints allow and

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -46,18 +45,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	var err error
-	if kube, err = kubetest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m, &pg)
-	_ = kube.Stop()
-	os.Exit(code)
+	os.Exit(kubetest.Main(m, &kube, func() int { return pgtest.Main(m, &pg) }))
 }
 
 func TestTheExampleOperatorRunsPausesResumesAndSurvivesAKill(t *testing.T) {

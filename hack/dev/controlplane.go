@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
+
+// devNamespace is where the local operator keeps its Leases and its task-type catalog: the
+// namespace an operator outside a pod uses.
+const devNamespace = "default"
 
 // controlPlane is the local etcd and kube-apiserver (kubetest.StartInDir: envtest with its
 // state in the dev directory, both processes dying with this one).
@@ -34,6 +40,17 @@ func startControlPlane(cfg config, dir string, log logr.Logger) (*controlPlane, 
 		return nil, err
 	}
 	log.Info("control plane up in "+since(start), "apiserver", "https://"+env.APIServerAddr(), "etcd-data", env.EtcdDataDir())
+	// The admission policy that refuses tasks of unknown types or params fields, reading the
+	// task-type catalog the operator publishes in its namespace (default, outside a pod).
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = kubetest.InstallTaskTypePolicy(ctx, c, devNamespace, "", nil)
+		cancel()
+	}
+	if err != nil {
+		return nil, joinStop(fmt.Errorf("install the admission policy: %w", err), env.Stop())
+	}
 	return &controlPlane{env: env}, nil
 }
 

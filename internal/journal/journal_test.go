@@ -275,7 +275,8 @@ func TestWritersServeTasksRoundRobin(t *testing.T) {
 			_ = e.j.SaveCheckpoint(context.Background(), "chatty", 1, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)))
 		}
 	})
-	time.Sleep(20 * time.Millisecond)
+	require.Eventually(t, func() bool { return len(e.store.of("chatty")) > 5 }, 5*time.Second, time.Millisecond,
+		"the chatty task's checkpoints are being written")
 	before := len(e.store.all())
 	e.run("quiet", "", lifecycle.Running, 1)
 	e.waitCommitted(t, "quiet", lifecycle.Running, 1)
@@ -356,6 +357,7 @@ func TestReleaseWritesLastAndEndsTheTask(t *testing.T) {
 	require.False(t, c.Ownership.Writes(), "the status is no longer this process's to write")
 	e.j.SetProgress("a", "late")
 	e.run("a", lifecycle.Paused, lifecycle.Running, 1)
-	time.Sleep(20 * time.Millisecond)
+	v, _ := e.j.View("a")
+	require.Zero(t, v.Backlog, "a released task takes nothing more to write")
 	require.Len(t, e.store.of("a"), 4, "nothing is written after the release")
 }

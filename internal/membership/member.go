@@ -39,8 +39,8 @@ var ErrLost = errors.New("membership lease lost")
 // Defaults for zero Options fields: controller-runtime's leader-election lease and renew
 // deadline, and a retry period of 1 s instead of its 2 s. A standby sees the leader's last
 // renewal up to one retry period late and then tries once per retry period, so the retry
-// period is what a takeover takes beyond the lease duration (measured with 2 s: lease + 2.8 s
-// for 1,000 tasks); it costs one Lease write per second per replica.
+// period is what a takeover takes beyond the lease duration; it costs one Lease write per
+// second per replica.
 const (
 	DefaultLeaseDuration = 15 * time.Second
 	DefaultRenewDeadline = 10 * time.Second

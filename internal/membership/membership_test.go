@@ -3,8 +3,6 @@ package membership_test
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -25,20 +23,7 @@ import (
 // The membership tests run against a real kube-apiserver: Leases are its business.
 var kube *kubetest.Env
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	var err error
-	if kube, err = kubetest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = kube.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &kube, m.Run)) }
 
 type world struct {
 	t      *testing.T

@@ -72,11 +72,19 @@ func TestDevEnvironment(t *testing.T) {
 	t.Log("kubectl: pause, resume, stop, run again, restart")
 	lifecycle(t, u)
 
-	t.Log("kubectl: a task of an unknown type fails for good")
-	u.waitFor("unknown-type", ".status.phase", "Failed")
-	if out := u.kubectl("describe", "bgt", "unknown-type"); !strings.Contains(out, "UnknownTaskType") {
-		t.Fatalf("kubectl describe bgt unknown-type does not mention UnknownTaskType:\n%s", out)
+	t.Log("kubectl: a task with invalid params fails for good; one of an unknown type is refused")
+	u.waitFor("invalid-params", ".status.phase", "Failed")
+	if out := u.kubectl("describe", "bgt", "invalid-params"); !strings.Contains(out, "InvalidParams") {
+		t.Fatalf("kubectl describe bgt invalid-params does not mention InvalidParams:\n%s", out)
 	}
+	typo := filepath.Join(t.TempDir(), "typo.yaml")
+	if err := os.WriteFile(typo, []byte("apiVersion: tasks.taskpilot.dev/v1alpha1\nkind: BackgroundTask\nmetadata: {name: typo}\nspec: {taskName: resize-images}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, time.Minute, "the admission policy refuses a task type no operator serves", func() (bool, string) {
+		out, err := u.try("kubectl", "create", "--dry-run=server", "-f", typo)
+		return err != nil && strings.Contains(out, `no taskpilot operator in this cluster serves the task type "resize-images"`), out
+	})
 	u.waitFor("checksum", ".status.phase", "Finished")
 
 	t.Log("psql: the schema doc's cookbook")
@@ -129,7 +137,7 @@ func checkPrinterColumns(t *testing.T, out string) {
 	if got := strings.Fields(lines[0]); !slices.Equal(got, want) {
 		t.Fatalf("kubectl get bgt columns = %v, want %v:\n%s", got, want, out)
 	}
-	for _, name := range []string{"countdown", "checksum", "flaky-with-timeout", "unknown-type"} {
+	for _, name := range []string{"countdown", "checksum", "flaky-with-timeout", "invalid-params"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\s`).MatchString(out) {
 			t.Fatalf("kubectl get bgt does not list %s:\n%s", name, out)
 		}
@@ -183,7 +191,7 @@ func sqlCookbook(t *testing.T, u *user, queries map[string]string) {
 			regexp.MustCompile(`(?m)^\s*countdown\s*\|\s*1\s*$`),
 		}},
 		{"failures-last-hour", []*regexp.Regexp{
-			regexp.MustCompile(`(?m)^\s*default\s*\|\s*unknown-type\s*\|\s*resize-images\s*\|\s*1\s*\|.*resize-images`),
+			regexp.MustCompile(`(?m)^\s*default\s*\|\s*invalid-params\s*\|\s*countdown\s*\|\s*1\s*\|.*"from" must be between`),
 		}},
 		{"avg-run-time-by-type", []*regexp.Regexp{
 			regexp.MustCompile(`(?m)^\s*checksum\s*\|\s*1\s*\|\s*\d+\.\d\s*$`),

@@ -61,7 +61,7 @@ func TestPluginAndWebView(t *testing.T) {
 	t.Log("the list shows the samples")
 	b.open(url)
 	b.waitTrue("the list shows the four samples",
-		`["checksum","countdown","flaky-with-timeout","unknown-type"].every(n => document.querySelector('tr[data-name="'+n+'"]'))`,
+		`["checksum","countdown","flaky-with-timeout","invalid-params"].every(n => document.querySelector('tr[data-name="'+n+'"]'))`,
 		`document.querySelector("#rows").innerText`, 30*time.Second)
 	b.waitTrue("countdown is Running in the page", phaseIs("countdown", "Running"), `document.querySelector("#rows").innerText`, 30*time.Second)
 	// Marks this document: a reload would lose it, so the pause below must arrive live.
@@ -200,7 +200,7 @@ func checkGet(t *testing.T, u *user) {
 	out := u.kubectl("taskpilot", "get")
 	requireLine(t, out, `^NAME\s+TASK\s+DESIRED\s+PHASE\s+PROGRESS\s+ATTEMPT\s+STALLED\s+AGE\s+LAST TRANSITION$`)
 	requireLine(t, out, `^countdown\s+countdown\s+Running\s+Running\s+\S+\s+2\s+\S+\s+STOPPED→RUNNING Started \S+ ago$`)
-	requireLine(t, out, `^unknown-type\s+resize-images\s+Running\s+Failed\s+1\s+\S+\s+PENDING→FAILED UnknownTaskType`)
+	requireLine(t, out, `^invalid-params\s+countdown\s+Running\s+Failed\s+1\s+\S+\s+PENDING→FAILED InvalidParams`)
 	if out := u.kubectl("taskpilot", "get", "countdown", "-o", "jsonpath={.spec.restartGeneration}"); out != "1" {
 		t.Fatalf("get -o jsonpath: %q", out)
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -307,4 +310,60 @@ func (w *world) epochsAfter(from map[string]int64) map[string][]int64 {
 	}
 	require.NoError(w.t, rows.Err())
 	return out
+}
+
+// checkpoints maps every live task's name to the steps its last checkpoint in the row says
+// are done (0 without one).
+func (w *world) checkpoints() map[string]int {
+	w.t.Helper()
+	rows, err := w.db.Query(w.ctx, `SELECT name, coalesce((checkpoint->>'done')::int, 0) FROM background_tasks WHERE deleted_at IS NULL`)
+	require.NoError(w.t, err)
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var name string
+		var done int
+		require.NoError(w.t, rows.Scan(&name, &done))
+		out[name] = done
+	}
+	require.NoError(w.t, rows.Err())
+	return out
+}
+
+// waitAdvanced waits until every task of names has checkpointed at least k steps more than
+// from says (nil: than none): the condition for "the tasks have run a little" that the tests
+// wait on instead of a sleep.
+func (w *world) waitAdvanced(names []string, from map[string]int, k int) {
+	w.t.Helper()
+	require.Eventually(w.t, func() bool {
+		now := w.checkpoints()
+		for _, n := range names {
+			if now[n] < from[n]+k {
+				return false
+			}
+		}
+		return true
+	}, waitTimeout, 100*time.Millisecond, "every task checkpoints %d more steps", k)
+}
+
+// waitRing waits until the elected sharder spreads tasks over n replicas (its
+// taskpilot_sharder_replicas gauge): tasks created from then on are assigned to one of them
+// directly, not first to the replicas it saw before.
+func (w *world) waitRing(n int) {
+	w.t.Helper()
+	want := fmt.Sprintf("taskpilot_sharder_replicas %d\n", n)
+	require.Eventually(w.t, func() bool {
+		for _, op := range w.replicas {
+			resp, err := http.Get(op.MetricsURL) //nolint:noctx // a poll on loopback, bounded by Eventually
+			if err != nil {
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if strings.Contains(string(body), want) {
+				return true
+			}
+		}
+		return false
+	}, waitTimeout, 100*time.Millisecond, "the sharder sees %d replicas", n)
 }

@@ -24,6 +24,7 @@ func TestThreeReplicasShareTheTasksAndSurviveAKill(t *testing.T) {
 	for _, r := range []string{"r-a", "r-b", "r-c"} {
 		w.start(r)
 	}
+	w.waitRing(3)
 	const n = 300
 	names := w.createTasks(n, 150, time.Second)
 	per, before := w.waitSettled(names, "r-a", "r-b", "r-c")
@@ -36,7 +37,7 @@ func TestThreeReplicasShareTheTasksAndSurviveAKill(t *testing.T) {
 		require.Len(t, execs[before[name].uid], 1, "%s runs on exactly one replica", name)
 	}
 
-	time.Sleep(3 * time.Second) // a few steps and checkpoints
+	w.waitAdvanced(names, nil, 2) // a few steps and checkpoints
 	victim := w.replicas["r-b"]
 	killedAt := time.Now()
 	require.NoError(t, victim.Kill())
@@ -70,10 +71,11 @@ func TestAJoiningReplicaTakesItsShareEachDrainedFirst(t *testing.T) {
 	w := newWorld(t)
 	w.start("r-a")
 	w.start("r-b")
+	w.waitRing(2)
 	const n = 150
 	names := w.createTasks(n, 150, time.Second)
 	_, before := w.waitSettled(names, "r-a", "r-b")
-	time.Sleep(2 * time.Second)
+	w.waitAdvanced(names, nil, 2)
 
 	w.start("r-c")
 	per, after := w.waitSettled(names, "r-a", "r-b", "r-c")
@@ -122,10 +124,11 @@ func TestAFrozenReplicaWritesNothingAfterItsTasksMoved(t *testing.T) {
 	for _, r := range []string{"r-a", "r-b", "r-c"} {
 		w.start(r)
 	}
+	w.waitRing(3)
 	const n = 90
 	names := w.createTasks(n, 150, 500*time.Millisecond)
 	_, before := w.waitSettled(names, "r-a", "r-b", "r-c")
-	time.Sleep(2 * time.Second)
+	w.waitAdvanced(names, nil, 2)
 	frozen := w.replicas["r-c"]
 	var frozenEpoch int64
 	for _, name := range names {
@@ -140,7 +143,7 @@ func TestAFrozenReplicaWritesNothingAfterItsTasksMoved(t *testing.T) {
 	seqAtFreeze := w.lastSeqs()
 	freeze(t, frozen)
 	_, after := w.waitSettled(names, "r-a", "r-b")
-	time.Sleep(2 * time.Second) // the new owners write a few steps and checkpoints
+	w.waitAdvanced(names, w.checkpoints(), 2) // the new owners write a few steps and checkpoints
 	thaw(t, frozen)
 	select {
 	case <-frozen.Exited():
@@ -148,8 +151,7 @@ func TestAFrozenReplicaWritesNothingAfterItsTasksMoved(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the woken replica, whose membership expired, did not stop")
 	}
-	delete(w.replicas, "r-c")
-	time.Sleep(time.Second)
+	delete(w.replicas, "r-c") // it exited: it writes nothing more
 
 	// After the freeze, once another owner recorded a transition of a task, nothing more was
 	// recorded under the frozen epoch.
