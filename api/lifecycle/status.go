@@ -17,8 +17,12 @@ type Status string
 //   - Failed (terminal): the attempt failed; the reason says why and whether a retry can help;
 //   - Stopped (terminal): cancelled on request.
 const (
-	Pending, Running, Paused  Status = "PENDING", "RUNNING", "PAUSED"
-	Finished, Failed, Stopped Status = "FINISHED", "FAILED", "STOPPED"
+	Pending  Status = "PENDING"
+	Running  Status = "RUNNING"
+	Paused   Status = "PAUSED"
+	Finished Status = "FINISHED"
+	Failed   Status = "FAILED"
+	Stopped  Status = "STOPPED"
 )
 
 // All lists every status in lifecycle order: the values the SQL CHECK constraints allow and
