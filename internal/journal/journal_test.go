@@ -3,9 +3,9 @@ package journal
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,7 +317,9 @@ func TestCheckpointsFollowTheirTransitionsAndCoalesce(t *testing.T) {
 }
 
 func TestControllerEventsAreBoundedAndChecked(t *testing.T) {
-	e := newEnv(t, 1, func(string, string, *store.TransitionWrite) error { return errors.New("connection refused: dial tcp") })
+	e := newEnv(t, 1, func(string, string, *store.TransitionWrite) error {
+		return fmt.Errorf("dial tcp: %w", syscall.ECONNREFUSED)
+	})
 	e.track("a")
 	require.ErrorIs(t, e.j.Record("a", lifecycle.Event{To: lifecycle.Finished, Attempt: 0, Reason: "x"}), lifecycle.ErrIllegal)
 	require.ErrorIs(t, e.j.Record("nope", lifecycle.Event{To: lifecycle.Stopped, Reason: "x"}), ErrUntracked)
