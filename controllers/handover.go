@@ -68,8 +68,16 @@ func (r *reconciler) movedAway(ctx context.Context, nn types.NamespacedName, uid
 // included), release the row so the next owner claims it at once, forget it, and remove the
 // assignment labels so the sharder assigns it anew. bt is nil when the object already left
 // this replica's cache (assigned elsewhere directly).
+//
+// A hand-over that started completes, release included, whatever the labels say later (a drain
+// the sharder calls off meanwhile): a run stopped here without a record must be claimed again
+// from the row, never left as a runner entry without a goroutine or a released row still
+// tracked. The task is then adopted afresh (claimed from nobody) if it is to run here.
 func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid string, bt *v1alpha1.BackgroundTask) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
+	if _, inRunner := r.runner.Snapshot(runner.Key(uid)); inRunner {
+		r.tasks.setHandingOver(uid, true)
+	}
 	done, err := r.runner.HandOver(runner.Key(uid))
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("hand over the run of %s: %w", nn, err)
@@ -89,8 +97,17 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 		r.journal.Forget(uid)
 		r.tasks.forget(nn, uid)
 	}
-	if bt == nil || sharding.LabelsOf(bt.Labels).Shard != r.opts.Identity || !r.member.Valid() {
+	r.tasks.setHandingOver(uid, false)
+	labels := sharding.LabelsOf(nil)
+	if bt != nil {
+		labels = sharding.LabelsOf(bt.Labels)
+	}
+	switch {
+	case bt == nil || labels.Shard != r.opts.Identity || !r.member.Valid():
 		return ctrl.Result{}, nil
+	case !labels.Draining:
+		// The drain was called off while the run was handed over: adopt the task again.
+		return ctrl.Result{Requeue: true}, nil
 	}
 	// Drained: remove the labels, so the sharder assigns the task to its new replica.
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": bt.UID,

@@ -104,6 +104,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("get %s: %w", nn, err)
 	}
 	uid := string(bt.UID)
+	if r.tasks.handingOver(uid) {
+		return r.handOver(ctx, nn, uid, &bt) // a hand-over that started completes first
+	}
 	if old := r.tasks.uidOf(nn); old != "" && old != uid {
 		// The name belongs to a new object now: the old task is gone.
 		if res, done, err := r.gone(ctx, nn, old); !done || err != nil {

@@ -11,12 +11,14 @@ import (
 
 // taskIndex is what the two controllers share about tasks beyond the journal: which object
 // name a tracked task has (a reconcile of a deleted object only knows its name), the tasks
-// another live process owns, and the tasks whose record could not be loaded.
+// another live process owns, the tasks whose record could not be loaded, and the tasks being
+// handed over (a hand-over, once started, completes whatever the labels say later).
 type taskIndex struct {
 	mu       sync.Mutex
 	byName   map[types.NamespacedName]string
 	foreign  map[string]foreignOwner
 	problems map[string]string
+	handing  map[string]bool
 }
 
 // foreignOwner is another process that owns a task; it is asked about again at recheckAt.
@@ -26,7 +28,8 @@ type foreignOwner struct {
 }
 
 func newTaskIndex() *taskIndex {
-	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{}, problems: map[string]string{}}
+	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{}, problems: map[string]string{},
+		handing: map[string]bool{}}
 }
 
 func (x *taskIndex) uidOf(nn types.NamespacedName) string {
@@ -67,6 +70,24 @@ func (x *taskIndex) foreignOf(uid string) (foreignOwner, bool) {
 	defer x.mu.Unlock()
 	f, ok := x.foreign[uid]
 	return f, ok
+}
+
+// setHandingOver marks uid as being handed over (on) or done with it (off).
+func (x *taskIndex) setHandingOver(uid string, on bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if on {
+		x.handing[uid] = true
+	} else {
+		delete(x.handing, uid)
+	}
+}
+
+// handingOver reports whether a hand-over of uid started and has not completed.
+func (x *taskIndex) handingOver(uid string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.handing[uid]
 }
 
 func (x *taskIndex) setProblem(uid, problem string) {

@@ -1,0 +1,73 @@
+package controllers_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/sharding"
+)
+
+// slowRelease holds every statement that gives a row up (store.Release) for a while, as a
+// loaded database would: long enough for the sharder to call a drain off meanwhile.
+type slowRelease struct {
+	delay   time.Duration
+	started atomic.Int32
+}
+
+func (s *slowRelease) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "SET owner = NULL") {
+		s.started.Add(1)
+		time.Sleep(s.delay)
+	}
+	return ctx
+}
+
+func (s *slowRelease) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestADrainCalledOffMidHandOverCompletes: a replica is asked to drain a task, hands the run
+// over, and while it releases the row the sharder calls the drain off (the task is to stay).
+// The hand-over that started completes (the row is released, then claimed again) and the task
+// runs here again from its checkpoint, with a runner entry that obeys pause and stop: it is
+// not left Running with no goroutine, nor settling forever with its row released.
+func TestADrainCalledOffMidHandOverCompletes(t *testing.T) {
+	h := newHarness(t)
+	slow := &slowRelease{delay: 700 * time.Millisecond}
+	h.startOperator(operatorConfig{sharding: true, identity: "r-a", statements: slow})
+	bt := h.create("stays", "steps", `{"steps":400,"interval":"20ms"}`)
+	uid := string(bt.UID)
+	require.Eventually(t, func() bool { return h.shardOf("stays") == "r-a" }, waitTimeout, 20*time.Millisecond)
+	h.waitRow(uid, lifecycle.Running)
+	require.Eventually(t, func() bool { return h.checkpointNext(uid) >= 3 }, waitTimeout, 20*time.Millisecond)
+
+	// Ask r-a to drain the task, as the sharder does before a move; r-a is the only replica, so
+	// the sharder calls the drain off as soon as it sees it, while r-a is releasing the row.
+	require.NoError(t, h.c.Patch(h.ctx, &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "stays"}},
+		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+sharding.LabelDrain+`":"true"}}}`))))
+	require.Eventually(t, func() bool {
+		l := sharding.LabelsOf(h.get("stays").Labels)
+		return l.Shard == "r-a" && !l.Draining
+	}, waitTimeout, 20*time.Millisecond, "the sharder calls the drain off")
+
+	// The task runs here again, resumed from its checkpoint, and obeys the user.
+	require.Eventually(t, func() bool {
+		hist := h.history(uid)
+		return hist[len(hist)-1] == "RUNNING>RUNNING@1"
+	}, waitTimeout, 50*time.Millisecond, "the task is claimed again and resumed: %v", h.history(uid))
+	h.patchSpec("stays", `{"state":"Paused"}`)
+	h.waitPhase("stays", v1alpha1.PhasePaused)
+	h.waitRow(uid, lifecycle.Paused)
+	h.patchSpec("stays", `{"state":"Stopped"}`)
+	h.waitRow(uid, lifecycle.Stopped)
+	require.Empty(t, h.probes.doubles(), "the task never ran twice at a time")
+}
