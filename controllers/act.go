@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
@@ -28,7 +29,7 @@ func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decis
 			r.journal.Hand(uid, d.Attempt, d.RestartGeneration)
 			err = r.runner.StartTask(key, spec)
 		}
-		return r.startFailed(uid, d, err)
+		return r.startFailed(bt, d, err)
 	case actPause:
 		return ignoreSettled(r.runner.PauseTask(key))
 	case actResume:
@@ -51,10 +52,17 @@ func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decis
 // startFailed turns a start error into the task's outcome: a spec that can never run fails for
 // good (terminal error, no requeue); a process that is losing its tasks does nothing; anything
 // else is retried by the queue.
-func (r *reconciler) startFailed(uid string, d decision, err error) error {
+func (r *reconciler) startFailed(bt *v1alpha1.BackgroundTask, d decision, err error) error {
+	uid := string(bt.UID)
 	var reason string
 	switch {
 	case err == nil, errors.Is(err, runner.ErrAlreadyActive), errors.Is(err, runner.ErrLeaseLost), errors.Is(err, runner.ErrShutdown):
+		return nil
+	case errors.Is(err, runner.ErrStillRunning):
+		// The previous run ignored its cancellation and still executes: the runner wakes us
+		// when it returned (Options.Returned), and the status says why the task waits.
+		r.journal.Hand(uid, 0, 0)
+		r.report(types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name})
 		return nil
 	case errors.Is(err, runner.ErrUnknownTaskType):
 		reason = lifecycle.ReasonUnknownTaskType

@@ -63,14 +63,39 @@ func (e *engine) Start(ctx context.Context) error {
 		e.sweep.loop(sweepCtx, e.sweepInterval)
 	}()
 
-	lost := e.member.Run(ctx)
+	// The membership is renewed until every run goroutine returned, not only until ctx ends:
+	// a run that ignores its cancellation past the stop grace still executes here, and another
+	// process must not take its task over meanwhile.
+	memberCtx, stopMember := context.WithCancel(background)
+	memberDone := make(chan error, 1)
+	go func() { memberDone <- e.member.Run(memberCtx) }()
+	var lost error
+	select {
+	case <-ctx.Done():
+	case lost = <-memberDone:
+	}
 
 	stopSweep()
 	<-sweepDone
 	stopRunner()
 	<-runnerDone
+	if lost == nil {
+		select {
+		case <-e.runner.Returned():
+		default:
+			e.log.Info("keeping the membership until the runs that ignore their cancellation return")
+			select {
+			case <-e.runner.Returned():
+			case lost = <-memberDone:
+			}
+		}
+	}
 	stopJournal()
 	<-journalDone
+	stopMember()
+	if lost == nil {
+		lost = <-memberDone
+	}
 	if lost != nil {
 		return fmt.Errorf("stopped owning tasks: %w", lost)
 	}

@@ -67,8 +67,17 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	tasks := newTaskIndex()
 	op.Runner, err = runner.New(runner.Options{
 		Registry: o.Registry, Sink: op.Journal, Checkpoints: op.Journal, Lease: op.Member,
+		// A run that ignored its cancellation returned: its task's next run may start, and its
+		// status no longer shows it abandoned.
+		Returned: func(key runner.Key) {
+			if nn, ok := tasks.nameOf(string(key)); ok {
+				decide.notify(nn)
+				report.notify(nn)
+			}
+		},
 		MaxConcurrent: o.MaxConcurrentTasks, MemoryBudget: o.MemoryBudget, StopGrace: o.StopGrace, Clock: o.Clock.Now,
 		Logger: log.WithName("runner"),
 	})
@@ -76,7 +85,6 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("setup: runner: %w", err)
 	}
 
-	tasks := newTaskIndex()
 	eng := &engine{member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
 		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,

@@ -41,6 +41,9 @@ type statusInput struct {
 	LiveProgress string
 	// StallWatched: spec.stallTimeout is set, so the Stalled condition is shown.
 	StallWatched bool
+	// AbandonedAttempt is the attempt of a run that ignored its cancellation and whose
+	// goroutine still executes here (0: none).
+	AbandonedAttempt int
 	Now          time.Time
 }
 
@@ -122,6 +125,9 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		degraded.Message = rec.Message
 	}
 	conds := []metav1.Condition{ready, progressing, degraded, recordedCondition(in.Committed, in.Now)}
+	if c, shown := abandonedCondition(in); shown {
+		conds = append(conds, c)
+	}
 	if in.StallWatched {
 		stalled := metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionFalse, Reason: "Alive"}
 		if rec.Status == lifecycle.Running && rec.Reason == lifecycle.ReasonStalled {
@@ -130,6 +136,21 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		conds = append(conds, stalled)
 	}
 	return conds
+}
+
+// abandonedCondition is shown once a run of the task was abandoned (True while its goroutine
+// still executes, False after it returned).
+func abandonedCondition(in statusInput) (metav1.Condition, bool) {
+	if in.AbandonedAttempt > 0 {
+		return metav1.Condition{Type: v1alpha1.ConditionAbandoned, Status: metav1.ConditionTrue, Reason: "IgnoredCancellation",
+			Message: fmt.Sprintf("the run of attempt %d ignored its cancellation past the stop grace and still executes in the operator "+
+				"(Go cannot stop a goroutine); the next run of this task waits until it returns", in.AbandonedAttempt)}, true
+	}
+	if meta.FindStatusCondition(in.Previous.Conditions, v1alpha1.ConditionAbandoned) == nil {
+		return metav1.Condition{}, false
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionAbandoned, Status: metav1.ConditionFalse, Reason: "Returned",
+		Message: "no run of this task ignores its cancellation"}, true
 }
 
 // recordedCondition says whether every transition of the task is in PostgreSQL, and if not,

@@ -97,14 +97,19 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		return ctrl.Result{}, nil // this process may have lost its tasks: it writes nothing
 	}
 	now := s.clock.Now()
-	live := ""
-	if snap, ok := s.runner.Snapshot(runner.Key(uid)); ok && tracked && snap.Attempt == committed.Record.Attempt {
-		live = snap.Progress
-		s.journal.SetProgress(uid, live)
+	live, abandoned := "", 0
+	if snap, ok := s.runner.Snapshot(runner.Key(uid)); ok && tracked {
+		if snap.Attempt == committed.Record.Attempt {
+			live = snap.Progress
+			s.journal.SetProgress(uid, live)
+		}
+		if snap.Abandoned {
+			abandoned = snap.Attempt
+		}
 	}
 	next := buildStatus(statusInput{Generation: bt.Generation, Desired: bt.Spec.State, Previous: bt.Status,
 		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now,
-		StallWatched: bt.Spec.StallTimeout != nil})
+		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned})
 	after := s.requeueAfter(committed, now)
 	if tracked && passing(bt.Spec, committed.Record) && now.Sub(committed.Since) < passingPatience {
 		return ctrl.Result{RequeueAfter: settleDelay}, nil // its next step is on its way and wakes us

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -408,6 +409,11 @@ func condition(bt *v1alpha1.BackgroundTask, typ string) *metav1.Condition {
 
 // hasProgress: the running task has reported progress (so it is past its start).
 func hasProgress(bt *v1alpha1.BackgroundTask) bool { return bt.Status.Progress != "" }
+
+// findCondition is the task's condition of type typ, or nil.
+func findCondition(bt *v1alpha1.BackgroundTask, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(bt.Status.Conditions, typ)
+}
 
 func hasCondition(typ string, status metav1.ConditionStatus, reason string) func(*v1alpha1.BackgroundTask) bool {
 	return func(bt *v1alpha1.BackgroundTask) bool {

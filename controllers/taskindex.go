@@ -72,6 +72,18 @@ func (x *taskIndex) foreignOf(uid string) (foreignOwner, bool) {
 	return f, ok
 }
 
+// nameOf is the object name of a tracked task (a rare look-up: it scans).
+func (x *taskIndex) nameOf(uid string) (types.NamespacedName, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for nn, u := range x.byName {
+		if u == uid {
+			return nn, true
+		}
+	}
+	return types.NamespacedName{}, false
+}
+
 // setHandingOver marks uid as being handed over (on) or done with it (off).
 func (x *taskIndex) setHandingOver(uid string, on bool) {
 	x.mu.Lock()

@@ -107,7 +107,7 @@ func (h *harness) registerTestTypes(reg *runner.Registry) {
 			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
 		}
 		d, _ := time.ParseDuration(p.For)
-		return stubbornTask{d: d}, nil
+		return stubbornTask{d: d, probes: h.probes}, nil
 	})
 	// chatty: saves 48 KiB checkpoints and reports progress in a tight loop until stopped.
 	reg.MustRegister("chatty", func(json.RawMessage) (runner.Task, error) { return chattyTask{}, nil })
@@ -230,10 +230,13 @@ func (s silentTask) Run(ctx context.Context, ctl runner.Control) (json.RawMessag
 
 type stubbornTask struct {
 	runner.Base
-	d time.Duration
+	d      time.Duration
+	probes *probes
 }
 
-func (s stubbornTask) Run(context.Context, runner.Control) (json.RawMessage, error) {
+func (s stubbornTask) Run(_ context.Context, ctl runner.Control) (json.RawMessage, error) {
+	s.probes.enter(string(ctl.Key()), ctl.Attempt())
+	defer s.probes.leave(string(ctl.Key()))
 	time.Sleep(s.d) // ignores every cancellation
 	return json.RawMessage(`{}`), nil
 }

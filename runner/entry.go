@@ -309,6 +309,16 @@ func (e *entry) waitRunnable(ctx context.Context) error {
 // touch records a sign of life (see activity).
 func (e *entry) touch() { e.activity.Store(int64(time.Since(e.r.epoch))) }
 
+// returned reports whether the run goroutine has returned: none of the task's code runs.
+func (e *entry) returned() bool {
+	select {
+	case <-e.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 func (e *entry) isTerminal() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -326,7 +336,7 @@ func (e *entry) snapshot() TaskSnapshot {
 		Key: e.key, TaskName: e.spec.TaskName, Status: e.state, Attempt: e.spec.Attempt,
 		Reason: e.reason, Message: e.message, Progress: e.progress, StartedAt: e.startedAt,
 		Result: e.result, PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
-		MemoryBytes: e.cost,
+		MemoryBytes: e.cost, Abandoned: e.abandoned,
 	}
 	if a := e.activity.Load(); a > 0 {
 		snap.LastActivity = e.r.epoch.Add(time.Duration(a))

@@ -22,6 +22,11 @@ var (
 	ErrActive = errors.New("runner: task is still active")
 	// ErrNotStarted: a task call arrived before Runner.Start was running.
 	ErrNotStarted = errors.New("runner: runner not started")
+	// ErrStillRunning: StartTask for a key whose previous run was reported over but whose
+	// goroutine has not returned (it ignored its cancellation: see Stats.Abandoned). Go cannot
+	// stop it, and a new run beside it would run the task twice; try again once it returned
+	// (Options.Returned says when).
+	ErrStillRunning = errors.New("runner: the task's previous run has not returned yet")
 	// ErrCheckpointTooLarge: the encoded checkpoint exceeds MaxCheckpointBytes.
 	ErrCheckpointTooLarge = errors.New("runner: checkpoint too large")
 

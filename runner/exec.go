@@ -30,8 +30,13 @@ type verdict struct {
 // terminal transition.
 func (e *entry) main() {
 	defer e.r.wg.Done()
-	defer close(e.exited)
-	defer e.cleanup()
+	defer func() {
+		abandoned := e.cleanup()
+		close(e.exited)
+		if f := e.r.opts.Returned; abandoned && f != nil {
+			f(e.key) // the next run of the key may start now
+		}
+	}()
 	if err := e.waitRunnable(e.ctx); err != nil {
 		// Stopped or shut down before Pre: nothing to clean up in the task.
 		e.finish(e.judge("", nil, err, ""))
@@ -148,8 +153,9 @@ func (e *entry) finish(v verdict) {
 }
 
 // cleanup runs when the goroutine exits, whatever happened: no timer may
-// outlive it and no slot may leak (shutdown skips finish).
-func (e *entry) cleanup() {
+// outlive it and no slot may leak (shutdown skips finish). It reports whether the run had been
+// abandoned.
+func (e *entry) cleanup() (abandoned bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.deadline != nil {
@@ -160,13 +166,14 @@ func (e *entry) cleanup() {
 		e.grace.Stop()
 	}
 	if e.abandoned {
-		e.abandoned = false
+		e.abandoned, abandoned = false, true
 		e.r.abandoned.Add(-1)
 	}
 	e.withdrawLocked()
 	e.releaseSlotLocked()
 	e.releaseMemoryLocked()
 	e.task = nil // a terminal entry may be kept until Forget; do not pin the task's memory
+	return abandoned
 }
 
 func joinMessage(a, b string) string {

@@ -49,9 +49,15 @@ func (r *Runner) launch(key Key, spec StartSpec, task Task, cost int64) error {
 		r.mu.Unlock()
 		return fmt.Errorf("start task %q: %w", key, err)
 	}
-	if old, ok := r.entries[key]; ok && !old.isTerminal() {
-		r.mu.Unlock()
-		return fmt.Errorf("start task %q: %w", key, ErrAlreadyActive)
+	if old, ok := r.entries[key]; ok {
+		switch {
+		case !old.isTerminal():
+			r.mu.Unlock()
+			return fmt.Errorf("start task %q: %w", key, ErrAlreadyActive)
+		case !old.returned():
+			r.mu.Unlock()
+			return fmt.Errorf("start task %q: %w", key, ErrStillRunning)
+		}
 	}
 	e := newEntry(r, key, spec, task)
 	e.cost = cost

@@ -164,7 +164,11 @@ func TestStopPausedUnblocksYield(t *testing.T) {
 }
 
 func TestStopGraceExceeded(t *testing.T) {
-	e := newEnv(t, func(o *runner.Options) { o.StopGrace = 50 * time.Millisecond })
+	returned := make(chan runner.Key, 1)
+	e := newEnv(t, func(o *runner.Options) {
+		o.StopGrace = 50 * time.Millisecond
+		o.Returned = func(k runner.Key) { returned <- k }
+	})
 	e.start(t, "a", "stuck")
 	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.StopTask("a"))
@@ -175,12 +179,16 @@ func TestStopGraceExceeded(t *testing.T) {
 	require.Equal(t, 1, st.Abandoned)
 	require.Zero(t, st.SlotsInUse, "the slot of an abandoned task is freed")
 
-	// The key can be reused while the old goroutine is still out.
+	snap, _ := e.r.Snapshot("a")
+	require.True(t, snap.Abandoned)
+
+	// A new run of the key waits until the old goroutine returned: never two at a time.
+	require.ErrorIs(t, e.r.StartTask("a", probeSpec("quick", "a")), runner.ErrStillRunning)
+	close(e.h.unstuck)
+	require.Equal(t, runner.Key("a"), <-returned, "the owner is told the key may run again")
+	require.Zero(t, e.r.Stats().Abandoned)
 	e.start(t, "a", "quick")
 	e.sink.waitTo(t, "a", lifecycle.Finished)
-
-	close(e.h.unstuck)
-	require.Eventually(t, func() bool { return e.r.Stats().Abandoned == 0 }, waitFor, tick)
 	// Exactly one terminal report for the stuck run; its late Post ran.
 	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Stopped, lifecycle.Running, lifecycle.Finished}, e.sink.states("a"))
 }

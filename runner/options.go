@@ -72,6 +72,9 @@ type Options struct {
 	// cancellation before reporting it Stopped anyway, and how long shutdown
 	// waits for goroutines. 0 means DefaultStopGrace.
 	StopGrace time.Duration
+	// Returned, when set, is called when the goroutine of an abandoned run (see
+	// Stats.Abandoned) returns: the next run of its key may start now. It must not block.
+	Returned func(Key)
 	// Clock stamps Transition.At and StartedAt; default time.Now. Timeouts
 	// and StopGrace always use real timers.
 	Clock func() time.Time

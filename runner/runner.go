@@ -35,6 +35,7 @@ type Runner struct {
 	base       context.Context // parent of every run context; cancelled with ErrShutdown
 	cancelBase context.CancelCauseFunc
 	startedCh  chan struct{}
+	returned   chan struct{} // closed once stopped and every run goroutine returned
 
 	mu      sync.Mutex
 	phase   phase
@@ -59,6 +60,7 @@ func New(opts Options) (*Runner, error) {
 		base:       base,
 		cancelBase: cancel,
 		startedCh:  make(chan struct{}),
+		returned:   make(chan struct{}),
 		entries:    make(map[Key]*entry),
 	}, nil
 }
@@ -89,12 +91,11 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.mu.Unlock()
 	r.cancelBase(ErrShutdown)
 
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
+	go func() { r.wg.Wait(); close(r.returned) }()
 	timer := time.NewTimer(r.opts.StopGrace)
 	defer timer.Stop()
 	select {
-	case <-done:
+	case <-r.returned:
 		r.opts.Logger.Info("task runner stopped")
 	case <-timer.C:
 		r.opts.Logger.Info("task runner stopped with task goroutines still running after the stop grace",
@@ -116,6 +117,11 @@ func (r *Runner) leaseValid() bool {
 	r.cancelBase(ErrLeaseLost)
 	return false
 }
+
+// Returned is closed once Start stopped the runner and every run goroutine has returned. Start
+// gives up waiting after the stop grace; a task that ignores its cancellation for longer keeps
+// this open, and its owner must not let another process run the task until it closes.
+func (r *Runner) Returned() <-chan struct{} { return r.returned }
 
 // Started is closed once Start is running and task calls are accepted.
 func (r *Runner) Started() <-chan struct{} { return r.startedCh }

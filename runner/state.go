@@ -49,6 +49,9 @@ type TaskSnapshot struct {
 	LastActivity time.Time
 	// MemoryBytes is the memory the run reserves from the budget.
 	MemoryBytes int64
+	// Abandoned: the run was reported over after it ignored its cancellation for the stop
+	// grace, and its goroutine has not returned yet (a new run of the key waits for it).
+	Abandoned bool
 }
 
 // Stats are cheap counters for metrics.

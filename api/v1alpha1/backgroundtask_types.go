@@ -97,6 +97,10 @@ const (
 	// ConditionStalled is True while a running task has shown no sign of life (a pause point,
 	// progress, a checkpoint, a heartbeat) for spec.stallTimeout.
 	ConditionStalled = "Stalled"
+	// ConditionAbandoned is True while a run of the task that ignored its cancellation (a stop
+	// or a timeout, past the stop grace) still executes in the operator: Go cannot stop a
+	// goroutine, so the next run of the task waits until it returned.
+	ConditionAbandoned = "Abandoned"
 )
 
 // MaxParamsBytes bounds spec.params once serialized: larger params fail with reason
