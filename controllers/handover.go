@@ -107,7 +107,7 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 		return ctrl.Result{}, nil
 	case !labels.Draining:
 		// The drain was called off while the run was handed over: adopt the task again.
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: settleDelay}, nil
 	}
 	// Drained: remove the labels, so the sharder assigns the task to its new replica.
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": bt.UID,

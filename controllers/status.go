@@ -44,7 +44,7 @@ type statusInput struct {
 	// AbandonedAttempt is the attempt of a run that ignored its cancellation and whose
 	// goroutine still executes here (0: none).
 	AbandonedAttempt int
-	Now          time.Time
+	Now              time.Time
 }
 
 // buildStatus computes the status to write. It is pure; the caller writes it only if it
