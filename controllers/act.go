@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -18,6 +19,21 @@ import (
 // at once.
 func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decision) error {
 	uid, key := string(bt.UID), runner.Key(bt.UID)
+	switch d.Action {
+	case actStart, actPause, actResume:
+		// Each would produce transitions to record: past the journal's bound (PostgreSQL down)
+		// they wait, and the status says why; what runs goes on.
+		if msg := r.journal.Deferring(); msg != "" {
+			if r.tasks.setDeferred(uid, msg) {
+				r.report(types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name})
+			}
+			return errDeferred
+		}
+		if r.tasks.setDeferred(uid, "") {
+			r.report(types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name})
+		}
+	case actNone, actStop, actRecord:
+	}
 	switch d.Action {
 	case actNone:
 	case actStart:
@@ -104,3 +120,10 @@ func ignoreSettled(err error) error {
 	}
 	return err
 }
+
+// errDeferred is act's answer for an action that waits for the journal's backlog to shrink:
+// the reconcile looks again after deferRecheck.
+var errDeferred = errors.New("deferred until PostgreSQL catches up")
+
+// deferRecheck is how often a deferred action is tried again.
+const deferRecheck = time.Second

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,4 +229,46 @@ func TestDeleteWhileDatabaseDownIsNotStuck(t *testing.T) {
 	h.startOperator(operatorConfig{})
 	h.waitDeleted(string(other.UID))
 	require.NotEmpty(t, h.history(string(other.UID)), "history is kept")
+}
+
+// TestAnOutageCannotGrowTheJournalWithoutBound: while PostgreSQL is down, a user who flips
+// spec.state back and forth (each flip pauses or resumes the run, a transition to record)
+// cannot make the operator queue transitions without limit: past its byte bound the journal
+// accepts what runs produce, and pauses, resumes and starts wait, saying why. When the database
+// is back, everything that was accepted is written, in order.
+func TestAnOutageCannotGrowTheJournalWithoutBound(t *testing.T) {
+	h, srv := newHarnessWithOwnDatabaseServer(t)
+	p := h.startOperator(operatorConfig{journalMaxBytes: 4 << 10})
+	bt := h.create("flipped", "steps", `{"steps":2000,"interval":"10ms"}`)
+	uid := string(bt.UID)
+	h.waitRow(uid, lifecycle.Running)
+	require.NoError(t, srv.Stop(pgtest.StopImmediate))
+
+	for i := range 60 {
+		state := "Paused"
+		if i%2 == 1 {
+			state = "Running"
+		}
+		h.patchSpec("flipped", `{"state":"`+state+`"}`)
+		// Wait until the operator acted on the flip, or deferred it.
+		require.Eventually(t, func() bool {
+			snap, _ := p.op.Runner.Snapshot(runner.Key(uid))
+			deferred := strings.Contains(p.op.Journal.Deferring(), "wait for PostgreSQL")
+			return deferred || (state == "Paused") == (snap.Status == lifecycle.Paused || snap.PauseRequested)
+		}, waitTimeout, 10*time.Millisecond)
+	}
+	require.LessOrEqual(t, p.op.Journal.Backlog(), 30, "the transitions waiting for PostgreSQL stay bounded")
+	require.LessOrEqual(t, p.op.Journal.BacklogBytes(), int64(8<<10))
+	h.patchSpec("flipped", `{"state":"Paused"}`)
+	ready := findCondition(h.waitPhase("flipped", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool {
+		c := findCondition(b, v1alpha1.ConditionReady)
+		return c != nil && c.Reason == "Deferred"
+	}), v1alpha1.ConditionReady)
+	require.Contains(t, ready.Message, "wait for PostgreSQL", "the status says why the pause waits")
+
+	require.NoError(t, srv.Restart())
+	h.patchSpec("flipped", `{"state":"Stopped"}`)
+	h.waitRow(uid, lifecycle.Stopped)
+	hist := h.history(uid) // contiguous and legal: nothing accepted was lost
+	require.True(t, strings.HasSuffix(hist[len(hist)-1], ">STOPPED@1"), hist)
 }

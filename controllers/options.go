@@ -64,6 +64,9 @@ type Options struct {
 	StatusWorkers int
 	// JournalWriters is the number of goroutines writing to PostgreSQL.
 	JournalWriters int
+	// JournalMaxBytes bounds the memory of changes waiting for PostgreSQL (during an outage):
+	// past it, starts, pauses and resumes wait (journal.DefaultMaxBacklogBytes when 0).
+	JournalMaxBytes int64
 	// DatabaseTimeout bounds one database call.
 	DatabaseTimeout time.Duration
 	// ProgressInterval is how often a running task's progress is copied into its status and row.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -167,6 +168,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "policy", d.Policy, "why", d.Why, "attempt", d.Attempt)
 	}
 	if err := r.act(&bt, view, d); err != nil {
+		if errors.Is(err, errDeferred) {
+			return ctrl.Result{RequeueAfter: deferRecheck}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil

@@ -49,7 +49,8 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		Help: "Soft-deleted tasks purged with their history after --history-retention.",
 	})
 	if o.Metrics != nil {
-		if metrics, err = journal.NewMetrics(o.Metrics, func() int { return op.Journal.Backlog() }); err != nil {
+		if metrics, err = journal.NewMetrics(o.Metrics, func() int { return op.Journal.Backlog() },
+			func() int64 { return op.Journal.BacklogBytes() }); err != nil {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
 		}
 		if err := registerRunnerMetrics(o.Metrics, func() runner.Stats { return op.Runner.Stats() }); err != nil {
@@ -62,7 +63,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	op.Journal, err = journal.New(journal.Options{
 		Store: o.Store, Owner: op.Member.Owner, Clock: o.Clock, Log: log,
 		Decide: decide.notify, Report: report.notify, Metrics: metrics,
-		Writers: o.JournalWriters, WriteTimeout: o.DatabaseTimeout,
+		Writers: o.JournalWriters, WriteTimeout: o.DatabaseTimeout, MaxBacklogBytes: o.JournalMaxBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)

@@ -44,7 +44,10 @@ type statusInput struct {
 	// AbandonedAttempt is the attempt of a run that ignored its cancellation and whose
 	// goroutine still executes here (0: none).
 	AbandonedAttempt int
-	Now              time.Time
+	// Deferred says why the action that would bring the task to its desired state waits (the
+	// journal's backlog is full); "" when it does not.
+	Deferred string
+	Now      time.Time
 }
 
 // buildStatus computes the status to write. It is pure; the caller writes it only if it
@@ -106,6 +109,8 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		in.Desired == v1alpha1.DesiredPaused && (phase == v1alpha1.PhasePaused || phase == v1alpha1.PhasePending),
 		in.Desired == v1alpha1.DesiredStopped && phase == v1alpha1.PhaseStopped:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, "AsDesired", fmt.Sprintf("%s as desired", phase)
+	case in.Deferred != "":
+		ready.Reason, ready.Message = "Deferred", in.Deferred
 	default:
 		ready.Reason = "Converging"
 		ready.Message = fmt.Sprintf("%s, desired %s", nonEmpty(string(phase), "Unknown"), in.Desired)

@@ -109,7 +109,7 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	}
 	next := buildStatus(statusInput{Generation: bt.Generation, Desired: bt.Spec.State, Previous: bt.Status,
 		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now,
-		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned})
+		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned, Deferred: s.tasks.deferredWhy(uid)})
 	after := s.requeueAfter(committed, now)
 	if tracked && passing(bt.Spec, committed.Record) && now.Sub(committed.Since) < passingPatience {
 		return ctrl.Result{RequeueAfter: settleDelay}, nil // its next step is on its way and wakes us

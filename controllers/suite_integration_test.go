@@ -131,9 +131,11 @@ type operatorConfig struct {
 	failStatusWrites bool
 	// statements, when set, sees every statement the operator sends to PostgreSQL.
 	statements pgx.QueryTracer
-	// historyRetention and memoryBudget set the policies of the same names.
+	// historyRetention and memoryBudget set the policies of the same names; journalMaxBytes
+	// bounds the journal's backlog.
 	historyRetention time.Duration
 	memoryBudget     int64
+	journalMaxBytes  int64
 	// sharding makes the operator one of several active replicas (leader election on, for the
 	// sharder; its cache holds the tasks assigned to it).
 	sharding bool
@@ -204,6 +206,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		DatabaseTimeout:    2 * time.Second,
 		ProgressInterval:   500 * time.Millisecond,
 		JournalWriters:     cfg.journalWriters,
+		JournalMaxBytes:    cfg.journalMaxBytes,
 		SweepInterval:      2 * time.Second,
 		HistoryRetention:   cfg.historyRetention,
 		MemoryBudget:       cfg.memoryBudget,

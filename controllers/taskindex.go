@@ -19,6 +19,7 @@ type taskIndex struct {
 	foreign  map[string]foreignOwner
 	problems map[string]string
 	handing  map[string]bool
+	deferred map[string]string
 }
 
 // foreignOwner is another process that owns a task; it is asked about again at recheckAt.
@@ -29,7 +30,7 @@ type foreignOwner struct {
 
 func newTaskIndex() *taskIndex {
 	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{}, problems: map[string]string{},
-		handing: map[string]bool{}}
+		handing: map[string]bool{}, deferred: map[string]string{}}
 }
 
 func (x *taskIndex) uidOf(nn types.NamespacedName) string {
@@ -54,6 +55,7 @@ func (x *taskIndex) forget(nn types.NamespacedName, uid string) {
 		delete(x.byName, nn)
 	}
 	delete(x.problems, uid)
+	delete(x.deferred, uid)
 }
 
 // setForeign records that owner holds uid and reports whether this is news (to be told once).
@@ -70,6 +72,29 @@ func (x *taskIndex) foreignOf(uid string) (foreignOwner, bool) {
 	defer x.mu.Unlock()
 	f, ok := x.foreign[uid]
 	return f, ok
+}
+
+// setDeferred records why an action of uid waits ("" when it no longer does) and reports
+// whether that changed.
+func (x *taskIndex) setDeferred(uid, why string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.deferred[uid] == why {
+		return false
+	}
+	if why == "" {
+		delete(x.deferred, uid)
+	} else {
+		x.deferred[uid] = why
+	}
+	return true
+}
+
+// deferredWhy is why an action of uid waits, or "".
+func (x *taskIndex) deferredWhy(uid string) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.deferred[uid]
 }
 
 // nameOf is the object name of a tracked task (a rare look-up: it scans).

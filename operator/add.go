@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -67,6 +68,10 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 	if err != nil {
 		return nil, err
 	}
+	journalMax, err := resource.ParseQuantity(o.JournalMaxBytes)
+	if err != nil || journalMax.Sign() <= 0 {
+		return nil, fmt.Errorf("--journal-max-bytes %q: want a quantity such as 64Mi", o.JournalMaxBytes)
+	}
 	openCtx, cancel := context.WithTimeout(ctx, o.StartupDatabaseTimeout)
 	repo, err := store.Open(openCtx, store.Config{URL: o.DatabaseURL, MaxOpenConns: o.DBMaxOpenConns, Logger: ctrl.Log.WithName("store")})
 	cancel()
@@ -88,6 +93,7 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		StatusWorkers:           o.StatusWorkers,
 		JournalWriters:          o.JournalWriters,
+		JournalMaxBytes:         journalMax.Value(),
 		DatabaseTimeout:         o.DBTimeout,
 		ProgressInterval:        o.ProgressUpdateInterval,
 		ProgressUpdateQPS:       o.ProgressUpdateQPS,

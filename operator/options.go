@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/taskpilot/taskpilot/controllers"
 	"github.com/taskpilot/taskpilot/internal/journal"
@@ -47,6 +48,7 @@ type Options struct {
 	MaxConcurrentReconciles int           // --max-concurrent-reconciles
 	StatusWorkers           int           // --status-workers
 	JournalWriters          int           // --journal-writers
+	JournalMaxBytes         string        // --journal-max-bytes: a quantity (64Mi)
 	ProgressUpdateInterval  time.Duration // --progress-update-interval
 	ProgressUpdateQPS       float64       // --progress-update-qps
 	StatusCoalesceWindow    time.Duration // --status-coalesce-window
@@ -83,6 +85,7 @@ func NewOptions() Options {
 		MaxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
 		StatusWorkers:           controllers.DefaultStatusWorkers,
 		JournalWriters:          journal.DefaultWriters,
+		JournalMaxBytes:         resource.NewQuantity(journal.DefaultMaxBacklogBytes, resource.BinarySI).String(),
 		ProgressUpdateInterval:  controllers.DefaultProgressInterval,
 		ProgressUpdateQPS:       controllers.DefaultProgressUpdateQPS,
 		StatusCoalesceWindow:    controllers.DefaultStatusCoalesceWindow,
@@ -122,6 +125,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "Workers acting on spec changes (pause, resume, stop, restart, delete). They never wait on API writes.")
 	fs.IntVar(&o.StatusWorkers, "status-workers", o.StatusWorkers, "Workers writing status. Each waits on an API write, so this is how many are in flight: they share the API server with users' own patches, so more make statuses catch up sooner after a burst and delay the patches' way to the runner.")
 	fs.IntVar(&o.JournalWriters, "journal-writers", o.JournalWriters, "Goroutines writing transitions to PostgreSQL.")
+	fs.StringVar(&o.JournalMaxBytes, "journal-max-bytes", o.JournalMaxBytes, "Memory the changes waiting for PostgreSQL may hold (during an outage): past it, what runs goes on and is kept, but starts, pauses and resumes wait, and the tasks say why.")
 	fs.DurationVar(&o.StopGrace, "stop-grace", o.StopGrace, "How long a stopped task may ignore cancellation before it is reported Stopped anyway.")
 	fs.DurationVar(&o.ProgressUpdateInterval, "progress-update-interval", o.ProgressUpdateInterval, "How often a running task's progress is copied into its status and row.")
 	fs.Float64Var(&o.ProgressUpdateQPS, "progress-update-qps", o.ProgressUpdateQPS, "Budget of progress-only status writes per second over all tasks.")

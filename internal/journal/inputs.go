@@ -31,6 +31,7 @@ func (j *Journal) Record(uid string, ev lifecycle.Event) error {
 		return fmt.Errorf("record %s: %w", uid, ErrBacklogFull)
 	}
 	err := j.enqueueLocked(e, ev, nil, nil)
+	j.reweighLocked(e)
 	nn := e.nn
 	j.mu.Unlock()
 	if err != nil {
@@ -94,6 +95,7 @@ func (j *Journal) Transition(t runner.Transition) {
 		ev.RestartGeneration = e.handed.restartGeneration
 	}
 	err := j.enqueueLocked(e, ev, result, progress)
+	j.reweighLocked(e)
 	nn := e.nn
 	j.mu.Unlock()
 	if err != nil {
@@ -122,6 +124,7 @@ func (j *Journal) SaveCheckpoint(_ context.Context, key runner.Key, attempt int,
 		return nil
 	}
 	e.checkpoint = &pendingCheckpoint{attempt: attempt, data: data, after: e.enqueued}
+	j.reweighLocked(e)
 	j.mu.Unlock()
 	j.queue.Add(uid)
 	return nil

@@ -69,6 +69,9 @@ type Options struct {
 	// MaxBacklog bounds the transitions of one task waiting for PostgreSQL before Record
 	// refuses the controller's own (the runner's are always accepted: a run makes few).
 	MaxBacklog int
+	// MaxBacklogBytes bounds the memory of every task's unwritten changes before new work waits
+	// (Deferring); 0 means DefaultMaxBacklogBytes.
+	MaxBacklogBytes int64
 }
 
 // Journal keeps the tasks this process owns and writes their changes to PostgreSQL.
@@ -79,6 +82,7 @@ type Journal struct {
 
 	mu    sync.Mutex
 	tasks map[string]*entry
+	bytes int64 // what the tasks' unwritten changes hold (entry.weight summed)
 }
 
 // New builds a Journal; Start runs its writers.
@@ -103,6 +107,7 @@ func New(opts Options) (*Journal, error) {
 	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
 	opts.FlushTimeout = cmp.Or(opts.FlushTimeout, DefaultFlushTimeout)
 	opts.MaxBacklog = cmp.Or(opts.MaxBacklog, DefaultMaxBacklog)
+	opts.MaxBacklogBytes = cmp.Or(opts.MaxBacklogBytes, DefaultMaxBacklogBytes)
 	return &Journal{
 		opts: opts,
 		log:  opts.Log.WithName("journal"),
@@ -203,6 +208,7 @@ type entry struct {
 	fencedBy      store.Owner
 	problem       Problem
 	announcements []Announcement
+	weight        int64 // what its unwritten changes hold (weigh)
 }
 
 type pending struct {
@@ -271,6 +277,9 @@ func (j *Journal) Forget(uid string) {
 	j.mu.Lock()
 	e, ok := j.tasks[uid]
 	delete(j.tasks, uid)
+	if ok {
+		j.bytes -= e.weight
+	}
 	j.mu.Unlock()
 	if ok {
 		j.opts.Metrics.moved(e.committed.Status, "")

@@ -18,8 +18,9 @@ type Metrics struct {
 	fenced        prometheus.Counter
 }
 
-// NewMetrics creates the journal's collectors, plus a gauge of its backlog, and registers them.
-func NewMetrics(reg prometheus.Registerer, backlog func() int) (*Metrics, error) {
+// NewMetrics creates the journal's collectors, plus gauges of its backlog (transitions and
+// bytes), and registers them.
+func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func() int64) (*Metrics, error) {
 	m := &Metrics{
 		tasksByStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "taskpilot_tasks",
@@ -51,7 +52,11 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int) (*Metrics, error)
 		Name: "taskpilot_unrecorded_transitions",
 		Help: "Transitions waiting to be written to PostgreSQL.",
 	}, func() float64 { return float64(backlog()) })
-	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, gauge} {
+	bytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "taskpilot_unrecorded_bytes",
+		Help: "Memory held by changes waiting to be written to PostgreSQL; past --journal-max-bytes, starts, pauses and resumes wait.",
+	}, func() float64 { return float64(backlogBytes()) })
+	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, gauge, bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -109,6 +109,7 @@ func (j *Journal) next(uid string) (item, bool) {
 	if !ok || !e.ownership.Writes() {
 		return item{}, false
 	}
+	defer j.reweighLocked(e) // a queued transition that no longer applies may be dropped
 	for {
 		switch {
 		case e.checkpoint != nil && e.checkpoint.after <= e.resolved:
@@ -199,6 +200,7 @@ func (j *Journal) resolve(uid string, it item, err error) bool {
 	default:
 		decide, report = j.rejectedLocked(e, it, err), true
 	}
+	j.reweighLocked(e)
 	more := e.ownership.Writes() &&
 		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested ||
 			e.releaseRequested)
