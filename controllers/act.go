@@ -1,12 +1,14 @@
 package controllers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
@@ -17,7 +19,7 @@ import (
 
 // act carries out a decision. Runner calls and journal records only touch memory and return
 // at once.
-func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decision) error {
+func (r *reconciler) act(ctx context.Context, bt *v1alpha1.BackgroundTask, view journal.View, d decision) error {
 	uid, key := string(bt.UID), runner.Key(bt.UID)
 	switch d.Action {
 	case actStart, actPause, actResume:
@@ -37,7 +39,7 @@ func (r *reconciler) act(bt *v1alpha1.BackgroundTask, view journal.View, d decis
 	switch d.Action {
 	case actNone:
 	case actStart:
-		spec, err := startSpec(bt, d.Attempt)
+		spec, err := r.startSpec(ctx, bt, d.Attempt)
 		if err == nil {
 			if d.Resume {
 				spec.Checkpoint = view.Checkpoint
@@ -96,8 +98,19 @@ func (r *reconciler) startFailed(bt *v1alpha1.BackgroundTask, d decision, err er
 	return reconcile.TerminalError(err)
 }
 
-// startSpec builds the runner's spec for attempt; oversized params are InvalidParams.
-func startSpec(bt *v1alpha1.BackgroundTask, attempt int) (runner.StartSpec, error) {
+// startSpec builds the runner's spec for attempt; oversized params are InvalidParams. Params
+// the cache left out are read from the API server.
+func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask, attempt int) (runner.StartSpec, error) {
+	if _, leftOut := bt.Annotations[annotationParamsLeftOut]; leftOut {
+		var full v1alpha1.BackgroundTask
+		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(bt), &full); err != nil {
+			return runner.StartSpec{}, fmt.Errorf("read the params of %s/%s: %w", bt.Namespace, bt.Name, err)
+		}
+		if full.UID != bt.UID {
+			return runner.StartSpec{}, fmt.Errorf("read the params of %s/%s: the object was replaced", bt.Namespace, bt.Name)
+		}
+		bt = &full
+	}
 	spec := runner.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt, Namespace: bt.Namespace, Name: bt.Name,
 		Labels: bt.Labels, Annotations: bt.Annotations}
 	if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > 0 {

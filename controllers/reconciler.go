@@ -167,7 +167,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if d.Action != actNone {
 		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "policy", d.Policy, "why", d.Why, "attempt", d.Attempt)
 	}
-	if err := r.act(&bt, view, d); err != nil {
+	if err := r.act(ctx, &bt, view, d); err != nil {
 		if errors.Is(err, errDeferred) {
 			return ctrl.Result{RequeueAfter: deferRecheck}, nil
 		}

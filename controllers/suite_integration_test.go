@@ -115,6 +115,7 @@ type operatorProcess struct {
 	op      *controllers.Operator
 	metrics *prometheus.Registry
 	elected <-chan struct{}
+	cache   cache.Cache // the manager's cache: what the operator keeps of every object
 }
 
 type operatorConfig struct {
@@ -219,7 +220,8 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &operatorProcess{cancel: cancel, done: make(chan error, 1), repo: repo, op: op, metrics: metrics, elected: mgr.Elected()}
+	p := &operatorProcess{cancel: cancel, done: make(chan error, 1), repo: repo, op: op, metrics: metrics, elected: mgr.Elected(),
+		cache: mgr.GetCache()}
 	go func() { p.done <- mgr.Start(ctx) }()
 	h.op = p
 	h.t.Cleanup(p.stop)

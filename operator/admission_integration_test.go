@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,9 @@ func TestAdmissionRefusesWhatNoOperatorRuns(t *testing.T) {
 	require.ErrorContains(t, err, `spec.params.intervall: the task type "countdown" has no such field; its fields are: from, interval, checkpointEvery`)
 	err = w.c.Create(w.ctx, task("none", "noop", `{"x":1}`))
 	require.ErrorContains(t, err, `spec.params.x: the task type "noop" has no such field; its fields are: (none)`)
+
+	err = w.c.Create(w.ctx, task("huge", "countdown", `{"from":3,"interval":"`+strings.Repeat("9", 40<<10)+`"}`))
+	require.ErrorContains(t, err, `spec.params.interval: too large; params are at most 32 KiB`)
 
 	good := task("good", "countdown", `{"from":1000,"interval":"1s"}`)
 	require.NoError(t, w.c.Create(w.ctx, good))

@@ -120,9 +120,11 @@ type BackgroundTaskSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="taskName is immutable: create a new BackgroundTask to run another task type"
 	TaskName string `json:"taskName"`
 
-	// params are the task type's parameters, a free-form JSON object passed to the task's
-	// factory. Unknown fields are preserved. At most 64 top-level keys here and 32 KiB once
-	// serialized (checked by the controller: a larger object fails with reason InvalidParams).
+	// params are the task type's parameters, a JSON object passed to the task type, which
+	// decodes it strictly (`kubectl taskpilot types NAME` shows its fields). At most 64
+	// top-level keys, and 32 KiB once serialized (checked when a run starts: a larger object
+	// fails with reason InvalidParams; the admission policy of config/admission refuses a
+	// top-level value longer than that at apply). Keep bulk data elsewhere and pass a reference.
 	// +optional
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
