@@ -111,6 +111,8 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, "AsDesired", fmt.Sprintf("%s as desired", phase)
 	case in.Deferred != "":
 		ready.Reason, ready.Message = "Deferred", in.Deferred
+	case phase == v1alpha1.PhasePending && rec.Reason == lifecycle.ReasonQueued && in.Desired == v1alpha1.DesiredRunning:
+		ready.Reason, ready.Message = lifecycle.ReasonQueued, rec.Message // what the run waits for
 	default:
 		ready.Reason = "Converging"
 		ready.Message = fmt.Sprintf("%s, desired %s", nonEmpty(string(phase), "Unknown"), in.Desired)

@@ -150,3 +150,25 @@ func TestProgressOnly(t *testing.T) {
 	require.False(t, progressOnly(a, b))
 	require.False(t, progressOnly(a, a))
 }
+
+// TestAWaitingRunSaysWhatItWaitsFor: a run queued for memory or a slot says so in its Ready
+// condition, with the runner's own words, instead of a generic "Pending, desired Running".
+func TestAWaitingRunSaysWhatItWaitsFor(t *testing.T) {
+	waiting := "waiting for memory: needs 16 MiB, 290 of 307 MiB reserved"
+	st := buildStatus(statusInput{Generation: 1, Desired: v1alpha1.DesiredRunning, Tracked: true, Now: time.Now(),
+		Committed: journal.Committed{Record: lifecycle.Record{Status: lifecycle.Pending, Attempt: 1, Seq: 2,
+			Reason: lifecycle.ReasonQueued, Message: waiting}}})
+	ready := findCondition(st.Conditions, v1alpha1.ConditionReady)
+	require.Equal(t, metav1.ConditionFalse, ready.Status)
+	require.Equal(t, lifecycle.ReasonQueued, ready.Reason)
+	require.Equal(t, waiting, ready.Message)
+}
+
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
+}

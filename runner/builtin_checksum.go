@@ -76,22 +76,37 @@ type checksumTask struct {
 
 // blockPool keeps the block buffers of finished checksum runs for the next ones, so memory
 // follows the runs that hold a buffer (what the memory budget counts) instead of the garbage
-// collector's pace. One pool per registry: no package state.
-type blockPool struct{ pool sync.Pool }
+// collector's pace. A run gets a buffer of exactly its size, the size it reserved from the
+// budget: a larger pooled buffer lent to it would hold memory the budget counts as free. One
+// pool per registry: no package state.
+type blockPool struct {
+	mu     sync.Mutex
+	bySize map[int]*sync.Pool
+}
+
+func (b *blockPool) of(size int) *sync.Pool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bySize == nil {
+		b.bySize = map[int]*sync.Pool{}
+	}
+	p, ok := b.bySize[size]
+	if !ok {
+		p = &sync.Pool{}
+		b.bySize[size] = p
+	}
+	return p
+}
 
 func (b *blockPool) get(size int) []byte {
-	if b != nil {
-		if buf, ok := b.pool.Get().([]byte); ok && cap(buf) >= size {
-			return buf[:size]
-		}
+	if buf, ok := b.of(size).Get().([]byte); ok {
+		return buf
 	}
 	return make([]byte, size)
 }
 
 func (b *blockPool) put(buf []byte) {
-	if b != nil {
-		b.pool.Put(buf) //nolint:staticcheck // a slice header per Put is fine next to a block of megabytes
-	}
+	b.of(cap(buf)).Put(buf[:cap(buf)]) //nolint:staticcheck // a slice header per Put is fine next to a block of megabytes
 }
 
 func (b *blockPool) newChecksumTask(p ChecksumParams) (Task, error) {

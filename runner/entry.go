@@ -196,7 +196,7 @@ func (e *entry) claimLocked() (string, bool) {
 		if w := e.r.memory.acquire(e.cost); w != nil {
 			e.waiter, e.forMemory = w, true
 			inUse, _ := e.r.memory.stats()
-			return fmt.Sprintf("waiting for memory: needs %s, %s of the %s budget in use", bytesText(e.cost),
+			return fmt.Sprintf("waiting for memory: needs %s, %s of %s reserved", bytesText(e.cost),
 				bytesText(inUse), bytesText(e.r.opts.MemoryBudget)), false
 		}
 		e.holdsMem = true

@@ -26,7 +26,7 @@ func TestMemoryBudget(t *testing.T) {
 	e.waitState(t, "a", lifecycle.Running)
 	require.NoError(t, e.r.StartTask("b", sizedSpec("loop", "b", 60<<20)))
 	snap := e.waitState(t, "b", lifecycle.Pending)
-	require.Equal(t, "waiting for memory: needs 60 MiB, 60 MiB of the 100 MiB budget in use", snap.Message)
+	require.Equal(t, "waiting for memory: needs 60 MiB, 60 MiB of 100 MiB reserved", snap.Message)
 	require.NoError(t, e.r.StartTask("c", sizedSpec("quick", "c", 1<<20)))
 	e.waitState(t, "c", lifecycle.Pending) // FIFO: it does not overtake b
 
