@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -40,12 +41,14 @@ func startControlPlane(cfg config, dir string, log logr.Logger) (*controlPlane, 
 		return nil, err
 	}
 	log.Info("control plane up in "+since(start), "apiserver", "https://"+env.APIServerAddr(), "etcd-data", env.EtcdDataDir())
-	// The admission policy that refuses tasks of unknown types or params fields, reading the
-	// task-type catalog the operator publishes in its namespace (default, outside a pod).
+	// The admission policies of config/admission: tasks of unknown types or params fields are
+	// refused (reading the task-type catalog the operator publishes in its namespace, default
+	// outside a pod), and only operators set the sharding labels.
 	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kubetest.InstallTaskTypePolicy(ctx, c, devNamespace, "", nil)
+		err = errors.Join(kubetest.InstallTaskTypePolicy(ctx, c, devNamespace, "", nil),
+			kubetest.InstallPolicy(ctx, c, "assignment_policy.yaml", "", "", nil))
 		cancel()
 	}
 	if err != nil {

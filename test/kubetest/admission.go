@@ -14,11 +14,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// TaskTypePolicy is config/admission's ValidatingAdmissionPolicy and its binding, as shipped.
-func TaskTypePolicy() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding, error) {
-	raw, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "admission", "task_types_policy.yaml"))
+// Policy is a ValidatingAdmissionPolicy of config/admission and its binding, as shipped (file
+// is the file name there).
+func Policy(file string) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding, error) {
+	raw, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "admission", file))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the task-type policy: %w", err)
+		return nil, nil, fmt.Errorf("read the policy %s: %w", file, err)
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
 	var policy admissionv1.ValidatingAdmissionPolicy
@@ -32,18 +33,27 @@ func TaskTypePolicy() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Vali
 	return &policy, &binding, nil
 }
 
-// InstallTaskTypePolicy creates (or replaces) config/admission's policy with its binding reading
-// the task-type catalog of catalogNamespace, where the operator under test runs. A non-empty
-// suffix names a copy of both (tests that share a control plane), and namespaceLabels, when
-// set, bind it to the namespaces with these labels only.
+// InstallTaskTypePolicy creates (or replaces) config/admission's task-type policy with its
+// binding reading the task-type catalog of catalogNamespace, where the operator under test runs.
+// A non-empty suffix names a copy of both (tests that share a control plane), and
+// namespaceLabels, when set, bind it to the namespaces with these labels only.
 func InstallTaskTypePolicy(ctx context.Context, c client.Client, catalogNamespace, suffix string, namespaceLabels map[string]string) error {
-	policy, binding, err := TaskTypePolicy()
+	return InstallPolicy(ctx, c, "task_types_policy.yaml", catalogNamespace, suffix, namespaceLabels)
+}
+
+// InstallPolicy creates (or replaces) the policy of config/admission's file with its binding;
+// paramNamespace, when set, is the namespace of the binding's parameter. suffix and
+// namespaceLabels are as for InstallTaskTypePolicy.
+func InstallPolicy(ctx context.Context, c client.Client, file, paramNamespace, suffix string, namespaceLabels map[string]string) error {
+	policy, binding, err := Policy(file)
 	if err != nil {
 		return err
 	}
 	policy.Name += suffix
 	binding.Name, binding.Spec.PolicyName = binding.Name+suffix, policy.Name
-	binding.Spec.ParamRef.Namespace = catalogNamespace
+	if paramNamespace != "" {
+		binding.Spec.ParamRef.Namespace = paramNamespace
+	}
 	if namespaceLabels != nil {
 		binding.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: namespaceLabels}}
 	}

@@ -94,6 +94,7 @@ func TestDefaultDeploymentIsHardened(t *testing.T) {
 	ref, _, _ := unstructured.NestedStringMap(binding.Object, "spec", "paramRef")
 	require.Equal(t, "taskpilot-system", ref["namespace"], "the catalog is in the operator's namespace")
 	require.Equal(t, "taskpilot-task-types", ref["name"])
+	find(t, objs, "ValidatingAdmissionPolicyBinding", "assignment.tasks.taskpilot.dev")
 
 	var dep appsv1.Deployment
 	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "Deployment", "taskpilot-controller-manager").Object, &dep))
