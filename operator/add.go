@@ -73,7 +73,8 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 		return nil, fmt.Errorf("--journal-max-bytes %q: want a quantity such as 64Mi", o.JournalMaxBytes)
 	}
 	openCtx, cancel := context.WithTimeout(ctx, o.StartupDatabaseTimeout)
-	repo, err := store.Open(openCtx, store.Config{URL: o.DatabaseURL, MaxOpenConns: o.DBMaxOpenConns, Logger: ctrl.Log.WithName("store")})
+	repo, err := store.Open(openCtx, store.Config{URL: o.DatabaseURL, MigrateURL: o.MigrateDatabaseURL,
+		MaxOpenConns: o.DBMaxOpenConns, Logger: ctrl.Log.WithName("store")})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("cannot use PostgreSQL at %s: %w (is it running, and is DATABASE_URL right?)", redactedDatabase(o.DatabaseURL), err)

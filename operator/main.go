@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/store"
 )
 
 // Register adds task types to an operator's registry: runner.Register for each typed task
@@ -49,7 +51,14 @@ func Run(register Register) int {
 // name) until ctx is done: flags, logging, PostgreSQL (migrated at start-up), a manager with
 // metrics, probes and leader election, and the operator with register's task types. Every
 // taskpilot binary, this repository's main.go included, is this call.
+//
+// With "migrate" as its first argument it migrates the schema (with --migrate-database-url, or
+// --database-url) and exits: an init container runs it with the owner's credentials, so the
+// operator itself needs only the runtime role's.
 func Main(ctx context.Context, args []string, register Register) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrateOnly(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
 	o, zopts, err := parseFlags(fs, args)
 	if err != nil {
@@ -114,6 +123,23 @@ func Main(ctx context.Context, args []string, register Register) error {
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
+	return nil
+}
+
+// migrateOnly is `taskpilot migrate`: the schema, brought up to date, and nothing else.
+func migrateOnly(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("taskpilot migrate", flag.ContinueOnError)
+	o, zopts, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+	ctx, cancel := context.WithTimeout(ctx, o.StartupDatabaseTimeout+5*time.Minute)
+	defer cancel()
+	if err := store.MigrateURL(ctx, o.MigrateDatabaseURL, ctrl.Log.WithName("store")); err != nil {
+		return fmt.Errorf("migrate %s: %w", redactedDatabase(o.MigrateDatabaseURL), err)
+	}
+	ctrl.Log.WithName("setup").Info("schema migrated", "database", redactedDatabase(o.MigrateDatabaseURL))
 	return nil
 }
 

@@ -23,8 +23,12 @@ import (
 // flag of the same name, see BindFlags), Add takes them as they are. NewOptions fills in the
 // defaults, the same as the flags'.
 type Options struct {
-	// DatabaseURL is the PostgreSQL URL (--database-url, default $DATABASE_URL). Required.
+	// DatabaseURL is the PostgreSQL URL (--database-url, default $DATABASE_URL), of a member
+	// of the taskpilot_runtime role or of the schema's owner. Required.
 	DatabaseURL string
+	// MigrateDatabaseURL is the schema owner's URL, for migrations (--migrate-database-url,
+	// default $MIGRATE_DATABASE_URL, else DatabaseURL).
+	MigrateDatabaseURL string
 	// Deployment names this operator deployment among the taskpilot deployments of a cluster
 	// (--deployment, default "taskpilot"): a cluster may run several, each with the task
 	// types of its own image; each leads, shards and publishes its task types under its name.
@@ -116,7 +120,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Namespace, "leader-election-namespace", o.Namespace, "Namespace of the leader-election Lease, of the membership Leases and of the task-type catalog (default: the pod's namespace, else \"default\").")
 	fs.StringVar(&o.Identity, "identity", o.Identity, "This process's name as a task owner, unique among running replicas: its membership Lease and the owner column of the rows it runs (default: $POD_NAME, else host name and process id).")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig (default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config).")
-	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://user:password@host:5432/db (default: $DATABASE_URL). Never logged or printed with its password.")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://user:password@host:5432/db (default: $DATABASE_URL): a member of the taskpilot_runtime role, or the schema's owner. Never logged or printed with its password.")
+	fs.StringVar(&o.MigrateDatabaseURL, "migrate-database-url", "", "PostgreSQL URL of the schema's owner, which migrates it at start-up (default: $MIGRATE_DATABASE_URL, else --database-url). `taskpilot migrate` migrates and exits (an init container).")
 	fs.IntVar(&o.DBMaxOpenConns, "db-max-open-conns", o.DBMaxOpenConns, "Maximum open PostgreSQL connections.")
 	fs.DurationVar(&o.DBTimeout, "db-timeout", o.DBTimeout, "Deadline of one database call.")
 	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the Kubernetes API (client-side limit).")
@@ -144,6 +149,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 // the combination.
 func (o *Options) Complete() error {
 	o.DatabaseURL = cmp.Or(o.DatabaseURL, os.Getenv("DATABASE_URL"))
+	o.MigrateDatabaseURL = cmp.Or(o.MigrateDatabaseURL, os.Getenv("MIGRATE_DATABASE_URL"), o.DatabaseURL)
 	o.Deployment = cmp.Or(o.Deployment, controllers.DefaultDeployment)
 	if o.Identity == "" {
 		host, _ := os.Hostname()

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 
 	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
 	"github.com/pressly/goose/v3/lock"
@@ -40,6 +42,33 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 
 func migrate(ctx context.Context, db *sql.DB, log logr.Logger) error {
 	return migrateTo(ctx, db, log, 0)
+}
+
+// migrateWith migrates through the owner's URL when cfg names one, else through db.
+func migrateWith(ctx context.Context, cfg Config, db *sql.DB, log logr.Logger) error {
+	if cfg.MigrateURL == "" || cfg.MigrateURL == cfg.URL {
+		return migrate(ctx, db, log)
+	}
+	return MigrateURL(ctx, cfg.MigrateURL, log)
+}
+
+// MigrateURL brings the schema of the database at url (the owner's) up to date, over a
+// connection of its own: what `taskpilot migrate` and an operator with --migrate-database-url
+// run.
+func MigrateURL(ctx context.Context, url string, log logr.Logger) error {
+	pgxCfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("parse the migration database URL: %w", err)
+	}
+	db := stdlib.OpenDB(*pgxCfg)
+	defer func() { _ = db.Close() }()
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("connect to the database to migrate it: %w", err)
+	}
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	return migrate(ctx, db, log)
 }
 
 // migrateTo applies the migrations up to version (0: all of them); tests use it to build a

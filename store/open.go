@@ -19,10 +19,21 @@ const (
 	DefaultConnMaxLifetime = 30 * time.Minute
 )
 
+// The roles the schema grants to (migration 00005): members of RuntimeRole run the operator,
+// members of ReadOnlyRole read (the plugin, the web view, SQL users); the owner migrates.
+const (
+	RuntimeRole  = "taskpilot_runtime"
+	ReadOnlyRole = "taskpilot_readonly"
+)
+
 // Config configures Open.
 type Config struct {
-	// URL is a postgres:// URL or key=value DSN understood by pgx.
+	// URL is a postgres:// URL or key=value DSN understood by pgx: the role the operator runs
+	// as (a member of RuntimeRole, or the owner).
 	URL string
+	// MigrateURL is the owner's URL, for migrations ("": URL, when the operator runs as the
+	// owner).
+	MigrateURL string
 	// MaxOpenConns bounds the pool (0: DefaultMaxOpenConns). Size it for the
 	// number of concurrent writers plus readers; extra callers queue, still
 	// bounded by their ctx deadlines.
@@ -87,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Repository, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	if err := migrate(ctx, sqlDB, log); err != nil {
+	if err := migrateWith(ctx, cfg, sqlDB, log); err != nil {
 		_ = sqlDB.Close()
 		return nil, err
 	}

@@ -52,8 +52,9 @@ func (d *devEnv) startOperator() error {
 	// so does KUBECONFIG (the operator's own flag set has no --kubeconfig since it became a
 	// callable package).
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "KUBECONFIG=") || kubetest.ShimEnv(kv)
-	}), "DATABASE_URL="+d.postgres.url, "KUBECONFIG="+d.kubeconfig)
+		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "MIGRATE_DATABASE_URL=") ||
+			strings.HasPrefix(kv, "KUBECONFIG=") || kubetest.ShimEnv(kv)
+	}), "DATABASE_URL="+d.postgres.url, "MIGRATE_DATABASE_URL="+d.postgres.migrateURL, "KUBECONFIG="+d.kubeconfig)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -186,7 +187,7 @@ func (d *devEnv) writeEnvFile() error {
 func (d *devEnv) envExports() string {
 	return "# Written by hack/dev (make dev) for the local taskpilot; load it with: source " + d.displayPath(d.envFile) + "\n" +
 		"export KUBECONFIG=" + shellQuote(d.kubeconfig) + "\n" +
-		"export DATABASE_URL=" + shellQuote(d.postgres.url) + "\n"
+		"export DATABASE_URL=" + shellQuote(d.postgres.readerURL) + "\n"
 }
 
 // printNextSteps tells the user what to type in another terminal (the README's tour).

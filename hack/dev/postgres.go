@@ -11,14 +11,18 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/taskpilot/taskpilot/store"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
 // postgres is the database the operator uses: a local server this process runs (data in
-// dir/postgres), or an existing one named by DATABASE_URL (server is nil then).
+// dir/postgres), or an existing one named by DATABASE_URL (server is nil then). On the local
+// server each part uses the role docs/schema.md gives it: the operator runs as taskpilot (a
+// member of taskpilot_runtime), the superuser migrates, and the env file's DATABASE_URL, for
+// psql and the kubectl plugin, is taskpilot_reader's (a member of taskpilot_readonly).
 type postgres struct {
-	server *pgtest.Server
-	url    string
+	server                     *pgtest.Server
+	url, migrateURL, readerURL string
 }
 
 // startPostgres starts the local server and creates the taskpilot database if missing, or,
@@ -33,7 +37,7 @@ func startPostgres(cfg config, dir string, log logr.Logger) (*postgres, error) {
 		if err := ping(ctx, cfg.databaseURL); err != nil {
 			return nil, fmt.Errorf("cannot connect to DATABASE_URL %s: %w (unset DATABASE_URL to use a local server instead)", redactURL(cfg.databaseURL), err)
 		}
-		return &postgres{url: cfg.databaseURL}, nil
+		return &postgres{url: cfg.databaseURL, migrateURL: cfg.databaseURL, readerURL: cfg.databaseURL}, nil
 	}
 
 	dataDir := filepath.Join(dir, "postgres")
@@ -50,7 +54,16 @@ func startPostgres(cfg config, dir string, log logr.Logger) (*postgres, error) {
 	pg := &postgres{server: srv}
 	created, err := ensureDatabase(ctx, srv.URL(), databaseName)
 	if err == nil {
-		pg.url, err = withDatabase(srv.URL(), databaseName)
+		err = ensureRoles(ctx, srv.URL())
+	}
+	if err == nil {
+		pg.migrateURL, err = withDatabase(srv.URL(), databaseName, "")
+	}
+	if err == nil {
+		pg.url, err = withDatabase(srv.URL(), databaseName, runtimeLogin)
+	}
+	if err == nil {
+		pg.readerURL, err = withDatabase(srv.URL(), databaseName, readerLogin)
 	}
 	if err != nil {
 		return nil, joinStop(err, pg.stop())
@@ -94,13 +107,48 @@ func ensureDatabase(ctx context.Context, adminURL, name string) (bool, error) {
 	return true, nil
 }
 
-// withDatabase is rawURL with its database replaced by name.
-func withDatabase(rawURL, name string) (string, error) {
+// The local server's login roles (it trusts local connections: no passwords).
+const (
+	runtimeLogin = "taskpilot"
+	readerLogin  = "taskpilot_reader"
+)
+
+// ensureRoles creates the schema's group roles and the local login roles that use them, unless
+// they exist (migrations grant the group roles their rights; see docs/schema.md, "Roles").
+func ensureRoles(ctx context.Context, adminURL string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	for _, r := range []struct{ name, attrs string }{
+		{store.RuntimeRole, "NOLOGIN"}, {store.ReadOnlyRole, "NOLOGIN"},
+		{runtimeLogin, "LOGIN IN ROLE " + store.RuntimeRole}, {readerLogin, "LOGIN IN ROLE " + store.ReadOnlyRole},
+	} {
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, r.name).Scan(&exists); err != nil {
+			return fmt.Errorf("look for role %s: %w", r.name, err)
+		}
+		if exists {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{r.name}.Sanitize()+" "+r.attrs); err != nil {
+			return fmt.Errorf("create role %s: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// withDatabase is rawURL with its database replaced by name, and its user by user when set.
+func withDatabase(rawURL, name, user string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", fmt.Errorf("parse database URL: %w", err)
 	}
 	u.Path = "/" + name
+	if user != "" {
+		u.User = url.User(user)
+	}
 	return u.String(), nil
 }
 

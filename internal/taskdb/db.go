@@ -27,6 +27,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	}
 	// A viewer needs few connections; keep the load on the operator's database small.
 	cfg.MaxConns = 4
+	// Its sessions are read-only whatever role it connects as (taskpilot_readonly is meant, see
+	// docs/schema.md): a reader must never write the record.
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", Describe(url), err)

@@ -179,3 +179,11 @@ func withUTC(tr taskdb.Transition) taskdb.Transition {
 	tr.At = tr.At.UTC()
 	return tr
 }
+
+// TestReadersCannotWrite: whatever role the URL names, a reader's sessions are read-only.
+func TestReadersCannotWrite(t *testing.T) {
+	f := newFixture(t)
+	f.task("u1", "t1", time.Now())
+	err := f.db.ExecForTest(testCtx(t), `UPDATE background_tasks SET progress = 'x'`)
+	require.ErrorContains(t, err, "read-only transaction")
+}

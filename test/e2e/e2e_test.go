@@ -124,8 +124,8 @@ func checkEnvFile(t *testing.T, state string, ready map[string]string) {
 	if want := filepath.Join(state, "kubeconfig"); vars["KUBECONFIG"] != want {
 		t.Fatalf("KUBECONFIG=%s, want %s", vars["KUBECONFIG"], want)
 	}
-	if !strings.HasPrefix(vars["DATABASE_URL"], "postgres://postgres@127.0.0.1:") || !strings.Contains(vars["DATABASE_URL"], "/taskpilot?") {
-		t.Fatalf("DATABASE_URL=%s, want the local taskpilot database", vars["DATABASE_URL"])
+	if !strings.HasPrefix(vars["DATABASE_URL"], "postgres://taskpilot_reader@127.0.0.1:") || !strings.Contains(vars["DATABASE_URL"], "/taskpilot?") {
+		t.Fatalf("DATABASE_URL=%s, want the local taskpilot database, as its reader", vars["DATABASE_URL"])
 	}
 }
 
