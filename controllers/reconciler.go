@@ -53,6 +53,8 @@ type reconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=tasktypes,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=tasktypes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 	// Spec changes; with sharding also the assignment labels (a drain request).

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/taskpilot/taskpilot/runner"
@@ -88,7 +89,7 @@ func Main(ctx context.Context, args []string, register Register) error {
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElect,
@@ -141,6 +142,16 @@ func migrateOnly(ctx context.Context, args []string) error {
 	}
 	ctrl.Log.WithName("setup").Info("schema migrated", "database", redactedDatabase(o.MigrateDatabaseURL))
 	return nil
+}
+
+// metricsOptions serves the metrics over HTTPS with authentication and authorization by the API
+// server (TokenReview, SubjectAccessReview), unless --metrics-secure=false.
+func metricsOptions(o Options) metricsserver.Options {
+	if !o.MetricsSecure {
+		return metricsserver.Options{BindAddress: o.MetricsAddr}
+	}
+	return metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization}
 }
 
 // parseFlags reads args into the default Options and the logger's options, then completes them.

@@ -66,12 +66,13 @@ type Options struct {
 	RetryPeriod             time.Duration // --leader-elect-retry-period
 
 	// The process around the operator; Main uses them, Add leaves them to the host program.
-	MetricsAddr  string  // --metrics-bind-address
-	ProbeAddr    string  // --health-probe-bind-address
-	PprofAddr    string  // --pprof-bind-address
-	Kubeconfig   string  // --kubeconfig
-	KubeAPIQPS   float64 // --kube-api-qps
-	KubeAPIBurst int     // --kube-api-burst
+	MetricsAddr   string  // --metrics-bind-address
+	MetricsSecure bool    // --metrics-secure
+	ProbeAddr     string  // --health-probe-bind-address
+	PprofAddr     string  // --pprof-bind-address
+	Kubeconfig    string  // --kubeconfig
+	KubeAPIQPS    float64 // --kube-api-qps
+	KubeAPIBurst  int     // --kube-api-burst
 
 	// Metrics registers the operator's metrics (default: controller-runtime's registry, which
 	// the manager serves). A program that adds two operators sets its own for one of them.
@@ -100,7 +101,8 @@ func NewOptions() Options {
 		LeaseDuration:           membership.DefaultLeaseDuration,
 		RenewDeadline:           membership.DefaultRenewDeadline,
 		RetryPeriod:             membership.DefaultRetryPeriod,
-		MetricsAddr:             ":8080",
+		MetricsAddr:             ":8443",
+		MetricsSecure:           true,
 		ProbeAddr:               ":8081",
 		KubeAPIQPS:              50,
 		KubeAPIBurst:            100,
@@ -112,6 +114,7 @@ func NewOptions() Options {
 // $DATABASE_URL in Complete.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus metrics endpoint (\"0\" disables it).")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "Serve metrics over HTTPS to callers the API server authenticates and allows to get /metrics (the metrics-reader ClusterRole). Off: plain HTTP to anyone who reaches the address (make dev, on loopback).")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of the /healthz and /readyz endpoints.")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "Address of the Go pprof endpoints (empty: off). For profiling only.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader through a Lease so that only one replica runs tasks (on in the Deployment).")

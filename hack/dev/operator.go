@@ -43,7 +43,8 @@ func (o *operator) exitErr() error {
 func (d *devEnv) startOperator() error {
 	args := []string{
 		"--zap-devel",
-		"--metrics-bind-address=" + d.cfg.metricsAddr,
+		// Plain HTTP on loopback, for curl and the web view; the Deployment serves HTTPS.
+		"--metrics-bind-address=" + d.cfg.metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address=" + d.cfg.probeAddr,
 	}
 	args = append(args, d.cfg.operatorArgs...)

@@ -76,7 +76,8 @@ func StartOperator(s OperatorSpec) (*Operator, error) {
 		ProbeURL:   "http://" + addr(ports[1]) + "/readyz",
 	}
 	args := append(slices.Clone(s.Args),
-		"--metrics-bind-address="+addr(ports[0]),
+		// Plain HTTP on loopback: the tests and benchmarks scrape without a token.
+		"--metrics-bind-address="+addr(ports[0]), "--metrics-secure=false",
 		"--health-probe-bind-address="+addr(ports[1]))
 	if s.Pprof {
 		args = append(args, "--pprof-bind-address="+addr(ports[2]))

@@ -115,6 +115,24 @@ func TestDefaultDeploymentIsHardened(t *testing.T) {
 	require.False(t, c.Resources.Requests.Memory().IsZero())
 	require.False(t, c.Resources.Limits.Memory().IsZero())
 	require.Equal(t, "taskpilot-database", c.Env[0].ValueFrom.SecretKeyRef.Name, "DATABASE_URL comes from a Secret")
+
+	// Metrics: HTTPS behind the API server's authentication (the default of --metrics-secure),
+	// whose self-signed certificate needs a writable /tmp on the read-only root filesystem.
+	require.NotContains(t, c.Args, "--metrics-secure=false")
+	require.Contains(t, c.Args, "--metrics-bind-address=:8443")
+	require.True(t, slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/tmp" }),
+		"the metrics server writes its certificate under /tmp")
+	reader := find(t, objs, "ClusterRole", "taskpilot-metrics-reader")
+	rules, _, _ := unstructured.NestedSlice(reader.Object, "rules")
+	require.Equal(t, []any{"/metrics"}, rules[0].(map[string]any)["nonResourceURLs"])
+	role := find(t, objs, "ClusterRole", "taskpilot-manager-role")
+	rules, _, _ = unstructured.NestedSlice(role.Object, "rules")
+	var reviews []string
+	for _, r := range rules {
+		res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+		reviews = append(reviews, res...)
+	}
+	require.Subset(t, reviews, []string{"tokenreviews", "subjectaccessreviews"}, "the operator asks the API server who scrapes")
 }
 
 func TestExampleOverlayGeneratesTheSecret(t *testing.T) {
