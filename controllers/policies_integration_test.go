@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -62,6 +63,36 @@ func TestTTLDeletesOnlyAfterTheCommit(t *testing.T) {
 	require.NoError(t, srv.Restart())
 	require.Eventually(t, func() bool { return h.gone("late") }, waitTimeout, 50*time.Millisecond)
 	require.Equal(t, lifecycle.Finished, h.waitDeleted(string(late.UID)).Status)
+}
+
+// TestTTLSparesATaskChangedMeanwhile: the time-to-live deletion is decided on the cached
+// object; a restart requested after that (still on its way to the cache) must win, not be
+// deleted with the object. Before the resourceVersion precondition it was.
+func TestTTLSparesATaskChangedMeanwhile(t *testing.T) {
+	h := newHarness(t)
+	var raced, labelled atomic.Bool
+	h.startOperator(operatorConfig{beforeDelete: func(obj client.Object) {
+		switch {
+		case obj.GetName() == "short-lived" && raced.CompareAndSwap(false, true):
+			// The user restarts it between the operator's decision and its deletion.
+			h.patchSpec("short-lived", `{"restartGeneration":1,"ttlSecondsAfterFinished":null}`)
+		case obj.GetName() == "relabelled" && labelled.CompareAndSwap(false, true):
+			// A change that leaves the TTL due: the deletion is refused once, then done.
+			require.NoError(t, h.c.Patch(h.ctx, &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "relabelled"}},
+				client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"b"}}}`))))
+		}
+	}})
+	h.create("relabelled", "noop", `{}`, func(b *v1alpha1.BackgroundTask) { b.Spec.TTLSecondsAfterFinished = ptr.To[int32](0) })
+	bt := h.create("short-lived", "noop", `{}`, func(b *v1alpha1.BackgroundTask) { b.Spec.TTLSecondsAfterFinished = ptr.To[int32](0) })
+	require.Eventually(t, raced.Load, waitTimeout, 20*time.Millisecond, "the operator tried to delete it")
+	h.waitPhase("short-lived", v1alpha1.PhaseFinished, func(b *v1alpha1.BackgroundTask) bool {
+		return b.Status.ObservedRestartGeneration == 1
+	})
+	require.False(t, h.gone("short-lived"), "the restarted task is kept")
+	require.Equal(t, bt.UID, h.get("short-lived").UID)
+	require.True(t, labelled.Load())
+	require.Eventually(t, func() bool { return h.gone("relabelled") }, waitTimeout, 50*time.Millisecond,
+		"a refused deletion is tried again")
 }
 
 // TestHistoryRetentionPurgesOnlyOldDeletedTasks: rows soft-deleted longer than the retention

@@ -128,7 +128,7 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	announce(s.events, &bt, s.journal.TakeAnnouncements(uid))
 	if tracked {
 		if expired, wait := ttlDue(&bt, committed, now); expired {
-			return ctrl.Result{}, s.expire(ctx, &bt)
+			return s.expire(ctx, &bt)
 		} else if wait > 0 && (after == 0 || wait < after) {
 			after = wait
 		}

@@ -130,6 +130,8 @@ type operatorConfig struct {
 	clock clock.WithTicker
 	// failStatusWrites makes every status write fail, as an API server that refuses them would.
 	failStatusWrites bool
+	// beforeDelete runs before each deletion the operator sends (a user's change racing it).
+	beforeDelete func(client.Object)
 	// statements, when set, sees every statement the operator sends to PostgreSQL.
 	statements pgx.QueryTracer
 	// historyRetention and memoryBudget set the policies of the same names; journalMaxBytes
@@ -182,6 +184,9 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	}
 	if cfg.failStatusWrites {
 		opts.NewClient = failingStatusClient
+	}
+	if cfg.beforeDelete != nil {
+		opts.NewClient = hookedDeleteClient(cfg.beforeDelete)
 	}
 	mgr, err := ctrl.NewManager(kube.Config, opts)
 	require.NoError(h.t, err)
@@ -239,6 +244,22 @@ func failingStatusClient(cfg *rest.Config, opts client.Options) (client.Client, 
 			return errors.New("injected: status writes are refused")
 		},
 	}), nil
+}
+
+// hookedDeleteClient is the manager's client calling before ahead of every deletion.
+func hookedDeleteClient(before func(client.Object)) client.NewClientFunc {
+	return func(cfg *rest.Config, opts client.Options) (client.Client, error) {
+		c, err := client.NewWithWatch(cfg, opts)
+		if err != nil {
+			return nil, err
+		}
+		return interceptor.NewClient(c, interceptor.Funcs{
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				before(obj)
+				return c.Delete(ctx, obj, opts...)
+			},
+		}), nil
+	}
 }
 
 // stop shuts the operator down the way SIGTERM does, and waits for it.

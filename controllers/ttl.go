@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -58,13 +59,23 @@ func orSeconds(v, fallback *int32) *int32 {
 }
 
 // expire deletes a task whose time to live is over; its run is long over and its history stays
-// in PostgreSQL (the deletion soft-deletes the row). The UID precondition keeps it from
-// deleting a newer object of the same name.
-func (s *statusWriter) expire(ctx context.Context, bt *v1alpha1.BackgroundTask) error {
+// in PostgreSQL (the deletion soft-deletes the row). The decision was made on the cached object:
+// the preconditions make the API server delete exactly that version, so neither a newer object
+// of the same name nor a restart or TTL change the cache has not seen yet is deleted. On such a
+// conflict it looks again once the cache has caught up.
+func (s *statusWriter) expire(ctx context.Context, bt *v1alpha1.BackgroundTask) (ctrl.Result, error) {
 	logf.FromContext(ctx).Info("deleting a task whose time to live after it finished is over", "phase", bt.Status.Phase)
-	err := s.client.Delete(ctx, bt, client.Preconditions{UID: &bt.UID})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("delete expired task: %w", err)
+	err := s.client.Delete(ctx, bt, client.Preconditions{UID: &bt.UID, ResourceVersion: &bt.ResourceVersion})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return ctrl.Result{}, nil
+	case apierrors.IsConflict(err):
+		return ctrl.Result{RequeueAfter: ttlRecheck}, nil
+	default:
+		return ctrl.Result{}, fmt.Errorf("delete expired task: %w", err)
 	}
-	return nil
 }
+
+// ttlRecheck is how long a deletion refused by its preconditions waits for the cache to show
+// what changed.
+const ttlRecheck = time.Second

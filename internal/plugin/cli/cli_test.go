@@ -86,3 +86,22 @@ func TestVerbNeedsTargetsBeforeConnecting(t *testing.T) {
 	cmd.SetArgs([]string{"history", "x", "-o", "wide"})
 	require.ErrorContains(t, cmd.Execute(), `-o "wide": use json or yaml`)
 }
+
+// TestHelpKeepsTheDatabasePasswordSecret: the flag's default used to be $DATABASE_URL itself,
+// which every --help (of every subcommand) printed, password included.
+func TestHelpKeepsTheDatabasePasswordSecret(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://reader:s3cret-pw@db.example:5432/taskpilot")
+	for _, args := range [][]string{{"--help"}, {"history", "--help"}, {"ui", "--help"}, {"pause", "--help"}} {
+		var out bytes.Buffer
+		cmd := NewRootCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out})
+		cmd.SetArgs(args)
+		require.NoError(t, cmd.Execute(), "%v", args)
+		require.Contains(t, out.String(), "database-url", "%v", args)
+		require.NotContains(t, out.String(), "s3cret-pw", "%v", args)
+	}
+
+	o := &options{}
+	require.Equal(t, "postgres://reader:s3cret-pw@db.example:5432/taskpilot", o.database(), "read when used")
+	o.databaseURL = "postgres://flag"
+	require.Equal(t, "postgres://flag", o.database(), "the flag wins")
+}

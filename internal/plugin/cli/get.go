@@ -84,11 +84,11 @@ func uidsOf(t *metav1.Table) []string {
 // lastTransitions reads the tasks' last transitions; without a database, or when it fails,
 // the column stays empty and stderr says why: the cluster's view is still worth printing.
 func lastTransitions(ctx context.Context, o *options, uids []string) map[string]taskdb.Transition {
-	if o.databaseURL == "" {
+	if o.database() == "" {
 		fmt.Fprintln(o.streams.ErrOut, "note: no DATABASE_URL (or --database-url): LAST TRANSITION left empty")
 		return nil
 	}
-	db, err := taskdb.Open(ctx, o.databaseURL)
+	db, err := taskdb.Open(ctx, o.database())
 	if err != nil {
 		fmt.Fprintf(o.streams.ErrOut, "note: LAST TRANSITION left empty: %v\n", err)
 		return nil

@@ -67,7 +67,7 @@ func newHistoryCommand(o *options) *cobra.Command {
 }
 
 func runHistory(ctx context.Context, o *options, name, output string) error {
-	if o.databaseURL == "" {
+	if o.database() == "" {
 		return errors.New("history comes from PostgreSQL: set DATABASE_URL or --database-url")
 	}
 	ns, err := o.namespace()
@@ -78,7 +78,7 @@ func runHistory(ctx context.Context, o *options, name, output string) error {
 	if err != nil {
 		return err
 	}
-	db, err := taskdb.Open(ctx, o.databaseURL)
+	db, err := taskdb.Open(ctx, o.database())
 	if err != nil {
 		return err
 	}

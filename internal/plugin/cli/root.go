@@ -21,7 +21,7 @@ import (
 type options struct {
 	streams genericiooptions.IOStreams
 	kube    *genericclioptions.ConfigFlags
-	// databaseURL is --database-url, default $DATABASE_URL.
+	// databaseURL is --database-url; database() falls back to $DATABASE_URL.
 	databaseURL string
 }
 
@@ -52,13 +52,23 @@ own kubeconfig and permissions. History comes from DATABASE_URL (or --database-u
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	o.kube.AddFlags(cmd.PersistentFlags())
-	cmd.PersistentFlags().StringVar(&o.databaseURL, "database-url", os.Getenv("DATABASE_URL"),
+	// The default is not $DATABASE_URL itself: --help prints defaults, and the URL holds a
+	// password. database() reads the environment when a command needs it.
+	cmd.PersistentFlags().StringVar(&o.databaseURL, "database-url", "",
 		"PostgreSQL URL of the taskpilot database, for history (default $DATABASE_URL)")
 	for _, v := range bulk.Verbs() {
 		cmd.AddCommand(newVerbCommand(o, v))
 	}
 	cmd.AddCommand(newGetCommand(o), newHistoryCommand(o), newTypesCommand(o), newUICommand(o))
 	return cmd
+}
+
+// database is --database-url, or $DATABASE_URL; empty without either.
+func (o *options) database() string {
+	if o.databaseURL != "" {
+		return o.databaseURL
+	}
+	return os.Getenv("DATABASE_URL")
 }
 
 // client connects to the cluster of the kubeconfig flags.

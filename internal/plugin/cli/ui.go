@@ -56,10 +56,10 @@ func runUI(ctx context.Context, o *options, port int, allNamespaces bool) error 
 	}
 
 	opts := webui.Options{Events: webui.ClientEvents{Client: c}, Scope: scopeText, Namespace: ns}
-	if o.databaseURL == "" {
+	if o.database() == "" {
 		opts.HistoryNote = "No DATABASE_URL (or --database-url): history and charts need the taskpilot database."
 	} else {
-		db, err := taskdb.Open(ctx, o.databaseURL)
+		db, err := taskdb.Open(ctx, o.database())
 		if err != nil {
 			return err
 		}
