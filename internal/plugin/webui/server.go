@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net"
+	"net/url"
 	"net/http"
 	"strings"
 	"time"
@@ -94,8 +95,32 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Handler serves the pages to local clients only (see localOnly).
-func (s *Server) Handler() http.Handler { return localOnly(s.mux) }
+// Handler serves the pages to local clients (see localOnly) and same-origin requests (see
+// sameOriginOnly) only.
+func (s *Server) Handler() http.Handler { return localOnly(sameOriginOnly(s.mux)) }
+
+// sameOriginOnly refuses what a page on another site makes the user's browser ask: the view
+// shows what the user's credentials can read, and another site (or another port on localhost)
+// must not load it, embed it or stream its events. Browsers mark such requests with
+// Sec-Fetch-Site (cross-site, same-site) or, older ones, with a foreign Origin; curl and a
+// typed-in address send neither ("none").
+func sameOriginOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		site := r.Header.Get("Sec-Fetch-Site")
+		sameOrigin := site == "" || site == "same-origin" || site == "none"
+		if origin := r.Header.Get("Origin"); origin != "" {
+			u, err := url.Parse(origin)
+			sameOrigin = sameOrigin && err == nil && u.Host == r.Host
+		}
+		if !sameOrigin {
+			http.Error(w, "taskpilot ui answers its own pages only, not other sites", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+		next.ServeHTTP(w, r)
+	})
+}
 
 // localOnly refuses requests whose Host is not a loopback name: the view carries the user's
 // credentials, and a web page elsewhere must not reach it through DNS rebinding.

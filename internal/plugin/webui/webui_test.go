@@ -245,6 +245,54 @@ func TestLocalOnly(t *testing.T) {
 	}
 }
 
+// TestSameOriginOnly: a page on another site that the user visits must not read the view (which
+// runs with the user's credentials) through their browser: a request the browser marks
+// cross-site, or that carries a foreign Origin, is refused (it got 200 before).
+func TestSameOriginOnly(t *testing.T) {
+	s, err := New(Options{Tasks: &fakeTasks{hub: newHub()}, Events: fakeEvents{}})
+	require.NoError(t, err)
+	cases := []struct {
+		name         string
+		site, origin string
+		want         int
+	}{
+		{"typed in the address bar", "none", "", http.StatusOK},
+		{"the view's own pages and scripts", "same-origin", "http://127.0.0.1:8080", http.StatusOK},
+		{"curl, no browser headers", "", "", http.StatusOK},
+		{"a link from another site", "cross-site", "", http.StatusForbidden},
+		{"a fetch from another site", "cross-site", "https://evil.example", http.StatusForbidden},
+		{"a sibling port on localhost", "same-site", "http://127.0.0.1:9999", http.StatusForbidden},
+		{"an old browser, foreign Origin", "", "https://evil.example", http.StatusForbidden},
+		{"an opaque origin", "", "null", http.StatusForbidden},
+	}
+	for _, path := range []string{"/", "/events", "/tasks/ns/a"} {
+		for _, c := range cases {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Host = "127.0.0.1:8080"
+			if c.site != "" {
+				req.Header.Set("Sec-Fetch-Site", c.site)
+			}
+			if c.origin != "" {
+				req.Header.Set("Origin", c.origin)
+			}
+			rec := httptest.NewRecorder()
+			ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond) // /events streams
+			s.Handler().ServeHTTP(rec, req.WithContext(ctx))
+			cancel()
+			if c.want == http.StatusOK {
+				require.NotEqual(t, http.StatusForbidden, rec.Code, "%s %s", path, c.name)
+			} else {
+				require.Equal(t, c.want, rec.Code, "%s %s", path, c.name)
+			}
+		}
+	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "localhost:8080"
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	require.Equal(t, "DENY", rec.Header().Get("X-Frame-Options"), "no framing by other sites")
+}
+
 func TestBuildTimeline(t *testing.T) {
 	tl := buildTimeline(restartHistory(), t0)
 	require.Len(t, tl.Lanes, 2)
