@@ -139,6 +139,10 @@ func (e *entry) transitionLocked(to lifecycle.Status, reason, msg string) {
 		}
 		e.cancel(ErrStopped) // release the context's resources; cause is kept if already cancelled
 		close(e.terminal)
+		// The entry stays until Forget (its object's deletion, a new attempt), possibly for
+		// days; what it reports below is the Sink's from here on, and no attempt reads this
+		// run's checkpoint again (a resumed task starts a new entry from the stored one).
+		defer func() { e.result, e.checkpoint = nil, nil }()
 	}
 	if e.r.base.Err() != nil || e.handedOver {
 		return
@@ -335,7 +339,7 @@ func (e *entry) snapshot() TaskSnapshot {
 	snap := TaskSnapshot{
 		Key: e.key, TaskName: e.spec.TaskName, Status: e.state, Attempt: e.spec.Attempt,
 		Reason: e.reason, Message: e.message, Progress: e.progress, StartedAt: e.startedAt,
-		Result: e.result, PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
+		PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
 		MemoryBytes: e.cost, Abandoned: e.abandoned,
 	}
 	if a := e.activity.Load(); a > 0 {

@@ -37,7 +37,6 @@ type TaskSnapshot struct {
 	Message        string
 	Progress       string
 	StartedAt      time.Time
-	Result         json.RawMessage
 	PauseRequested bool // PauseTask was called, the task has not reached Yield yet
 	StopRequested  bool
 	// RunTime is the running time consumed by this attempt so far; it is

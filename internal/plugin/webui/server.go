@@ -8,8 +8,8 @@ import (
 	"html/template"
 	"io/fs"
 	"net"
-	"net/url"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
