@@ -117,6 +117,30 @@ func TestRestartIsNotRepeatedWhenItsStatusIsLost(t *testing.T) {
 	require.NotContains(t, strings.Join(hist, " "), "@3")
 }
 
+// TestAForgedStatusChangesNothing: whoever may write backgroundtasks/status (not a tenant: the
+// editor role only reads it) cannot steer a task through it: a status claiming the run finished,
+// with a restart observed, is put right from the row, and the run goes on once.
+func TestAForgedStatusChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("forged", "steps", `{"steps":80,"interval":"25ms"}`)
+	uid := string(bt.UID)
+	h.waitPhase("forged", v1alpha1.PhaseRunning, hasProgress)
+	forged := h.get("forged")
+	forged.Status.Phase = v1alpha1.PhaseFinished
+	forged.Status.ObservedRestartGeneration = 7
+	forged.Status.Attempt = 9
+	forged.Status.Message = "forged"
+	require.NoError(t, h.c.Status().Update(h.ctx, forged))
+
+	h.waitPhase("forged", v1alpha1.PhaseRunning, func(b *v1alpha1.BackgroundTask) bool {
+		return b.Status.Attempt == 1 && b.Status.ObservedRestartGeneration == 0
+	})
+	done := h.waitPhase("forged", v1alpha1.PhaseFinished)
+	require.Equal(t, int32(1), done.Status.Attempt)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
+}
+
 // Case 3: the status never shows what PostgreSQL does not hold: a run that finished while the
 // database was down is shown Running (Recorded=False) until its transition is committed.
 func TestStatusNeverRunsAheadOfTheRecord(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"io"
 	"os"
@@ -50,7 +51,8 @@ func writeReport(path string, res *results) error {
 	md("# Reliability: `make chaos`")
 	md("")
 	md("_Rewritten by every run of `make chaos` (`hack/chaos`); do not edit by hand. How the run works and")
-	md("what each invariant means exactly: [below](#how-the-run-works)._")
+	md("what each invariant means exactly: [below](#how-the-run-works); what people (rather than faults) can")
+	md("and cannot cause: [threat model](%s)._", threatModelLink(res))
 	md("")
 	md("Run of %s: **%s** profile, **seed %d**, %d BackgroundTasks, %d user actions, %d faults, %s; wall time %s.",
 		res.started.Format("2006-01-02 15:04 MST"), res.opts.profile.name, res.opts.seed, len(res.pl.tasks),
@@ -64,7 +66,23 @@ func writeReport(path string, res *results) error {
 	writeRecord(md, res)
 	writeMachine(md, res)
 	writeHowItWorks(md)
+	if !res.opts.sharded {
+		md("")
+		b.WriteString(threatModel)
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// threatModel is hack/chaos/threat_model.md, the last section of docs/reliability.md.
+//
+//go:embed threat_model.md
+var threatModel string
+
+func threatModelLink(res *results) string {
+	if res.opts.sharded {
+		return "reliability.md#threat-model"
+	}
+	return "#threat-model"
 }
 
 func quickArg(res *results) string {
