@@ -23,6 +23,7 @@ type options struct {
 	// shardingN noop tasks and shardingLong long tasks on 1 and on 3 replicas.
 	shardingN, shardingLong int
 	footprintN              []int
+	bigParamsN              int // Paused tasks with 1.2 MB params
 	workers                 int
 	qps                     int
 	burst                   int
@@ -46,13 +47,14 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&opArgs, "operator-args", "", "Extra operator flags for every scenario, space separated (experiments; the report shows them).")
 	fs.IntVar(&o.shardingN, "sharding-n", 0, "Noop tasks in the 1-vs-3-replicas scenario (default 1000; quick 100).")
 	fs.IntVar(&o.shardingLong, "sharding-long", 0, "Long tasks running at once in the 1-vs-3-replicas scenario (default 600; quick 60).")
+	fs.IntVar(&o.bigParamsN, "bigparams-n", 0, "Paused tasks with 1.2 MB params in the params-footprint scenario (default 300; quick 50).")
 	fs.StringVar(&fps, "footprint", "", "Footprint sizes (default 1000,10000; quick 200).")
 	fs.IntVar(&o.workers, "workers", 16, "Parallel API clients creating and patching tasks (and in the ceilings).")
 	fs.IntVar(&o.qps, "kube-api-qps", 1000, "Operator's --kube-api-qps.")
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Operator's --kube-api-burst.")
 	fs.IntVar(&o.profileSec, "profile-seconds", 0, "CPU profile length during the biggest lifecycle run (default 15; quick 3).")
 	fs.DurationVar(&o.crashStep, "crash-interval", time.Second, "Countdown step (= checkpoint) interval in the crash scenario.")
-	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,footprint,sharding", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
+	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,footprint,bigparams,sharding", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -73,6 +75,7 @@ func parseOptions(args []string) (options, error) {
 	def(&o.takeoverN, 1000, 100)
 	def(&o.shardingN, 1000, 100)
 	def(&o.shardingLong, 600, 60)
+	def(&o.bigParamsN, 300, 50)
 	def(&o.profileSec, 15, 3)
 	var err error
 	if o.sizes, err = intList(sizes, "100,1000,5000", "50,200", o.quick); err != nil {
@@ -84,7 +87,7 @@ func parseOptions(args []string) (options, error) {
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "lifecycle", "pause", "crash", "takeover", "footprint", "sharding":
+		case "lifecycle", "pause", "crash", "takeover", "footprint", "bigparams", "sharding":
 			o.scenarios[s] = true
 		case "":
 		default:

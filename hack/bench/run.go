@@ -26,6 +26,7 @@ type results struct {
 	crash     *crashResult
 	takeover  *takeoverResult
 	footprint []footprintResult
+	bigParams *bigParamsResult
 	sharding  []*shardingResult
 	failures  []string
 }
@@ -92,6 +93,11 @@ func run(ctx context.Context, opts options) (err error) {
 				r.footprint = append(r.footprint, fr)
 			}
 			return nil
+		}},
+		{"bigparams", func() error {
+			br, err := runBigParams(ctx, e, opts.bigParamsN)
+			r.bigParams = &br
+			return err
 		}},
 		{"sharding", func() error {
 			for _, k := range []int{1, 3} {
