@@ -49,8 +49,10 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 				}
 				if !verdict.Gone {
 					if !r.opts.Registry.Has(bt.Spec.TaskName) {
-						// A type nobody serves, recorded by another live operator: nothing to tell.
-						return journal.View{}, ctrl.Result{}, false, nil
+						// A type nobody serves, recorded by another live operator: nothing to tell,
+						// but looked at again when that owner could be gone, as any other task
+						// (nothing else would bring it back once its owner has stopped).
+						return journal.View{}, ctrl.Result{RequeueAfter: r.recheckAfter(verdict.RecheckAfter)}, false, nil
 					}
 					return journal.View{}, r.ownedElsewhere(ctx, bt, owner, verdict.Why, verdict.RecheckAfter), false, nil
 				}
@@ -91,7 +93,7 @@ func (r *reconciler) adoptionFailed(ctx context.Context, bt *v1alpha1.Background
 // told once, and it is looked at again when its owner could be gone (when its Lease would
 // expire without another renewal).
 func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.BackgroundTask, owner store.Owner, why string, recheck time.Duration) ctrl.Result {
-	recheck = min(max(recheck, settleDelay), r.opts.LeaseDuration)
+	recheck = r.recheckAfter(recheck)
 	if r.tasks.setForeign(string(bt.UID), owner, r.clock.Now().Add(recheck)) {
 		me := r.member.Owner()
 		logf.FromContext(ctx).Info("another operator owns this task; not running it here", "owner", owner.Name,
@@ -100,4 +102,10 @@ func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.Background
 			"operator %s (epoch %d) owns this task: %s; operator %s (epoch %d) does not run it", owner.Name, owner.Epoch, why, me.Name, me.Epoch)
 	}
 	return ctrl.Result{RequeueAfter: recheck}
+}
+
+// recheckAfter bounds when a task owned by another live process is looked at again: not in a
+// busy loop, and never later than a Lease could take to expire.
+func (r *reconciler) recheckAfter(hint time.Duration) time.Duration {
+	return min(max(hint, settleDelay), r.opts.LeaseDuration)
 }

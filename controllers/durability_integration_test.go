@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,10 +120,37 @@ type skewedClock struct {
 func (c skewedClock) Now() time.Time                  { return time.Now().Add(c.skew) }
 func (c skewedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
-// TestAnOwnerWhoseTaskWasTakenIsFenced: an operator whose clock runs 30 s ahead believes the
-// first one's Lease expired and claims its task (the situation the Lease margin is meant to
-// prevent). The row's fencing token settles it: the first operator's next write is refused,
-// it says so, stops its copy of the run and records nothing more; the history stays contiguous.
+// TestASkewedClockTakesNothingFromALiveOwner: an operator whose clock runs 30 s ahead (three
+// Lease durations) does not believe the first one's Lease expired, as it judges expiry by when
+// it saw the Lease change on its own monotonic clock, not by the holder's renewTime against its
+// wall clock (it claimed the task at once before). Hardening item 2, issue #27.
+func TestASkewedClockTakesNothingFromALiveOwner(t *testing.T) {
+	h := newHarness(t)
+	h.startOperator(operatorConfig{})
+	bt := h.create("contested", "steps", `{"steps":100000,"interval":"10ms"}`)
+	uid := string(bt.UID)
+	h.waitRow(uid, lifecycle.Running)
+
+	second := h.startOperator(operatorConfig{clock: skewedClock{skew: 30 * time.Second}})
+	require.Eventually(t, func() bool {
+		_, seen := second.op.Journal.View(uid)
+		return !seen && len(h.events(uid)) > 0 && slices.Contains(h.events(uid), "Warning/OwnedElsewhere")
+	}, waitTimeout, 50*time.Millisecond, "the skewed operator looked at the task and left it to its owner")
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		row, err := h.repo.GetTask(h.ctx, uid)
+		require.NoError(t, err)
+		owner, _ := row.Owned()
+		require.Equal(t, "op-1", owner.Name, "the live owner keeps its task")
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAnOwnerWhoseTaskWasTakenIsFenced: the task of a live operator is taken from it anyway
+// (here by hand in the database, standing for any claim that went wrong). The row's fencing
+// token settles it: the first operator's next write is refused, it says so, stops its copy of
+// the run and records nothing more; another operator adopts the task from the taker, and the
+// history stays contiguous.
 func TestAnOwnerWhoseTaskWasTakenIsFenced(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{})
@@ -130,30 +158,29 @@ func TestAnOwnerWhoseTaskWasTakenIsFenced(t *testing.T) {
 	uid := string(bt.UID)
 	h.waitRow(uid, lifecycle.Running)
 
-	second := h.startOperator(operatorConfig{clock: skewedClock{skew: 30 * time.Second}})
-	require.Eventually(t, func() bool {
-		row, err := h.repo.GetTask(h.ctx, uid)
-		owner, _ := row.Owned()
-		return err == nil && owner.Name == "op-2"
-	}, waitTimeout, 20*time.Millisecond, "the skewed operator claims the task")
+	_, err := h.sql.Exec(h.ctx, `UPDATE background_tasks SET owner = 'intruder', owner_epoch = nextval('taskpilot_owner_epoch')
+		WHERE uid = $1`, uid)
+	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, tracked := first.op.Journal.View(uid)
 		snap, inRunner := first.op.Runner.Snapshot(runner.Key(uid))
 		return !tracked && (!inRunner || snap.Status.Terminal())
 	}, waitTimeout, 20*time.Millisecond, "the fenced operator stops its copy of the run and lets the task go")
 	require.Eventually(t, func() bool {
-		for _, e := range h.events(uid) {
-			if e == "Warning/OwnershipLost" {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(h.events(uid), "Warning/OwnershipLost")
 	}, waitTimeout, 50*time.Millisecond, "an Event says so")
+
+	// The intruder has neither a Lease nor a membership row: it is gone, and the second
+	// operator takes the task over.
+	second := h.startOperator(operatorConfig{})
+	require.Eventually(t, func() bool {
+		_, tracked := second.op.Journal.View(uid)
+		return tracked
+	}, waitTimeout, 20*time.Millisecond, "another operator adopts the task from the taker")
 	h.patchSpec("contested", `{"state":"Stopped"}`)
 	h.waitRow(uid, lifecycle.Stopped)
 	hist := h.history(uid) // contiguous, each step legal
 	require.Equal(t, "RUNNING>STOPPED@1", hist[len(hist)-1])
-	_ = second
 }
 
 // TestPostgresOutageLosesNothing stops PostgreSQL mid-run: the operator stays up, says so in

@@ -56,6 +56,31 @@ func TestNonRetriableFailureStaysFailedAcrossRestarts(t *testing.T) {
 	}
 }
 
+// Case 1b: a task of a type no replica serves, recorded by an operator that then stops, is
+// adopted by another one: the type being unknown is no reason to stop looking at the task (a
+// live owner was told once, and the task was never looked at again).
+func TestAnUnservedTaskOfAStoppedOperatorIsAdopted(t *testing.T) {
+	h := newHarness(t)
+	a := h.startOperator(operatorConfig{})
+	b := h.startOperator(operatorConfig{})
+	bt := h.create("ghost", "no-such-type", `{}`)
+	uid := string(bt.UID)
+	h.waitRow(uid, lifecycle.Failed)
+	owner, survivor := a, b
+	if _, ok := b.op.Journal.View(uid); ok {
+		owner, survivor = b, a
+	}
+	// Every write to the object is done before the owner stops (the survivor looked at the task
+	// after each, and found it owned), so nothing but the survivor's own recheck brings the
+	// task back to it.
+	h.waitPhase("ghost", v1alpha1.PhaseFailed)
+	h.settle(owner, "ghost")
+	time.Sleep(time.Second)
+	owner.stop()
+	h.waitSettled(survivor, uid)
+	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(uid))
+}
+
 // Case 2a: a restart requested while PostgreSQL is down and interrupted by a crash is not lost:
 // the new attempt reaches neither the row nor the status before its commit, so the next
 // operator still sees the request and restarts from scratch instead of resuming the old attempt.

@@ -37,7 +37,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	op.Member, err = membership.New(membership.Options{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Identity: o.Identity, Deployment: o.deployment(),
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		NextEpoch: o.Store.NextEpoch, Clock: o.Clock, Log: log.WithName("membership"),
+		Roll: o.Store, Clock: o.Clock, Log: log.WithName("membership"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,12 +51,13 @@ type sharder struct {
 	deployment string
 	serves     func(taskName string) bool
 	workers    int
-	clock      clock.PassiveClock
-	resync     *wake
-	view       atomic.Pointer[ringView]
-	moves      *prometheus.CounterVec
-	replicas   prometheus.Gauge
-	log        logr.Logger
+	// observer judges the membership Leases' expiry by when this process saw them renewed.
+	observer *membership.Observer
+	resync   *wake
+	view     atomic.Pointer[ringView]
+	moves    *prometheus.CounterVec
+	replicas prometheus.Gauge
+	log      logr.Logger
 }
 
 // ringView is the ring of the live replicas, rebuilt when they change.
@@ -81,7 +81,8 @@ func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) 
 		return nil, fmt.Errorf("sharder cache: %w", err)
 	}
 	s := &sharder{
-		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace, clock: o.Clock,
+		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace,
+		observer:   membership.NewObserver(o.Clock),
 		deployment: o.deployment(), serves: o.Registry.Has,
 		workers: o.MaxConcurrentReconciles,
 		resync:  newWake(), log: log.WithName("sharder"),
@@ -145,7 +146,7 @@ func (s *sharder) refresh(ctx context.Context) error {
 		client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{membership.LabelMember: s.deployment})}); err != nil {
 		return fmt.Errorf("list membership Leases: %w", err)
 	}
-	members, _ := membership.Live(leases.Items, s.deployment, s.clock.Now())
+	members, _ := membership.Live(leases.Items, s.deployment, s.observer)
 	live := map[string]bool{}
 	for _, m := range members {
 		live[m] = true

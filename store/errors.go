@@ -30,6 +30,9 @@ var (
 	ErrAlreadyExists = errors.New("store: task already exists")
 	// ErrInvalidArgument: the call was malformed (empty UID, illegal transition, bad JSON...).
 	ErrInvalidArgument = errors.New("store: invalid argument")
+	// ErrMemberLost: the process's membership row was released or is missing: it must not
+	// renew it (it stopped owning tasks under that epoch).
+	ErrMemberLost = errors.New("store: membership row released or missing")
 )
 
 // OwnedError says who holds a task that a Claim could not take.
@@ -55,7 +58,7 @@ func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
-	for _, permanent := range []error{ErrNotFound, ErrDeleted, ErrFenced, ErrConflict, ErrAlreadyExists, ErrInvalidArgument} {
+	for _, permanent := range []error{ErrNotFound, ErrDeleted, ErrFenced, ErrConflict, ErrAlreadyExists, ErrInvalidArgument, ErrMemberLost} {
 		if errors.Is(err, permanent) {
 			return false
 		}

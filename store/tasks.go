@@ -90,13 +90,18 @@ func (r *Repository) GetTask(ctx context.Context, uid string) (*Task, error) {
 }
 
 // claimSQL moves a row to a new owner: one that nobody owns, that the caller already owns, or
-// whose owner the caller knows is gone (its membership Lease expired or was released). It is a
+// whose owner the caller knows is gone: its Kubernetes Lease expired or was released (the
+// caller checked), and its membership row here too, checked in this statement by the
+// database's clock, so an owner that can still renew either of them keeps its tasks. It is a
 // compare-and-swap on owner_epoch, so of two claimers of the same dead owner exactly one wins.
 const claimSQL = `
 UPDATE background_tasks
 SET owner = CAST(@owner AS text), owner_epoch = CAST(@epoch AS bigint), updated_at = now()
 WHERE uid = CAST(@uid AS text) AND deleted_at IS NULL
-  AND (owner_epoch IS NULL OR owner_epoch = CAST(@epoch AS bigint) OR owner_epoch = CAST(@gone AS bigint))
+  AND (owner_epoch IS NULL OR owner_epoch = CAST(@epoch AS bigint)
+       OR (owner_epoch = CAST(@gone AS bigint) AND NOT EXISTS (
+             SELECT FROM taskpilot_members m
+             WHERE m.epoch = CAST(@gone AS bigint) AND m.released_at IS NULL AND m.expires_at > now())))
 RETURNING *`
 
 // Claim makes me the owner of the task, from nobody, from itself, or from gone (an owner the

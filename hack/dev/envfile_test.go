@@ -15,12 +15,12 @@ func TestWrittenDatabaseURL(t *testing.T) {
 		t.Fatalf("no env file: got %q", got)
 	}
 	url := "postgres://postgres@127.0.0.1:15432/taskpilot?sslmode=disable&application_name=it's"
-	d := &devEnv{envFile: env, kubeconfig: filepath.Join(dir, "kubeconfig"), postgres: &postgres{url: url}}
+	d := &devEnv{envFile: env, kubeconfig: filepath.Join(dir, "kubeconfig"), postgres: &postgres{url: "postgres://taskpilot@127.0.0.1:15432/taskpilot", readerURL: url}}
 	if err := os.WriteFile(env, []byte(d.envExports()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if got := writtenDatabaseURL(env); got != url {
-		t.Fatalf("writtenDatabaseURL = %q, want what envExports wrote, %q", got, url)
+		t.Fatalf("writtenDatabaseURL = %q, want the reader URL envExports wrote, %q", got, url)
 	}
 }
 
@@ -29,7 +29,7 @@ func TestWrittenDatabaseURL(t *testing.T) {
 func TestOwnDatabaseURLStartsPostgres(t *testing.T) {
 	dir := t.TempDir()
 	own := "postgres://postgres@127.0.0.1:15432/taskpilot?sslmode=disable"
-	d := &devEnv{envFile: filepath.Join(dir, "env"), kubeconfig: filepath.Join(dir, "kubeconfig"), postgres: &postgres{url: own}}
+	d := &devEnv{envFile: filepath.Join(dir, "env"), kubeconfig: filepath.Join(dir, "kubeconfig"), postgres: &postgres{url: "postgres://taskpilot@127.0.0.1:15432/taskpilot", readerURL: own}}
 	if err := os.WriteFile(d.envFile, []byte(d.envExports()), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -15,36 +15,49 @@ import (
 	"github.com/taskpilot/taskpilot/store"
 )
 
-// Join takes a fencing token and acquires this process's Lease, retrying until it succeeds or
-// ctx ends. The Lease is free when it does not exist, was released, expired, or is already
-// held by this identity (a restarted process of the same pod: the old one is gone).
+// Join takes a fencing token and records this process as a live member in PostgreSQL,
+// retrying until it succeeds or ctx ends; from then on the member is valid. It also tries once
+// to acquire its Kubernetes Lease; Run keeps trying if the API server does not answer now.
+// PostgreSQL is needed to join (the token and the claims of tasks live there), the API server
+// is not.
 func (m *Member) Join(ctx context.Context) (store.Owner, error) {
 	log := m.opts.Log.WithValues("lease", m.name, "namespace", m.opts.Namespace)
 	var epoch int64
+	backoff := m.opts.RetryPeriod
 	for {
+		start := m.since()
 		var err error
 		if epoch == 0 {
-			epoch, err = m.opts.NextEpoch(ctx)
+			epoch, err = m.opts.Roll.NextEpoch(ctx)
 		}
 		if err == nil {
-			err = m.acquire(ctx, epoch)
+			err = m.opts.Roll.JoinMember(ctx, store.Owner{Name: m.opts.Identity, Epoch: epoch}, m.opts.Deployment, m.opts.LeaseDuration)
 		}
 		if err == nil {
+			m.validUntil.Store(start + int64(m.opts.RenewDeadline))
+			m.dbRenewed.Store(max(start, 1))
 			break
 		}
-		log.Info("cannot join yet; retrying", "error", err.Error(), "in", m.opts.RetryPeriod)
+		log.Info("cannot join yet: PostgreSQL does not answer; retrying", "error", err.Error(), "in", backoff)
 		select {
 		case <-ctx.Done():
 			return store.Owner{}, fmt.Errorf("join: %w", context.Cause(ctx))
-		case <-m.opts.Clock.After(m.opts.RetryPeriod):
+		case <-m.opts.Clock.After(backoff):
 		}
+		backoff = min(2*backoff, joinBackoffCap)
 	}
 	owner := store.Owner{Name: m.opts.Identity, Epoch: epoch}
 	m.owner.Store(&owner)
 	close(m.joined)
+	if err := m.acquire(ctx, epoch); err != nil {
+		log.Info("joined without the membership Lease for now: the API server does not answer; retrying", "error", err.Error())
+	}
 	log.Info("joined as a task owner", "identity", owner.Name, "epoch", owner.Epoch)
 	return owner, nil
 }
+
+// joinBackoffCap bounds the wait between two attempts to join.
+const joinBackoffCap = 10 * time.Second
 
 // acquire creates or takes over the Lease for epoch.
 func (m *Member) acquire(ctx context.Context, epoch int64) error {
@@ -62,7 +75,7 @@ func (m *Member) acquire(ctx context.Context, epoch int64) error {
 		return fmt.Errorf("read Lease %s: %w", m.name, err)
 	default:
 		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
-		if holder != "" && holder != m.opts.Identity && !expired(&lease, m.opts.Clock.Now()) {
+		if holder != "" && holder != m.opts.Identity && m.observer.Left(&lease) > 0 {
 			return fmt.Errorf("the Lease %s is held by %q, renewed at %s", m.name, holder, lease.Spec.RenewTime)
 		}
 		m.fill(&lease, epoch, true)
@@ -73,7 +86,8 @@ func (m *Member) acquire(ctx context.Context, epoch int64) error {
 	m.mu.Lock()
 	m.lease = &lease
 	m.mu.Unlock()
-	m.validUntil.Store(start + int64(m.opts.RenewDeadline))
+	m.apiRenewed.Store(max(start, 1))
+	m.extend(start)
 	return nil
 }
 

@@ -32,27 +32,42 @@ const (
 	leasePrefix = "taskpilot-member-"
 )
 
-// ErrLost is returned by Run when the member could not renew its Lease in time (or found it
-// taken): the process must stop running tasks and exit; it rejoins with a new epoch.
-var ErrLost = errors.New("membership lease lost")
+// ErrLost is returned by Run when the member could renew neither its Lease nor its row in
+// time (or found either taken): it stopped running tasks under its epoch for good.
+var ErrLost = errors.New("membership lost")
 
 // Defaults for zero Options fields: controller-runtime's leader-election lease and renew
 // deadline, and a retry period of 1 s instead of its 2 s. A standby sees the leader's last
 // renewal up to one retry period late and then tries once per retry period, so the retry
-// period is what a takeover takes beyond the lease duration; it costs one Lease write per
-// second per replica.
+// period is what a takeover takes beyond the lease duration; it costs one Lease write and one
+// row update per second per replica.
 const (
 	DefaultLeaseDuration = 15 * time.Second
 	DefaultRenewDeadline = 10 * time.Second
 	DefaultRetryPeriod   = time.Second
 )
 
+// Roll is the membership's PostgreSQL side (store.Repository implements it).
+type Roll interface {
+	// NextEpoch takes a fencing token.
+	NextEpoch(ctx context.Context) (int64, error)
+	// JoinMember records a live process for ttl by the database's clock; RenewMember extends
+	// it (store.ErrMemberLost when released or missing); ReleaseMember ends it.
+	JoinMember(ctx context.Context, owner store.Owner, deployment string, ttl time.Duration) error
+	RenewMember(ctx context.Context, epoch int64, ttl time.Duration) error
+	ReleaseMember(ctx context.Context, epoch int64) error
+	// Member reads a process's row.
+	Member(ctx context.Context, epoch int64) (store.MemberState, error)
+}
+
 // Options configure a Member.
 type Options struct {
 	// Client writes the Lease and reads Leases, from the cache where it has them.
 	Client client.Client
-	// APIReader reads a Lease the cache does not show (uncached).
+	// APIReader reads a Lease the cache does not show, and confirms an expiry (uncached).
 	APIReader client.Reader
+	// Roll records the membership in PostgreSQL and hands out fencing tokens.
+	Roll Roll
 	// Namespace holds the membership Leases.
 	Namespace string
 	// Identity names this process; it must be unique among live processes (the pod name).
@@ -60,13 +75,11 @@ type Options struct {
 	// Deployment names the operator deployment this process belongs to (the value of its
 	// Lease's LabelMember).
 	Deployment string
-	// LeaseDuration is how long others wait after the last renewal before they consider
-	// this process gone; RenewDeadline (shorter) is how long this process keeps running
-	// tasks after the start of its last successful renewal; RetryPeriod is how often it
-	// renews.
+	// LeaseDuration is how long others wait after they last saw a renewal (of the Lease, and
+	// of the row by the database's clock) before they consider this process gone;
+	// RenewDeadline (shorter) is how long this process keeps running tasks after the start of
+	// its last successful renewal of either; RetryPeriod is how often it renews each.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// NextEpoch takes a fencing token (store.Repository.NextEpoch).
-	NextEpoch func(context.Context) (int64, error)
 	// Clock defaults to the real clock.
 	Clock clock.WithTicker
 	// Log defaults to discarding.
@@ -75,23 +88,27 @@ type Options struct {
 
 // Member is this process's membership.
 type Member struct {
-	opts Options
-	name string
-	base time.Time // validity is kept as nanoseconds since base (monotonic)
+	opts     Options
+	name     string
+	base     time.Time // validity is kept as nanoseconds since base (monotonic)
+	observer *Observer
 
 	owner      atomic.Pointer[store.Owner]
 	validUntil atomic.Int64
 	lost       atomic.Bool
 	joined     chan struct{}
+	// apiRenewed and dbRenewed are when the last renewal of each backend started (since base;
+	// 0: never), for Backends.
+	apiRenewed, dbRenewed atomic.Int64
 
-	mu    sync.Mutex // guards lease (Join and Run)
+	mu    sync.Mutex // guards lease (Join, Run, Release)
 	lease *coordinationv1.Lease
 }
 
 // New checks opts and returns a Member that has not joined yet.
 func New(opts Options) (*Member, error) {
-	if opts.Client == nil || opts.APIReader == nil || opts.NextEpoch == nil || opts.Namespace == "" || opts.Identity == "" || opts.Deployment == "" {
-		return nil, errors.New("membership: Client, APIReader, NextEpoch, Namespace, Identity and Deployment are required")
+	if opts.Client == nil || opts.APIReader == nil || opts.Roll == nil || opts.Namespace == "" || opts.Identity == "" || opts.Deployment == "" {
+		return nil, errors.New("membership: Client, APIReader, Roll, Namespace, Identity and Deployment are required")
 	}
 	opts.LeaseDuration = orDefault(opts.LeaseDuration, DefaultLeaseDuration)
 	opts.RenewDeadline = orDefault(opts.RenewDeadline, DefaultRenewDeadline)
@@ -106,7 +123,8 @@ func New(opts Options) (*Member, error) {
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
 	}
-	return &Member{opts: opts, name: LeaseName(opts.Identity), base: opts.Clock.Now(), joined: make(chan struct{})}, nil
+	return &Member{opts: opts, name: LeaseName(opts.Identity), base: opts.Clock.Now(), joined: make(chan struct{}),
+		observer: NewObserver(opts.Clock)}, nil
 }
 
 // LeaseName is the name of the membership Lease of identity.
@@ -135,8 +153,9 @@ func (m *Member) Owner() store.Owner {
 func (m *Member) Joined() <-chan struct{} { return m.joined }
 
 // Valid reports whether this process may still run and record its tasks: it joined, and the
-// start of its last successful renewal is less than the renew deadline ago. Once false it
-// stays false. It is cheap (the runner calls it on every pause point).
+// start of its last successful renewal, of the Lease or of the row, is less than the renew
+// deadline ago. Once false it stays false. It is cheap (the runner calls it on every pause
+// point).
 func (m *Member) Valid() bool {
 	if m.lost.Load() || m.owner.Load() == nil {
 		return false
@@ -150,14 +169,42 @@ func (m *Member) Valid() bool {
 
 func (m *Member) since() int64 { return int64(m.opts.Clock.Since(m.base)) }
 
-// extend moves the validity to start+RenewDeadline after a renewal that began at start, unless
-// the member was already invalid when the renewal began (then it stays lost).
+// extend moves the validity to start+RenewDeadline after a renewal (of either backend) that
+// began at start, unless the member was already invalid when the renewal began (then it stays
+// lost). The two backends' renewals race: the validity only grows.
 func (m *Member) extend(start int64) {
-	if start >= m.validUntil.Load() {
-		m.lost.Store(true)
-		return
+	for {
+		until := m.validUntil.Load()
+		if start >= until {
+			m.lost.Store(true)
+			return
+		}
+		next := start + int64(m.opts.RenewDeadline)
+		if next <= until || m.validUntil.CompareAndSwap(until, next) {
+			return
+		}
 	}
-	m.validUntil.Store(start + int64(m.opts.RenewDeadline))
+}
+
+// Backend is how one of the membership's two backends is doing, for readiness and metrics.
+type Backend struct {
+	// Renewed: the last renewal attempt that started within the renew deadline succeeded.
+	Renewed bool
+	// Since is how long ago the last successful renewal started (zero: never).
+	Since time.Duration
+}
+
+// Backends reports the Kubernetes Lease's and the PostgreSQL row's renewals.
+func (m *Member) Backends() (api, db Backend) {
+	now := m.since()
+	of := func(at int64) Backend {
+		if at == 0 {
+			return Backend{}
+		}
+		since := time.Duration(now - at)
+		return Backend{Renewed: since < m.opts.RenewDeadline, Since: since}
+	}
+	return of(m.apiRenewed.Load()), of(m.dbRenewed.Load())
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -174,19 +221,6 @@ func epochOf(l *coordinationv1.Lease) int64 {
 		return 0
 	}
 	return e
-}
-
-// expiry is when the Lease expires unless its holder renews it (zero: it carries no renewal).
-func expiry(l *coordinationv1.Lease) time.Time {
-	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return time.Time{}
-	}
-	return l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
-}
-
-// expired reports whether the Lease's holder has not renewed it for its duration.
-func expired(l *coordinationv1.Lease, now time.Time) bool {
-	return !now.Before(expiry(l))
 }
 
 func released(l *coordinationv1.Lease) bool { return ptr.Deref(l.Spec.HolderIdentity, "") == "" }

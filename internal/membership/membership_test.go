@@ -12,8 +12,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/store"
@@ -26,11 +29,11 @@ var kube *kubetest.Env
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &kube, m.Run)) }
 
 type world struct {
-	t      *testing.T
-	ctx    context.Context
-	ns     string
-	c      client.Client
-	epochs atomic.Int64
+	t    *testing.T
+	ctx  context.Context
+	ns   string
+	c    client.WithWatch
+	roll *fakeRoll
 }
 
 func newWorld(t *testing.T) *world {
@@ -38,36 +41,74 @@ func newWorld(t *testing.T) *world {
 	if testing.Short() {
 		t.Skip("needs kube-apiserver")
 	}
-	c, err := client.New(kube.Config, client.Options{Scheme: kube.Scheme})
+	c, err := client.NewWithWatch(kube.Config, client.Options{Scheme: kube.Scheme})
 	require.NoError(t, err)
-	w := &world{t: t, ctx: t.Context(), ns: "m-" + rand.String(8), c: c}
+	w := &world{t: t, ctx: t.Context(), ns: "m-" + rand.String(8), c: c, roll: newFakeRoll()}
 	require.NoError(t, c.Create(w.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.ns}}))
 	return w
 }
 
+// process is one member with switches that cut it off from either backend.
+type process struct {
+	*membership.Member
+	apiDown, dbDown *atomic.Bool
+}
+
 // member builds a member; the API client reads uncached (the cache is the operator's business).
-func (w *world) member(identity string, clk *clocktesting.FakeClock) *membership.Member {
+func (w *world) member(identity string, clk *clocktesting.FakeClock) process {
 	w.t.Helper()
+	p := process{apiDown: &atomic.Bool{}, dbDown: &atomic.Bool{}}
+	api := interceptor.NewClient(w.c, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if p.apiDown.Load() {
+				return errAPIDown
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if p.apiDown.Load() {
+				return errAPIDown
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if p.apiDown.Load() {
+				return errAPIDown
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	})
 	opts := membership.Options{
-		Client: w.c, APIReader: w.c, Namespace: w.ns, Identity: identity, Deployment: "taskpilot",
+		Client: api, APIReader: api, Roll: w.roll.as(p.dbDown), Namespace: w.ns, Identity: identity, Deployment: "taskpilot",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		NextEpoch: func(context.Context) (int64, error) { return w.epochs.Add(1), nil },
 	}
 	if clk != nil {
 		opts.Clock = clk
 	}
 	m, err := membership.New(opts)
 	require.NoError(w.t, err)
-	return m
+	p.Member = m
+	return p
 }
 
-func (w *world) join(m *membership.Member) store.Owner {
+var errAPIDown = errors.New("injected: the API server does not answer")
+
+func (w *world) join(m process) store.Owner {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 	defer cancel()
 	owner, err := m.Join(ctx)
 	require.NoError(w.t, err)
 	return owner
+}
+
+// run renews m until the test ends; the returned channel gets Run's result.
+func (w *world) run(m process) <-chan error {
+	ctx, cancel := context.WithCancel(w.ctx)
+	done, returned := make(chan error, 1), make(chan struct{})
+	go func() { done <- m.Run(ctx); close(returned) }()
+	w.t.Cleanup(func() { cancel(); <-returned })
+	return done
 }
 
 func TestJoinReleaseAndRestart(t *testing.T) {
@@ -106,9 +147,10 @@ func TestJoinReleaseAndRestart(t *testing.T) {
 	require.True(t, v.Gone, "an owner without a Lease is gone: %s", v.Why)
 }
 
-// TestAMemberThatStopsRenewingIsGoneAndKnowsIt: others see a member gone once its Lease was not
-// renewed for the lease duration; the member itself stops counting itself valid earlier, at the
-// renew deadline, and for good: a renewal that comes too late does not revive it.
+// TestAMemberThatStopsRenewingIsGoneAndKnowsIt: others see a member gone once neither its Lease
+// (by their own observation) nor its row (by the database's clock) was renewed for the lease
+// duration; the member itself stops counting itself valid earlier, at the renew deadline, and
+// for good: a renewal that comes too late does not revive it.
 func TestAMemberThatStopsRenewingIsGoneAndKnowsIt(t *testing.T) {
 	w := newWorld(t)
 	start := time.Now()
@@ -116,6 +158,9 @@ func TestAMemberThatStopsRenewingIsGoneAndKnowsIt(t *testing.T) {
 	a, b := w.member("pod-a", clkA), w.member("pod-b", clkB)
 	ownerA := w.join(a)
 	w.join(b)
+	v, err := b.Gone(w.ctx, ownerA)
+	require.NoError(t, err)
+	require.False(t, v.Gone, v.Why)
 
 	clkA.Step(2 * time.Second)
 	require.True(t, a.Valid())
@@ -123,19 +168,19 @@ func TestAMemberThatStopsRenewingIsGoneAndKnowsIt(t *testing.T) {
 	require.False(t, a.Valid())
 
 	clkB.Step(3 * time.Second)
-	v, err := b.Gone(w.ctx, ownerA)
+	w.roll.fake.Step(3 * time.Second)
+	v, err = b.Gone(w.ctx, ownerA)
 	require.NoError(t, err)
 	require.False(t, v.Gone, "others wait for the whole lease duration")
 	clkB.Step(time.Second + time.Millisecond)
+	w.roll.fake.Step(time.Second + time.Millisecond)
 	v, err = b.Gone(w.ctx, ownerA)
 	require.NoError(t, err)
 	require.True(t, v.Gone)
-	require.Contains(t, v.Why, "stopped renewing")
+	require.Contains(t, v.Why, "was not seen renewing its Lease")
+	require.Contains(t, v.Why, "membership row expired")
 
-	runCtx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
+	done := w.run(a)
 	for range 5 { // the renew ticker runs on the fake clock
 		clkA.Step(500 * time.Millisecond)
 		time.Sleep(50 * time.Millisecond)
@@ -143,10 +188,76 @@ func TestAMemberThatStopsRenewingIsGoneAndKnowsIt(t *testing.T) {
 	select {
 	case err := <-done:
 		require.True(t, errors.Is(err, membership.ErrLost), "Run reports the loss: %v", err)
-	case <-runCtx.Done():
+	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not report the lost lease")
 	}
 	require.False(t, a.Valid(), "lost for good")
+}
+
+// TestEitherBackendKeepsTheMembership: a member cut off from the API server keeps its tasks
+// through its row in PostgreSQL, and one cut off from PostgreSQL through its Lease; others do
+// not consider it gone in either case, however long the outage, nor when they themselves reach
+// only one backend (the partitions of docs/architecture.md).
+func TestEitherBackendKeepsTheMembership(t *testing.T) {
+	w := newWorld(t)
+	w.roll.clock = clock.RealClock{}
+	a, b := w.member("pod-a", nil), w.member("pod-b", nil)
+	ownerA := w.join(a)
+	w.join(b)
+	w.run(a)
+	w.run(b)
+	lease := 4 * time.Second
+
+	gone := func(who process) membership.Verdict {
+		v, err := who.Gone(w.ctx, ownerA)
+		if err != nil {
+			return membership.Verdict{Why: "unknown: " + err.Error()}
+		}
+		return v
+	}
+	for _, cut := range []struct {
+		name string
+		off  *atomic.Bool
+	}{{"API server", a.apiDown}, {"PostgreSQL", a.dbDown}} {
+		cut.off.Store(true)
+		deadline := time.Now().Add(lease + time.Second) // past the lease duration
+		for time.Now().Before(deadline) {
+			require.True(t, a.Valid(), "a is cut off from the %s only", cut.name)
+			v := gone(b)
+			require.False(t, v.Gone, "a keeps its tasks without the %s: %s", cut.name, v.Why)
+			time.Sleep(200 * time.Millisecond)
+		}
+		api, db := a.Backends()
+		require.Equal(t, cut.name == "PostgreSQL", api.Renewed, "Backends shows the degraded one")
+		require.Equal(t, cut.name == "API server", db.Renewed)
+		cut.off.Store(false)
+		require.Eventually(t, func() bool { api, db := a.Backends(); return api.Renewed && db.Renewed }, 3*lease, 100*time.Millisecond)
+	}
+
+	// Partitions: a reaches only the API server, b only PostgreSQL; then the other way round.
+	// b never concludes that a is gone (it cannot confirm the Lease, or the row is live).
+	for _, p := range [][2]*atomic.Bool{{a.dbDown, b.apiDown}, {a.apiDown, b.dbDown}} {
+		p[0].Store(true)
+		p[1].Store(true)
+		deadline := time.Now().Add(lease + time.Second) // past the lease duration
+		for time.Now().Before(deadline) {
+			require.True(t, a.Valid())
+			require.False(t, gone(b).Gone)
+			time.Sleep(200 * time.Millisecond)
+		}
+		p[0].Store(false)
+		p[1].Store(false)
+		require.Eventually(t, func() bool { api, db := a.Backends(); return api.Renewed && db.Renewed }, 3*lease, 100*time.Millisecond)
+	}
+
+	// Cut off from both, a stops counting itself valid within the renew deadline, and b sees
+	// it gone only after the lease duration in both.
+	a.apiDown.Store(true)
+	a.dbDown.Store(true)
+	lostAt := time.Now()
+	require.Eventually(t, func() bool { return !a.Valid() }, 2*lease, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return gone(b).Gone }, 3*lease, 100*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(lostAt), lease, "gone in both only a lease duration after its last renewal")
 }
 
 // TestTheSameIdentityTakesOver: a restarted process of the same pod takes its Lease over with a
@@ -155,16 +266,13 @@ func TestTheSameIdentityTakesOver(t *testing.T) {
 	w := newWorld(t)
 	old := w.member("pod-a", nil)
 	w.join(old)
-	runCtx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- old.Run(runCtx) }()
+	done := w.run(old)
 
 	w.join(w.member("pod-a", nil))
 	select {
 	case err := <-done:
 		require.ErrorIs(t, err, membership.ErrLost)
-	case <-runCtx.Done():
+	case <-time.After(20 * time.Second):
 		t.Fatal("the old process did not notice that its Lease was taken")
 	}
 	require.False(t, old.Valid())

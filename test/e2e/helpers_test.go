@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/taskpilot/taskpilot/test/freeport"
 )
 
 // repoRoot is the repository's top directory.
@@ -61,15 +62,14 @@ func goBuild(t *testing.T, root, pkg, out string) {
 	}
 }
 
-// freePort asks the kernel for an unused loopback port.
+// freePort returns an unused loopback port outside the ephemeral range (see package freeport).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // devProcess is one run of the dev tool.

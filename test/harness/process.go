@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/taskpilot/taskpilot/test/freeport"
 
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
@@ -42,14 +43,9 @@ type Operator struct {
 	MetricsURL, ProbeURL, PprofURL string
 }
 
-// FreePort asks the kernel for an unused loopback port.
+// FreePort returns an unused loopback port outside the ephemeral range (see package freeport).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Pick()
 }
 
 // HasFlag reports whether binary lists flag (without dashes) in its --help.

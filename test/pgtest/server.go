@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/taskpilot/taskpilot/test/freeport"
 )
 
 // ErrExternalServer is returned by Stop and Restart when the server comes from
@@ -339,14 +340,13 @@ func (s *Server) logTail() string {
 	return string(b)
 }
 
-// freePort asks the kernel for an unused loopback port.
+// freePort returns an unused loopback port outside the ephemeral range (see package freeport).
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
-		return 0, fmt.Errorf("pgtest: find free port: %w", err)
+		return 0, fmt.Errorf("pgtest: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 // runWithContext runs cmd, killing it if ctx ends first, and returns its

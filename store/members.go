@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// MemberState is what PostgreSQL knows of an owner process (its row in taskpilot_members).
+type MemberState struct {
+	// Found: the process joined through this database (a row exists for its epoch).
+	Found bool
+	// Released: it gave its tasks up on a clean shutdown.
+	Released bool
+	// ExpiresIn is how long until its row expires unless renewed, by the database's clock
+	// (zero or less: expired).
+	ExpiresIn time.Duration
+}
+
+// Live reports whether the process may still be running tasks by this database's account.
+func (s MemberState) Live() bool { return s.Found && !s.Released && s.ExpiresIn > 0 }
+
+// JoinMember records owner as a live process of deployment for ttl (from the database's now()),
+// ends the older processes of the same identity (a restarted container of the same pod: the
+// identity is unique among live processes, so they are gone), and forgets processes that ended
+// more than a day ago.
+func (r *Repository) JoinMember(ctx context.Context, owner Owner, deployment string, ttl time.Duration) error {
+	err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(`
+INSERT INTO taskpilot_members (epoch, identity, deployment, expires_at)
+VALUES (?, ?, ?, now() + make_interval(secs => ?))`, owner.Epoch, owner.Name, deployment, ttl.Seconds()).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`
+UPDATE taskpilot_members SET released_at = now()
+WHERE identity = ? AND epoch < ? AND released_at IS NULL`, owner.Name, owner.Epoch).Error
+	})
+	if err != nil {
+		return fmt.Errorf("record member %s (epoch %d): %w", owner.Name, owner.Epoch, err)
+	}
+	if err := r.db.WithContext(ctx).Exec(`
+DELETE FROM taskpilot_members WHERE coalesce(released_at, expires_at) < now() - interval '1 day'`).Error; err != nil {
+		r.log.Info("could not forget old members", "error", err.Error())
+	}
+	return nil
+}
+
+// RenewMember extends the row of epoch to ttl from the database's now(); ErrMemberLost when it
+// was released or is missing.
+func (r *Repository) RenewMember(ctx context.Context, epoch int64, ttl time.Duration) error {
+	res := r.db.WithContext(ctx).Exec(`
+UPDATE taskpilot_members SET renewed_at = now(), expires_at = now() + make_interval(secs => ?)
+WHERE epoch = ? AND released_at IS NULL`, ttl.Seconds(), epoch)
+	if res.Error != nil {
+		return fmt.Errorf("renew member epoch %d: %w", epoch, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("renew member epoch %d: %w", epoch, ErrMemberLost)
+	}
+	return nil
+}
+
+// ReleaseMember marks the process of epoch as stopped: its tasks may be claimed at once.
+func (r *Repository) ReleaseMember(ctx context.Context, epoch int64) error {
+	err := r.db.WithContext(ctx).Exec(`
+UPDATE taskpilot_members SET released_at = now() WHERE epoch = ? AND released_at IS NULL`, epoch).Error
+	if err != nil {
+		return fmt.Errorf("release member epoch %d: %w", epoch, err)
+	}
+	return nil
+}
+
+// Member reads the state of the process of epoch.
+func (r *Repository) Member(ctx context.Context, epoch int64) (MemberState, error) {
+	var row struct {
+		Released  bool
+		ExpiresIn float64
+	}
+	res := r.db.WithContext(ctx).Raw(`
+SELECT released_at IS NOT NULL AS released, extract(epoch FROM expires_at - now()) AS expires_in
+FROM taskpilot_members WHERE epoch = ?`, epoch).Scan(&row)
+	if res.Error != nil {
+		return MemberState{}, fmt.Errorf("read member epoch %d: %w", epoch, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return MemberState{}, nil
+	}
+	return MemberState{Found: true, Released: row.Released, ExpiresIn: time.Duration(row.ExpiresIn * float64(time.Second))}, nil
+}

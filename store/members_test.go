@@ -1,0 +1,91 @@
+package store
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
+)
+
+func TestMembersLiveExpireAndRelease(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	a := Owner{Name: "pod-a", Epoch: 101}
+	require.NoError(t, repo.JoinMember(ctx, a, "taskpilot", 10*time.Second))
+	s, err := repo.Member(ctx, a.Epoch)
+	require.NoError(t, err)
+	require.True(t, s.Live())
+	require.InDelta(t, 10*time.Second, s.ExpiresIn, float64(2*time.Second))
+
+	require.NoError(t, repo.RenewMember(ctx, a.Epoch, 0))
+	s, err = repo.Member(ctx, a.Epoch)
+	require.NoError(t, err)
+	require.False(t, s.Live(), "expired by the database's clock")
+	require.True(t, s.Found)
+
+	require.NoError(t, repo.ReleaseMember(ctx, a.Epoch))
+	s, err = repo.Member(ctx, a.Epoch)
+	require.NoError(t, err)
+	require.True(t, s.Released)
+	require.ErrorIs(t, repo.RenewMember(ctx, a.Epoch, time.Minute), ErrMemberLost, "a released member stays released")
+	require.ErrorIs(t, repo.RenewMember(ctx, 999, time.Minute), ErrMemberLost)
+	require.False(t, IsTransient(repo.RenewMember(ctx, 999, time.Minute)))
+
+	s, err = repo.Member(ctx, 999)
+	require.NoError(t, err)
+	require.False(t, s.Found)
+
+	// The same identity joining again (its container restarted) ends its older processes.
+	old, restarted := Owner{Name: "pod-r", Epoch: 110}, Owner{Name: "pod-r", Epoch: 111}
+	require.NoError(t, repo.JoinMember(ctx, old, "taskpilot", time.Minute))
+	require.NoError(t, repo.JoinMember(ctx, restarted, "taskpilot", time.Minute))
+	s, err = repo.Member(ctx, old.Epoch)
+	require.NoError(t, err)
+	require.True(t, s.Released)
+	s, err = repo.Member(ctx, restarted.Epoch)
+	require.NoError(t, err)
+	require.True(t, s.Live())
+}
+
+// TestAClaimWaitsForTheOwnersRowToExpire: whatever the claimer concluded from the Kubernetes
+// Lease, a task whose owner still renews its membership row in PostgreSQL is not taken: that
+// owner may be running it through an API server outage.
+func TestAClaimWaitsForTheOwnersRowToExpire(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	a, b := Owner{Name: "pod-a", Epoch: 201}, Owner{Name: "pod-b", Epoch: 202}
+	require.NoError(t, repo.JoinMember(ctx, a, "taskpilot", time.Minute))
+	_, _, err := repo.CreateTask(ctx, NewTask{UID: "t1", Namespace: "ns", Name: "t1", TaskName: "noop",
+		Desired: lifecycle.DesiredRunning, Owner: a, At: time.Now()})
+	require.NoError(t, err)
+
+	_, err = repo.Claim(ctx, "t1", b, a.Epoch)
+	var owned *OwnedError
+	require.ErrorAs(t, err, &owned, "a's row is live")
+	require.Equal(t, a, owned.Owner)
+
+	require.NoError(t, repo.RenewMember(ctx, a.Epoch, 0)) // a stopped renewing: expired now
+	row, err := repo.Claim(ctx, "t1", b, a.Epoch)
+	require.NoError(t, err)
+	require.Equal(t, b.Epoch, *row.OwnerEpoch)
+
+	// An owner that never had a row (it joined before this table existed) is judged by its
+	// Lease alone, as before.
+	_, _, err = repo.CreateTask(ctx, NewTask{UID: "t2", Namespace: "ns", Name: "t2", TaskName: "noop",
+		Desired: lifecycle.DesiredRunning, Owner: Owner{Name: "old", Epoch: 7}, At: time.Now()})
+	require.NoError(t, err)
+	_, err = repo.Claim(ctx, "t2", b, 7)
+	require.NoError(t, err)
+
+	// A released owner's tasks are free at once.
+	c := Owner{Name: "pod-c", Epoch: 203}
+	require.NoError(t, repo.JoinMember(ctx, c, "taskpilot", time.Minute))
+	_, _, err = repo.CreateTask(ctx, NewTask{UID: "t3", Namespace: "ns", Name: "t3", TaskName: "noop",
+		Desired: lifecycle.DesiredRunning, Owner: c, At: time.Now()})
+	require.NoError(t, err)
+	require.NoError(t, repo.ReleaseMember(ctx, c.Epoch))
+	_, err = repo.Claim(ctx, "t3", b, c.Epoch)
+	require.NoError(t, err)
+}
