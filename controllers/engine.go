@@ -3,9 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
@@ -17,25 +20,70 @@ import (
 // pass loads the tasks that were Running or Paused when their owner stopped). On the way out it
 // goes in reverse: stop every run (nothing is recorded for them, so their next owner resumes them),
 // flush the journal, and release the Lease last, so that no other process takes over a task
-// that still runs here. If the Lease is lost, Start returns membership.ErrLost and the process
-// exits, to come back with a new fencing token.
+// that still runs here. If the membership is lost (neither the Lease nor the row renewed in
+// time), Start returns membership.ErrLost and the process exits, to come back with a new
+// fencing token.
 type engine struct {
+	// prepare readies the database (the schema migrated) before anything else; retried with
+	// backoff until it succeeds: a replica never exits because PostgreSQL is away.
+	prepare       func(context.Context) error
+	stage         atomic.Pointer[string] // why this process does not own tasks yet ("" once it does)
 	member        *membership.Member
 	journal       *journal.Journal
 	runner        *runner.Runner
 	sweep         *sweeper
 	sweepInterval time.Duration
 	ready         chan struct{} // closed once tasks may be handed to the runner
-	sharding      bool
 	log           logr.Logger
 }
 
-// NeedLeaderElection: with leader election on, only the leader owns tasks, unless tasks are
-// sharded over every replica.
-func (e *engine) NeedLeaderElection() bool { return !e.sharding }
+// NeedLeaderElection: every replica owns tasks (the leader adopts the new ones, without
+// sharding; a replica that stops leading keeps its own).
+func (e *engine) NeedLeaderElection() bool { return false }
+
+// notReady says why this process does not own tasks yet, "" once it does.
+func (e *engine) notReady() string {
+	if s := e.stage.Load(); s != nil {
+		return *s
+	}
+	return "starting"
+}
+
+func (e *engine) setStage(s string) { e.stage.Store(&s) }
+
+// prepareDatabase runs prepare until it succeeds or ctx ends, waiting 1 s, 2 s, 4 s ... 30 s
+// between attempts and saying why in the log and on /readyz.
+func (e *engine) prepareDatabase(ctx context.Context) error {
+	if e.prepare == nil {
+		return nil
+	}
+	e.setStage("preparing the database (schema migration)")
+	retry := wait.Backoff{Duration: time.Second, Factor: 2, Cap: 30 * time.Second, Steps: math.MaxInt32}
+	for {
+		err := e.prepare(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		in := retry.Step()
+		e.setStage("cannot prepare the database: " + err.Error())
+		e.log.Info("cannot prepare the database; retrying (this process stays up, not ready)", "error", err.Error(), "in", in)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(in):
+		}
+	}
+}
 
 // Start implements manager.Runnable.
 func (e *engine) Start(ctx context.Context) error {
+	if err := e.prepareDatabase(ctx); err != nil {
+		return nil // ctx ended
+	}
+	e.setStage("joining as a task owner (an epoch and a membership row from PostgreSQL)")
 	if _, err := e.member.Join(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -56,6 +104,7 @@ func (e *engine) Start(ctx context.Context) error {
 	}()
 	<-e.runner.Started()
 	close(e.ready)
+	e.setStage("")
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() {
@@ -97,6 +146,11 @@ func (e *engine) Start(ctx context.Context) error {
 		lost = <-memberDone
 	}
 	if lost != nil {
+		// Neither backend renewed the membership within the renew deadline (or another process
+		// took it): this process may no longer prove that it owns its tasks, and another may
+		// take them over, so it stopped every run. It ends, to come back as a new member with
+		// a new epoch (the kubelet restarts the container; at start-up it waits, not ready,
+		// for the backends instead of exiting).
 		return fmt.Errorf("stopped owning tasks: %w", lost)
 	}
 	if err := e.member.Release(background); err != nil {

@@ -1,8 +1,11 @@
 package controllers
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -24,6 +27,37 @@ func registerRunnerMetrics(reg prometheus.Registerer, stats func() runner.Stats)
 		value := g.value
 		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
 			func() float64 { return value(stats()) })); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registerBackendMetrics exports, per backend of the membership, whether it renewed the
+// membership within the renew deadline and how long ago it last did: a degraded mode (the API
+// server or PostgreSQL away while the other keeps the tasks running) shows as one of them at 0.
+func registerBackendMetrics(reg prometheus.Registerer, m *membership.Member) error {
+	for _, b := range []struct {
+		name string
+		of   func() membership.Backend
+	}{
+		{"kubernetes", func() membership.Backend { api, _ := m.Backends(); return api }},
+		{"postgresql", func() membership.Backend { _, db := m.Backends(); return db }},
+	} {
+		of := b.of
+		labels := prometheus.Labels{"backend": b.name}
+		up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskpilot_membership_backend_renewed",
+			Help:        "1 when this backend (kubernetes: the membership Lease; postgresql: the membership row) renewed the membership within the renew deadline; the membership holds while either does.",
+			ConstLabels: labels}, func() float64 {
+			if of().Renewed {
+				return 1
+			}
+			return 0
+		})
+		age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskpilot_membership_backend_renewed_seconds_ago",
+			Help:        "Seconds since this backend last renewed the membership (0 before the first renewal).",
+			ConstLabels: labels}, func() float64 { return of().Since.Seconds() })
+		if err := errors.Join(reg.Register(up), reg.Register(age)); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -85,9 +86,18 @@ type Options struct {
 	// MemoryBudget bounds the memory reserved by admitted runs (runner.Options.MemoryBudget);
 	// 0 means none.
 	MemoryBudget int64
+	// Prepare readies the database before this process owns tasks (operator.Add: the schema
+	// migration); it is retried with backoff until it succeeds. Nil: nothing to prepare.
+	Prepare func(context.Context) error
+	// LeaderElection elects one replica of the deployment as its leader (a Lease named
+	// LeaderElectionID in Namespace, held under Identity; leader.go): without sharding the leader
+	// adopts the tasks nobody runs, with sharding it assigns them to the replicas, and it
+	// publishes the task types. Losing the leadership never stops a task: every replica keeps
+	// running the tasks it owns and campaigns again. Off: this process leads alone.
+	LeaderElection bool
 	// Sharding makes every replica active: each runs the tasks the elected sharder assigns to
 	// it (package sharding) and caches only those (TaskCache). Needs leader election, for the
-	// sharder. Off: the elected leader runs every task.
+	// sharder. Off: the elected leader adopts every new task.
 	Sharding bool
 	// Namespaces restricts the sharder's cache of every task to these namespaces, as the
 	// manager's cache is restricted (tests). Empty: all namespaces, the operator's scope.

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,6 +58,8 @@ type publisher struct {
 	namespace  string
 	deployment string
 	clock      clock.PassiveClock
+	leading    func() bool
+	kicks      chan struct{} // a new leader publishes at once
 	log        logr.Logger
 }
 
@@ -68,17 +69,35 @@ func FieldManager(namespace, deployment string) string {
 	return "taskpilot-" + namespace + "-" + deployment
 }
 
-// NeedLeaderElection: the leader publishes.
-func (p *publisher) NeedLeaderElection() bool { return true }
+// NeedLeaderElection: it runs on every replica and publishes while leading (leader.go).
+func (p *publisher) NeedLeaderElection() bool { return false }
 
-// Start publishes at once and then every publishInterval until ctx ends (manager.Runnable).
+// kick asks for a publication now (on becoming leader); it never blocks.
+func (p *publisher) kick() {
+	select {
+	case p.kicks <- struct{}{}:
+	default:
+	}
+}
+
+// Start publishes, while this replica leads, at once and then every publishInterval until ctx
+// ends (manager.Runnable).
 func (p *publisher) Start(ctx context.Context) error {
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
-		if err := p.publish(ctx); err != nil && ctx.Err() == nil {
-			p.log.Info("cannot publish the task types; retrying", "error", err.Error(), "in", publishInterval)
+	ticker := time.NewTicker(publishInterval)
+	defer ticker.Stop()
+	for {
+		if p.leading() {
+			if err := p.publish(ctx); err != nil && ctx.Err() == nil {
+				p.log.Info("cannot publish the task types; retrying", "error", err.Error(), "in", publishInterval)
+			}
 		}
-	}, publishInterval)
-	return nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-p.kicks:
+		}
+	}
 }
 
 func (p *publisher) publish(ctx context.Context) error {

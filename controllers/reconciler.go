@@ -45,6 +45,7 @@ type reconciler struct {
 	clock     clock.PassiveClock
 	tasks     *taskIndex
 	report    func(types.NamespacedName)
+	leading   func() bool
 	opts      Options
 }
 
@@ -64,9 +65,10 @@ func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 		WatchesRawSource(decide.source()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
-			NeedLeaderElection:      ptr.To(!r.opts.Sharding),
-			// A standby fills its cache before it leads, so a takeover starts acting at once.
-			EnableWarmup: ptr.To(true),
+			// Every replica reconciles the tasks it owns; adopting the others is the leader's
+			// (mayAdopt).
+			NeedLeaderElection: ptr.To(false),
+			CacheSyncTimeout:   cacheSyncForever,
 			// A failed reconcile (the database is down when a task is first seen) backs off to
 			// 30s at most, not 1000s, so tasks start soon after an outage ends.
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 30*time.Second),
@@ -136,6 +138,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	view, tracked := r.journal.View(uid)
+	if !tracked && !r.mayAdopt() {
+		return ctrl.Result{}, nil // the leader adopts it; a new leader looks at every task
+	}
 	if !tracked {
 		var res ctrl.Result
 		var err error
@@ -176,4 +181,20 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+}
+
+// mayAdopt reports whether this replica takes on tasks it does not run yet: with sharding, those
+// assigned to it (checked before); without, only the leader does, so that one replica, not all
+// of them, claims each new task.
+func (r *reconciler) mayAdopt() bool { return r.opts.Sharding || r.leading() }
+
+// lookAtEveryTask queues every task of the cache for a reconcile (on becoming leader).
+func (r *reconciler) lookAtEveryTask(decide *wake) {
+	var tasks v1alpha1.BackgroundTaskList
+	if err := r.client.List(context.Background(), &tasks, client.UnsafeDisableDeepCopy); err != nil {
+		return // the cache is not started yet: its initial list queues every task anyway
+	}
+	for i := range tasks.Items {
+		decide.notify(types.NamespacedName{Namespace: tasks.Items[i].Namespace, Name: tasks.Items[i].Name})
+	}
 }

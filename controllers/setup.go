@@ -2,11 +2,13 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
@@ -15,14 +17,25 @@ import (
 	"github.com/taskpilot/taskpilot/runner"
 )
 
-// Operator is the wired operator: membership, journal, runner and the two controllers, added
-// to a manager that starts them (on the elected leader only, when leader election is on).
+// Operator is the wired operator: leadership, membership, journal, runner and the
+// controllers, added to a manager that starts them on every replica (leader.go says what only
+// the leader does).
 type Operator struct {
 	Member  *membership.Member
 	Journal *journal.Journal
 	Runner  *runner.Runner
+	leader  *leadership
+	engine  *engine
+	caches  interface{ WaitForCacheSync(context.Context) bool }
 	opts    Options
 }
+
+// Elected is closed when this replica is first elected leader (at once without leader
+// election).
+func (op *Operator) Elected() <-chan struct{} { return op.leader.Elected() }
+
+// Leading reports whether this replica leads now.
+func (op *Operator) Leading() bool { return op.leader.Leading() }
 
 // Setup builds the operator's components, in dependency order, and adds them to mgr.
 func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
@@ -33,6 +46,17 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	log := ctrl.Log.WithName("taskpilot")
 	op := &Operator{opts: o}
 	decide, report := newWake(), newWake()
+	var lock resourcelock.Interface
+	if o.LeaderElection {
+		if lock, err = LeaderLock(mgr.GetConfig(), o.Namespace, o.deployment(), o.Identity, o.RenewDeadline); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+	}
+	op.leader = newLeadership(lock, LeaderElectionID(o.deployment()), o.LeaseDuration, o.RenewDeadline, o.RetryPeriod,
+		log.WithName("leader"))
+	if err := mgr.Add(op.leader); err != nil {
+		return nil, fmt.Errorf("setup: add the leader election: %w", err)
+	}
 
 	op.Member, err = membership.New(membership.Options{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Identity: o.Identity, Deployment: o.deployment(),
@@ -86,18 +110,24 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("setup: runner: %w", err)
 	}
 
-	eng := &engine{member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
+	eng := &engine{prepare: o.Prepare, member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
 		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,
-		log: log.WithName("sweep"),
-	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), sharding: o.Sharding, log: log}
+		leading: op.leader.Leading, log: log.WithName("sweep"),
+	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), log: log}
 	if err := mgr.Add(eng); err != nil {
 		return nil, fmt.Errorf("setup: add engine: %w", err)
+	}
+	op.engine, op.caches = eng, mgr.GetCache()
+	if o.Metrics != nil {
+		if err := registerBackendMetrics(o.Metrics, op.Member); err != nil {
+			return nil, fmt.Errorf("setup: metrics: %w", err)
+		}
 	}
 	rec := &reconciler{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal,
 		runner: op.Runner, member: op.Member, ready: eng.ready, events: mgr.GetEventRecorder("taskpilot"),
-		clock: o.Clock, tasks: tasks, report: report.notify, opts: o,
+		clock: o.Clock, tasks: tasks, report: report.notify, leading: op.leader.Leading, opts: o,
 	}
 	if err := rec.setupWithManager(mgr, decide); err != nil {
 		return nil, fmt.Errorf("setup: controller: %w", err)
@@ -107,12 +137,17 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("setup: status controller: %w", err)
 	}
 	pub := &publisher{client: mgr.GetClient(), reader: mgr.GetAPIReader(), registry: o.Registry, namespace: o.Namespace,
-		deployment: o.deployment(), clock: o.Clock, log: log.WithName("publisher")}
+		deployment: o.deployment(), clock: o.Clock, leading: op.leader.Leading, kicks: make(chan struct{}, 1),
+		log: log.WithName("publisher")}
 	if err := mgr.Add(pub); err != nil {
 		return nil, fmt.Errorf("setup: add the task-type publisher: %w", err)
 	}
+	// A new leader looks at every task (without sharding it adopts those nobody runs) and
+	// publishes the task types at once.
+	op.leader.OnGain(func() { rec.lookAtEveryTask(decide) })
+	op.leader.OnGain(pub.kick)
 	if o.Sharding {
-		sh, err := newSharder(mgr, o, log)
+		sh, err := newSharder(mgr, o, op.leader, log)
 		if err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
 		}
@@ -121,6 +156,39 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		}
 	}
 	return op, nil
+}
+
+// StartupCheck is a readyz check: not ready until this process owns tasks (the database
+// prepared, the membership joined, the runner started), saying which step it waits for.
+func (op *Operator) StartupCheck() healthz.Checker {
+	return func(*http.Request) error {
+		if why := op.engine.notReady(); why != "" {
+			return errors.New(why)
+		}
+		return nil
+	}
+}
+
+// KubernetesCheck is a readyz check: not ready until the caches filled from the API server, nor
+// while the membership Lease is not renewed (the API server does not answer, or too late). The
+// tasks keep running while the PostgreSQL row keeps the membership (issue #27).
+func (op *Operator) KubernetesCheck() healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		defer cancel()
+		if !op.caches.WaitForCacheSync(ctx) {
+			return errors.New("waiting for the API server: the caches have not filled from it yet")
+		}
+		if op.engine.notReady() != "" {
+			return nil // not a member yet: StartupCheck says why
+		}
+		api, db := op.Member.Backends()
+		if !api.Renewed {
+			return fmt.Errorf("the membership Lease was last renewed %s ago (the API server does not answer in time); "+
+				"the PostgreSQL row keeps the membership: %t", api.Since.Round(time.Second), db.Renewed)
+		}
+		return nil
+	}
 }
 
 // DatabaseCheck is a readyz check: not ready while PostgreSQL does not answer.
@@ -134,6 +202,12 @@ func (op *Operator) DatabaseCheck() healthz.Checker {
 		return nil
 	}
 }
+
+// cacheSyncForever is how long the controllers wait for their caches to fill at start-up:
+// without end. controller-runtime's default (2 minutes) ends the process when the API server is
+// away at start-up, which a Deployment answers with a crash loop and growing back-off; waiting
+// keeps the process up and not ready (/readyz) until the API server answers.
+const cacheSyncForever = 100 * 365 * 24 * time.Hour
 
 // settleDelay is how long to wait for a change that is on its way (a run stopping).
 const settleDelay = 200 * time.Millisecond

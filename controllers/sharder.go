@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,9 +39,10 @@ const membershipPoll = 500 * time.Millisecond
 
 // sharder spreads the tasks over the live replicas (--sharding): it reads the membership
 // Leases, hashes every task's UID onto the ring of live replicas, and writes the assignment as
-// the task's labels (package sharding). It runs on the elected leader only and needs nothing
-// but metadata, so its cache of every BackgroundTask is metadata-only; each replica's own cache
-// holds just the tasks labelled for it.
+// the task's labels (package sharding). It runs on every replica and acts on the elected leader
+// only (a replica that stops leading keeps its cache warm and its Lease observations current,
+// and forgets its ring), and needs nothing but metadata, so its cache of every BackgroundTask
+// is metadata-only; each replica's own cache holds just the tasks labelled for it.
 type sharder struct {
 	client    client.Client // writes the labels (metadata merge patches)
 	tasks     cache.Cache   // metadata of every BackgroundTask
@@ -53,6 +55,7 @@ type sharder struct {
 	workers    int
 	// observer judges the membership Leases' expiry by when this process saw them renewed.
 	observer *membership.Observer
+	leading  func() bool
 	resync   *wake
 	view     atomic.Pointer[ringView]
 	moves    *prometheus.CounterVec
@@ -68,7 +71,7 @@ type ringView struct {
 
 func (v *ringView) isLive(m string) bool { return v.live[m] }
 
-func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) {
+func newSharder(mgr ctrl.Manager, o Options, leader *leadership, log logr.Logger) (*sharder, error) {
 	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: withoutPayload()}
 	if len(o.Namespaces) > 0 {
 		copts.DefaultNamespaces = map[string]cache.Config{}
@@ -82,7 +85,7 @@ func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) 
 	}
 	s := &sharder{
 		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace,
-		observer:   membership.NewObserver(o.Clock),
+		observer: membership.NewObserver(o.Clock), leading: leader.Leading,
 		deployment: o.deployment(), serves: o.Registry.Has,
 		workers: o.MaxConcurrentReconciles,
 		resync:  newWake(), log: log.WithName("sharder"),
@@ -103,10 +106,10 @@ func newSharder(mgr ctrl.Manager, o Options, log logr.Logger) (*sharder, error) 
 	return s, nil
 }
 
-// setupWithManager adds the sharder's cache, its membership loop and its controller, all on the
-// leader only (their default).
+// setupWithManager adds the sharder's cache, its membership loop and its controller, on every
+// replica (they act while leading).
 func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.Add(s.tasks); err != nil {
+	if err := mgr.Add(everyReplica{s.tasks}); err != nil {
 		return fmt.Errorf("add the sharder cache: %w", err)
 	}
 	if err := mgr.Add(s); err != nil {
@@ -121,12 +124,17 @@ func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(s.resync.source()).
 		// As many workers as the reconciler: after a replica died, each of its tasks waits for
 		// one label write, and those are what a takeover takes beyond the lease.
-		WithOptions(controller.Options{MaxConcurrentReconciles: s.workers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: s.workers, NeedLeaderElection: ptr.To(false),
+			CacheSyncTimeout: cacheSyncForever}).
 		Complete(s)
 }
 
-// Start follows the membership until ctx ends (manager.Runnable, leader only): whenever the set
-// of live replicas changes, the ring is rebuilt and every task is looked at again.
+// NeedLeaderElection: the sharder runs on every replica and acts while leading.
+func (s *sharder) NeedLeaderElection() bool { return false }
+
+// Start follows the membership until ctx ends (manager.Runnable): while this replica leads,
+// whenever the set of live replicas changes (or it just became leader), the ring is rebuilt
+// and every task is looked at again.
 func (s *sharder) Start(ctx context.Context) error {
 	if !s.tasks.WaitForCacheSync(ctx) {
 		return nil
@@ -146,7 +154,14 @@ func (s *sharder) refresh(ctx context.Context) error {
 		client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{membership.LabelMember: s.deployment})}); err != nil {
 		return fmt.Errorf("list membership Leases: %w", err)
 	}
-	members, _ := membership.Live(leases.Items, s.deployment, s.observer)
+	members, _ := membership.Live(leases.Items, s.deployment, s.observer) // observed on every replica
+	if !s.leading() {
+		if s.view.Swap(nil) != nil {
+			s.replicas.Set(0)
+			s.log.Info("not leading; leaving the assignment to the leader")
+		}
+		return nil
+	}
 	live := map[string]bool{}
 	for _, m := range members {
 		live[m] = true
@@ -170,6 +185,9 @@ func (s *sharder) refresh(ctx context.Context) error {
 
 // Reconcile assigns one task (reconcile.Reconciler).
 func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !s.leading() {
+		return ctrl.Result{}, nil // a new leader looks at every task
+	}
 	view := s.view.Load()
 	if view == nil {
 		return ctrl.Result{RequeueAfter: membershipPoll}, nil // the membership has not been read yet

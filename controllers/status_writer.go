@@ -76,8 +76,13 @@ func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *wake) error {
 			},
 		}).
 		WatchesRawSource(report.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers, EnableWarmup: ptr.To(true),
-			NeedLeaderElection: ptr.To(!s.opts.Sharding)}).
+		// Every replica writes the status of the tasks it owns.
+		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers, NeedLeaderElection: ptr.To(false),
+			CacheSyncTimeout: cacheSyncForever,
+			// A failed write (the API server is down) is tried again within 5 s at most, not
+			// after up to 1000 s: the status catches up within seconds of an outage's end.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 5*time.Second),
+		}).
 		Complete(s)
 }
 

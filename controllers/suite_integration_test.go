@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -169,18 +168,11 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	byObject := controllers.CacheByObject(controllers.Options{Namespace: h.ns, Deployment: cfg.deployment,
 		Identity: cfg.identity, Sharding: cfg.sharding})
 	opts := ctrl.Options{
-		Scheme:                        kube.Scheme,
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: byObject},
-		Controller:                    ctrlConfigSkipNameValidation(),
-		LeaderElection:                cfg.leaderElect,
-		LeaderElectionID:              "taskpilot-test-" + cmp.Or(cfg.deployment, controllers.DefaultDeployment),
-		LeaderElectionNamespace:       h.ns,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &lease,
-		RenewDeadline:                 &renew,
-		RetryPeriod:                   &retry,
+		Scheme:                 kube.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}, ByObject: byObject},
+		Controller:             ctrlConfigSkipNameValidation(),
 	}
 	if cfg.failStatusWrites {
 		opts.NewClient = failingStatusClient
@@ -216,6 +208,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		SweepInterval:      2 * time.Second,
 		HistoryRetention:   cfg.historyRetention,
 		MemoryBudget:       cfg.memoryBudget,
+		LeaderElection:     cfg.leaderElect,
 		Sharding:           cfg.sharding,
 		Namespaces:         []string{h.ns},
 		// The production default: a fresh task's first status write waits 100ms.
@@ -225,7 +218,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &operatorProcess{cancel: cancel, done: make(chan error, 1), repo: repo, op: op, metrics: metrics, elected: mgr.Elected(),
+	p := &operatorProcess{cancel: cancel, done: make(chan error, 1), repo: repo, op: op, metrics: metrics, elected: op.Elected(),
 		cache: mgr.GetCache()}
 	go func() { p.done <- mgr.Start(ctx) }()
 	h.op = p

@@ -46,7 +46,9 @@ type sweeper struct {
 	// sharding: the cache holds only this replica's tasks, so the live objects are listed from
 	// the API server (metadata only), and only tasks assigned here are adopted.
 	sharding bool
-	log      logr.Logger
+	// leading: without sharding, only the leader adopts the rows of gone owners.
+	leading func() bool
+	log     logr.Logger
 }
 
 // loop sweeps at once and then every interval; a pass that fails (the database or the API
@@ -90,7 +92,7 @@ func (s *sweeper) pass(ctx context.Context) error {
 				return err
 			}
 		}
-		here := !s.sharding || shard == me.Name
+		here := (s.sharding && shard == me.Name) || (!s.sharding && s.leading())
 		owner, owned := row.Owned()
 		mine := owned && owner.Epoch == me.Epoch
 		_, tracked := s.journal.View(row.UID)

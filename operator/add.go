@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -47,12 +49,13 @@ func CacheByObject(o Options) map[client.Object]cache.ByObject {
 
 // Add adds a taskpilot operator with o's settings and register's task types to mgr, for a
 // program that already runs a controller-runtime manager (Main does the same for a binary of
-// its own). It opens PostgreSQL and migrates the schema before it returns (waiting up to
-// o.StartupDatabaseTimeout); call Close once the manager stopped. mgr must know taskpilot's API
-// (AddToScheme), should cache as CacheByObject says, and decides leadership: with leader
-// election on, only the leader runs tasks (with o.Sharding, every replica does and the leader
-// assigns them). Its metrics go to controller-runtime's registry; add ReadyCheck to the
-// manager's readiness checks.
+// its own). It needs neither PostgreSQL nor the API server to answer: once the manager runs,
+// the operator migrates the schema (retrying, each attempt up to o.StartupDatabaseTimeout) and
+// joins before it owns tasks, not ready meanwhile; call Close once the manager stopped. mgr must know taskpilot's API
+// (AddToScheme) and should cache as CacheByObject says. taskpilot elects its own leader
+// (o.LeaderElect, a Lease of its own) and runs on every replica whatever mgr's leader election
+// decides for the host program's controllers. Its metrics go to controller-runtime's registry;
+// add ReadyCheck to the manager's readiness checks.
 func Add(ctx context.Context, mgr manager.Manager, o Options, register Register) (*Operator, error) {
 	if err := o.Complete(); err != nil {
 		return nil, err
@@ -72,15 +75,26 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 	if err != nil || journalMax.Sign() <= 0 {
 		return nil, fmt.Errorf("--journal-max-bytes %q: want a quantity such as 64Mi", o.JournalMaxBytes)
 	}
-	openCtx, cancel := context.WithTimeout(ctx, o.StartupDatabaseTimeout)
-	repo, err := store.Open(openCtx, store.Config{URL: o.DatabaseURL, MigrateURL: o.MigrateDatabaseURL,
+	// Nothing here needs PostgreSQL to answer: the operator starts, not ready, and migrates
+	// the schema (retrying) before it owns tasks; a database that is away never ends it.
+	repo, err := store.OpenLazy(store.Config{URL: o.DatabaseURL, MigrateURL: o.MigrateDatabaseURL,
 		MaxOpenConns: o.DBMaxOpenConns, Logger: ctrl.Log.WithName("store")})
-	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("cannot use PostgreSQL at %s: %w (is it running, and is DATABASE_URL right?)", redactedDatabase(o.DatabaseURL), err)
+		return nil, fmt.Errorf("PostgreSQL at %s: %w", redactedDatabase(o.DatabaseURL), err)
 	}
-	ctrl.Log.WithName("setup").Info("database ready, schema migrated", "database", redactedDatabase(o.DatabaseURL))
+	setupLog := ctrl.Log.WithName("setup")
+	prepare := func(ctx context.Context) error {
+		// One attempt may wait this long, the migration lock of another replica included.
+		ctx, cancel := context.WithTimeout(ctx, o.StartupDatabaseTimeout)
+		defer cancel()
+		if err := repo.Migrate(ctx); err != nil {
+			return fmt.Errorf("PostgreSQL at %s: %w (is it running, and is DATABASE_URL right?)", redactedDatabase(o.DatabaseURL), err)
+		}
+		setupLog.Info("database ready, schema migrated", "database", redactedDatabase(o.DatabaseURL))
+		return nil
+	}
 	core, err := controllers.Setup(mgr, controllers.Options{
+		Prepare:                 prepare,
 		Store:                   repo,
 		Registry:                reg,
 		Identity:                o.Identity,
@@ -102,6 +116,7 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 		SweepInterval:           o.SweepInterval,
 		HistoryRetention:        o.HistoryRetention,
 		MemoryBudget:            budget,
+		LeaderElection:          o.LeaderElect,
 		Sharding:                o.Sharding,
 		Metrics:                 cmp.Or[prometheus.Registerer](o.Metrics, metrics.Registry),
 	})
@@ -112,10 +127,31 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 	return &Operator{core: core, repo: repo, registry: reg}, nil
 }
 
-// ReadyCheck is a readiness check: not ready while PostgreSQL does not answer.
+// ReadyCheck is a readiness check: not ready until the operator owns tasks (database
+// prepared, membership joined), nor while PostgreSQL or the API server does not answer, each
+// with its reason. Main adds the three parts as separate checks (ReadyChecks).
 func (op *Operator) ReadyCheck() healthz.Checker {
-	check := op.core.DatabaseCheck()
-	return func(req *http.Request) error { return check(req) }
+	checks := op.ReadyChecks()
+	return func(req *http.Request) error {
+		var errs []error
+		for _, name := range slices.Sorted(maps.Keys(checks)) {
+			if err := checks[name](req); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// ReadyChecks are the readiness checks by name: "startup" (what the operator waits for before
+// it owns tasks), "database" (PostgreSQL answers) and "kubernetes" (the membership Lease is
+// renewed in time).
+func (op *Operator) ReadyChecks() map[string]healthz.Checker {
+	return map[string]healthz.Checker{
+		"startup":    op.core.StartupCheck(),
+		"database":   op.core.DatabaseCheck(),
+		"kubernetes": op.core.KubernetesCheck(),
+	}
 }
 
 // TaskTypes lists the task types this operator runs.

@@ -16,7 +16,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -81,29 +80,21 @@ func Main(ctx context.Context, args []string, register Register) error {
 	if err := AddToScheme(scheme); err != nil {
 		return err
 	}
-	var lock resourcelock.Interface
-	if o.LeaderElect {
-		if lock, err = leaderLock(restCfg, o); err != nil {
-			return err
-		}
-	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsOptions(o),
-		HealthProbeBindAddress:  o.ProbeAddr,
-		PprofBindAddress:        o.PprofAddr,
-		LeaderElection:          o.LeaderElect,
-		LeaderElectionID:        leaderElectionID(o.Deployment),
-		LeaderElectionNamespace: o.Namespace,
-		// Held under --identity, so a restarted replica leads again at once (leaderlock.go).
-		LeaderElectionResourceLockInterface: lock,
+		Scheme: scheme,
+		// Knows taskpilot's kinds without discovery: the manager is built while the API server
+		// is away, too (mapper.go).
+		MapperProvider:         ownMapper,
+		Metrics:                metricsOptions(o),
+		HealthProbeBindAddress: o.ProbeAddr,
+		PprofBindAddress:       o.PprofAddr,
+		// The manager's own leader election stays off: it ends the process when the leader
+		// misses a renewal, which stopped every task on an API server blip. taskpilot elects
+		// its leader itself (--leader-elect) and keeps running when it loses the leadership.
+		LeaderElection: false,
 		// Nothing reads managedFields: the cache keeps objects without them (about a third of a
 		// small BackgroundTask's bytes), which is memory per task.
-		Cache:                         cache.Options{ByObject: CacheByObject(o), DefaultTransform: cache.TransformStripManagedFields()},
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &o.LeaseDuration,
-		RenewDeadline:                 &o.RenewDeadline,
-		RetryPeriod:                   &o.RetryPeriod,
+		Cache: cache.Options{ByObject: CacheByObject(o), DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -116,8 +107,10 @@ func Main(ctx context.Context, args []string, register Register) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("database", op.ReadyCheck()); err != nil {
-		return err
+	for name, check := range op.ReadyChecks() {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return err
+		}
 	}
 	ctrl.Log.WithName("setup").Info("starting taskpilot", "deployment", o.Deployment, "identity", o.Identity,
 		"task-types", op.registry.Names(), "max-concurrent-tasks", o.MaxConcurrentTasks, "leader-elect", o.LeaderElect, "sharding", o.Sharding)

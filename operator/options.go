@@ -39,7 +39,9 @@ type Options struct {
 	// Namespace holds the leader Lease, the membership Leases and the task-type catalog
 	// (--leader-election-namespace, default the pod's namespace, else "default").
 	Namespace string
-	// LeaderElect: only the elected leader runs tasks, or with Sharding assigns them
+	// LeaderElect: one replica is elected leader (a Lease); without Sharding it adopts the new
+	// tasks, with Sharding it assigns them to the replicas. A replica that loses the leadership
+	// keeps running the tasks it owns. Off: this process leads alone
 	// (--leader-elect).
 	LeaderElect bool
 	// Sharding: every replica runs tasks; the leader spreads them over the live replicas
@@ -60,7 +62,7 @@ type Options struct {
 	HistoryRetention        time.Duration // --history-retention (0: forever)
 	DBMaxOpenConns          int           // --db-max-open-conns
 	DBTimeout               time.Duration // --db-timeout
-	StartupDatabaseTimeout  time.Duration // --startup-database-timeout
+	StartupDatabaseTimeout  time.Duration // --startup-database-timeout: one attempt; start-up retries without end
 	LeaseDuration           time.Duration // --leader-elect-lease-duration
 	RenewDeadline           time.Duration // --leader-elect-renew-deadline
 	RetryPeriod             time.Duration // --leader-elect-retry-period
@@ -117,7 +119,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "Serve metrics over HTTPS to callers the API server authenticates and allows to get /metrics (the metrics-reader ClusterRole). Off: plain HTTP to anyone who reaches the address (make dev, on loopback).")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of the /healthz and /readyz endpoints.")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "Address of the Go pprof endpoints (empty: off). For profiling only.")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader through a Lease so that only one replica runs tasks (on in the Deployment).")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader through a Lease (on in the Deployment): without --sharding the leader adopts new tasks, with it the leader assigns them to the replicas; a replica that stops leading keeps running the tasks it owns.")
 	fs.BoolVar(&o.Sharding, "sharding", o.Sharding, "Spread the tasks over every replica (consistent hashing of the task UID over the live replicas' membership Leases; the elected leader writes the assignment labels). Needs --leader-elect. Off: the leader runs every task.")
 	fs.StringVar(&o.Deployment, "deployment", o.Deployment, "Name of this operator deployment among the taskpilot deployments of the cluster (each with its own task types): its leader Lease, its replicas' membership and the TaskTypes it publishes carry it.")
 	fs.StringVar(&o.Namespace, "leader-election-namespace", o.Namespace, "Namespace of the leader-election Lease, of the membership Leases and of the task-type catalog (default: the pod's namespace, else \"default\").")
@@ -144,7 +146,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "How long others wait after a replica's last Lease renewal before they take over its tasks (or its leadership): a crashed replica's tasks resume after this.")
 	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "How long a replica keeps running its tasks (and leading) after its last successful Lease renewal; must be less than the lease duration.")
 	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "How often Leases are renewed and acquisition is tried.")
-	fs.DurationVar(&o.StartupDatabaseTimeout, "startup-database-timeout", o.StartupDatabaseTimeout, "How long start-up waits for PostgreSQL before giving up.")
+	fs.DurationVar(&o.StartupDatabaseTimeout, "startup-database-timeout", o.StartupDatabaseTimeout, "How long one attempt at preparing PostgreSQL at start-up (connecting, waiting for another replica's migration, migrating) may take; failed attempts are retried with backoff, the process staying up and not ready.")
 }
 
 // Complete fills what the environment decides: the database URL from $DATABASE_URL, the

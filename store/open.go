@@ -60,11 +60,32 @@ type Repository struct {
 	db    *gorm.DB
 	sqlDB *sql.DB
 	log   logr.Logger
+	cfg   Config
 }
 
 // Open connects, checks the connection, applies pending migrations and
 // returns a ready repository. Close it when done.
 func Open(ctx context.Context, cfg Config) (*Repository, error) {
+	r, err := OpenLazy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.sqlDB.PingContext(ctx); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := r.Migrate(ctx); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenLazy returns a repository without connecting: its connections are made when statements
+// need them, so a database that is down now fails those statements, not the caller. The
+// operator starts this way and runs Migrate, with retries, before it owns tasks: it never
+// exits because PostgreSQL is away (it reports not ready). Close it when done.
+func OpenLazy(cfg Config) (*Repository, error) {
 	pgxCfg, err := pgx.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
@@ -94,14 +115,6 @@ func Open(ctx context.Context, cfg Config) (*Repository, error) {
 	sqlDB.SetMaxIdleConns(maxIdle)
 	sqlDB.SetConnMaxLifetime(lifetime)
 
-	if err := sqlDB.PingContext(ctx); err != nil {
-		_ = sqlDB.Close()
-		return nil, fmt.Errorf("connect to database: %w", err)
-	}
-	if err := migrateWith(ctx, cfg, sqlDB, log); err != nil {
-		_ = sqlDB.Close()
-		return nil, err
-	}
 	gdb, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{
 		// Every write is one statement or an explicit transaction already.
 		SkipDefaultTransaction: true,
@@ -113,7 +126,12 @@ func Open(ctx context.Context, cfg Config) (*Repository, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("initialise gorm: %w", err)
 	}
-	return &Repository{db: gdb, sqlDB: sqlDB, log: log}, nil
+	return &Repository{db: gdb, sqlDB: sqlDB, log: log, cfg: cfg}, nil
+}
+
+// Migrate applies the pending migrations, as the owner when Config.MigrateURL says so.
+func (r *Repository) Migrate(ctx context.Context) error {
+	return migrateWith(ctx, r.cfg, r.sqlDB, r.log)
 }
 
 // Close releases the connection pool.
