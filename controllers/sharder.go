@@ -38,15 +38,21 @@ import (
 const membershipPoll = 500 * time.Millisecond
 
 // sharder spreads the tasks over the live replicas (--sharding): it reads the membership
-// Leases, hashes every task's UID onto the ring of live replicas, and writes the assignment as
-// the task's labels (package sharding). It runs on every replica and acts on the elected leader
+// Leases and rows, hashes every task's UID onto the ring of live replicas, and writes the
+// assignment as the task's labels (package sharding). A replica is live while either of its
+// records is, as for claims (membership.Gone): through an API server outage nobody can renew
+// a Lease, and a sharder that judged by the Leases alone would, once the API server is back,
+// see the other replicas' Leases unchanged for minutes and move all their tasks (each stopped
+// and resumed from its checkpoint) before they renew. It runs on every replica and acts on the elected leader
 // only (a replica that stops leading keeps its cache warm and its Lease observations current,
 // and forgets its ring), and needs nothing but metadata, so its cache of every BackgroundTask
 // is metadata-only; each replica's own cache holds just the tasks labelled for it.
 type sharder struct {
-	client    client.Client // writes the labels (metadata merge patches)
-	tasks     cache.Cache   // metadata of every BackgroundTask
-	leases    client.Reader // the manager's cache of membership Leases
+	client client.Client // writes the labels (metadata merge patches)
+	tasks  cache.Cache   // metadata of every BackgroundTask
+	leases client.Reader // the manager's cache of membership Leases
+	// liveRows lists the deployment's replicas whose membership row is live (PostgreSQL).
+	liveRows  func(ctx context.Context, deployment string) ([]string, error)
 	namespace string
 	// deployment is this operator deployment: its members form the ring; serves says which
 	// task types it runs (the others belong to other deployments' sharders).
@@ -84,7 +90,7 @@ func newSharder(mgr ctrl.Manager, o Options, leader *leadership, log logr.Logger
 		return nil, fmt.Errorf("sharder cache: %w", err)
 	}
 	s := &sharder{
-		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), namespace: o.Namespace,
+		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), liveRows: o.Store.LiveMembers, namespace: o.Namespace,
 		observer: membership.NewObserver(o.Clock), leading: leader.Leading,
 		deployment: o.deployment(), serves: o.Registry.Has,
 		workers: o.MaxConcurrentReconciles,
@@ -147,7 +153,8 @@ func (s *sharder) Start(ctx context.Context) error {
 	return nil
 }
 
-// refresh rebuilds the ring when the live replicas changed, and then looks at every task.
+// refresh rebuilds the ring when the live replicas (by their Leases or their rows) changed,
+// and then looks at every task.
 func (s *sharder) refresh(ctx context.Context) error {
 	var leases coordinationv1.LeaseList
 	if err := s.leases.List(ctx, &leases, client.InNamespace(s.namespace),
@@ -162,8 +169,14 @@ func (s *sharder) refresh(ctx context.Context) error {
 		}
 		return nil
 	}
+	// Unreadable rows leave the ring as it is: while PostgreSQL is down nobody can claim a
+	// task anyway, so a move could only stop a run.
+	rows, err := s.liveRows(ctx, s.deployment)
+	if err != nil {
+		return fmt.Errorf("list membership rows: %w", err)
+	}
 	live := map[string]bool{}
-	for _, m := range members {
+	for _, m := range slices.Concat(members, rows) {
 		live[m] = true
 	}
 	if old := s.view.Load(); old != nil && maps.Equal(old.live, live) {

@@ -89,3 +89,18 @@ FROM taskpilot_members WHERE epoch = ?`, epoch).Scan(&row)
 	}
 	return MemberState{Found: true, Released: row.Released, ExpiresIn: time.Duration(row.ExpiresIn * float64(time.Second))}, nil
 }
+
+// LiveMembers lists the identities of deployment's processes whose row is live by the
+// database's clock (not released, not expired): those that may be running tasks by
+// PostgreSQL's account, whatever their Leases say.
+func (r *Repository) LiveMembers(ctx context.Context, deployment string) ([]string, error) {
+	var ids []string
+	err := r.db.WithContext(ctx).Raw(`
+SELECT DISTINCT identity FROM taskpilot_members
+WHERE deployment = ? AND released_at IS NULL AND expires_at > now()
+ORDER BY identity`, deployment).Scan(&ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("list live members of %s: %w", deployment, err)
+	}
+	return ids, nil
+}

@@ -89,3 +89,27 @@ func TestAClaimWaitsForTheOwnersRowToExpire(t *testing.T) {
 	_, err = repo.Claim(ctx, "t3", b, c.Epoch)
 	require.NoError(t, err)
 }
+
+// TestLiveMembersByTheDatabasesAccount: the sharder's view of who may run tasks by PostgreSQL:
+// one deployment's identities with a live row, each once.
+func TestLiveMembersByTheDatabasesAccount(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	for _, m := range []struct {
+		o          Owner
+		deployment string
+	}{
+		{Owner{Name: "pod-a", Epoch: 301}, "taskpilot"},
+		{Owner{Name: "pod-b", Epoch: 302}, "taskpilot"},
+		{Owner{Name: "pod-c", Epoch: 303}, "taskpilot"},
+		{Owner{Name: "pod-x", Epoch: 304}, "other"},
+		{Owner{Name: "pod-a", Epoch: 305}, "taskpilot"}, // pod-a's container restarted
+	} {
+		require.NoError(t, repo.JoinMember(ctx, m.o, m.deployment, time.Minute))
+	}
+	require.NoError(t, repo.RenewMember(ctx, 302, 0)) // pod-b stopped renewing
+	require.NoError(t, repo.ReleaseMember(ctx, 303))  // pod-c shut down
+	live, err := repo.LiveMembers(ctx, "taskpilot")
+	require.NoError(t, err)
+	require.Equal(t, []string{"pod-a"}, live)
+}

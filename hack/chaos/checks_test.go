@@ -121,3 +121,44 @@ func TestWitnessAgreement(t *testing.T) {
 		t.Fatal("a step after the pause must disagree")
 	}
 }
+
+func TestAnOutageMayStopNoRunningTask(t *testing.T) {
+	outage := []faultRecord{{fault: fault{kind: faultAPIServer}, injected: at(10), recovered: at(20)}}
+	withID := func(id string, e witness.Execution) witness.Execution { e.ID = id; return e }
+	check := func(es []witness.Execution, changes ...float64) result {
+		var ts []time.Time
+		for _, c := range changes {
+			ts = append(ts, at(c))
+		}
+		return checkOutagesStopNothing(map[string][]witness.Execution{"u": es}, outage,
+			map[string][]time.Time{"u": ts}, nil)
+	}
+	// It ran on across the outage in the same execution.
+	if r := check([]witness.Execution{exec(1, 1, 0, 8, 9, 15, 25)}); !r.held() || r.checked == "" {
+		t.Fatalf("one execution across the outage: %+v", r)
+	}
+	// Stopped and resumed elsewhere during the outage: broken.
+	moved := []witness.Execution{withID("a", exec(1, 1, 0, 8, 9)), withID("b", exec(2, 1, 22, 23))}
+	if r := check(moved); r.broken != 1 {
+		t.Fatalf("a second execution 2 s after the recovery is a restart by the outage: %+v", r)
+	}
+	// The same, but the user paused and resumed it meanwhile: not the outage's doing.
+	if r := check(moved, 12); !r.held() {
+		t.Fatalf("a spec change in the window excuses the task: %+v", r)
+	}
+	// Ended without completing during the outage: broken; by its planned failure: held.
+	stopped := exec(1, 1, 0, 8, 9)
+	stopped.Ended, stopped.End, stopped.Detail = true, at(12), "context canceled"
+	if r := check([]witness.Execution{stopped}); r.broken != 1 {
+		t.Fatalf("a run that ended during the outage was stopped by it: %+v", r)
+	}
+	planned := stopped
+	planned.ID, planned.Detail = "a", "injected failure at step 2 of attempt 1"
+	if r := check([]witness.Execution{planned, withID("b", exec(1, 2, 14, 15))}); !r.held() {
+		t.Fatalf("a planned failure and its retry: %+v", r)
+	}
+	// Paused (no step in the 5 s before the outage): not running, not judged.
+	if r := check([]witness.Execution{withID("a", exec(1, 1, 0, 1)), withID("b", exec(2, 1, 15, 16))}); !r.held() {
+		t.Fatalf("a task that did no step for 9 s before the outage was not running: %+v", r)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/test/apiproxy"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 	"github.com/taskpilot/taskpilot/test/witness"
@@ -25,10 +26,14 @@ import (
 // env is what the run starts: the control plane, PostgreSQL (durable, in the work directory),
 // the harness's own clients, and the operator fleet.
 type env struct {
-	log            logr.Logger
-	dir            string
-	cp             *kubetest.Env
-	kubeconfig     string
+	log        logr.Logger
+	dir        string
+	cp         *kubetest.Env
+	kubeconfig string // admin, straight to the API server
+	// proxy stands between the operators and the API server (the slow-Lease fault);
+	// opKubeconfig reaches the API server through it.
+	proxy          *apiproxy.Proxy
+	opKubeconfig   string
 	pg             *pgtest.Server
 	pgVersion      string
 	db             *pgxpool.Pool // the taskpilot database, read by the checks
@@ -43,7 +48,8 @@ type env struct {
 
 // startEnv starts everything but the operators, in dir.
 func startEnv(ctx context.Context, log logr.Logger, dir, operatorBinary string, sharded bool) (e *env, err error) {
-	e = &env{log: log, dir: dir, kubeconfig: filepath.Join(dir, "kubeconfig"), operatorBinary: operatorBinary, sharded: sharded}
+	e = &env{log: log, dir: dir, kubeconfig: filepath.Join(dir, "kubeconfig"), opKubeconfig: filepath.Join(dir, "operators.kubeconfig"),
+		operatorBinary: operatorBinary, sharded: sharded}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.close())
@@ -72,6 +78,12 @@ func startEnv(ctx context.Context, log logr.Logger, dir, operatorBinary string, 
 	log.Info("control plane and PostgreSQL up", "apiserver", e.cp.APIServerAddr(), "postgres", e.pg.URL())
 	if err := e.cp.WriteKubeconfig(e.kubeconfig); err != nil {
 		return e, fmt.Errorf("write kubeconfig: %w", err)
+	}
+	if e.proxy, err = apiproxy.Start(e.cp.Config); err != nil {
+		return e, fmt.Errorf("start the API proxy: %w", err)
+	}
+	if err := e.proxy.WriteKubeconfig(e.opKubeconfig); err != nil {
+		return e, err
 	}
 	if err := e.openDatabases(ctx); err != nil {
 		return e, err
@@ -103,7 +115,7 @@ func (e *env) openDatabases(ctx context.Context) error {
 		return err
 	}
 	e.fleet = newFleet(e.log.WithName("fleet"), e.operatorBinary, e.dir, e.sharded, []string{
-		"KUBECONFIG=" + e.kubeconfig, "DATABASE_URL=" + dbURL, witness.URLEnv + "=" + wURL,
+		"KUBECONFIG=" + e.opKubeconfig, "DATABASE_URL=" + dbURL, witness.URLEnv + "=" + wURL,
 	})
 	return nil
 }
@@ -153,6 +165,9 @@ func (e *env) close() error {
 	}
 	if e.wdb != nil {
 		e.wdb.Close()
+	}
+	if e.proxy != nil {
+		errs = append(errs, e.proxy.Close())
 	}
 	if e.cp != nil {
 		errs = append(errs, e.cp.Stop())

@@ -67,6 +67,8 @@ func inject(ctx context.Context, e *env, f fault) faultRecord {
 		rec.err = postgresDown(ctx, e, &rec)
 	case faultAPIServer:
 		rec.err = apiServerDown(ctx, e, &rec)
+	case faultSlowLease:
+		rec.err = slowLeases(ctx, e, &rec)
 	case faultSplitBrain:
 		rec.err = splitBrain(ctx, e, &rec)
 	}
@@ -162,6 +164,23 @@ func apiServerDown(ctx context.Context, e *env, rec *faultRecord) error {
 	if !graceful {
 		rec.detail = "it did not stop within 20 s of SIGTERM and was killed; " + rec.detail
 	}
+	return nil
+}
+
+// slowLeases makes the API server answer the replicas' Lease requests slowLeaseDelay late (an
+// overloaded control plane) for the hold, while it answers everything else at once: no
+// replica renews a Lease in time, leadership comes and goes, and each replica keeps its tasks
+// through its membership row.
+func slowLeases(ctx context.Context, e *env, rec *faultRecord) error {
+	rec.target = fmt.Sprintf("Lease requests answered %s late for %s", slowLeaseDelay, rec.hold)
+	before := leaderPID(e)
+	delayed := e.proxy.Delayed()
+	rec.injected = time.Now()
+	e.proxy.SlowLeases(slowLeaseDelay)
+	sleepCtx(ctx, rec.hold)
+	e.proxy.SlowLeases(0)
+	rec.recovered = time.Now()
+	rec.detail = fmt.Sprintf("%d Lease requests delayed; %s", e.proxy.Delayed()-delayed, leaderChange(ctx, e, before, rec.recovered))
 	return nil
 }
 

@@ -2,14 +2,14 @@
 // (etcd and kube-apiserver from bin/k8s), a durable PostgreSQL, two operator replicas with
 // leader election and short leases, and about 1,000 BackgroundTasks that a driver pauses,
 // resumes, stops, restarts and deletes while faults are injected on a schedule drawn from the
-// seed: the leader SIGKILLed and SIGSTOPped past its lease, PostgreSQL down for 30 s, the API
-// server restarted, a third operator without leader election (split brain). A witness task
-// type records every execution apart from the operator's own record. At the end six
-// invariants are checked and docs/reliability.md is rewritten with the verdicts and the first
+// seed: the leader SIGKILLed and SIGSTOPped past its lease, PostgreSQL down for 2 minutes, the
+// API server down for 3 minutes and then answering Lease requests late, a third operator
+// without leader election (split brain). A witness task type records every execution apart
+// from the operator's own record. At the end seven invariants are checked and docs/reliability.md is rewritten with the verdicts and the first
 // counter-examples.
 //
-//	make chaos                          # full run, at most 15 minutes on 2 cores
-//	make chaos ARGS="--quick"           # about 2.5 minutes
+//	make chaos                          # full run, at most 20 minutes on 2 cores
+//	make chaos-quick                    # about 2.5 minutes, report in bin/
 //	make chaos-sharded                  # three replicas with --sharding
 //	make chaos ARGS="--seed=7"          # another schedule
 //

@@ -34,7 +34,7 @@ func (o options) mode() string {
 	if o.sharded {
 		return "three replicas with `--sharding` (each runs its share; the leader assigns them)"
 	}
-	return "two replicas with leader election (the leader runs every task)"
+	return "two replicas with leader election (the leader takes the new tasks; each runs those it owns)"
 }
 
 // profile is the size and timing of a run; quick and full differ only here.
@@ -53,8 +53,9 @@ type profile struct {
 	// settle bounds the wait, from the last fault's recovery, for every task to reach what its
 	// spec asks (invariant 4).
 	settle time.Duration
-	// splitBrain and pgDown are how long the rogue operator runs and PostgreSQL stays down.
-	splitBrain, pgDown time.Duration
+	// splitBrain, pgDown, apiDown and slowLease are how long the rogue operator runs, PostgreSQL
+	// and the API server stay down, and Lease requests are answered late.
+	splitBrain, pgDown, apiDown, slowLease time.Duration
 }
 
 func fullProfile() profile {
@@ -62,8 +63,10 @@ func fullProfile() profile {
 		name: "full", tasks: 1000, createOver: 240 * time.Second,
 		faultsFrom: 40 * time.Second, faultsUntil: 380 * time.Second, actionsPerSecond: 1.5,
 		faults: []faultKind{faultKillLeader, faultKillLeader, faultKillLeader, faultStopLeader, faultStopLeader,
-			faultPostgres, faultAPIServer, faultSplitBrain},
-		settle: 240 * time.Second, splitBrain: 25 * time.Second, pgDown: 30 * time.Second,
+			faultPostgres, faultAPIServer, faultSlowLease, faultSplitBrain},
+		settle: 240 * time.Second, splitBrain: 25 * time.Second,
+		// A managed PostgreSQL failover, a control-plane upgrade, an overloaded control plane.
+		pgDown: 2 * time.Minute, apiDown: 3 * time.Minute, slowLease: 40 * time.Second,
 	}
 }
 
@@ -72,7 +75,8 @@ func quickProfile() profile {
 		name: "quick", tasks: 150, createOver: 20 * time.Second,
 		faultsFrom: 8 * time.Second, faultsUntil: 38 * time.Second, actionsPerSecond: 1.5,
 		faults: []faultKind{faultKillLeader, faultStopLeader, faultSplitBrain},
-		settle: 75 * time.Second, splitBrain: 10 * time.Second, pgDown: 30 * time.Second,
+		settle: 75 * time.Second, splitBrain: 10 * time.Second,
+		pgDown: 30 * time.Second, apiDown: 20 * time.Second, slowLease: 15 * time.Second,
 	}
 }
 
@@ -88,7 +92,7 @@ func parseOptions(args []string) (options, error) {
 	fs.BoolVar(&o.sharded, "sharded", false, "Three replicas with --sharding, each running its share of the tasks, instead of two with one leader.")
 	fs.BoolVar(&o.keep, "keep", false, "Keep the work directory (operator logs, PostgreSQL and etcd data) after the run.")
 	fs.IntVar(&tasks, "tasks", 0, "Number of BackgroundTasks (default 1000; quick 150).")
-	fs.StringVar(&faults, "faults", "", "Faults to inject instead of the profile's, comma separated, in any order (the seed shuffles them): kill, freeze, postgres, apiserver, split.")
+	fs.StringVar(&faults, "faults", "", "Faults to inject instead of the profile's, comma separated, in any order (the seed shuffles them): kill, freeze, postgres, apiserver, slowlease, split.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -107,7 +111,7 @@ func parseOptions(args []string) (options, error) {
 	}
 	if faults != "" {
 		names := map[string]faultKind{"kill": faultKillLeader, "freeze": faultStopLeader, "postgres": faultPostgres,
-			"apiserver": faultAPIServer, "split": faultSplitBrain}
+			"apiserver": faultAPIServer, "slowlease": faultSlowLease, "split": faultSplitBrain}
 		o.profile.faults = nil
 		for _, f := range strings.Split(faults, ",") {
 			k, ok := names[strings.TrimSpace(f)]

@@ -34,9 +34,14 @@ const (
 	faultKillLeader faultKind = "SIGKILL leader"
 	faultStopLeader faultKind = "SIGSTOP leader"
 	faultPostgres   faultKind = "PostgreSQL down"
-	faultAPIServer  faultKind = "kube-apiserver restart"
+	faultAPIServer  faultKind = "kube-apiserver down"
+	faultSlowLease  faultKind = "slow Lease answers"
 	faultSplitBrain faultKind = "split brain"
 )
+
+// slowLeaseDelay is how late the API server answers Lease requests during faultSlowLease:
+// past the replicas' renew deadline (operatorArgs), so no Lease is renewed in time.
+const slowLeaseDelay = 6 * time.Second
 
 // fault is one scheduled fault.
 type fault struct {
@@ -148,7 +153,9 @@ func planFaults(r *rand.Rand, p profile) []fault {
 		case faultPostgres:
 			f.hold = p.pgDown
 		case faultAPIServer:
-			f.hold = time.Duration(3+r.IntN(5)) * time.Second // down between stop and start
+			f.hold = p.apiDown
+		case faultSlowLease:
+			f.hold = p.slowLease
 		case faultSplitBrain:
 			f.hold = p.splitBrain
 		case faultKillLeader:

@@ -38,6 +38,8 @@ type results struct {
 	chaosStart time.Time
 	// deletedDuringRun are the tasks the driver deleted.
 	deletedDuringRun map[string]deletedTask
+	// specChanges are the times of the driver's spec changes (deletion included), by task uid.
+	specChanges map[string][]time.Time
 }
 
 // phaseTime is how long a phase of the run took.
@@ -202,6 +204,7 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 		e.log.Error(err, "write convergence samples")
 	}
 	res.deletedDuringRun = deletedUIDs(d)
+	res.specChanges = specChanges(d)
 	return nil
 }
 
@@ -238,6 +241,7 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 	res.invs = append([]result{
 		checkNoDoubleRun(final.execs, names, res.during),
 		checkHistory(final.trans, final.rows),
+		checkOutagesStopNothing(final.execs, res.faults, res.specChanges, names),
 	}, res.invs...)
 	after, afterErr := measureLeader(ctx, e)
 	res.invs = append(res.invs, checkMemory(before, after, beforeErr, afterErr))
@@ -309,6 +313,22 @@ func (res *results) during(t time.Time) (string, string) {
 		return string(recent.kind), fmt.Sprintf(", %.0f s after %s (%s)", t.Sub(recent.recovered).Seconds(), recent.kind, recent.target)
 	}
 	return "", ""
+}
+
+// specChanges are the times of the driver's spec changes, deletions included, by task uid.
+func specChanges(d *driver) map[string][]time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string][]time.Time{}
+	for i, its := range d.intents {
+		for _, it := range its {
+			out[d.uids[i]] = append(out[d.uids[i]], it.at)
+		}
+	}
+	for i, at := range d.deleted {
+		out[d.uids[i]] = append(out[d.uids[i]], at)
+	}
+	return out
 }
 
 // deletedUIDs are the tasks the driver deleted, by uid.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/sharding"
@@ -52,6 +54,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	kubetest.RunShimIfInvoked()       // StartInDir starts etcd and kube-apiserver through this binary
+	ctrllog.SetLogger(logr.Discard()) // the test's own clients log nothing worth reading
 	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run()) // every test here needs the real control plane; they skip themselves
@@ -72,7 +76,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build the witness operator:", err)
 		return 1
 	}
-	if kube, err = kubetest.Start(); err != nil {
+	// In a directory of its own, so that an outage test can restart the API server.
+	if kube, err = kubetest.StartInDir(kubetest.DirOptions{Dir: filepath.Join(workDir, "controlplane")}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -1,0 +1,96 @@
+package sharding_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/test/apiproxy"
+)
+
+// TestAnAPIServerOutageMovesNoTask: while the API server is down for three lease durations no
+// replica can renew its membership Lease, but each keeps its tasks through its membership row
+// in PostgreSQL. Once the API server is back, no task moves and no run is stopped: each task
+// still has the one execution it had, on the replica it had. (A sharder that judged replicas by
+// their Leases alone would see them unchanged for the whole outage and could move every task
+// in the moment before the replicas renew them.)
+func TestAnAPIServerOutageMovesNoTask(t *testing.T) {
+	w := newWorld(t)
+	for _, r := range []string{"r-a", "r-b"} {
+		w.start(r)
+	}
+	names, before := w.runningTasks()
+
+	down := 3 * leaseDuration
+	graceful, err := kube.RestartAPIServer(down)
+	require.NoError(t, err)
+	t.Logf("API server down for %s (stopped gracefully: %t)", down, graceful)
+	w.requireUndisturbed(names, before)
+}
+
+// TestSlowLeaseAnswersMoveNoTask: an API server that answers Lease requests later than the
+// renew deadline (overloaded) for four lease durations, while it serves everything else. No
+// replica can renew its Lease in time, and leadership comes and goes; each keeps its tasks
+// through its membership row, and no task moves. Before, the sharder judged the replicas by
+// their Leases alone: whenever it led, it saw the others' Leases expire between their late
+// renewals and moved their tasks, each stopped and resumed elsewhere from its checkpoint.
+func TestSlowLeaseAnswersMoveNoTask(t *testing.T) {
+	w := newWorld(t)
+	proxy, err := apiproxy.Start(kube.Config)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	viaProxy := filepath.Join(workDir, w.ns+"-proxy.kubeconfig")
+	require.NoError(t, proxy.WriteKubeconfig(viaProxy))
+	w.env = append(w.env, "KUBECONFIG="+viaProxy) // the last one wins
+	for _, r := range []string{"r-a", "r-b"} {
+		w.start(r)
+	}
+	names, before := w.runningTasks()
+
+	delay := renewDeadline + 2*time.Second
+	proxy.SlowLeases(delay)
+	w.waitAdvanced(names, w.checkpoints(), int(4*leaseDuration/time.Second))
+	proxy.SlowLeases(0)
+	t.Logf("%d Lease requests were answered %s late", proxy.Delayed(), delay)
+	w.requireUndisturbed(names, before)
+}
+
+// runningTasks creates 40 tasks that outlast the test, waits until each runs on one of the
+// two replicas and has done a few steps, and says where each runs.
+func (w *world) runningTasks() ([]string, map[string]placement) {
+	w.t.Helper()
+	w.waitRing(2)
+	names := w.createTasks(40, 100000, time.Second)
+	_, before := w.waitSettled(names, "r-a", "r-b")
+	w.waitAdvanced(names, nil, 2)
+	return names, before
+}
+
+// requireUndisturbed waits, after a fault, until the sharder sees both replicas again and
+// every task has done two lease durations' worth of steps (a sharder that misjudged the
+// replicas moves tasks within a few retry periods), then requires that every task is where it
+// was, under the same owner, in the one execution it had, and that no replica exited.
+func (w *world) requireUndisturbed(names []string, before map[string]placement) {
+	w.t.Helper()
+	w.waitRing(2)
+	w.waitAdvanced(names, w.checkpoints(), int(2*leaseDuration/time.Second))
+	after := w.placements()
+	execs := w.executions()
+	w.requireNoDoubleRun(execs)
+	w.requireContiguousHistories()
+	for _, name := range names {
+		b, a := before[name], after[name]
+		require.Equal(w.t, b.shard, a.shard, "%s stayed on its replica", name)
+		require.Equal(w.t, b.epoch, a.epoch, "%s kept its owner", name)
+		require.Len(w.t, execs[b.uid], 1, "%s ran on without a stop and a resume", name)
+	}
+	for name, op := range w.replicas {
+		select {
+		case <-op.Exited():
+			w.t.Fatalf("replica %s exited through the fault: %v", name, op.ExitErr())
+		default:
+		}
+	}
+}
