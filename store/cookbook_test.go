@@ -83,6 +83,9 @@ func TestSQLCookbook(t *testing.T) {
 		"purged-per-day": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"1", "3"}}, project(rows, "tasks", "transitions"))
 		},
+		"live-members": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"op-1", "1"}}, project(rows, "identity", "epoch"), "op-2 shut down")
+		},
 		"tasks-per-owner": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"op-1", "1", "4", "8"}, {"op-2", "2", "1", "1"}}, project(rows, "owner", "owner_epoch", "active", "tasks"))
 		},
@@ -240,4 +243,10 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	require.NoError(t, repo.db.Exec(`UPDATE background_tasks SET deleted_at = now() - interval '35 days' WHERE uid = 'uid-purged'`).Error)
 	_, err = repo.PurgeHistory(testCtx(t), now.Add(-30*24*time.Hour), 10)
 	require.NoError(t, err)
+
+	// Once the tasks were placed (claims need their old owner gone): two operator
+	// processes are members, and op-2 has since shut down.
+	require.NoError(t, repo.JoinMember(testCtx(t), owner1, "taskpilot", time.Minute))
+	require.NoError(t, repo.JoinMember(testCtx(t), owner2, "taskpilot", time.Minute))
+	require.NoError(t, repo.ReleaseMember(testCtx(t), owner2.Epoch))
 }

@@ -139,7 +139,9 @@ type BackgroundTaskSpec struct {
 	State DesiredState `json:"state,omitempty"`
 
 	// restartGeneration restarts the task from scratch each time it is increased: the current
-	// run, if any, is stopped and a new attempt starts without its checkpoint. It may only grow.
+	// run, if any, is stopped and a new attempt starts without its checkpoint, as spec.state
+	// says: with Running it runs, with Paused it waits as Pending, and with Stopped nothing runs
+	// (the bump is recorded; setting Running then starts the new attempt). It may only grow.
 	// Finished and Failed tasks stay as they are until it is bumped, so re-applying the same
 	// manifest never reruns work.
 	// +optional

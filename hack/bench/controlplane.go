@@ -26,9 +26,17 @@ type controlPlane struct {
 	etcdPID    int
 }
 
-// startControlPlane starts a fresh control plane; dir receives its kubeconfig.
-func startControlPlane(dir string) (*controlPlane, error) {
-	env, err := kubetest.Start()
+// startControlPlane starts a fresh control plane; dir receives its kubeconfig. A restartable
+// one keeps its certificates in dir, so that its API server can be stopped and started again
+// (kubetest.StartInDir; the outage scenario).
+func startControlPlane(dir string, restartable bool) (*controlPlane, error) {
+	start := kubetest.Start
+	if restartable {
+		start = func() (*kubetest.Env, error) {
+			return kubetest.StartInDir(kubetest.DirOptions{Dir: filepath.Join(dir, "controlplane")})
+		}
+	}
+	env, err := start()
 	if err != nil {
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}

@@ -17,9 +17,12 @@ import (
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 func main() {
+	kubetest.RunShimIfInvoked() // a restartable control plane runs etcd and kube-apiserver through this binary
 	// controller-runtime's client logs nothing we need; without a logger it prints a warning.
 	ctrllog.SetLogger(logr.Discard())
 	opts, err := parseOptions(os.Args[1:])

@@ -18,6 +18,9 @@ type options struct {
 	pauseN    int
 	crashN    int
 	takeoverN int
+	// outageN tasks run through an API server outage of apiDown, then a PostgreSQL one of pgDown.
+	outageN         int
+	apiDown, pgDown time.Duration
 	// operatorArgs are extra operator flags for every scenario (experiments: --status-workers=4).
 	operatorArgs []string
 	// shardingN noop tasks and shardingLong long tasks on 1 and on 3 replicas.
@@ -43,6 +46,9 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.pauseN, "pause-n", 0, "Tasks in the pause-latency scenario (default 1000; quick 100).")
 	fs.IntVar(&o.crashN, "crash-n", 0, "Tasks in the resume-after-crash scenario (default 1000; quick 100).")
 	fs.IntVar(&o.takeoverN, "takeover-n", 0, "Tasks in the warm-standby takeover scenario (default 1000; quick 100).")
+	fs.IntVar(&o.outageN, "outage-n", 0, "Tasks running through the outages scenario (default 1000; quick 100).")
+	fs.DurationVar(&o.apiDown, "outage-api", 0, "How long the API server is down in the outages scenario (default 60s; quick 20s).")
+	fs.DurationVar(&o.pgDown, "outage-pg", 0, "How long PostgreSQL is down in the outages scenario (default 60s; quick 20s).")
 	var opArgs string
 	fs.StringVar(&opArgs, "operator-args", "", "Extra operator flags for every scenario, space separated (experiments; the report shows them).")
 	fs.IntVar(&o.shardingN, "sharding-n", 0, "Noop tasks in the 1-vs-3-replicas scenario (default 1000; quick 100).")
@@ -54,7 +60,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Operator's --kube-api-burst.")
 	fs.IntVar(&o.profileSec, "profile-seconds", 0, "CPU profile length during the biggest lifecycle run (default 15; quick 3).")
 	fs.DurationVar(&o.crashStep, "crash-interval", time.Second, "Countdown step (= checkpoint) interval in the crash scenario.")
-	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,footprint,bigparams,sharding", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
+	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,outage,footprint,bigparams,sharding", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -73,6 +79,15 @@ func parseOptions(args []string) (options, error) {
 	def(&o.pauseN, 1000, 100)
 	def(&o.crashN, 1000, 100)
 	def(&o.takeoverN, 1000, 100)
+	def(&o.outageN, 1000, 100)
+	for _, d := range []*time.Duration{&o.apiDown, &o.pgDown} {
+		if *d == 0 {
+			*d = 60 * time.Second
+			if o.quick {
+				*d = 20 * time.Second
+			}
+		}
+	}
 	def(&o.shardingN, 1000, 100)
 	def(&o.shardingLong, 600, 60)
 	def(&o.bigParamsN, 300, 50)
@@ -87,7 +102,7 @@ func parseOptions(args []string) (options, error) {
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "lifecycle", "pause", "crash", "takeover", "footprint", "bigparams", "sharding":
+		case "lifecycle", "pause", "crash", "takeover", "outage", "footprint", "bigparams", "sharding":
 			o.scenarios[s] = true
 		case "":
 		default:

@@ -47,18 +47,44 @@ func startPostgres(ctx context.Context) (*postgres, error) {
 		return nil, fmt.Errorf("connect PostgreSQL: %w", err)
 	}
 	defer conn.Close(ctx)
-	var backend int
-	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid(), current_setting('server_version')").Scan(&backend, &p.version); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&p.version); err != nil {
 		_ = srv.Close()
 		return nil, fmt.Errorf("query PostgreSQL: %w", err)
 	}
-	st, err := readProcStat(backend)
-	if err != nil {
+	if err := p.findPostmaster(ctx, conn); err != nil {
 		_ = srv.Close()
 		return nil, err
 	}
-	p.pid = st.ppid
 	return p, nil
+}
+
+// findPostmaster records the postmaster's pid (the parent of conn's backend), whose process
+// group's CPU the scenarios measure.
+func (p *postgres) findPostmaster(ctx context.Context, conn *pgx.Conn) error {
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return fmt.Errorf("query PostgreSQL: %w", err)
+	}
+	st, err := readProcStat(backend)
+	if err != nil {
+		return err
+	}
+	p.pid = st.ppid
+	return nil
+}
+
+// restart starts the server again after a stop (the outage scenario) and finds its new
+// postmaster.
+func (p *postgres) restart(ctx context.Context) error {
+	if err := p.srv.Restart(); err != nil {
+		return fmt.Errorf("start PostgreSQL again: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, p.srv.URL())
+	if err != nil {
+		return fmt.Errorf("connect PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	return p.findPostmaster(ctx, conn)
 }
 
 func (p *postgres) close() error { return p.srv.Close() }

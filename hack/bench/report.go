@@ -54,6 +54,7 @@ func writeReport(path string, r *results) error {
 	writePause(&b, r)
 	writeCrash(&b, r)
 	writeTakeover(&b, r)
+	writeOutage(&b, r)
 	writeFootprint(&b, r)
 	writeBigParams(&b, r)
 	writeSharding(&b, r)
@@ -68,7 +69,7 @@ func writeReport(path string, r *results) error {
 	md("- **Takeover**: two replicas (`--identity` bench-a and bench-b, production lease settings); SIGKILL the leader; done when every row is `RUNNING` with owner bench-b, at the latest `RUNNING → RUNNING` transition. `lease` is the lease duration both replicas use: the standby must wait that long after the dead leader's last renewal before it may take its tasks.")
 	md("- **Footprint**: VmRSS from `/proc`, `go_goroutines` and heap from the metrics endpoint, 3 s after start (idle) and 5 s after all tasks settled; all tasks start `sleep` (`tick` 10s) Running, then half are patched to `Paused` (parked runs).")
 	md("- **CPU share**: utime+stime (+ reaped children) from `/proc/PID/stat` of each process tree over the scenario window; \"other processes\" is the machine's busy time not in those trees.")
-	md("- Operator log and profiles of this run: `%s` (temp dir, kept).", r.tempDir)
+	md("- Operator log and profiles of this run: a temporary directory, kept, printed at the end of the run (`taskpilot-bench-*` under `$TMPDIR`).")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
@@ -313,6 +314,27 @@ func writeTakeover(b *strings.Builder, r *results) {
 	md("| %.0f s | %.2f s | **%.2f s** | %.2f s | %d/%d |", t.lease.Seconds(), t.leader.Seconds(), t.allRunning.Seconds(), t.afterLease.Seconds(), t.resumed, t.n)
 	md("")
 	md("**What limits takeover:** the lease. Until the dead leader's membership Lease has gone unrenewed for a lease duration, nobody may claim its tasks (it might only be slow, and a second run is the failure this design exists to prevent). The standby learns when to look again from the Lease itself (`Gone` answers with the expiry), its caches are warm, and each claim is one guarded `UPDATE`, so what is left after the lease is claiming and starting %d runs.", t.n)
+	md("")
+}
+
+func writeOutage(b *strings.Builder, r *results) {
+	o := r.outage
+	if o == nil {
+		return
+	}
+	md := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
+	md("## 5c. Outages: the API server down, then PostgreSQL down (%d running `countdown` tasks, one checkpoint per %v step)", o.n, o.interval)
+	md("")
+	md("| outage | tasks resumed from a checkpoint | new attempts | checkpoints behind | steps per task during the outage | back → every task 2 steps further | operator exited |")
+	md("|---|---|---|---|---|---|---|")
+	for _, c := range []struct {
+		what string
+		outageCost
+	}{{"kube-apiserver", o.api}, {"PostgreSQL (fast shutdown)", o.pg}} {
+		md("| %s down %.0f s | **%d** | %d | %d | %.1f | %.1f s | %t |", c.what, c.down.Seconds(), c.resumed, c.newAttempts, c.regressed, c.stepsDuring, c.caughtUp.Seconds(), c.exited)
+	}
+	md("")
+	md("**Why nothing is redone:** a replica keeps its tasks while it renews its membership in either backend, its Lease or its row in PostgreSQL (docs/architecture.md, \"Outages\"). While the API server is down, runs go on and their checkpoints keep reaching PostgreSQL (the steps column); while PostgreSQL is down they go on too, and their transitions and the latest checkpoint wait in memory until it is back. Work redone is the number of resumed tasks times the work since each one's last checkpoint; before the two-backend membership, an API server outage longer than the renew deadline made the leader give up its Lease and exit, stopping every run, to resume each from its checkpoint after a restart.")
 	md("")
 }
 

@@ -25,6 +25,7 @@ type results struct {
 	pause     *pauseResult
 	crash     *crashResult
 	takeover  *takeoverResult
+	outage    *outageResult
 	footprint []footprintResult
 	bigParams *bigParamsResult
 	sharding  []*shardingResult
@@ -82,6 +83,11 @@ func run(ctx context.Context, opts options) (err error) {
 		{"takeover", func() error {
 			tr, err := runTakeover(ctx, e, opts.takeoverN)
 			r.takeover = tr
+			return err
+		}},
+		{"outage", func() error {
+			or, err := runOutage(ctx, e, opts.outageN, opts.apiDown, opts.pgDown)
+			r.outage = or
 			return err
 		}},
 		{"footprint", func() error {

@@ -36,6 +36,11 @@ type stage struct {
 
 // newStage starts a control plane and a database and, if maxTasks > 0, the operator.
 func (e *env) newStage(ctx context.Context, name string, maxTasks int) (*stage, error) {
+	return e.newStageWith(ctx, name, maxTasks, false)
+}
+
+// newStageWith is newStage with a control plane whose API server can be restarted.
+func (e *env) newStageWith(ctx context.Context, name string, maxTasks int, restartable bool) (*stage, error) {
 	e.stages++
 	st := &stage{name: name, dir: filepath.Join(e.dir, fmt.Sprintf("%02d-%s", e.stages, name)), pg: e.pg}
 	if err := os.MkdirAll(st.dir, 0o755); err != nil {
@@ -43,7 +48,7 @@ func (e *env) newStage(ctx context.Context, name string, maxTasks int) (*stage, 
 	}
 	progressf("[%s] starting control plane and database", name)
 	var err error
-	if st.cp, err = startControlPlane(st.dir); err != nil {
+	if st.cp, err = startControlPlane(st.dir, restartable); err != nil {
 		return nil, err
 	}
 	if err := st.cp.warmUp(ctx); err != nil {

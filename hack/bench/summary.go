@@ -88,6 +88,13 @@ func summaryRows(r *results) []summaryRow {
 			"≤ lease + 3 s", verdict(t.resumed == t.n && t.afterLease <= 3*time.Second),
 		})
 	}
+	if o := r.outage; o != nil {
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("%d running tasks through an API server outage of %.0f s / a PostgreSQL one of %.0f s", o.n, o.api.down.Seconds(), o.pg.down.Seconds()),
+			fmt.Sprintf("%d / %d resumed from a checkpoint (work redone), %d / %d new attempts", o.api.resumed, o.pg.resumed, o.api.newAttempts, o.pg.newAttempts),
+			"0 redone", verdict(o.api.resumed+o.pg.resumed+o.api.newAttempts+o.pg.newAttempts == 0 && !o.api.exited && !o.pg.exited),
+		})
+	}
 	for _, s := range r.sharding {
 		name := fmt.Sprintf("%d replica(s), %d noop tasks", s.replicas, s.n)
 		if s.replicas > 1 {

@@ -157,6 +157,11 @@ func TestAnOutageMayStopNoRunningTask(t *testing.T) {
 	if r := check([]witness.Execution{planned, withID("b", exec(1, 2, 14, 15))}); !r.held() {
 		t.Fatalf("a planned failure and its retry: %+v", r)
 	}
+	timedOut := stopped
+	timedOut.Detail = "runner: task deadline exceeded"
+	if r := check([]witness.Execution{timedOut}); !r.held() {
+		t.Fatalf("its own spec.timeout ends a run through an outage as it would without one: %+v", r)
+	}
 	// Paused (no step in the 5 s before the outage): not running, not judged.
 	if r := check([]witness.Execution{withID("a", exec(1, 1, 0, 1)), withID("b", exec(2, 1, 15, 16))}); !r.held() {
 		t.Fatalf("a task that did no step for 9 s before the outage was not running: %+v", r)

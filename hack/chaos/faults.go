@@ -28,17 +28,23 @@ type faultRecord struct {
 }
 
 // minFaultGap keeps faults apart: each starts at least this long after the previous one
-// recovered, even when its planned time has passed (the order is kept).
-const minFaultGap = 10 * time.Second
+// recovered, even when its planned time has passed (the order is kept). After an outage of a
+// backend the gap is outageGap, long enough to see the statuses catch up (the convergence
+// column) before the next fault.
+const (
+	minFaultGap = 10 * time.Second
+	outageGap   = 45 * time.Second
+)
 
 // injectAll runs the planned faults in order; it returns when the last one has recovered.
 func injectAll(ctx context.Context, e *env, pl plan, start time.Time, out chan<- faultRecord) {
 	defer close(out)
 	var last time.Time
+	gap := minFaultGap
 	for _, f := range pl.faults {
 		at := start.Add(f.at)
-		if !last.IsZero() && at.Before(last.Add(minFaultGap)) {
-			at = last.Add(minFaultGap)
+		if !last.IsZero() && at.Before(last.Add(gap)) {
+			at = last.Add(gap)
 		}
 		select {
 		case <-ctx.Done():
@@ -51,7 +57,10 @@ func injectAll(ctx context.Context, e *env, pl plan, start time.Time, out chan<-
 		} else {
 			e.log.Info("fault done", "fault", f.kind, "target", rec.target, "held", f.hold, "detail", rec.detail)
 		}
-		last = rec.recovered
+		last, gap = rec.recovered, minFaultGap
+		if isOutage(f.kind) {
+			gap = outageGap
+		}
 		out <- rec
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
 
@@ -47,7 +48,7 @@ func checkOutagesStopNothing(execs map[string][]witness.Execution, faults []faul
 			}
 			tasks++
 			label := taskLabel(names[uid], uid)
-			if e.Ended && e.End.Before(until) && !e.Completed && !strings.HasPrefix(e.Detail, "injected failure") {
+			if e.Ended && e.End.Before(until) && !e.Completed && !ownEnd(e) {
 				r.add(string(f.kind)+": stopped", example{task: label, what: fmt.Sprintf(
 					"the execution of pid %d running when %s began (%s) ended at %s: %s", e.PID, f.kind, f.target, clock(e.End), e.Detail)})
 				continue
@@ -56,8 +57,8 @@ func checkOutagesStopNothing(execs map[string][]witness.Execution, faults []faul
 				if later.ID == e.ID || later.Start.Before(from) || !later.Start.Before(until) {
 					continue
 				}
-				if later.Attempt > e.Attempt && e.Ended && strings.HasPrefix(e.Detail, "injected failure") {
-					continue // its planned retry
+				if later.Attempt > e.Attempt && e.Ended && ownEnd(e) {
+					continue // its retry
 				}
 				r.add(string(f.kind)+": run again", example{task: label, what: fmt.Sprintf(
 					"running in pid %d (attempt %d) when %s began (%s); pid %d started it again at %s (attempt %d, from step %d)",
@@ -72,6 +73,13 @@ func checkOutagesStopNothing(execs map[string][]witness.Execution, faults []faul
 	}
 	r.checked = fmt.Sprintf("%d task executions running across %d outages", tasks, outages)
 	return r
+}
+
+// ownEnd: the execution ended by the task's own doing, which an outage does not excuse or
+// cause: its planned failure, or its spec.timeout (the runner's deadline counts running time,
+// which goes on through an outage).
+func ownEnd(e witness.Execution) bool {
+	return strings.HasPrefix(e.Detail, "injected failure") || strings.Contains(e.Detail, runner.ErrDeadlineExceeded.Error())
 }
 
 // runningAt returns the execution that did a step within runningWithin before t and had not

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -102,6 +103,10 @@ func parseOptions(args []string) (options, error) {
 	o.profile = fullProfile()
 	if o.quick {
 		o.profile = quickProfile()
+		// The committed reports are full runs; `make chaos ARGS=--quick` replaced one before.
+		if strings.HasPrefix(filepath.ToSlash(filepath.Clean(o.report)), "docs/") {
+			return o, fmt.Errorf("--quick does not rewrite %s, the full run's report: run `make chaos-quick` (report in bin/)", o.report)
+		}
 	}
 	if tasks < 0 {
 		return o, errors.New("--tasks must not be negative")

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -43,6 +45,8 @@ func Start(cfg *rest.Config) (*Proxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = transport
 	rp.FlushInterval = -1 // watches stream
+	// Streams cut by an API server that stops are expected here; the clients see them anyway.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 		http.Error(w, "apiserver unreachable: "+err.Error(), http.StatusBadGateway)
 	}

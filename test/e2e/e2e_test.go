@@ -38,9 +38,11 @@ func TestDevEnvironment(t *testing.T) {
 	root := repoRoot(t)
 	work := workDir(t)
 	devBin, opBin := filepath.Join(work, "dev"), filepath.Join(work, "taskpilot")
-	t.Log("building hack/dev and the operator")
+	t.Log("building hack/dev, the operator and kubectl-taskpilot")
 	goBuild(t, root, "./hack/dev", devBin)
 	goBuild(t, root, ".", opBin)
+	pluginBin := filepath.Join(work, "bin", "kubectl-taskpilot") // the tour uses it
+	goBuild(t, root, "./cmd/kubectl-taskpilot", pluginBin)
 
 	state := filepath.Join(work, "state")
 	readyFile := filepath.Join(work, "ready")
@@ -61,8 +63,9 @@ func TestDevEnvironment(t *testing.T) {
 	checkEnvFile(t, state, vars)
 	u := newUser(t, root, vars)
 
-	t.Log("kubectl: samples, printer columns")
-	u.kubectl("apply", "-f", "config/samples/")
+	t.Log("the README tour, as written")
+	u.env = append(u.env, "PATH="+filepath.Dir(pluginBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	runTour(t, u, readmeBlock(t, root, "## A two-minute tour"))
 	checkPrinterColumns(t, u.kubectl("get", "bgt"))
 	// The checksum sample is sized to run for minutes; restart it with fewer blocks so it
 	// finishes here. This also exercises a params change taking effect through a restart.
@@ -144,12 +147,25 @@ func checkPrinterColumns(t *testing.T, out string) {
 	}
 }
 
-// lifecycle drives countdown through pause, resume, stop, a new run and a restart.
+// lifecycle drives countdown, which the tour left Stopped, through a new run, pause, resume,
+// stop, another run and a restart.
 func lifecycle(t *testing.T, u *user) {
 	t.Helper()
 	patch := func(spec string) {
 		u.kubectl("patch", "bgt", "countdown", "--type=merge", "-p", `{"spec":`+spec+`}`)
 	}
+	number := func(jsonpath string) int {
+		s := u.kubectl("get", "bgt", "countdown", "-o", "jsonpath={"+jsonpath+"}")
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			t.Fatalf("countdown %s %q: %v", jsonpath, s, err)
+		}
+		return n
+	}
+	u.waitFor("countdown", ".status.phase", "Stopped")
+	stopped := number(".status.attempt")
+	patch(`{"state":"Running"}`) // a stopped task set Running again: a new attempt
+	u.waitFor("countdown", ".status.attempt", strconv.Itoa(stopped+1))
 	u.waitFor("countdown", ".status.phase", "Running")
 	patch(`{"state":"Paused"}`)
 	u.waitFor("countdown", ".status.phase", "Paused")
@@ -157,21 +173,11 @@ func lifecycle(t *testing.T, u *user) {
 	u.waitFor("countdown", ".status.phase", "Running")
 	patch(`{"state":"Stopped"}`)
 	u.waitFor("countdown", ".status.phase", "Stopped")
-
-	attempt := func() int {
-		s := u.kubectl("get", "bgt", "countdown", "-o", "jsonpath={.status.attempt}")
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			t.Fatalf("countdown attempt %q: %v", s, err)
-		}
-		return n
-	}
-	stopped := attempt()
-	patch(`{"state":"Running"}`) // a stopped task set Running again: a new attempt
-	u.waitFor("countdown", ".status.attempt", strconv.Itoa(stopped+1))
-	u.waitFor("countdown", ".status.phase", "Running")
-	patch(`{"restartGeneration":1}`) // restart: another new attempt, from scratch
+	patch(`{"state":"Running"}`)
 	u.waitFor("countdown", ".status.attempt", strconv.Itoa(stopped+2))
+	u.waitFor("countdown", ".status.phase", "Running")
+	patch(fmt.Sprintf(`{"restartGeneration":%d}`, number(".spec.restartGeneration")+1)) // another attempt, from scratch
+	u.waitFor("countdown", ".status.attempt", strconv.Itoa(stopped+3))
 	u.waitFor("countdown", ".status.phase", "Running")
 }
 

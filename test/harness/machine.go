@@ -48,7 +48,7 @@ func ReadMachine(operator string) Machine {
 	if out, _ := exec.Command("git", "-C", kubetest.RepoRoot(), "status", "--porcelain", "--untracked-files=no").Output(); len(out) > 0 {
 		rev += " (with uncommitted changes)"
 	}
-	m.Repo = rev + ", operator " + operator
+	m.Repo = rev + ", operator " + relativeToRepo(operator)
 	return m
 }
 

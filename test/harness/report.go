@@ -1,8 +1,11 @@
 package harness
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 // codeRow is the "| code | ... |" row of a report's machine table.
@@ -31,7 +34,13 @@ func ReportTable(text, heading string) []string {
 // ReportCode returns the code row of a report's machine table ("" when there is none).
 func ReportCode(text string) string {
 	if m := codeRow.FindStringSubmatch(text); m != nil {
-		return m[1]
+		return relativeToRepo(m[1])
 	}
 	return ""
+}
+
+// relativeToRepo drops this checkout's path from s, so that a report names files as the
+// repository does, wherever it ran.
+func relativeToRepo(s string) string {
+	return strings.ReplaceAll(s, kubetest.RepoRoot()+string(filepath.Separator), "")
 }

@@ -1,8 +1,11 @@
 package harness
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 func TestReportTable(t *testing.T) {
@@ -22,6 +25,10 @@ func TestReportTable(t *testing.T) {
 	}
 	if got := ReportCode(text); got != "abc123, bin/op" {
 		t.Fatalf("ReportCode = %q", got)
+	}
+	abs := "| code | abc123, operator " + filepath.Join(kubetest.RepoRoot(), "bin", "op") + " |\n"
+	if got := ReportCode(abs); got != "abc123, operator bin/op" {
+		t.Fatalf("ReportCode of a report that named its operator by absolute path = %q", got)
 	}
 	if got := ReportCode("nothing"); got != "" {
 		t.Fatalf("ReportCode = %q", got)

@@ -71,8 +71,11 @@ func (e *execution) mark(ctx context.Context, step int) error {
 // so it is retried for up to two minutes whatever happens to ctx (a database outage lasts 30 s);
 // a failed or cancelled end is retried briefly.
 func (e *execution) end(ctx context.Context, step int, cause error) {
+	// A completion is retried through any database outage of a chaos run (2 minutes): the
+	// run does not return, so the operator does not record it Finished, before its end row is
+	// written. An end of another kind gives up sooner (the process may be going away).
 	completed := cause == nil
-	detail, patience := "", 2*time.Minute
+	detail, patience := "", 10*time.Minute
 	if !completed {
 		detail, patience = cause.Error(), 10*time.Second
 	}
