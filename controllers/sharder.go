@@ -147,7 +147,7 @@ func (s *sharder) Start(ctx context.Context) error {
 	}
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		if err := s.refresh(ctx); err != nil {
-			s.log.Info("cannot read the membership Leases; retrying", "error", err.Error())
+			s.log.Info("cannot read the membership (Leases or rows); retrying", "error", err.Error())
 		}
 	}, membershipPoll)
 	return nil

@@ -6,17 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/test/apiproxy"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 	"github.com/taskpilot/taskpilot/test/pgtest"
@@ -39,9 +36,7 @@ type env struct {
 	db             *pgxpool.Pool // the taskpilot database, read by the checks
 	wdb            *pgxpool.Pool // the witness database
 	client         client.Client // admin, no client-side rate limit
-	cache          cache.Cache   // BackgroundTasks, for the convergence monitor
 	fleet          *fleet
-	stopCache      context.CancelFunc
 	operatorBinary string
 	sharded        bool // the supervised replicas run with --sharding
 }
@@ -120,7 +115,7 @@ func (e *env) openDatabases(ctx context.Context) error {
 	return nil
 }
 
-// openClients builds the driver's client and the monitor's cache of BackgroundTasks.
+// openClients builds the client of the driver and of the checks, and creates the namespaces.
 func (e *env) openClients(ctx context.Context) error {
 	cfg := rest.CopyConfig(e.cp.Config)
 	cfg.QPS, cfg.Burst = -1, -1 // the load generator is not the system under test
@@ -133,30 +128,12 @@ func (e *env) openClients(ctx context.Context) error {
 			return fmt.Errorf("create namespace %s: %w", ns, err)
 		}
 	}
-	if e.cache, err = cache.New(cfg, cache.Options{Scheme: e.cp.Scheme,
-		DefaultNamespaces: map[string]cache.Config{namespace: {}}}); err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	if _, err := e.cache.GetInformer(ctx, &v1alpha1.BackgroundTask{}); err != nil {
-		return fmt.Errorf("informer: %w", err)
-	}
-	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.stopCache = cancel
-	go func() { _ = e.cache.Start(cctx) }()
-	syncCtx, cancelSync := context.WithTimeout(ctx, time.Minute)
-	defer cancelSync()
-	if !e.cache.WaitForCacheSync(syncCtx) {
-		return errors.New("the BackgroundTask cache did not sync")
-	}
 	return nil
 }
 
 // close stops whatever was started, operators first (they write to both backends).
 func (e *env) close() error {
 	var errs []error
-	if e.stopCache != nil {
-		e.stopCache()
-	}
 	if e.fleet != nil {
 		e.fleet.stopAll()
 	}

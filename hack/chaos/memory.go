@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/taskpilot/taskpilot/test/harness"
@@ -21,17 +23,22 @@ type memSample struct {
 // measureLeader forces two garbage collections in the leader (pprof's heap?gc=1) and reads its
 // live heap, goroutines and RSS. The live heap after GC is what a leak grows; RSS also holds
 // memory the Go runtime keeps after a peak and returns to the OS only slowly, so it is reported
-// but not judged.
-func measureLeader(ctx context.Context, e *env) (memSample, error) {
+// but not judged. The last heap profile is kept in the run's directory as <label>-heap.pb.gz
+// (`go tool pprof -top -sample_index=inuse_space`), to see what grew.
+func measureLeader(ctx context.Context, e *env, label string) (memSample, error) {
 	r, pid, err := e.fleet.waitLeader(ctx, time.Minute)
 	if err != nil {
 		return memSample{}, err
 	}
 	op := r.current()
+	var profile string
 	for range 2 {
-		if _, err := e.fleet.get(op.PprofURL + "/heap?gc=1"); err != nil {
+		if profile, err = e.fleet.get(op.PprofURL + "/heap?gc=1"); err != nil {
 			return memSample{}, fmt.Errorf("force a GC in the leader: %w", err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, label+"-heap.pb.gz"), []byte(profile), 0o600); err != nil {
+		e.log.Info("could not keep the heap profile", "error", err.Error())
 	}
 	body, err := e.fleet.get(op.MetricsURL)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
@@ -67,8 +69,10 @@ func (m *monitor) sample(ctx context.Context) sample {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	// Read from the API server, not an informer: after a long API server outage an informer
+	// relists only after its back-off (up to a minute), which would be measured as lag here.
 	var list v1alpha1.BackgroundTaskList
-	if err := m.e.cache.List(cctx, &list); err != nil {
+	if err := m.e.client.List(cctx, &list, client.InNamespace(namespace)); err != nil {
 		s.err = "list: " + err.Error()
 		return s
 	}

@@ -96,7 +96,7 @@ func run(ctx context.Context, log logr.Logger, opts options) (err error) {
 	if err := warmUp(ctx, e, 20); err != nil {
 		return err
 	}
-	before, beforeErr := measureLeader(ctx, e)
+	before, beforeErr := measureLeader(ctx, e, "before")
 	phase("warm-up batch and memory baseline")
 
 	if err := chaosPhase(ctx, e, res); err != nil {
@@ -243,7 +243,7 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 		checkHistory(final.trans, final.rows),
 		checkOutagesStopNothing(final.execs, res.faults, res.specChanges, names),
 	}, res.invs...)
-	after, afterErr := measureLeader(ctx, e)
+	after, afterErr := measureLeader(ctx, e, "after")
 	res.invs = append(res.invs, checkMemory(before, after, beforeErr, afterErr))
 	res.redone = workRedone(final.execs, interval)
 	res.pairs = map[string]int{}

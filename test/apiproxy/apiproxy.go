@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,11 @@ type Proxy struct {
 	addr       string
 	leaseDelay atomic.Int64 // how long a Lease request waits before it is forwarded (0: none)
 	delayed    atomic.Int64 // Lease requests delayed so far
+	// cut is closed to end every request in flight (watches included) when the proxy is
+	// blocked; blocked refuses new ones.
+	mu      sync.Mutex
+	cut     chan struct{}
+	blocked bool
 }
 
 // Start listens on a free loopback port and forwards to the API server of cfg.
@@ -50,8 +56,25 @@ func Start(cfg *rest.Config) (*Proxy, error) {
 	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 		http.Error(w, "apiserver unreachable: "+err.Error(), http.StatusBadGateway)
 	}
-	p := &Proxy{}
+	p := &Proxy{cut: make(chan struct{})}
 	p.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		blocked, cut := p.blocked, p.cut
+		p.mu.Unlock()
+		if blocked {
+			http.Error(w, "apiproxy: the API server is out of reach", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-cut:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		r = r.WithContext(ctx)
 		if d := time.Duration(p.leaseDelay.Load()); d > 0 && isLeaseRequest(r) {
 			p.delayed.Add(1)
 			select {
@@ -80,6 +103,19 @@ func isLeaseRequest(r *http.Request) bool {
 // SlowLeases makes every Lease request (but watches) wait d before it is forwarded; 0 ends it.
 // A request whose client gives up meanwhile is dropped, as an overloaded server's would be.
 func (p *Proxy) SlowLeases(d time.Duration) { p.leaseDelay.Store(int64(d)) }
+
+// Block cuts the clients off the API server (true) or lets them through again (false): while
+// blocked, every request in flight ends (watches included) and new ones get 503, as when the
+// process is partitioned from the control plane.
+func (p *Proxy) Block(blocked bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if blocked && !p.blocked {
+		close(p.cut)
+		p.cut = make(chan struct{})
+	}
+	p.blocked = blocked
+}
 
 // Delayed is how many Lease requests were delayed so far.
 func (p *Proxy) Delayed() int64 { return p.delayed.Load() }

@@ -1,6 +1,7 @@
 package apiproxy
 
 import (
+	"bufio"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,12 @@ import (
 // any other request do not; every request reaches the server with the proxy's credentials.
 func TestOnlyLeaseRequestsAreSlowed(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" { // a watch: one event, then nothing until the client leaves
+			_, _ = io.WriteString(w, "event\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
 		_, _ = io.WriteString(w, r.Header.Get("Authorization"))
 	}))
 	t.Cleanup(srv.Close)
@@ -47,4 +54,26 @@ func TestOnlyLeaseRequestsAreSlowed(t *testing.T) {
 	p.SlowLeases(0)
 	_, _ = get(lease)
 	require.EqualValues(t, 1, p.Delayed(), "SlowLeases(0) ends it")
+
+	watch, err := http.Get("http://" + p.Addr() + "/stream") //nolint:noctx,bodyclose // loopback, bounded by the test; closed below
+	require.NoError(t, err)
+	defer watch.Body.Close()
+	line, err := bufio.NewReader(watch.Body).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "event\n", line)
+	ended := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, watch.Body); close(ended) }()
+	p.Block(true)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Block left a watch open")
+	}
+	resp, err := http.Get("http://" + p.Addr() + "/api/v1/namespaces") //nolint:noctx // loopback, bounded by the test
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "blocked")
+	p.Block(false)
+	body, _ = get("/api/v1/namespaces")
+	require.Equal(t, "Bearer admin", body, "through again")
 }

@@ -1,13 +1,16 @@
 package sharding_test
 
 import (
+	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpilot/taskpilot/test/apiproxy"
+	"github.com/taskpilot/taskpilot/test/tcpproxy"
 )
 
 // TestAnAPIServerOutageMovesNoTask: while the API server is down for three lease durations no
@@ -93,4 +96,44 @@ func (w *world) requireUndisturbed(names []string, before map[string]placement) 
 		default:
 		}
 	}
+}
+
+// TestEachReplicaReachingOneBackendRunsNothingTwice: for three lease durations r-a reaches only
+// the API server (its PostgreSQL connections cut) and r-b only PostgreSQL (the API server out
+// of its reach). Each keeps its tasks through the backend it still reaches, and neither takes
+// the other's: r-a cannot claim (a claim is a PostgreSQL statement), and r-b can neither see
+// r-a's Lease expire nor be told to take anything. Once the partition heals, no task has moved
+// or run twice, and each is still in the one execution it had.
+func TestEachReplicaReachingOneBackendRunsNothingTwice(t *testing.T) {
+	w := newWorld(t)
+	dbURL := ""
+	for _, kv := range w.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	pgProxy, err := tcpproxy.Start(u.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pgProxy.Close() })
+	u.Host = pgProxy.Addr()
+	apiProxy, err := apiproxy.Start(kube.Config)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = apiProxy.Close() })
+	viaProxy := filepath.Join(workDir, w.ns+"-proxy.kubeconfig")
+	require.NoError(t, apiProxy.WriteKubeconfig(viaProxy))
+
+	w.startWith("r-a", "DATABASE_URL="+u.String())
+	w.startWith("r-b", "KUBECONFIG="+viaProxy)
+	names, before := w.runningTasks()
+
+	pgProxy.Cut()        // r-a: the API server only
+	apiProxy.Block(true) // r-b: PostgreSQL only
+	partition := 3 * leaseDuration
+	t.Logf("partitioned for %s: r-a reaches only the API server, r-b only PostgreSQL", partition)
+	time.Sleep(partition) // the fault's length, not a wait for a condition
+	pgProxy.Heal()
+	apiProxy.Block(false)
+	w.requireUndisturbed(names, before)
 }

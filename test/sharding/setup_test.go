@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -144,6 +145,13 @@ func newWorld(t *testing.T) *world {
 // start starts replica name with sharding on and waits until it is ready.
 func (w *world) start(name string) *harness.Operator {
 	w.t.Helper()
+	return w.startWith(name)
+}
+
+// startWith is start with extra environment variables (the last of a name wins), such as a
+// KUBECONFIG or DATABASE_URL that reaches its backend through a proxy.
+func (w *world) startWith(name string, env ...string) *harness.Operator {
+	w.t.Helper()
 	op, err := harness.StartOperator(harness.OperatorSpec{
 		Binary: binary,
 		Args: []string{
@@ -152,7 +160,7 @@ func (w *world) start(name string) *harness.Operator {
 			"--leader-elect-retry-period=" + retryPeriod.String(), "--max-concurrent-tasks=300", "--kube-api-qps=200",
 			"--kube-api-burst=400", "--sweep-interval=5s",
 		},
-		Env:     w.env,
+		Env:     append(slices.Clone(w.env), env...),
 		LogPath: filepath.Join(workDir, w.ns+"-"+name+".log"),
 	})
 	require.NoError(w.t, err)
