@@ -167,3 +167,13 @@ func TestAnOutageMayStopNoRunningTask(t *testing.T) {
 		t.Fatalf("a task that did no step for 9 s before the outage was not running: %+v", r)
 	}
 }
+
+func TestHeapAllocIsReadFromTheProfileText(t *testing.T) {
+	text := "heap profile: 1: 2 [3: 4] @ heap/1048576\n\n# runtime.MemStats\n# Alloc = 123\n# TotalAlloc = 999\n# HeapAlloc = 7456789\n# Sys = 1\n"
+	if v, err := heapAlloc(text); err != nil || v != 7456789 {
+		t.Fatalf("heapAlloc = %v, %v", v, err)
+	}
+	if _, err := heapAlloc("no stats"); err == nil {
+		t.Fatal("a profile without MemStats must be an error, not 0")
+	}
+}

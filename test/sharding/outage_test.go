@@ -124,12 +124,17 @@ func TestEachReplicaReachingOneBackendRunsNothingTwice(t *testing.T) {
 	viaProxy := filepath.Join(workDir, w.ns+"-proxy.kubeconfig")
 	require.NoError(t, apiProxy.WriteKubeconfig(viaProxy))
 
-	w.startWith("r-a", "DATABASE_URL="+u.String())
-	w.startWith("r-b", "KUBECONFIG="+viaProxy)
+	ra := w.startWith("r-a", "DATABASE_URL="+u.String())
+	rb := w.startWith("r-b", "KUBECONFIG="+viaProxy)
 	names, before := w.runningTasks()
 
 	pgProxy.Cut()        // r-a: the API server only
 	apiProxy.Block(true) // r-b: PostgreSQL only
+	// Each replica sees the backend it lost stop renewing its membership, and keeps the other.
+	w.waitMetric(ra, `taskpilot_membership_backend_renewed{backend="postgresql"} 0`)
+	w.waitMetric(ra, `taskpilot_membership_backend_renewed{backend="kubernetes"} 1`)
+	w.waitMetric(rb, `taskpilot_membership_backend_renewed{backend="kubernetes"} 0`)
+	w.waitMetric(rb, `taskpilot_membership_backend_renewed{backend="postgresql"} 1`)
 	partition := 3 * leaseDuration
 	t.Logf("partitioned for %s: r-a reaches only the API server, r-b only PostgreSQL", partition)
 	time.Sleep(partition) // the fault's length, not a wait for a condition

@@ -359,6 +359,20 @@ func (w *world) waitAdvanced(names []string, from map[string]int, k int) {
 	}, waitTimeout, 100*time.Millisecond, "every task checkpoints %d more steps", k)
 }
 
+// waitMetric waits until a line of op's metrics is exactly line (name{labels} value).
+func (w *world) waitMetric(op *harness.Operator, line string) {
+	w.t.Helper()
+	require.Eventually(w.t, func() bool {
+		resp, err := http.Get(op.MetricsURL) //nolint:noctx // a poll on loopback, bounded by Eventually
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		return slices.Contains(strings.Split(string(body), "\n"), line)
+	}, waitTimeout, 100*time.Millisecond, "metrics of pid %d show %s", op.PID(), line)
+}
+
 // waitRing waits until the elected sharder spreads tasks over n replicas (its
 // taskpilot_sharder_replicas gauge): tasks created from then on are assigned to one of them
 // directly, not first to the replicas it saw before.
