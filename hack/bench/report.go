@@ -21,7 +21,7 @@ func writeReport(path string, r *results) error {
 		r.started.Format("2006-01-02 15:04 MST"), r.wall.Round(time.Second))
 	md("")
 	md("Everything runs on one machine: envtest kube-apiserver + etcd (a fresh control plane per scenario), one PostgreSQL, the real operator binary as a subprocess, and the load generator (16 parallel API clients). " +
-		"**The machine is shared with other engineers' builds and tests**: absolute numbers move from run to run, which is why every throughput is reported next to the ceilings measured in the same run, and why the CPU table has an \"other processes\" row.")
+		"**The machine may be shared with other work** (builds, tests, other tenants of a CI runner): absolute numbers move from run to run, which is why every throughput is reported next to the ceilings measured in the same run, and why the CPU table has an \"other processes\" row.")
 	md("")
 	md("## Machine and setup")
 	md("")

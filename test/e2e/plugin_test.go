@@ -102,6 +102,12 @@ func TestPluginAndWebView(t *testing.T) {
 
 	t.Log("bulk: pause by label, again, and a task that does not exist")
 	bulkPause(t, u)
+
+	// Last, as they stop and restart everything: the README's examples, as written, on tasks
+	// that carry the label they select.
+	t.Log("the README's kubectl taskpilot examples")
+	u.kubectl("label", "bgt", "-l", "batch=e2e", "batch=nightly", "--overwrite")
+	runTour(t, u, readmeBlock(t, root, "## kubectl taskpilot"))
 }
 
 // phaseIs is a JavaScript test of the list row's phase.

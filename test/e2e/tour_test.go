@@ -40,10 +40,11 @@ func readmeBlock(t *testing.T, root, heading string) []string {
 	return cmds
 }
 
-// runTour runs the README tour's commands as written, in a shell, as a user who sourced the
-// env file does (the env is the user's). Two cannot run as written in a test: the `source`
-// line (its variables are already the user's, and checkEnvFile compares them with the file),
-// and a watch (-w), which runs for a few seconds and must print the columns it promises.
+// runTour runs a README block's commands as written, in a shell, as a user who sourced the env
+// file does (the env is the user's). Three kinds cannot run as written in a test: the `source`
+// line (its variables are already the user's, and checkEnvFile compares them with the file); a
+// watch (-w), which runs for a few seconds and must print the columns it promises; and
+// `kubectl taskpilot ui`, a server until Ctrl-C, which must start and print its URL.
 func runTour(t *testing.T, u *user, cmds []string) {
 	t.Helper()
 	for _, cmd := range cmds {
@@ -51,12 +52,11 @@ func runTour(t *testing.T, u *user, cmds []string) {
 		case strings.HasPrefix(cmd, "source "):
 			continue
 		case strings.HasSuffix(cmd, " -w"):
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			c := exec.CommandContext(ctx, "bash", "-c", cmd)
-			c.Dir, c.Env = u.root, u.env
-			out, _ := c.CombinedOutput() // killed by the timeout, as Ctrl-C would
-			cancel()
-			checkPrinterColumns(t, string(out))
+			checkPrinterColumns(t, runFor(u, cmd, 3*time.Second))
+		case cmd == "kubectl taskpilot ui":
+			if out := runFor(u, cmd, 5*time.Second); !strings.Contains(out, "http://127.0.0.1:") {
+				t.Fatalf("%s printed no URL in 5 s:\n%s", cmd, out)
+			}
 		default:
 			t.Logf("$ %s", cmd)
 			out := u.run("bash", "-c", cmd)
@@ -66,4 +66,14 @@ func runTour(t *testing.T, u *user, cmds []string) {
 			t.Logf("%s", strings.TrimSpace(out))
 		}
 	}
+}
+
+// runFor runs cmd in a shell for d, then kills it (as Ctrl-C would), and returns its output.
+func runFor(u *user, cmd string, d time.Duration) string {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	c := exec.CommandContext(ctx, "bash", "-c", "exec "+cmd)
+	c.Dir, c.Env = u.root, u.env
+	out, _ := c.CombinedOutput() // killed at the end of d
+	return string(out)
 }

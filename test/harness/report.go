@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -34,9 +35,23 @@ func ReportTable(text, heading string) []string {
 // ReportCode returns the code row of a report's machine table ("" when there is none).
 func ReportCode(text string) string {
 	if m := codeRow.FindStringSubmatch(text); m != nil {
-		return relativeToRepo(m[1])
+		return markForeignCommit(relativeToRepo(m[1]))
 	}
 	return ""
+}
+
+// commitish is an abbreviated or full commit hash.
+var commitish = regexp.MustCompile(`^[0-9a-f]{7,40}$`)
+
+// markForeignCommit says so when the commit a report names (its first word) is not in this
+// repository's history (a run of work that never landed), so that nobody looks for it.
+func markForeignCommit(code string) string {
+	sha, _, _ := strings.Cut(code, " ")
+	sha = strings.TrimSuffix(sha, ",")
+	if !commitish.MatchString(sha) || exec.Command("git", "-C", kubetest.RepoRoot(), "cat-file", "-e", sha+"^{commit}").Run() == nil {
+		return code
+	}
+	return strings.Replace(code, sha, sha+" (not in this repository's history)", 1)
 }
 
 // relativeToRepo drops this checkout's path from s, so that a report names files as the

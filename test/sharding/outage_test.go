@@ -13,26 +13,6 @@ import (
 	"github.com/taskpilot/taskpilot/test/tcpproxy"
 )
 
-// TestAnAPIServerOutageMovesNoTask: while the API server is down for three lease durations no
-// replica can renew its membership Lease, but each keeps its tasks through its membership row
-// in PostgreSQL. Once the API server is back, no task moves and no run is stopped: each task
-// still has the one execution it had, on the replica it had. (A sharder that judged replicas by
-// their Leases alone would see them unchanged for the whole outage and could move every task
-// in the moment before the replicas renew them.)
-func TestAnAPIServerOutageMovesNoTask(t *testing.T) {
-	w := newWorld(t)
-	for _, r := range []string{"r-a", "r-b"} {
-		w.start(r)
-	}
-	names, before := w.runningTasks()
-
-	down := 3 * leaseDuration
-	graceful, err := kube.RestartAPIServer(down)
-	require.NoError(t, err)
-	t.Logf("API server down for %s (stopped gracefully: %t)", down, graceful)
-	w.requireUndisturbed(names, before)
-}
-
 // TestSlowLeaseAnswersMoveNoTask: an API server that answers Lease requests later than the
 // renew deadline (overloaded) for four lease durations, while it serves everything else. No
 // replica can renew its Lease in time, and leadership comes and goes; each keeps its tasks

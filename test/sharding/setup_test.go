@@ -55,7 +55,6 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	kubetest.RunShimIfInvoked()       // StartInDir starts etcd and kube-apiserver through this binary
 	ctrllog.SetLogger(logr.Discard()) // the test's own clients log nothing worth reading
 	flag.Parse()
 	if testing.Short() {
@@ -77,8 +76,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build the witness operator:", err)
 		return 1
 	}
-	// In a directory of its own, so that an outage test can restart the API server.
-	if kube, err = kubetest.StartInDir(kubetest.DirOptions{Dir: filepath.Join(workDir, "controlplane")}); err != nil {
+	if kube, err = kubetest.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
