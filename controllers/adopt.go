@@ -94,7 +94,7 @@ func (r *reconciler) adoptionFailed(ctx context.Context, bt *v1alpha1.Background
 // expire without another renewal).
 func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.BackgroundTask, owner store.Owner, why string, recheck time.Duration) ctrl.Result {
 	recheck = r.recheckAfter(recheck)
-	if r.tasks.setForeign(string(bt.UID), owner, r.clock.Now().Add(recheck)) {
+	if r.tasks.setForeign(types.NamespacedName{Namespace: bt.Namespace, Name: bt.Name}, string(bt.UID), owner, r.clock.Now().Add(recheck)) {
 		me := r.member.Owner()
 		logf.FromContext(ctx).Info("another operator owns this task; not running it here", "owner", owner.Name,
 			"ownerEpoch", owner.Epoch, "why", why)

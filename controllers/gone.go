@@ -58,7 +58,7 @@ func (r *reconciler) release(ctx context.Context, bt *v1alpha1.BackgroundTask, v
 	switch view.Ownership {
 	case journal.Fenced:
 		me := r.member.Owner()
-		r.tasks.setForeign(uid, view.FencedBy, r.clock.Now().Add(r.opts.LeaseDuration))
+		r.tasks.setForeign(nn, uid, view.FencedBy, r.clock.Now().Add(r.opts.LeaseDuration))
 		r.events.Eventf(bt, nil, corev1.EventTypeWarning, "OwnershipLost", "Fence",
 			"operator %s (epoch %d) owns this task now; operator %s (epoch %d) stopped its copy of the run and recorded nothing more",
 			view.FencedBy.Name, view.FencedBy.Epoch, me.Name, me.Epoch)

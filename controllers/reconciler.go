@@ -96,7 +96,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var bt v1alpha1.BackgroundTask
 	if err := r.client.Get(ctx, nn, &bt); err != nil {
 		if apierrors.IsNotFound(err) {
-			uid := r.tasks.uidOf(nn)
+			uid := r.tasks.knownUIDOf(nn)
 			if moved, err := r.movedAway(ctx, nn, uid); err != nil || moved {
 				if err != nil {
 					return ctrl.Result{}, err

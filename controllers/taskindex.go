@@ -14,12 +14,14 @@ import (
 // another live process owns, the tasks whose record could not be loaded, and the tasks being
 // handed over (a hand-over, once started, completes whatever the labels say later).
 type taskIndex struct {
-	mu       sync.Mutex
-	byName   map[types.NamespacedName]string
-	foreign  map[string]foreignOwner
-	problems map[string]string
-	handing  map[string]bool
-	deferred map[string]string
+	mu      sync.Mutex
+	byName  map[types.NamespacedName]string
+	foreign map[string]foreignOwner
+	// foreignNames names the tasks in foreign, so that a deleted one is forgotten too.
+	foreignNames map[types.NamespacedName]string
+	problems     map[string]string
+	handing      map[string]bool
+	deferred     map[string]string
 }
 
 // foreignOwner is another process that owns a task; it is asked about again at recheckAt.
@@ -29,7 +31,8 @@ type foreignOwner struct {
 }
 
 func newTaskIndex() *taskIndex {
-	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{}, problems: map[string]string{},
+	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{},
+		foreignNames: map[types.NamespacedName]string{}, problems: map[string]string{},
 		handing: map[string]bool{}, deferred: map[string]string{}}
 }
 
@@ -39,31 +42,53 @@ func (x *taskIndex) uidOf(nn types.NamespacedName) string {
 	return x.byName[nn]
 }
 
+// knownUIDOf is the uid this process knows under nn, tracked or owned elsewhere ("" if none):
+// what a reconcile of a deleted object forgets.
+func (x *taskIndex) knownUIDOf(nn types.NamespacedName) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if uid, ok := x.byName[nn]; ok {
+		return uid
+	}
+	return x.foreignNames[nn]
+}
+
 func (x *taskIndex) track(nn types.NamespacedName, uid string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.byName[nn] = uid
-	delete(x.foreign, uid)
+	x.dropForeign(nn, uid)
 	delete(x.problems, uid)
 }
 
-// forget drops nn's entry if it still names uid.
+// forget drops everything known of uid, and nn's entry if it still names uid.
 func (x *taskIndex) forget(nn types.NamespacedName, uid string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.byName[nn] == uid {
 		delete(x.byName, nn)
 	}
+	x.dropForeign(nn, uid)
 	delete(x.problems, uid)
 	delete(x.deferred, uid)
+	delete(x.handing, uid)
+}
+
+// dropForeign forgets that uid (named nn) is owned elsewhere; x.mu is held.
+func (x *taskIndex) dropForeign(nn types.NamespacedName, uid string) {
+	delete(x.foreign, uid)
+	if x.foreignNames[nn] == uid {
+		delete(x.foreignNames, nn)
+	}
 }
 
 // setForeign records that owner holds uid and reports whether this is news (to be told once).
-func (x *taskIndex) setForeign(uid string, owner store.Owner, recheckAt time.Time) bool {
+func (x *taskIndex) setForeign(nn types.NamespacedName, uid string, owner store.Owner, recheckAt time.Time) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	prev, known := x.foreign[uid]
 	x.foreign[uid] = foreignOwner{owner: owner, recheckAt: recheckAt}
+	x.foreignNames[nn] = uid
 	return !known || prev.owner != owner
 }
 
