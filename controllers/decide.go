@@ -25,6 +25,7 @@ const (
 // Nothing comes from the BackgroundTask's status: after a crash or a failover, the row and the
 // spec alone rebuild every decision.
 type decisionInput struct {
+	// Desired is spec.state; decide drives a Paused task as Running once ResumeAt passed.
 	Desired           v1alpha1.DesiredState
 	RestartGeneration int64
 	MaxRetries        int
@@ -43,7 +44,11 @@ type decisionInput struct {
 	JitterSeed uint64
 	// PauseTimeout and StallTimeout are spec.pauseTimeout and spec.stallTimeout (0: unset).
 	PauseTimeout, StallTimeout time.Duration
-	Now                        time.Time
+	// StartAfter is spec.startAfter: no new attempt starts before it (zero: unset).
+	StartAfter time.Time
+	// ResumeAt is spec.resumeAt: a Paused task is driven as Running from then on (zero: unset).
+	ResumeAt time.Time
+	Now      time.Time
 }
 
 type decision struct {
@@ -71,6 +76,7 @@ const (
 	PolicyRestartStopsTheRun    = "RestartStopsTheRun"
 	PolicyRestartWaitsForTheRun = "RestartWaitsForTheRun"
 	PolicyRestartEndsTheAttempt = "RestartEndsTheAttempt"
+	PolicyWaitForStartAfter     = "WaitForStartAfter"
 	PolicyRestart               = "Restart"
 	PolicyPauseTimeout          = "PauseTimeout"
 	PolicyDriveTheRun           = "DriveTheRun"
@@ -97,6 +103,7 @@ func policies() []policy {
 		{PolicyRestartStopsTheRun, restartStopsTheRun},
 		{PolicyRestartWaitsForTheRun, restartWaitsForTheRun},
 		{PolicyRestartEndsTheAttempt, restartEndsTheAttempt},
+		{PolicyWaitForStartAfter, waitForStartAfter},
 		{PolicyRestart, restart},
 		{PolicyPauseTimeout, pauseTimedOut},
 		{PolicyDriveTheRun, driveTheRun},
@@ -112,13 +119,48 @@ func policies() []policy {
 // decide is the lifecycle policy as a pure function of spec and record: no side effects and no
 // clock of its own, so it is table-tested without a cluster.
 func decide(in decisionInput) decision {
+	if in.Desired != v1alpha1.DesiredPaused {
+		in.ResumeAt = time.Time{} // it means nothing with Running or Stopped
+	}
+	waking := in.resumeAhead()
+	in.Desired = in.desiredNow()
+	d := decision{Action: actNone, Why: "unknown status " + string(in.Record.Status)}
 	for _, p := range policies() {
-		if d, ok := p.decide(in); ok {
+		if pd, ok := p.decide(in); ok {
+			d = pd
 			d.Policy = p.name
-			return d
+			break
 		}
 	}
-	return decision{Action: actNone, Why: "unknown status " + string(in.Record.Status)}
+	if waking > 0 && (d.RequeueAfter <= 0 || waking < d.RequeueAfter) {
+		d.RequeueAfter = waking // spec.resumeAt changes the answer then
+	}
+	return d
+}
+
+// desiredNow is the state to drive toward now (desiredAt).
+func (in decisionInput) desiredNow() v1alpha1.DesiredState {
+	return desiredAt(in.Desired, in.ResumeAt, in.Record.Status, in.Now)
+}
+
+// desiredAt is the state the controller drives a task toward at now: spec.state, except that a
+// Paused task that is not over (Pending, Running or Paused) is driven as Running once
+// spec.resumeAt has passed. A task a pause timeout stopped stays stopped: resumeAt resumes
+// paused work, it does not start new work. The decision, the status and the row's
+// desired_state all use it.
+func desiredAt(state v1alpha1.DesiredState, resumeAt time.Time, status lifecycle.Status, now time.Time) v1alpha1.DesiredState {
+	if state == v1alpha1.DesiredPaused && !resumeAt.IsZero() && !now.Before(resumeAt) && !status.Terminal() {
+		return v1alpha1.DesiredRunning
+	}
+	return state
+}
+
+// resumeAhead is how long until spec.resumeAt resumes a Paused task (0: it does not).
+func (in decisionInput) resumeAhead() time.Duration {
+	if in.Desired != v1alpha1.DesiredPaused || in.ResumeAt.IsZero() || in.Record.Status.Terminal() {
+		return 0
+	}
+	return max(in.ResumeAt.Sub(in.Now), 0)
 }
 
 // restartRequested: spec.restartGeneration is ahead of the generation the record honours.
@@ -159,6 +201,24 @@ func restartEndsTheAttempt(in decisionInput) (decision, bool) {
 	return decision{Action: actRecord, Why: "restart requested: ending the adopted attempt first",
 		Event: &lifecycle.Event{To: lifecycle.Stopped, Attempt: rec.Attempt, Reason: lifecycle.ReasonStopped,
 			Message: fmt.Sprintf("stopped for a restart (restartGeneration %d)", in.RestartGeneration)}}, true
+}
+
+// waitForStartAfter holds back every start of a new attempt (a first start, a restart, a run
+// again after a stop) until spec.startAfter. A run that already started (adopted, resumed) is
+// not held back: the time delays work, it never interrupts it.
+func waitForStartAfter(in decisionInput) (decision, bool) {
+	wait := in.StartAfter.Sub(in.Now)
+	if in.StartAfter.IsZero() || wait <= 0 || in.Desired != v1alpha1.DesiredRunning || in.RunnerActive || in.settling() {
+		return decision{}, false
+	}
+	rec := in.Record
+	starts := rec.Status == lifecycle.Pending || rec.Status == lifecycle.Stopped ||
+		(in.restartRequested() && rec.Status.Terminal())
+	if !starts {
+		return decision{}, false
+	}
+	return decision{Action: actNone, RequeueAfter: wait,
+		Why: "waiting for spec.startAfter " + in.StartAfter.UTC().Format(time.RFC3339)}, true
 }
 
 // restart starts the new attempt as spec.state says: run it, queue it until spec.state is
@@ -321,8 +381,12 @@ func passing(spec v1alpha1.BackgroundTaskSpec, rec lifecycle.Record) bool {
 // pauseTimedOut stops a task that has been Paused for longer than spec.pauseTimeout.
 func pauseTimedOut(in decisionInput) (decision, bool) {
 	rec := in.Record
-	if rec.Status != lifecycle.Paused || in.PauseTimeout <= 0 || in.Now.Before(rec.TransitionedAt.Add(in.PauseTimeout)) {
+	deadline := rec.TransitionedAt.Add(in.PauseTimeout)
+	if rec.Status != lifecycle.Paused || in.PauseTimeout <= 0 || in.Now.Before(deadline) {
 		return decision{}, false
+	}
+	if in.Desired == v1alpha1.DesiredRunning && !in.ResumeAt.IsZero() && in.ResumeAt.Before(deadline) {
+		return decision{}, false // spec.resumeAt came first (the operator looks late): resume
 	}
 	msg := fmt.Sprintf("stopped after being paused for more than its pause timeout of %s", in.PauseTimeout)
 	if in.RunnerActive {

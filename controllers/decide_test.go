@@ -54,6 +54,7 @@ func TestDecide(t *testing.T) {
 		maxRetries                 int
 		task                       task
 		pauseTimeout, stallTimeout time.Duration
+		startAfter, resumeAt       time.Duration // from now (0: unset)
 		want                       action
 		attempt                    int
 		resume                     bool
@@ -120,6 +121,29 @@ func TestDecide(t *testing.T) {
 		{name: "restart while desired Stopped clears the outcome", desired: stopped, restart: true, task: rec(lifecycle.Failed, 1), want: actRecord, to: lifecycle.Stopped},
 		{name: "restart while desired Stopped of a pending task", desired: stopped, restart: true, task: rec(lifecycle.Pending, 1), want: actRecord, to: lifecycle.Stopped},
 		{name: "restart waits for a settling run", desired: running, restart: true, task: rec(lifecycle.Running, 1, handed), want: actNone, requeue: true},
+
+		// spec.startAfter holds back every new attempt, never a run that started.
+		{name: "new task waits for startAfter", desired: running, startAfter: time.Hour, task: rec(lifecycle.Pending, 0), want: actNone, requeue: true},
+		{name: "new task starts once startAfter passed", desired: running, startAfter: -time.Second, task: rec(lifecycle.Pending, 0), want: actStart, attempt: 1},
+		{name: "new task desired Paused before startAfter stays pending", desired: paused, startAfter: time.Hour, task: rec(lifecycle.Pending, 0), want: actNone},
+		{name: "new task desired Stopped before startAfter is recorded Stopped", desired: stopped, startAfter: time.Hour, task: rec(lifecycle.Pending, 0), want: actRecord, to: lifecycle.Stopped},
+		{name: "restart before startAfter waits", desired: running, restart: true, startAfter: time.Hour, task: rec(lifecycle.Finished, 1), want: actNone, requeue: true},
+		{name: "stopped set Running before startAfter waits", desired: running, startAfter: time.Hour, task: rec(lifecycle.Stopped, 1), want: actNone, requeue: true},
+		{name: "adopted RUNNING resumes although startAfter moved ahead", desired: running, startAfter: time.Hour, task: rec(lifecycle.Running, 2, checkpoint), want: actStart, attempt: 2, resume: true},
+		{name: "a run in the runner is not held back by startAfter", desired: running, startAfter: time.Hour, task: rec(lifecycle.Running, 1, active), want: actNone},
+
+		// spec.resumeAt drives a Paused task as Running once it passed.
+		{name: "paused before resumeAt stays paused, looks again then", desired: paused, resumeAt: time.Hour, task: rec(lifecycle.Paused, 1, active), want: actNone, requeue: true},
+		{name: "paused run at resumeAt resumes", desired: paused, resumeAt: -time.Second, task: rec(lifecycle.Paused, 1, active), want: actResume},
+		{name: "adopted PAUSED at resumeAt resumes from checkpoint", desired: paused, resumeAt: -time.Second, task: rec(lifecycle.Paused, 1, checkpoint), want: actStart, attempt: 1, resume: true},
+		{name: "created Paused with resumeAt starts then", desired: paused, resumeAt: -time.Second, task: rec(lifecycle.Pending, 0), want: actStart, attempt: 1},
+		{name: "resumeAt and a later startAfter: the later wins", desired: paused, resumeAt: -time.Second, startAfter: time.Hour, task: rec(lifecycle.Pending, 0), want: actNone, requeue: true},
+		{name: "resumeAt does not rerun a task a pause timeout stopped", desired: paused, resumeAt: -time.Second, task: rec(lifecycle.Stopped, 1, reason(lifecycle.ReasonPauseTimeout)), want: actNone},
+		{name: "resumeAt means nothing with Stopped", desired: stopped, resumeAt: -time.Second, task: rec(lifecycle.Paused, 1, active), want: actStop},
+		{name: "resumeAt before the pause timeout wins when both passed", desired: paused, pauseTimeout: time.Hour, resumeAt: -90 * time.Minute,
+			task: rec(lifecycle.Paused, 1, checkpoint, since(-2*time.Hour)), want: actStart, attempt: 1, resume: true},
+		{name: "a pause timeout before resumeAt wins", desired: paused, pauseTimeout: time.Hour, resumeAt: -time.Second,
+			task: rec(lifecycle.Paused, 1, active, since(-2*time.Hour)), want: actStop},
 	}
 	decidedBy := map[string]bool{}
 	for _, tc := range tests {
@@ -128,6 +152,12 @@ func TestDecide(t *testing.T) {
 				HasCheckpoint: tc.task.checkpoint, Handed: tc.task.handed, RunnerActive: tc.task.active,
 				RestartGeneration: tc.task.rec.RestartGeneration, Backoff: backoffOf(v1alpha1.BackgroundTaskSpec{}),
 				PauseTimeout: tc.pauseTimeout, StallTimeout: tc.stallTimeout, LastActivity: tc.task.lastActivity}
+			if tc.startAfter != 0 {
+				in.StartAfter = now.Add(tc.startAfter)
+			}
+			if tc.resumeAt != 0 {
+				in.ResumeAt = now.Add(tc.resumeAt)
+			}
 			if tc.restart {
 				in.RestartGeneration++
 			}

@@ -85,6 +85,14 @@ func durationOf(d *metav1.Duration) time.Duration {
 	return d.Duration
 }
 
+// timeOf reads an optional time (zero when unset).
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
+}
+
 // Reconcile implements reconcile.Reconciler.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	select {
@@ -151,7 +159,8 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if view.Ownership.Lost() {
 		return r.release(ctx, &bt, view)
 	}
-	r.journal.SetDesired(uid, bt.Spec.State.Lifecycle())
+	now := r.clock.Now()
+	r.journal.SetDesired(uid, desiredAt(bt.Spec.State, timeOf(bt.Spec.ResumeAt), view.Record.Status, now).Lifecycle())
 	snap, inRunner := r.runner.Snapshot(runner.Key(uid))
 	in := decisionInput{
 		Desired:           bt.Spec.State,
@@ -165,7 +174,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		JitterSeed:        jitterSeed(uid),
 		PauseTimeout:      durationOf(bt.Spec.PauseTimeout),
 		StallTimeout:      durationOf(bt.Spec.StallTimeout),
-		Now:               r.clock.Now(),
+		StartAfter:        timeOf(bt.Spec.StartAfter),
+		ResumeAt:          timeOf(bt.Spec.ResumeAt),
+		Now:               now,
 	}
 	if in.RunnerActive && snap.Attempt == view.Record.Attempt {
 		in.LastActivity = snap.LastActivity

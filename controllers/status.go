@@ -30,8 +30,11 @@ const recordLag = 2 * time.Second
 // statusInput is everything the status is computed from.
 type statusInput struct {
 	Generation int64
-	Desired    v1alpha1.DesiredState
-	Previous   v1alpha1.BackgroundTaskStatus
+	// Desired is spec.state; StartAfter and ResumeAt are spec.startAfter and spec.resumeAt
+	// (zero: unset).
+	Desired              v1alpha1.DesiredState
+	StartAfter, ResumeAt time.Time
+	Previous             v1alpha1.BackgroundTaskStatus
 	// Committed is what PostgreSQL holds (zero while the task is not tracked).
 	Committed journal.Committed
 	Tracked   bool
@@ -48,6 +51,33 @@ type statusInput struct {
 	// journal's backlog is full); "" when it does not.
 	Deferred string
 	Now      time.Time
+
+	specState v1alpha1.DesiredState // spec.state, while Desired is what is driven (desiredAt)
+}
+
+// waitsForStartAfter: the task is to run but waits Pending for spec.startAfter.
+func (in statusInput) waitsForStartAfter(phase v1alpha1.Phase) bool {
+	return phase == v1alpha1.PhasePending && in.Desired == v1alpha1.DesiredRunning && in.StartAfter.After(in.Now)
+}
+
+func (in statusInput) startAfterMessage() string {
+	return "waits for spec.startAfter: starts at " + in.StartAfter.UTC().Format(time.RFC3339)
+}
+
+// scheduled is when the task starts or resumes by itself, while it waits for that: the later
+// of spec.resumeAt (a Paused task not over yet) and spec.startAfter (a task not started yet
+// that is to run); zero when it waits for neither.
+func (in statusInput) scheduled() time.Time {
+	rec := in.Committed.Record
+	var at time.Time
+	if in.Desired == v1alpha1.DesiredPaused && in.ResumeAt.After(in.Now) && !rec.Status.Terminal() {
+		at = in.ResumeAt
+	}
+	toRun := in.Desired == v1alpha1.DesiredRunning || !at.IsZero()
+	if toRun && rec.Status == lifecycle.Pending && in.StartAfter.After(in.Now) && in.StartAfter.After(at) {
+		at = in.StartAfter
+	}
+	return at
 }
 
 // buildStatus computes the status to write. It is pure; the caller writes it only if it
@@ -63,6 +93,7 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 		return out
 	}
 	rec := in.Committed.Record
+	in.specState, in.Desired = in.Desired, desiredAt(in.Desired, in.ResumeAt, rec.Status, in.Now)
 	out := v1alpha1.BackgroundTaskStatus{
 		Phase:                     v1alpha1.PhaseOf(rec.Status),
 		Conditions:                append([]metav1.Condition(nil), in.Previous.Conditions...),
@@ -76,6 +107,10 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 		Progress:                  truncateRunes(in.Committed.Progress, maxStatusProgress),
 		Message:                   truncateRunes(rec.Message, maxStatusMessage),
 		Result:                    statusResult(in.Committed.Result),
+		ScheduledTime:             apiTime(in.scheduled()),
+	}
+	if in.waitsForStartAfter(out.Phase) {
+		out.Message = in.startAfterMessage()
 	}
 	if in.LiveProgress != "" && (rec.Status == lifecycle.Running || rec.Status == lifecycle.Paused) {
 		out.Progress = truncateRunes(in.LiveProgress, maxStatusProgress)
@@ -105,6 +140,14 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, "Finished", "the task finished"
 	case phase == v1alpha1.PhaseFailed:
 		ready.Reason = nonEmpty(rec.Reason, "Failed")
+	case in.Desired == v1alpha1.DesiredRunning && phase == v1alpha1.PhaseRunning && in.specState == v1alpha1.DesiredPaused:
+		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonResumedByResumeAt
+		ready.Message = fmt.Sprintf("Running: resumed by spec.resumeAt %s (spec.state still says Paused)", in.ResumeAt.UTC().Format(time.RFC3339))
+	case in.Desired == v1alpha1.DesiredPaused && (phase == v1alpha1.PhasePaused || phase == v1alpha1.PhasePending) && in.ResumeAt.After(in.Now):
+		ready.Status, ready.Reason = metav1.ConditionTrue, "AsDesired"
+		ready.Message = fmt.Sprintf("%s as desired; runs by itself from %s (spec.resumeAt)", phase, in.ResumeAt.UTC().Format(time.RFC3339))
+	case in.waitsForStartAfter(phase):
+		ready.Reason, ready.Message = v1alpha1.ReasonScheduled, in.startAfterMessage()
 	case in.Desired == v1alpha1.DesiredRunning && phase == v1alpha1.PhaseRunning,
 		in.Desired == v1alpha1.DesiredPaused && (phase == v1alpha1.PhasePaused || phase == v1alpha1.PhasePending),
 		in.Desired == v1alpha1.DesiredStopped && phase == v1alpha1.PhaseStopped:
@@ -123,6 +166,9 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		progressing.Status = metav1.ConditionTrue
 		progressing.Reason = nonEmpty(rec.Reason, string(phase))
 		progressing.Message = rec.Message
+		if in.waitsForStartAfter(phase) {
+			progressing.Reason, progressing.Message = v1alpha1.ReasonScheduled, in.startAfterMessage()
+		}
 	}
 
 	degraded := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: "NoFailure"}

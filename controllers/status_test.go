@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
@@ -171,4 +172,57 @@ func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+// TestStatusShowsWhenTheTaskStartsOrResumesByItself: spec.startAfter and spec.resumeAt show in
+// status.scheduledTime (a printer column) and in Ready, and vanish once they passed.
+func TestStatusShowsWhenTheTaskStartsOrResumesByItself(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	later := now.Add(2 * time.Hour)
+	record := func(s lifecycle.Status, attempt int) journal.Committed {
+		return journal.Committed{Record: lifecycle.Record{Status: s, Attempt: attempt, Seq: 2, Reason: "Created", Message: "created"}}
+	}
+	tests := []struct {
+		name                 string
+		desired              v1alpha1.DesiredState
+		startAfter, resumeAt time.Time
+		committed            journal.Committed
+		scheduled            time.Time
+		ready                metav1.ConditionStatus
+		reason, message      string
+	}{
+		{name: "waiting for startAfter", desired: v1alpha1.DesiredRunning, startAfter: later, committed: record(lifecycle.Pending, 0),
+			scheduled: later, ready: metav1.ConditionFalse, reason: v1alpha1.ReasonScheduled, message: "starts at 2026-12-05T14:00:00Z"},
+		{name: "startAfter passed: no longer scheduled", desired: v1alpha1.DesiredRunning, startAfter: now.Add(-time.Second), committed: record(lifecycle.Running, 1),
+			ready: metav1.ConditionTrue, reason: "AsDesired"},
+		{name: "paused until resumeAt", desired: v1alpha1.DesiredPaused, resumeAt: later, committed: record(lifecycle.Paused, 1),
+			scheduled: later, ready: metav1.ConditionTrue, reason: "AsDesired", message: "runs by itself from 2026-12-05T14:00:00Z"},
+		{name: "created Paused with a resumeAt", desired: v1alpha1.DesiredPaused, resumeAt: later, committed: record(lifecycle.Pending, 0),
+			scheduled: later, ready: metav1.ConditionTrue, reason: "AsDesired", message: "runs by itself from"},
+		{name: "resumeAt then a later startAfter: the later", desired: v1alpha1.DesiredPaused, resumeAt: now.Add(time.Hour), startAfter: later,
+			committed: record(lifecycle.Pending, 0), scheduled: later, ready: metav1.ConditionTrue, reason: "AsDesired"},
+		{name: "resumed by resumeAt while spec says Paused", desired: v1alpha1.DesiredPaused, resumeAt: now.Add(-time.Minute), committed: record(lifecycle.Running, 1),
+			ready: metav1.ConditionTrue, reason: v1alpha1.ReasonResumedByResumeAt, message: "spec.state still says Paused"},
+		{name: "resumeAt passed, the resume not yet recorded", desired: v1alpha1.DesiredPaused, resumeAt: now.Add(-time.Second), committed: record(lifecycle.Paused, 1),
+			ready: metav1.ConditionFalse, reason: "Converging", message: "Paused, desired Running"},
+		{name: "resumeAt means nothing to a stopped task", desired: v1alpha1.DesiredPaused, resumeAt: later, committed: record(lifecycle.Stopped, 1),
+			ready: metav1.ConditionFalse, reason: "Converging"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := buildStatus(statusInput{Generation: 1, Desired: tc.desired, StartAfter: tc.startAfter, ResumeAt: tc.resumeAt,
+				Tracked: true, Committed: tc.committed, Now: now})
+			if tc.scheduled.IsZero() {
+				require.Nil(t, st.ScheduledTime)
+			} else {
+				require.NotNil(t, st.ScheduledTime)
+				require.True(t, tc.scheduled.Equal(st.ScheduledTime.Time), "scheduledTime %s", st.ScheduledTime)
+			}
+			ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+			require.NotNil(t, ready)
+			require.Equal(t, tc.ready, ready.Status, ready.Message)
+			require.Equal(t, tc.reason, ready.Reason, ready.Message)
+			require.Contains(t, ready.Message, tc.message)
+		})
+	}
 }

@@ -113,6 +113,7 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		}
 	}
 	next := buildStatus(statusInput{Generation: bt.Generation, Desired: bt.Spec.State, Previous: bt.Status,
+		StartAfter: timeOf(bt.Spec.StartAfter), ResumeAt: timeOf(bt.Spec.ResumeAt),
 		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now,
 		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned, Deferred: s.tasks.deferredWhy(uid)})
 	after := s.requeueAfter(committed, now)

@@ -32,8 +32,9 @@ const (
 type Phase string
 
 const (
-	// PhasePending: accepted but not running: just created, waiting for a runner slot or memory,
-	// waiting for a retry's backoff, or restarted while spec.state is Paused.
+	// PhasePending: accepted but not running: just created, waiting for spec.startAfter, a
+	// runner slot or memory, waiting for a retry's backoff, or restarted while spec.state is
+	// Paused.
 	// Entered from: Pending, Running, Paused, Finished, Failed, Stopped.
 	// Left to: Pending, Running, Paused, Failed, Stopped.
 	PhasePending Phase = "Pending"
@@ -79,6 +80,15 @@ func (d DesiredState) Lifecycle() lifecycle.Desired {
 	}
 	return lifecycle.Desired(strings.ToUpper(string(d)))
 }
+
+// Condition reasons the controller sets that are not recorded transitions.
+const (
+	// ReasonScheduled: the task waits Pending for spec.startAfter (condition Ready).
+	ReasonScheduled = "Scheduled"
+	// ReasonResumedByResumeAt: the task runs because spec.resumeAt passed while spec.state
+	// still says Paused (condition Ready).
+	ReasonResumedByResumeAt = "ResumedAt"
+)
 
 // Condition types set on status.conditions.
 const (
@@ -184,6 +194,23 @@ type BackgroundTaskSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="pauseTimeout must be at least 1s"
 	PauseTimeout *metav1.Duration `json:"pauseTimeout,omitempty"`
+
+	// startAfter delays the task's start: it waits Pending (condition Ready False, reason
+	// Scheduled) until this time, then starts as spec.state says. Only a new attempt waits: a
+	// run that already started is never held back, and neither is a restart or retry after
+	// this time. Changing it before the start postpones or advances the start.
+	// +optional
+	StartAfter *metav1.Time `json:"startAfter,omitempty"`
+
+	// resumeAt resumes a Paused task by itself at this time: from then on the task runs as if
+	// spec.state were Running, although spec.state still says Paused (the controller never
+	// writes spec; status.conditions Ready says "resumed by spec.resumeAt"). It has no effect
+	// with state Running or Stopped. To pause again after it passed, set a later resumeAt or
+	// remove it; under GitOps, change state to Running and drop resumeAt in the same commit once
+	// the time has passed, so the manifest says what runs. A task created Paused with a
+	// resumeAt starts at that time. spec.pauseTimeout still applies before it.
+	// +optional
+	ResumeAt *metav1.Time `json:"resumeAt,omitempty"`
 
 	// ttlSecondsAfterFinished deletes the BackgroundTask this many seconds after it reached a
 	// terminal phase (Finished, Failed or Stopped), like a Job's, once its last transition is
@@ -297,6 +324,11 @@ type BackgroundTaskStatus struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Result *runtime.RawExtension `json:"result,omitempty"`
 
+	// scheduledTime is when the task starts (spec.startAfter) or resumes (spec.resumeAt) by
+	// itself, while it waits for that time; empty otherwise.
+	// +optional
+	ScheduledTime *metav1.Time `json:"scheduledTime,omitempty"`
+
 	// message is a human-readable explanation of the current phase, such as the error of a
 	// failed attempt or why the task is waiting.
 	// +optional
@@ -317,6 +349,7 @@ type BackgroundTaskStatus struct {
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Attempt",type=integer,JSONPath=`.status.attempt`
 // +kubebuilder:printcolumn:name="Stalled",type=string,JSONPath=`.status.conditions[?(@.type=="Stalled")].status`
+// +kubebuilder:printcolumn:name="Scheduled",type=string,JSONPath=`.status.scheduledTime`,description="When the task starts (spec.startAfter) or resumes (spec.resumeAt) by itself"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Replica",type=string,JSONPath=`.metadata.labels.tasks\.taskpilot\.dev/shard`,priority=1,description="The replica that runs the task (--sharding)"
 type BackgroundTask struct {

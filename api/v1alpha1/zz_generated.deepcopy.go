@@ -102,6 +102,14 @@ func (in *BackgroundTaskSpec) DeepCopyInto(out *BackgroundTaskSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.StartAfter != nil {
+		in, out := &in.StartAfter, &out.StartAfter
+		*out = (*in).DeepCopy()
+	}
+	if in.ResumeAt != nil {
+		in, out := &in.ResumeAt, &out.ResumeAt
+		*out = (*in).DeepCopy()
+	}
 	if in.TTLSecondsAfterFinished != nil {
 		in, out := &in.TTLSecondsAfterFinished, &out.TTLSecondsAfterFinished
 		*out = new(int32)
@@ -154,6 +162,10 @@ func (in *BackgroundTaskStatus) DeepCopyInto(out *BackgroundTaskStatus) {
 		in, out := &in.Result, &out.Result
 		*out = new(runtime.RawExtension)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.ScheduledTime != nil {
+		in, out := &in.ScheduledTime, &out.ScheduledTime
+		*out = (*in).DeepCopy()
 	}
 }
 

@@ -136,7 +136,7 @@ func checkEnvFile(t *testing.T, state string, ready map[string]string) {
 func checkPrinterColumns(t *testing.T, out string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	want := []string{"NAME", "TASK", "DESIRED", "PHASE", "PROGRESS", "ATTEMPT", "STALLED", "AGE"}
+	want := []string{"NAME", "TASK", "DESIRED", "PHASE", "PROGRESS", "ATTEMPT", "STALLED", "SCHEDULED", "AGE"}
 	if got := strings.Fields(lines[0]); !slices.Equal(got, want) {
 		t.Fatalf("kubectl get bgt columns = %v, want %v:\n%s", got, want, out)
 	}

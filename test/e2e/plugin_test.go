@@ -204,7 +204,7 @@ func checkHistory(t *testing.T, u *user) {
 func checkGet(t *testing.T, u *user) {
 	t.Helper()
 	out := u.kubectl("taskpilot", "get")
-	requireLine(t, out, `^NAME\s+TASK\s+DESIRED\s+PHASE\s+PROGRESS\s+ATTEMPT\s+STALLED\s+AGE\s+LAST TRANSITION$`)
+	requireLine(t, out, `^NAME\s+TASK\s+DESIRED\s+PHASE\s+PROGRESS\s+ATTEMPT\s+STALLED\s+SCHEDULED\s+AGE\s+LAST TRANSITION$`)
 	requireLine(t, out, `^countdown\s+countdown\s+Running\s+Running\s+\S+\s+2\s+\S+\s+STOPPED→RUNNING Started \S+ ago$`)
 	requireLine(t, out, `^invalid-params\s+countdown\s+Running\s+Failed\s+1\s+\S+\s+PENDING→FAILED InvalidParams`)
 	if out := u.kubectl("taskpilot", "get", "countdown", "-o", "jsonpath={.spec.restartGeneration}"); out != "1" {

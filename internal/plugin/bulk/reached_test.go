@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,13 @@ func TestChange(t *testing.T) {
 	body, what = Restart.change(running)
 	require.JSONEq(t, `{"spec":{"restartGeneration":5}}`, string(body), "restart always bumps, from the object read")
 	require.Equal(t, "restartGeneration 4 → 5", what)
+
+	resumed := task(v1alpha1.DesiredPaused, v1alpha1.PhaseRunning, 1, 1, 1)
+	resumed.Spec.ResumeAt = &metav1.Time{Time: time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)}
+	body, what = Pause.change(resumed)
+	require.JSONEq(t, `{"spec":{"state":"Paused","resumeAt":null}}`, string(body),
+		"a Paused task whose resumeAt passed runs: pause drops the resumeAt")
+	require.Equal(t, "spec.resumeAt 2026-12-05T14:00:00Z removed", what)
 
 	require.JSONEq(t, `{"metadata":{"resourceVersion":"42"},"spec":{"state":"Paused"}}`,
 		string(withResourceVersion([]byte(`{"spec":{"state":"Paused"}}`), "42")))

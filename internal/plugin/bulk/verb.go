@@ -3,6 +3,7 @@ package bulk
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 )
@@ -71,6 +72,14 @@ func (v Verb) change(t *v1alpha1.BackgroundTask) (patch []byte, describe string)
 			fmt.Sprintf("restartGeneration %d → %d", t.Spec.RestartGeneration, next)
 	}
 	want, have := v.state(), specState(t)
+	if v == Pause && t.Spec.ResumeAt != nil {
+		// A Paused task whose resumeAt passed runs: pausing means dropping it too.
+		describe = fmt.Sprintf("spec.resumeAt %s removed", t.Spec.ResumeAt.UTC().Format(time.RFC3339))
+		if have != want {
+			describe = fmt.Sprintf("spec.state %s → %s, %s", have, want, describe)
+		}
+		return fmt.Appendf(nil, `{"spec":{"state":%s,"resumeAt":null}}`, strconv.Quote(string(want))), describe
+	}
 	if have == want {
 		return nil, fmt.Sprintf("spec.state is already %s", want)
 	}
