@@ -146,6 +146,16 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	// publishes the task types at once.
 	op.leader.OnGain(func() { rec.lookAtEveryTask(decide) })
 	op.leader.OnGain(pub.kick)
+	look := newWake()
+	sch := &scheduler{client: mgr.GetClient(), children: mgr.GetClient(), store: o.Store, clock: o.Clock,
+		events: mgr.GetEventRecorder("taskpilot"), leading: op.leader.Leading, identity: o.Identity, log: log.WithName("schedule")}
+	if o.Sharding {
+		sch.children = mgr.GetAPIReader() // this replica's cache holds its own share of the tasks only
+	}
+	if err := sch.setupWithManager(mgr, look); err != nil {
+		return nil, fmt.Errorf("setup: schedule controller: %w", err)
+	}
+	op.leader.OnGain(func() { sch.lookAtEverySchedule(look) })
 	if o.Sharding {
 		sh, err := newSharder(mgr, o, op.leader, log)
 		if err != nil {

@@ -33,6 +33,7 @@ func ownMapper(cfg *rest.Config, httpClient *http.Client) (meta.RESTMapper, erro
 	own := meta.NewDefaultRESTMapper([]schema.GroupVersion{gv, coordinationv1.SchemeGroupVersion})
 	own.Add(gv.WithKind("BackgroundTask"), meta.RESTScopeNamespace)
 	own.Add(gv.WithKind("TaskType"), meta.RESTScopeRoot)
+	own.Add(gv.WithKind("TaskSchedule"), meta.RESTScopeNamespace)
 	own.Add(coordinationv1.SchemeGroupVersion.WithKind("Lease"), meta.RESTScopeNamespace)
 	return ownTypesFirst{RESTMapper: discovered, own: own}, nil
 }

@@ -86,6 +86,12 @@ func TestSQLCookbook(t *testing.T) {
 		"live-members": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"op-1", "1"}}, project(rows, "identity", "epoch"), "op-2 shut down")
 		},
+		"not-run-last-day": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{
+				{"default", "nightly-checksum", "skipped", "Forbid: nightly-checksum-1 still active (concurrencyPolicy Forbid)"},
+				{"default", "nightly-checksum", "missed", "Late: 3h0m0s late, past its starting deadline of 1m0s (catchUp Skip)"},
+			}, project(rows, "namespace", "schedule", "outcome", "reason"))
+		},
 		"tasks-per-owner": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"op-1", "1", "4", "8"}, {"op-2", "2", "1", "1"}}, project(rows, "owner", "owner_epoch", "active", "tasks"))
 		},
@@ -249,4 +255,18 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	require.NoError(t, repo.JoinMember(testCtx(t), owner1, "taskpilot", time.Minute))
 	require.NoError(t, repo.JoinMember(testCtx(t), owner2, "taskpilot", time.Minute))
 	require.NoError(t, repo.ReleaseMember(testCtx(t), owner2.Epoch))
+
+	// A nightly schedule: created, then skipped (Forbid), then missed (the operators were down),
+	// and a slot missed the day before (outside the last 24 hours).
+	fire := func(slot time.Time, outcome FiringOutcome, child, why string) Firing {
+		return Firing{ScheduleUID: "uid-schedule", Namespace: "default", Schedule: "nightly-checksum", Slot: slot,
+			Outcome: outcome, TaskName: child, Reason: why, RecordedBy: "op-1"}
+	}
+	_, err = repo.RecordFirings(testCtx(t), []Firing{
+		fire(ago(30*time.Hour), FiringMissed, "", "Late: 1h0m0s late, past its starting deadline of 1m0s (catchUp Skip)"),
+		fire(ago(5*time.Hour), FiringCreated, "nightly-checksum-1", ""),
+		fire(ago(4*time.Hour), FiringSkipped, "", "Forbid: nightly-checksum-1 still active (concurrencyPolicy Forbid)"),
+		fire(ago(3*time.Hour), FiringMissed, "", "Late: 3h0m0s late, past its starting deadline of 1m0s (catchUp Skip)"),
+	})
+	require.NoError(t, err)
 }

@@ -30,10 +30,12 @@ func GroupVersion() schema.GroupVersion {
 	return schema.GroupVersion{Group: Group, Version: Version}
 }
 
-// AddToScheme registers the API's kinds (BackgroundTask, TaskType and their lists) with s.
+// AddToScheme registers the API's kinds (BackgroundTask, TaskType, TaskSchedule and their
+// lists) with s.
 func AddToScheme(s *runtime.Scheme) error {
 	gv := GroupVersion()
-	s.AddKnownTypes(gv, &BackgroundTask{}, &BackgroundTaskList{}, &TaskType{}, &TaskTypeList{})
+	s.AddKnownTypes(gv, &BackgroundTask{}, &BackgroundTaskList{}, &TaskType{}, &TaskTypeList{},
+		&TaskSchedule{}, &TaskScheduleList{})
 	metav1.AddToGroupVersion(s, gv)
 	return nil
 }

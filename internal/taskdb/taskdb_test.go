@@ -187,3 +187,29 @@ func TestReadersCannotWrite(t *testing.T) {
 	err := f.db.ExecForTest(testCtx(t), `UPDATE background_tasks SET progress = 'x'`)
 	require.ErrorContains(t, err, "read-only transaction")
 }
+
+// TestFiringsReadsASchedulesSlots: the firings the operator's store wrote, newest first, manual
+// runs included.
+func TestFiringsReadsASchedulesSlots(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	slot := time.Date(2026, 12, 5, 2, 30, 0, 0, time.UTC)
+	_, err := f.repo.RecordFirings(ctx, []store.Firing{
+		{ScheduleUID: "s1", Namespace: "default", Schedule: "nightly", Slot: slot, Outcome: store.FiringCreated, TaskName: "nightly-1", RecordedBy: "op"},
+		{ScheduleUID: "s1", Namespace: "default", Schedule: "nightly", Slot: slot.Add(24 * time.Hour), Outcome: store.FiringMissed, Reason: "Late: ...", RecordedBy: "op"},
+		{ScheduleUID: "s1", Namespace: "default", Schedule: "nightly", Slot: slot.Add(time.Hour), Manual: true, Outcome: store.FiringCreated,
+			TaskName: "nightly-manual-1", RecordedBy: "op"},
+		{ScheduleUID: "s2", Namespace: "other", Schedule: "nightly", Slot: slot, Outcome: store.FiringCreated, TaskName: "x", RecordedBy: "op"},
+	})
+	require.NoError(t, err)
+	got, err := f.db.Firings(ctx, "default", "nightly", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.Equal(t, []string{"missed", "created", "created"}, []string{got[0].Outcome, got[1].Outcome, got[2].Outcome})
+	require.True(t, got[1].Manual)
+	require.Equal(t, "nightly-1", got[2].TaskName)
+	require.True(t, slot.Equal(got[2].Slot))
+	got, err = f.db.Firings(ctx, "default", "nightly", 1)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "limit")
+}

@@ -100,6 +100,9 @@ func TestPluginAndWebView(t *testing.T) {
 	checkHistory(t, u)
 	checkGet(t, u)
 
+	t.Log("a TaskSchedule: run-now, its child, and its firings")
+	checkSchedules(t, u)
+
 	t.Log("bulk: pause by label, again, and a task that does not exist")
 	bulkPause(t, u)
 
@@ -108,6 +111,41 @@ func TestPluginAndWebView(t *testing.T) {
 	t.Log("the README's kubectl taskpilot examples")
 	u.kubectl("label", "bgt", "-l", "batch=e2e", "batch=nightly", "--overwrite")
 	runTour(t, u, readmeBlock(t, root, "## kubectl taskpilot"))
+}
+
+// checkSchedules runs a suspended schedule once with run-now and reads its firings back, as
+// the operator's runtime database role wrote them.
+func checkSchedules(t *testing.T, u *user) {
+	t.Helper()
+	path := filepath.Join(u.t.TempDir(), "schedule.yaml")
+	manifest := `apiVersion: tasks.taskpilot.dev/v1alpha1
+kind: TaskSchedule
+metadata: {name: nightly}
+spec:
+  schedule: "30 2 * * *"
+  timeZone: Europe/Berlin
+  suspend: true
+  template: {spec: {taskName: countdown, params: {from: 1, interval: 10ms}}}
+`
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.kubectl("apply", "-f", path)
+	out := u.kubectl("get", "bts")
+	requireLine(t, out, `^NAME\s+SCHEDULE\s+TIMEZONE\s+SUSPEND\s+NEXT\s+LAST\s+ACTIVE\s+AGE$`)
+	out = u.kubectl("taskpilot", "run-now", "nightly")
+	m := regexp.MustCompile(`creates backgroundtask/(nightly-manual-\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("run-now does not name the task it asks for:\n%s", out)
+	}
+	poll(t, time.Minute, "the operator creates "+m[1], func() (bool, string) {
+		out, err := u.try("kubectl", "get", "bgt", m[1])
+		return err == nil, out
+	})
+	u.waitFor(m[1], ".status.phase", "Finished")
+	out = u.kubectl("taskpilot", "history", "bts/nightly")
+	requireLine(t, out, `^SLOT\s+OUTCOME\s+TASK\s+MANUAL\s+REASON$`)
+	requireLine(t, out, `\s+created\s+`+m[1]+`\s+true\s+run now: requested with the tasks.taskpilot.dev/run-now annotation$`)
 }
 
 // phaseIs is a JavaScript test of the list row's phase.

@@ -49,11 +49,12 @@ type historyDoc struct {
 func newHistoryCommand(o *options) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "history NAME [-n NAMESPACE] [-o json|yaml]",
-		Short: "Print a task's row and every transition recorded in PostgreSQL",
+		Use:   "history (NAME | bts/SCHEDULE) [-n NAMESPACE] [-o json|yaml]",
+		Short: "Print a task's transitions, or a schedule's firings, recorded in PostgreSQL",
 		Long: "Print a task's row in background_tasks and its transitions in background_task_transitions\n" +
 			"(DATABASE_URL or --database-url). A task whose object was deleted is still found by name:\n" +
-			"its history is kept.",
+			"its history is kept. For bts/SCHEDULE (or a NAME that is only a TaskSchedule's), print every\n" +
+			"slot of the schedule from background_task_firings: created, replaced, skipped or missed, and why.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "" && output != "json" && output != "yaml" {
@@ -83,7 +84,16 @@ func runHistory(ctx context.Context, o *options, name, output string) error {
 		return err
 	}
 	defer db.Close()
+	if schedule, ok := scheduleRef(name); ok {
+		return runScheduleHistory(ctx, o, db, ns, schedule, output)
+	}
 	row, err := findRow(ctx, c, db, ns, name)
+	if errors.Is(err, errNoTask) {
+		var ts v1alpha1.TaskSchedule
+		if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ts) == nil {
+			return runScheduleHistory(ctx, o, db, ns, name, output)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -111,6 +121,9 @@ func runHistory(ctx context.Context, o *options, name, output string) error {
 	return printHistory(o.streams.Out, doc)
 }
 
+// errNoTask: no BackgroundTask of that name, nor a row of one.
+var errNoTask = errors.New("no BackgroundTask")
+
 // findRow finds the task's row by the object's uid (the stable key), or, when the object is
 // gone, the newest row with that namespace and name.
 func findRow(ctx context.Context, c client.Client, db *taskdb.DB, ns, name string) (taskdb.Task, error) {
@@ -126,7 +139,7 @@ func findRow(ctx context.Context, c client.Client, db *taskdb.DB, ns, name strin
 	case apierrors.IsNotFound(err):
 		row, err := db.LatestTaskByName(ctx, ns, name)
 		if errors.Is(err, taskdb.ErrNotFound) {
-			return nil, fmt.Errorf("no BackgroundTask %s/%s, and none recorded in the database", ns, name)
+			return nil, fmt.Errorf("%w %s/%s, and none recorded in the database", errNoTask, ns, name)
 		}
 		return row, err
 	default:

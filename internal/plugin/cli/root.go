@@ -39,6 +39,8 @@ history from PostgreSQL.
   kubectl taskpilot restart countdown               # restartGeneration + 1
   kubectl taskpilot get -A                          # kubectl get bgt plus the last transition
   kubectl taskpilot history countdown -o yaml       # every transition, from PostgreSQL
+  kubectl taskpilot history bts/nightly             # every slot of a TaskSchedule, and why
+  kubectl taskpilot run-now nightly                 # one run of a TaskSchedule now
   kubectl taskpilot types checksum                  # a task type's params, with an example
   kubectl taskpilot ui                              # a live, read-only web view on 127.0.0.1
 
@@ -59,7 +61,7 @@ own kubeconfig and permissions. History comes from DATABASE_URL (or --database-u
 	for _, v := range bulk.Verbs() {
 		cmd.AddCommand(newVerbCommand(o, v))
 	}
-	cmd.AddCommand(newGetCommand(o), newHistoryCommand(o), newTypesCommand(o), newUICommand(o))
+	cmd.AddCommand(newGetCommand(o), newHistoryCommand(o), newRunNowCommand(o), newTypesCommand(o), newUICommand(o))
 	return cmd
 }
 
