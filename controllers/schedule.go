@@ -48,6 +48,7 @@ type scheduler struct {
 	events   events.EventRecorder
 	leading  func() bool
 	identity string
+	workers  int
 	log      logr.Logger
 }
 
@@ -58,7 +59,9 @@ func (s *scheduler) setupWithManager(mgr ctrl.Manager, look *wake) error {
 		Watches(&v1alpha1.BackgroundTask{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
 			&v1alpha1.TaskSchedule{}, handler.OnlyControllerOwner())).
 		WatchesRawSource(look.source()).
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), CacheSyncTimeout: cacheSyncForever}).
+		// Many schedules share a slot (every hour on the hour): look at them in parallel.
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), CacheSyncTimeout: cacheSyncForever,
+			MaxConcurrentReconciles: s.workers}).
 		Named("taskschedule").
 		Complete(s)
 }
@@ -211,13 +214,10 @@ func (s *scheduler) fire(ctx context.Context, ts *v1alpha1.TaskSchedule, plan []
 				continue
 			}
 		}
-		recorded, err := s.store.RecordFirings(ctx, []store.Firing{row})
-		if err != nil {
+		// No Event for a slot that created its child: the child and the status say it, and an
+		// Event per firing is an API write per firing. Skipped and missed slots get one.
+		if _, err := s.store.RecordFirings(ctx, []store.Firing{row}); err != nil {
 			return newest, err
-		}
-		if len(recorded) == 1 {
-			s.events.Eventf(ts, nil, corev1.EventTypeNormal, titleOf(row.Outcome), "Fire", "slot %s: created %s%s",
-				f.Slot.UTC().Format(time.RFC3339), row.TaskName, suffix(row.Reason))
 		}
 		newest = f.Slot
 	}
@@ -415,11 +415,4 @@ func titleOf(o store.FiringOutcome) string {
 		return ""
 	}
 	return string(o[0]-'a'+'A') + string(o[1:])
-}
-
-func suffix(reason string) string {
-	if reason == "" {
-		return ""
-	}
-	return " (" + reason + ")"
 }

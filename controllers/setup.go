@@ -148,7 +148,8 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	op.leader.OnGain(pub.kick)
 	look := newWake()
 	sch := &scheduler{client: mgr.GetClient(), children: mgr.GetClient(), store: o.Store, clock: o.Clock,
-		events: mgr.GetEventRecorder("taskpilot"), leading: op.leader.Leading, identity: o.Identity, log: log.WithName("schedule")}
+		events: mgr.GetEventRecorder("taskpilot"), leading: op.leader.Leading, identity: o.Identity,
+		workers: o.MaxConcurrentReconciles, log: log.WithName("schedule")}
 	if o.Sharding {
 		sch.children = mgr.GetAPIReader() // this replica's cache holds its own share of the tasks only
 	}

@@ -25,14 +25,16 @@ type options struct {
 	operatorArgs []string
 	// shardingN noop tasks and shardingLong long tasks on 1 and on 3 replicas.
 	shardingN, shardingLong int
-	footprintN              []int
-	bigParamsN              int // Paused tasks with 1.2 MB params
-	workers                 int
-	qps                     int
-	burst                   int
-	profileSec              int
-	crashStep               time.Duration // countdown interval in the crash scenario (one checkpoint per step)
-	scenarios               map[string]bool
+	// schedulesN TaskSchedules firing every minute, measured over schedulesMinutes slots.
+	schedulesN, schedulesMinutes int
+	footprintN                   []int
+	bigParamsN                   int // Paused tasks with 1.2 MB params
+	workers                      int
+	qps                          int
+	burst                        int
+	profileSec                   int
+	crashStep                    time.Duration // countdown interval in the crash scenario (one checkpoint per step)
+	scenarios                    map[string]bool
 }
 
 func parseOptions(args []string) (options, error) {
@@ -51,6 +53,8 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.pgDown, "outage-pg", 0, "How long PostgreSQL is down in the outages scenario (default 60s; quick 20s).")
 	var opArgs string
 	fs.StringVar(&opArgs, "operator-args", "", "Extra operator flags for every scenario, space separated (experiments; the report shows them).")
+	fs.IntVar(&o.schedulesN, "schedules-n", 0, "TaskSchedules firing every minute in the schedules scenario (default 1000; quick 100).")
+	fs.IntVar(&o.schedulesMinutes, "schedules-minutes", 0, "Slots measured in the schedules scenario (default 2; quick 1).")
 	fs.IntVar(&o.shardingN, "sharding-n", 0, "Noop tasks in the 1-vs-3-replicas scenario (default 1000; quick 100).")
 	fs.IntVar(&o.shardingLong, "sharding-long", 0, "Long tasks running at once in the 1-vs-3-replicas scenario (default 600; quick 60).")
 	fs.IntVar(&o.bigParamsN, "bigparams-n", 0, "Paused tasks with 1.2 MB params in the params-footprint scenario (default 300; quick 50).")
@@ -60,7 +64,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Operator's --kube-api-burst.")
 	fs.IntVar(&o.profileSec, "profile-seconds", 0, "CPU profile length during the biggest lifecycle run (default 15; quick 3).")
 	fs.DurationVar(&o.crashStep, "crash-interval", time.Second, "Countdown step (= checkpoint) interval in the crash scenario.")
-	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,outage,footprint,bigparams,sharding", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
+	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,outage,footprint,bigparams,sharding,schedules", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -89,6 +93,8 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	def(&o.shardingN, 1000, 100)
+	def(&o.schedulesN, 1000, 100)
+	def(&o.schedulesMinutes, 2, 1)
 	def(&o.shardingLong, 600, 60)
 	def(&o.bigParamsN, 300, 50)
 	def(&o.profileSec, 15, 3)
@@ -102,7 +108,7 @@ func parseOptions(args []string) (options, error) {
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "lifecycle", "pause", "crash", "takeover", "outage", "footprint", "bigparams", "sharding":
+		case "lifecycle", "pause", "crash", "takeover", "outage", "footprint", "bigparams", "sharding", "schedules":
 			o.scenarios[s] = true
 		case "":
 		default:

@@ -29,6 +29,7 @@ type results struct {
 	footprint []footprintResult
 	bigParams *bigParamsResult
 	sharding  []*shardingResult
+	schedules *schedulesResult
 	failures  []string
 }
 
@@ -103,6 +104,11 @@ func run(ctx context.Context, opts options) (err error) {
 		{"bigparams", func() error {
 			br, err := runBigParams(ctx, e, opts.bigParamsN)
 			r.bigParams = &br
+			return err
+		}},
+		{"schedules", func() error {
+			sr, err := runSchedules(ctx, e, opts.schedulesN, opts.schedulesMinutes)
+			r.schedules = sr
 			return err
 		}},
 		{"sharding", func() error {

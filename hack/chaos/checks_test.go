@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -175,5 +176,42 @@ func TestHeapAllocIsReadFromTheProfileText(t *testing.T) {
 	}
 	if _, err := heapAlloc("no stats"); err == nil {
 		t.Fatal("a profile without MemStats must be an error, not 0")
+	}
+}
+
+func TestEverySlotOnce(t *testing.T) {
+	created := time.Date(2026, 12, 5, 12, 0, 1, 0, time.UTC) // first slot 12:00:04
+	until := created.Add(11 * time.Second)                   // slots :04, :08, :12
+	slot := func(sec int, outcome, child string) firingObs {
+		return firingObs{slot: time.Date(2026, 12, 5, 12, 0, sec, 0, time.UTC), outcome: outcome, taskName: child}
+	}
+	good := scheduleObs{name: "s", created: created, firings: []firingObs{
+		slot(4, "created", "s-1796472004"), slot(8, "missed", ""), slot(12, "skipped", ""), slot(16, "created", "s-1796472016"),
+	}, children: []string{"s-1796472004", "s-1796472016", "s-1796472020"}} // :20 is after until: on its way
+	if r := checkSchedules([]scheduleObs{good}, until); !r.held() || !strings.Contains(r.checked, "3 slots") {
+		t.Fatalf("every slot once: %+v", r)
+	}
+	gap := good
+	gap.firings = []firingObs{good.firings[0], good.firings[2]}
+	if r := checkSchedules([]scheduleObs{gap}, until); r.broken != 1 || r.kinds["slot without a row"] != 1 {
+		t.Fatalf("a slot left out (the child of :16 is after until: on its way): %+v", r)
+	}
+	odd := good
+	odd.firings = append([]firingObs{slot(5, "missed", "")}, good.firings...)
+	if r := checkSchedules([]scheduleObs{odd}, until); r.kinds["not a slot"] != 1 {
+		t.Fatalf("a row at a time that is not a slot: %+v", r)
+	}
+	wrong := good
+	wrong.firings = []firingObs{slot(4, "created", "s-other"), slot(8, "missed", ""), slot(12, "skipped", ""), slot(16, "created", "s-1796472016")}
+	if r := checkSchedules([]scheduleObs{wrong}, until); r.kinds["wrong child"] != 1 {
+		t.Fatalf("a row naming another child: %+v", r)
+	}
+	stray := good
+	stray.children = append([]string{"s-1796472008"}, good.children...) // :08 was missed
+	if r := checkSchedules([]scheduleObs{stray}, until); r.kinds["child without its row"] != 1 {
+		t.Fatalf("a child of a missed slot: %+v", r)
+	}
+	if r := checkSchedules(nil, until); r.skipped == "" {
+		t.Fatal("no schedule: not checked")
 	}
 }

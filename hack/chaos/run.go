@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/test/harness"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
@@ -130,6 +132,9 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 	defer stopMon()
 	go mon.run(monCtx)
 
+	if err := startSchedules(ctx, e); err != nil {
+		return err
+	}
 	start := time.Now()
 	res.chaosStart = start
 	// Bounds, so that a control plane that never comes back ends the run instead of hanging it.
@@ -216,6 +221,18 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 
 // checkAndReport deletes everything, checks the remaining invariants and writes the report.
 func checkAndReport(ctx context.Context, e *env, res *results, before memSample, beforeErr error, phase func(string)) error {
+	// Invariant 8 first, while the schedules still fire: slots up to 15 s ago must be recorded.
+	scheds, err := observeSchedules(ctx, e)
+	if err != nil {
+		return err
+	}
+	res.invs = append(res.invs, checkSchedules(scheds, time.Now().Add(-15*time.Second)))
+	if err := e.client.DeleteAllOf(ctx, &v1alpha1.TaskSchedule{}, client.InNamespace(schedulesNamespace)); err != nil {
+		return fmt.Errorf("delete the schedules: %w", err)
+	}
+	if err := deleteAll(ctx, e, schedulesNamespace, 2*time.Minute); err != nil {
+		e.log.Info("not every child of the schedules is gone", "error", err.Error())
+	}
 	deleted := res.deletedDuringRun
 	remaining, err := listCRs(ctx, e.client, namespace)
 	if err != nil {
