@@ -170,15 +170,27 @@ func (s *scheduler) fire(ctx context.Context, ts *v1alpha1.TaskSchedule, plan []
 		exists[children[i].Name] = true
 	}
 	var pending []store.Firing
+	var missed []store.Firing
 	flush := func() error {
 		recorded, err := s.store.RecordFirings(ctx, pending)
 		for _, f := range recorded {
-			s.events.Eventf(ts, nil, corev1.EventTypeWarning, titleOf(f.Outcome), "Fire", "slot %s %s: %s",
-				f.Slot.UTC().Format(time.RFC3339), f.Outcome, f.Reason)
+			if f.Outcome == store.FiringMissed {
+				missed = append(missed, f)
+			}
 		}
 		pending = pending[:0]
 		return err
 	}
+	// One Warning for the slots this look missed, not one per slot: a schedule every few
+	// seconds after an outage would otherwise write (and the event broadcaster keep) an Event
+	// per slot. Skipped slots are what the spec asked for: no Event; all are in the history.
+	defer func() {
+		if len(missed) > 0 {
+			last := missed[len(missed)-1]
+			s.events.Eventf(ts, nil, corev1.EventTypeWarning, "Missed", "Fire", "%d slot(s) missed, the newest %s: %s",
+				len(missed), last.Slot.UTC().Format(time.RFC3339), last.Reason)
+		}
+	}()
 	var newest time.Time
 	for _, f := range plan {
 		row := store.Firing{ScheduleUID: string(ts.UID), Namespace: ts.Namespace, Schedule: ts.Name, Slot: f.Slot,
@@ -407,12 +419,4 @@ func compareSlots(a, b v1alpha1.BackgroundTask) int {
 		return 1
 	}
 	return 0
-}
-
-// titleOf is the Event reason of an outcome (Created, Replaced, Skipped, Missed).
-func titleOf(o store.FiringOutcome) string {
-	if o == "" {
-		return ""
-	}
-	return string(o[0]-'a'+'A') + string(o[1:])
 }
