@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,10 +21,13 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/store"
@@ -56,8 +61,10 @@ func (s *scheduler) setupWithManager(mgr ctrl.Manager, look *wake) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TaskSchedule{}).
 		// A child that ends frees a Forbid schedule and may be past its history limit.
+		// Only a child's phase matters here (active or ended); its progress and other status
+		// writes would cost a look, with a database query, each.
 		Watches(&v1alpha1.BackgroundTask{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
-			&v1alpha1.TaskSchedule{}, handler.OnlyControllerOwner())).
+			&v1alpha1.TaskSchedule{}, handler.OnlyControllerOwner()), builder.WithPredicates(phaseChanged())).
 		WatchesRawSource(look.source()).
 		// Many schedules share a slot (every hour on the hour): look at them in parallel.
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), CacheSyncTimeout: cacheSyncForever,
@@ -344,7 +351,7 @@ func (s *scheduler) listChildren(ctx context.Context, ts *v1alpha1.TaskSchedule)
 			out = append(out, bt)
 		}
 	}
-	slices.SortFunc(out, func(a, b v1alpha1.BackgroundTask) int { return compareSlots(a, b) })
+	slices.SortFunc(out, compareSlots)
 	return out, nil
 }
 
@@ -409,14 +416,18 @@ func activeChildren(children []v1alpha1.BackgroundTask) []string {
 }
 
 func compareSlots(a, b v1alpha1.BackgroundTask) int {
-	if c := len(a.Labels[v1alpha1.LabelSlot]) - len(b.Labels[v1alpha1.LabelSlot]); c != 0 {
-		return c
+	slot := func(bt v1alpha1.BackgroundTask) int64 {
+		n, _ := strconv.ParseInt(bt.Labels[v1alpha1.LabelSlot], 10, 64)
+		return n
 	}
-	if a.Labels[v1alpha1.LabelSlot] < b.Labels[v1alpha1.LabelSlot] {
-		return -1
-	}
-	if a.Labels[v1alpha1.LabelSlot] > b.Labels[v1alpha1.LabelSlot] {
-		return 1
-	}
-	return 0
+	return cmp.Compare(slot(a), slot(b))
+}
+
+// phaseChanged passes a child's creation, deletion and phase changes, not its other updates.
+func phaseChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		before, okBefore := e.ObjectOld.(*v1alpha1.BackgroundTask)
+		after, okAfter := e.ObjectNew.(*v1alpha1.BackgroundTask)
+		return !okBefore || !okAfter || before.Status.Phase != after.Status.Phase
+	}}
 }
