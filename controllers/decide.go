@@ -203,17 +203,18 @@ func restartEndsTheAttempt(in decisionInput) (decision, bool) {
 			Message: fmt.Sprintf("stopped for a restart (restartGeneration %d)", in.RestartGeneration)}}, true
 }
 
-// waitForStartAfter holds back every start of a new attempt (a first start, a restart, a run
-// again after a stop) until spec.startAfter. A run that already started (adopted, resumed) is
-// not held back: the time delays work, it never interrupts it.
+// waitForStartAfter holds back every start of a new attempt (a first start, a retry, a restart,
+// a run again after a stop) until spec.startAfter. A run whose attempt already began (adopted,
+// or resumed, and waiting Pending for a slot: its start time is recorded) is not held back:
+// the time delays work, it never interrupts it.
 func waitForStartAfter(in decisionInput) (decision, bool) {
 	wait := in.StartAfter.Sub(in.Now)
 	if in.StartAfter.IsZero() || wait <= 0 || in.Desired != v1alpha1.DesiredRunning || in.RunnerActive || in.settling() {
 		return decision{}, false
 	}
 	rec := in.Record
-	starts := rec.Status == lifecycle.Pending || rec.Status == lifecycle.Stopped ||
-		(in.restartRequested() && rec.Status.Terminal())
+	starts := (rec.Status == lifecycle.Pending && rec.StartTime.IsZero()) || rec.Status == lifecycle.Stopped ||
+		(in.restartRequested() && (rec.Status.Terminal() || rec.Status == lifecycle.Pending))
 	if !starts {
 		return decision{}, false
 	}

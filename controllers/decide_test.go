@@ -43,6 +43,8 @@ func TestDecide(t *testing.T) {
 	retries := func(n int) func(*task) { return func(tk *task) { tk.rec.Retries = n } }
 	since := func(d time.Duration) func(*task) { return func(tk *task) { tk.rec.TransitionedAt = now.Add(d) } }
 	idle := func(d time.Duration) func(*task) { return func(tk *task) { tk.lastActivity = now.Add(-d) } }
+	// begun: the attempt ran already (its start time is recorded): it is no new start.
+	begun := func(tk *task) { tk.rec.StartTime = now.Add(-time.Hour) }
 	retryAt := func(d time.Duration) func(*task) {
 		return func(tk *task) { tk.rec.Reason, tk.rec.RetryAt = lifecycle.ReasonRetryScheduled, now.Add(d) }
 	}
@@ -131,6 +133,10 @@ func TestDecide(t *testing.T) {
 		{name: "stopped set Running before startAfter waits", desired: running, startAfter: time.Hour, task: rec(lifecycle.Stopped, 1), want: actNone, requeue: true},
 		{name: "adopted RUNNING resumes although startAfter moved ahead", desired: running, startAfter: time.Hour, task: rec(lifecycle.Running, 2, checkpoint), want: actStart, attempt: 2, resume: true},
 		{name: "a run in the runner is not held back by startAfter", desired: running, startAfter: time.Hour, task: rec(lifecycle.Running, 1, active), want: actNone},
+		{name: "an adopted run waiting Pending for a slot is not held back by startAfter", desired: running, startAfter: time.Hour,
+			task: rec(lifecycle.Pending, 2, begun, checkpoint), want: actStart, attempt: 2, resume: true},
+		{name: "a retry waiting Pending before startAfter waits", desired: running, startAfter: time.Hour,
+			task: rec(lifecycle.Pending, 2, reason(lifecycle.ReasonRetryScheduled)), want: actNone, requeue: true},
 
 		// spec.resumeAt drives a Paused task as Running once it passed.
 		{name: "paused before resumeAt stays paused, looks again then", desired: paused, resumeAt: time.Hour, task: rec(lifecycle.Paused, 1, active), want: actNone, requeue: true},
