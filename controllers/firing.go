@@ -26,7 +26,7 @@ const defaultCatchUpRuns = 10
 const maxSlotsPerPass = 1000
 
 // firingInput is everything a schedule's firings are planned from: the slots that passed since
-// the last recorded one, the policies of the spec and the children still active.
+// the last recorded one, the policies of the spec and the children that exist.
 type firingInput struct {
 	Schedule string // the schedule's name, for child names
 	// Slots passed since the last recorded slot, oldest first; Dropped older ones left out.
@@ -34,35 +34,49 @@ type firingInput struct {
 	Dropped int
 	Now     time.Time
 	Spec    v1alpha1.TaskScheduleSpec
-	// Active names the children not yet Finished, Failed or Stopped.
-	Active []string
+	// Children are the schedule's BackgroundTasks that exist.
+	Children []scheduledChild
 	// JitterSeed makes a slot's jitter the same in every operator (the schedule's UID).
 	JitterSeed string
+	// Refused says why the API server refuses the template's BackgroundTask ("": it takes it):
+	// a slot that would create one is missed instead.
+	Refused string
 }
 
-// plannedFiring is one slot's outcome, to act on and record.
+// scheduledChild is one BackgroundTask of a schedule: its name, the slot (or run-now request
+// time) it was created for, and whether it is still active (not Finished, Failed or Stopped).
+type scheduledChild struct {
+	Name   string
+	Slot   time.Time
+	Active bool
+	// Manual: created by a run-now request, not by a slot.
+	Manual bool
+}
+
+// plannedFiring is one slot's outcome, to record and then act on.
 type plannedFiring struct {
 	Slot    time.Time
 	Outcome store.FiringOutcome
 	Reason  string
 	// Child is the BackgroundTask to create (created and replaced).
 	Child string
+	// Exists: Child exists already (created by a look that did not record it).
+	Exists bool
 	// Stop names the active children to stop first (replaced).
 	Stop []string
 }
 
-// planFirings decides the outcome of every passed slot that is due (its jitter passed). It is
-// pure: the same input gives the same plan in every operator. wait is how long until the next
-// slot held back by its jitter is due (0: none).
+// planFirings decides the outcome of every passed slot that is due (its jitter passed), in slot
+// order: a slot held back by its jitter holds back the slots after it, so slots are recorded
+// oldest first and the next look, which starts after the newest recorded slot, never leaves
+// one out. It is pure: the same input gives the same plan in every operator. wait is how long
+// until the first held-back slot is due (0: none).
 func planFirings(in firingInput) (plan []plannedFiring, wait time.Duration) {
 	var due []time.Time
 	for _, slot := range in.Slots {
-		at := slot.Add(jitterOf(in.Spec.Jitter, in.JitterSeed, slot))
-		if at.After(in.Now) {
-			if d := at.Sub(in.Now); wait == 0 || d < wait {
-				wait = d
-			}
-			continue
+		if at := slot.Add(jitterOf(in.Spec.Jitter, in.JitterSeed, slot)); at.After(in.Now) {
+			wait = at.Sub(in.Now)
+			break
 		}
 		due = append(due, slot)
 	}
@@ -70,10 +84,28 @@ func planFirings(in firingInput) (plan []plannedFiring, wait time.Duration) {
 		return nil, wait
 	}
 	missed := in.missedSlots(due)
-	active := append([]string(nil), in.Active...)
+	existing := map[int64]string{}
+	for _, c := range in.Children {
+		if !c.Manual {
+			existing[c.Slot.UnixNano()] = c.Name
+		}
+	}
+	var planned []string         // created by this plan, active from their slot on
+	stopped := map[string]bool{} // replaced by this plan
 	for i, slot := range due {
 		f := plannedFiring{Slot: slot}
+		// Only runs of earlier slots compete with this one; its own child is never among them.
+		var active []string
+		for _, name := range in.activeBefore(slot) {
+			if !stopped[name] {
+				active = append(active, name)
+			}
+		}
+		active = append(active, planned...)
 		switch why, isMissed := missed[i]; {
+		case existing[slot.UnixNano()] != "":
+			f.Outcome, f.Child, f.Exists = store.FiringCreated, existing[slot.UnixNano()], true
+			f.Reason = "created by an earlier look that did not record it"
 		case in.Spec.Suspend:
 			f.Outcome, f.Reason = store.FiringSkipped, "Suspended: spec.suspend is true"
 		case isMissed:
@@ -81,14 +113,19 @@ func planFirings(in firingInput) (plan []plannedFiring, wait time.Duration) {
 		case len(active) > 0 && in.Spec.ConcurrencyPolicy == v1alpha1.ConcurrencyForbid:
 			f.Outcome = store.FiringSkipped
 			f.Reason = fmt.Sprintf("Forbid: %s still active (concurrencyPolicy Forbid)", strings.Join(active, ", "))
+		case in.Refused != "":
+			f.Outcome, f.Reason = store.FiringMissed, "Refused: the API server refuses the template's BackgroundTask: "+in.Refused
 		case len(active) > 0 && in.Spec.ConcurrencyPolicy == v1alpha1.ConcurrencyReplace:
 			f.Outcome, f.Child, f.Stop = store.FiringReplaced, childName(in.Schedule, slot), active
 			f.Reason = fmt.Sprintf("Replace: stopped %s (concurrencyPolicy Replace)", strings.Join(active, ", "))
-			active = []string{f.Child}
+			for _, name := range active {
+				stopped[name] = true
+			}
+			planned = []string{f.Child}
 		default:
 			f.Outcome, f.Child = store.FiringCreated, childName(in.Schedule, slot)
 			f.Reason = lateness(in.Now, slot)
-			active = append(active, f.Child)
+			planned = append(planned, f.Child)
 		}
 		plan = append(plan, f)
 	}
@@ -96,6 +133,17 @@ func planFirings(in firingInput) (plan []plannedFiring, wait time.Duration) {
 		plan[0].Reason += fmt.Sprintf(" (and %d earlier slot(s) since the last recorded one, missed, not recorded one by one)", in.Dropped)
 	}
 	return plan, wait
+}
+
+// activeBefore names the active children of slots before slot, oldest first.
+func (in firingInput) activeBefore(slot time.Time) []string {
+	var out []string
+	for _, c := range in.Children {
+		if c.Active && c.Slot.Before(slot) {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 // missedSlots says which due slots may not start, by the catch-up policy and the starting

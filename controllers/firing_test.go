@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestPlanFirings(t *testing.T) {
 		spec   v1alpha1.TaskScheduleSpec
 		slots  []time.Time
 		now    time.Time
-		active []string
+		active []string // children of earlier slots, still running
 		want   []want
 		stop   []string
 	}{
@@ -64,7 +65,11 @@ func TestPlanFirings(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, wait := planFirings(firingInput{Schedule: "nightly", Slots: tc.slots, Now: tc.now, Spec: tc.spec, Active: tc.active, JitterSeed: "uid"})
+			var children []scheduledChild
+			for _, name := range tc.active {
+				children = append(children, scheduledChild{Name: name, Slot: slot.Add(-24 * time.Hour), Active: true})
+			}
+			plan, wait := planFirings(firingInput{Schedule: "nightly", Slots: tc.slots, Now: tc.now, Spec: tc.spec, Children: children, JitterSeed: "uid"})
 			require.Zero(t, wait)
 			require.Len(t, plan, len(tc.want))
 			for i, w := range tc.want {
@@ -112,4 +117,75 @@ func TestDroppedSlotsAreCounted(t *testing.T) {
 	plan, _ := planFirings(firingInput{Schedule: "s", Slots: []time.Time{slot, slot.Add(time.Second)}, Dropped: 9800, Now: slot.Add(time.Second)})
 	require.Equal(t, store.FiringMissed, plan[0].Outcome)
 	require.True(t, strings.Contains(plan[0].Reason, "and 9800 earlier slot(s)"), plan[0].Reason)
+}
+
+// TestAHeldBackSlotHoldsBackTheSlotsAfterIt: with a jitter wider than the gap between slots, a
+// slot whose jitter has not passed holds back the later slots whose jitter has, so slots are
+// recorded oldest first and none is left out (the next look starts after the newest recorded).
+func TestAHeldBackSlotHoldsBackTheSlotsAfterIt(t *testing.T) {
+	s0 := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	s1 := s0.Add(4 * time.Second)
+	spec := v1alpha1.TaskScheduleSpec{Jitter: &metav1.Duration{Duration: 10 * time.Second}}
+	seed := ""
+	for i := 0; seed == ""; i++ { // a schedule whose first slot draws a later start than its second
+		if s := fmt.Sprint("uid-", i); jitterOf(spec.Jitter, s, s0) > 4*time.Second+jitterOf(spec.Jitter, s, s1) {
+			seed = s
+		}
+	}
+	j0, j1 := jitterOf(spec.Jitter, seed, s0), jitterOf(spec.Jitter, seed, s1)
+	now := s1.Add(j1) // s1 is due, s0 is not yet
+	require.True(t, now.Before(s0.Add(j0)))
+	plan, wait := planFirings(firingInput{Schedule: "s", Slots: []time.Time{s0, s1}, Now: now, Spec: spec, JitterSeed: seed})
+	require.Empty(t, plan, "s1 waits for s0")
+	require.Equal(t, s0.Add(j0).Sub(now), wait, "look again when s0 is due")
+
+	plan, _ = planFirings(firingInput{Schedule: "s", Slots: []time.Time{s0, s1}, Now: s0.Add(j0), Spec: spec, JitterSeed: seed})
+	require.Len(t, plan, 2, "both, in slot order")
+	require.Equal(t, s0, plan[0].Slot)
+	require.Equal(t, s1, plan[1].Slot)
+}
+
+// TestASlotsOwnChildIsNeverReplaced: a slot whose child exists already (created by a look that
+// stopped before recording it) records it created; Replace stops only earlier slots' runs, never
+// the slot's own child, and Forbid does not count it against its own slot.
+func TestASlotsOwnChildIsNeverReplaced(t *testing.T) {
+	slot := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	own := childName("s", slot)
+	older := scheduledChild{Name: "s-older", Slot: slot.Add(-time.Hour), Active: true}
+	for _, policy := range []v1alpha1.ConcurrencyPolicy{v1alpha1.ConcurrencyReplace, v1alpha1.ConcurrencyForbid, v1alpha1.ConcurrencyAllow} {
+		plan, _ := planFirings(firingInput{Schedule: "s", Slots: []time.Time{slot}, Now: slot.Add(time.Second),
+			Spec:     v1alpha1.TaskScheduleSpec{ConcurrencyPolicy: policy},
+			Children: []scheduledChild{older, {Name: own, Slot: slot, Active: true}}, JitterSeed: "uid"})
+		require.Len(t, plan, 1)
+		require.Equal(t, store.FiringCreated, plan[0].Outcome, "%s: %s", policy, plan[0].Reason)
+		require.Equal(t, own, plan[0].Child)
+		require.True(t, plan[0].Exists)
+		require.Empty(t, plan[0].Stop, "%s: nothing is stopped", policy)
+	}
+	// Without its own child, Replace stops the earlier run only; a run-now child of the same
+	// second is no slot's child.
+	plan, _ := planFirings(firingInput{Schedule: "s", Slots: []time.Time{slot}, Now: slot.Add(time.Second),
+		Spec:     v1alpha1.TaskScheduleSpec{ConcurrencyPolicy: v1alpha1.ConcurrencyReplace},
+		Children: []scheduledChild{older, {Name: "s-manual-1", Slot: slot, Active: true, Manual: true}}, JitterSeed: "uid"})
+	require.Equal(t, store.FiringReplaced, plan[0].Outcome)
+	require.Equal(t, []string{"s-older"}, plan[0].Stop)
+	require.False(t, plan[0].Exists)
+}
+
+// TestARefusedTemplateMissesTheSlotsThatWouldCreate: while the API server refuses the template,
+// a slot that would create a child is missed with the refusal; a skipped one stays skipped.
+func TestARefusedTemplateMissesTheSlotsThatWouldCreate(t *testing.T) {
+	slot := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	plan, _ := planFirings(firingInput{Schedule: "s", Slots: []time.Time{slot, slot.Add(time.Hour)}, Now: slot.Add(time.Hour),
+		Spec:    v1alpha1.TaskScheduleSpec{CatchUp: &v1alpha1.CatchUp{Policy: v1alpha1.CatchUpAll}},
+		Refused: "metadata.labels: Invalid value", JitterSeed: "uid"})
+	require.Len(t, plan, 2)
+	for _, f := range plan {
+		require.Equal(t, store.FiringMissed, f.Outcome)
+		require.Equal(t, "Refused: the API server refuses the template's BackgroundTask: metadata.labels: Invalid value", f.Reason)
+		require.Empty(t, f.Child)
+	}
+	plan, _ = planFirings(firingInput{Schedule: "s", Slots: []time.Time{slot}, Now: slot, Refused: "no",
+		Spec: v1alpha1.TaskScheduleSpec{Suspend: true}})
+	require.Equal(t, store.FiringSkipped, plan[0].Outcome)
 }

@@ -3,15 +3,12 @@ package controllers
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -33,36 +29,48 @@ import (
 	"github.com/taskpilot/taskpilot/store"
 )
 
-// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskschedules,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskschedules,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskschedules/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskschedules/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=create
 
-// scheduler fires TaskSchedules: at each slot it records the slot's outcome in PostgreSQL and
-// creates the slot's BackgroundTask. Only the leader fires; exactly once per slot rests on the
-// database and the API server, not on leadership: the child's name is derived from the slot
-// (a second create is AlreadyExists) and the slot's row is unique (a second insert does
-// nothing), so two operators that both believe they lead still fire a slot once.
+// scheduler fires TaskSchedules: at each slot it records the slot's outcome in PostgreSQL, then
+// creates the slot's BackgroundTask. The row decides: it is written first, unique per slot, and
+// only the look whose insert wins acts on the slot, so two operators that both believe they lead
+// fire a slot once and never disagree about it (a child under a `skipped` row). A crash between
+// the insert and the create leaves a row whose child is still to be created (child_uid NULL),
+// which the next look creates; the row then records the child's UID.
 type scheduler struct {
 	client client.Client
 	// children reads a schedule's BackgroundTasks: the cache, or with sharding (where this
 	// replica caches only its own share) the API server.
 	children client.Reader
-	store    *store.Repository
-	clock    clock.PassiveClock
-	events   events.EventRecorder
-	leading  func() bool
-	identity string
-	workers  int
-	log      logr.Logger
+	// api reads from the API server (a child whose create said AlreadyExists).
+	api       client.Reader
+	store     *store.Repository
+	clock     clock.PassiveClock
+	events    events.EventRecorder
+	leading   func() bool
+	identity  string
+	workers   int
+	templates templateChecks
+	log       logr.Logger
 }
+
+// replaceWait bounds how long a replacing slot waits for the runs it stopped to end before it
+// starts its own (concurrencyPolicy Replace): a run that ignores its stop does not hold the
+// schedule back for longer.
+const replaceWait = 30 * time.Second
+
+// settleRetry is how soon to look again at a slot waiting for the runs it replaces.
+const settleRetry = time.Second
 
 func (s *scheduler) setupWithManager(mgr ctrl.Manager, look *wake) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TaskSchedule{}).
-		// A child that ends frees a Forbid schedule and may be past its history limit.
-		// Only a child's phase matters here (active or ended); its progress and other status
-		// writes would cost a look, with a database query, each.
+		// A child that ends frees a Forbid schedule, lets a Replace slot start and may be past
+		// its history limit. Only a child's phase matters here (active or ended); its progress
+		// and other status writes would cost a look, with a database query, each.
 		Watches(&v1alpha1.BackgroundTask{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
 			&v1alpha1.TaskSchedule{}, handler.OnlyControllerOwner()), builder.WithPredicates(phaseChanged())).
 		WatchesRawSource(look.source()).
@@ -85,15 +93,19 @@ func (s *scheduler) lookAtEverySchedule(look *wake) {
 	}
 }
 
-// Reconcile gathers (the schedule, its children, its last recorded slot), plans the passed
-// slots (planFirings, pure), acts (stop, create, record, in slot order), trims the history and
-// writes the status if it changed.
+// Reconcile gathers (the schedule, its children, its book in PostgreSQL), settles the slots of
+// earlier looks whose child is still to be created, plans the passed slots (planFirings, pure),
+// acts (record, then stop and create, in slot order), trims the history and writes the status
+// if it changed.
 func (s *scheduler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if !s.leading() {
 		return ctrl.Result{}, nil // the leader fires; a new one looks at every schedule
 	}
 	var ts v1alpha1.TaskSchedule
 	if err := s.client.Get(ctx, req.NamespacedName, &ts); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.templates.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ts.DeletionTimestamp.IsZero() {
@@ -105,237 +117,137 @@ func (s *scheduler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		next := ts.Status.DeepCopy()
 		next.ObservedGeneration, next.NextScheduleTime = ts.Generation, nil
 		setScheduleReady(next, ts.Generation, metav1.ConditionFalse, "InvalidSchedule", err.Error())
-		return ctrl.Result{}, s.writeStatus(ctx, &ts, *next)
+		return ctrl.Result{}, s.writeStatus(ctx, &ts, *next) // looked at again when the spec changes
 	}
 	children, err := s.listChildren(ctx, &ts)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	last, found, err := s.store.LastFiring(ctx, string(ts.UID))
+	book, err := s.store.ScheduleBook(ctx, string(ts.UID))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	from := ts.CreationTimestamp.Time // slots after the schedule exists
-	if found && last.Slot.After(from) {
-		from = last.Slot
+	from, current, err := s.effectiveFrom(ctx, &ts, book.Revision, now)
+	if err != nil || !current {
+		// !current: another look recorded a newer generation than this cache holds.
+		return ctrl.Result{RequeueAfter: settleRetry}, err
 	}
-	slots, dropped := cron.slotsBetween(from, now, maxSlotsPerPass)
-	plan, wait := planFirings(firingInput{Schedule: ts.Name, Slots: slots, Dropped: dropped, Now: now, Spec: ts.Spec,
-		Active: activeChildren(children), JitterSeed: string(ts.UID)})
-	lastCreated, err := s.fire(ctx, &ts, plan, children)
+	refused := s.templates.refusal(ctx, s.client, &ts, now)
+
+	l := look{ts: &ts, children: children, now: now}
+	after, blocked, err := s.settleAll(ctx, &l, book.Unsettled)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := s.runNow(ctx, &ts); err != nil {
+	if !blocked {
+		if book.Last != nil && book.Last.Slot.After(from) {
+			from = book.Last.Slot
+		}
+		slots, dropped := cron.slotsBetween(from, now, maxSlotsPerPass)
+		plan, wait := planFirings(firingInput{Schedule: ts.Name, Slots: slots, Dropped: dropped, Now: now, Spec: ts.Spec,
+			Children: scheduledChildren(children), JitterSeed: string(ts.UID), Refused: refused})
+		fired, err := s.fire(ctx, &l, plan)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		after = soonest(after, wait, fired)
+	}
+	if err := s.runNow(ctx, &l); err != nil {
 		return ctrl.Result{}, err
 	}
-	if lastCreated.IsZero() && ts.Status.LastScheduleTime != nil {
-		lastCreated = ts.Status.LastScheduleTime.Time
-	}
-	if len(plan) > 0 { // what fire changed
-		if children, err = s.listChildren(ctx, &ts); err != nil {
+	if l.changed { // what this look created or stopped
+		if l.children, err = s.listChildren(ctx, &ts); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	s.trimHistory(ctx, &ts, children)
+	s.trimHistory(ctx, &ts, l.children)
 
 	nextSlot := cron.next(now)
+	if err := s.writeStatus(ctx, &ts, scheduleStatus(&ts, l, nextSlot, refused)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !nextSlot.IsZero() {
+		after = soonest(after, nextSlot.Add(jitterOf(ts.Spec.Jitter, string(ts.UID), nextSlot)).Sub(now))
+	}
+	// No next slot and nothing waiting (an impossible date such as 30 February): look again
+	// only when the spec changes, never in a loop.
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// look is one look at a schedule: what it read, and what it did.
+type look struct {
+	ts       *v1alpha1.TaskSchedule
+	children []v1alpha1.BackgroundTask
+	now      time.Time
+	// newest is the newest slot this look created a child for; missed the slots it recorded
+	// missed (one Event for all of them); changed: it created or stopped a child.
+	newest  time.Time
+	missed  []store.Firing
+	changed bool
+}
+
+// scheduleStatus is the status a look shows.
+func scheduleStatus(ts *v1alpha1.TaskSchedule, l look, nextSlot time.Time, refused string) v1alpha1.TaskScheduleStatus {
+	last := l.newest
+	if last.IsZero() && ts.Status.LastScheduleTime != nil {
+		last = ts.Status.LastScheduleTime.Time
+	}
 	status := v1alpha1.TaskScheduleStatus{
-		LastScheduleTime: apiTime(lastCreated), NextScheduleTime: apiTime(nextSlot), ObservedGeneration: ts.Generation,
-		Active: activeChildren(children), Conditions: append([]metav1.Condition(nil), ts.Status.Conditions...),
+		LastScheduleTime: apiTime(last), NextScheduleTime: apiTime(nextSlot), ObservedGeneration: ts.Generation,
+		Active: activeChildren(l.children), Conditions: append([]metav1.Condition(nil), ts.Status.Conditions...),
 	}
 	status.ActiveCount = int32(len(status.Active)) //nolint:gosec // bounded by the children listed
 	switch {
+	case refused != "":
+		setScheduleReady(&status, ts.Generation, metav1.ConditionFalse, reasonTemplateRefused,
+			"the API server refuses the BackgroundTask of the template, so every slot is recorded missed: "+refused)
+	case nextSlot.IsZero():
+		setScheduleReady(&status, ts.Generation, metav1.ConditionFalse, "NoFutureSlot",
+			"the schedule "+ts.Spec.Schedule+" names no time in the next five years (a date such as 30 February): nothing will fire")
 	case ts.Spec.Suspend:
 		setScheduleReady(&status, ts.Generation, metav1.ConditionTrue, "Suspended", "spec.suspend is true: slots are recorded skipped")
-	case nextSlot.IsZero():
-		setScheduleReady(&status, ts.Generation, metav1.ConditionTrue, "NoMoreSlots", "the schedule names no future time")
 	default:
 		setScheduleReady(&status, ts.Generation, metav1.ConditionTrue, "Scheduling", "firing at every slot of "+ts.Spec.Schedule)
 	}
-	if err := s.writeStatus(ctx, &ts, status); err != nil {
-		return ctrl.Result{}, err
-	}
-	after := wait
-	if !nextSlot.IsZero() {
-		due := nextSlot.Add(jitterOf(ts.Spec.Jitter, string(ts.UID), nextSlot)).Sub(now)
-		if after == 0 || due < after {
-			after = due
-		}
-	}
-	return ctrl.Result{RequeueAfter: max(after, time.Millisecond)}, nil
+	return status
 }
 
-// fire acts on the plan in slot order: the outcomes that create nothing are recorded in
-// batches, each child is created (after stopping what it replaces) before its row is written,
-// so a crash in between leaves a child whose slot the next look records, never a row without
-// its child. It returns the newest slot that created a child.
-func (s *scheduler) fire(ctx context.Context, ts *v1alpha1.TaskSchedule, plan []plannedFiring,
-	children []v1alpha1.BackgroundTask) (time.Time, error) {
-	exists := map[string]bool{}
-	for i := range children {
-		exists[children[i].Name] = true
+// effectiveFrom is the instant after which the slots of the schedule's current expression and
+// time zone count: its creation, or the first look after either was edited (slots before the
+// edit are not slots of the new expression, so they are neither caught up nor recorded). It
+// is recorded once per generation; current is false when a newer generation is recorded than
+// this look's copy of the schedule holds.
+func (s *scheduler) effectiveFrom(ctx context.Context, ts *v1alpha1.TaskSchedule, rec *store.ScheduleRevision, now time.Time) (time.Time, bool, error) {
+	want := store.ScheduleRevision{ScheduleUID: string(ts.UID), Namespace: ts.Namespace, Schedule: ts.Name,
+		Generation: ts.Generation, Expression: ts.Spec.Schedule, TimeZone: ts.Spec.TimeZone}
+	switch {
+	case rec == nil:
+		want.EffectiveFrom = ts.CreationTimestamp.Time
+	case rec.Generation > ts.Generation:
+		return time.Time{}, false, nil
+	case rec.Generation == ts.Generation:
+		return rec.EffectiveFrom, true, nil
+	case rec.Expression == want.Expression && rec.TimeZone == want.TimeZone:
+		want.EffectiveFrom = rec.EffectiveFrom // another field changed: the slots go on
+	default:
+		want.EffectiveFrom = now
 	}
-	var pending []store.Firing
-	var missed []store.Firing
-	flush := func() error {
-		recorded, err := s.store.RecordFirings(ctx, pending)
-		for _, f := range recorded {
-			if f.Outcome == store.FiringMissed {
-				missed = append(missed, f)
-			}
-		}
-		pending = pending[:0]
-		return err
-	}
-	// One Warning for the slots this look missed, not one per slot: a schedule every few
-	// seconds after an outage would otherwise write (and the event broadcaster keep) an Event
-	// per slot. Skipped slots are what the spec asked for: no Event; all are in the history.
-	defer func() {
-		if len(missed) > 0 {
-			last := missed[len(missed)-1]
-			s.events.Eventf(ts, nil, corev1.EventTypeWarning, "Missed", "Fire", "%d slot(s) missed, the newest %s: %s",
-				len(missed), last.Slot.UTC().Format(time.RFC3339), last.Reason)
-		}
-	}()
-	var newest time.Time
-	for _, f := range plan {
-		row := store.Firing{ScheduleUID: string(ts.UID), Namespace: ts.Namespace, Schedule: ts.Name, Slot: f.Slot,
-			Outcome: f.Outcome, Reason: f.Reason, TaskName: f.Child, RecordedBy: s.identity}
-		act := true
-		if !f.Outcome.Created() {
-			if name := childName(ts.Name, f.Slot); exists[name] {
-				act = false
-				// Created by a look that crashed before its row: the slot did create it.
-				row.Outcome, row.TaskName, row.Reason = store.FiringCreated, name, "created by an earlier look; recorded late"
-			} else {
-				pending = append(pending, row)
-				continue
-			}
-		}
-		if err := flush(); err != nil {
-			return newest, err
-		}
-		if act {
-			for _, name := range f.Stop {
-				if err := s.stopChild(ctx, ts.Namespace, name); err != nil {
-					return newest, err
-				}
-			}
-			if err := s.createChild(ctx, ts, f.Child, f.Slot, false); err != nil {
-				var refused *refusedError
-				if !errors.As(err, &refused) {
-					return newest, err
-				}
-				row.Outcome, row.TaskName = store.FiringMissed, ""
-				row.Reason = truncateRunes("Refused: the API server refused the slot's BackgroundTask: "+refused.err.Error(), 1000)
-				pending = append(pending, row)
-				continue
-			}
-		}
-		// No Event for a slot that created its child: the child and the status say it, and an
-		// Event per firing is an API write per firing. Skipped and missed slots get one.
-		if _, err := s.store.RecordFirings(ctx, []store.Firing{row}); err != nil {
-			return newest, err
-		}
-		newest = f.Slot
-	}
-	return newest, flush()
-}
-
-// createChild creates the BackgroundTask name of a slot (or of a manual run); AlreadyExists
-// means another look created it.
-func (s *scheduler) createChild(ctx context.Context, ts *v1alpha1.TaskSchedule, name string, slot time.Time, manual bool) error {
-	bt := &v1alpha1.BackgroundTask{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: ts.Namespace,
-			Labels:      map[string]string{},
-			Annotations: map[string]string{},
-		},
-		Spec: *ts.Spec.Template.Spec.DeepCopy(),
-	}
-	for k, v := range ts.Spec.Template.Metadata.Labels {
-		if !strings.HasPrefix(k, v1alpha1.Group+"/") { // the operator's own (assignment, schedule) labels are not a tenant's to set
-			bt.Labels[k] = v
-		}
-	}
-	for k, v := range ts.Spec.Template.Metadata.Annotations {
-		bt.Annotations[k] = v
-	}
-	bt.Labels[v1alpha1.LabelSchedule] = ts.Name
-	bt.Labels[v1alpha1.LabelSlot] = fmt.Sprint(slot.Unix())
-	if manual {
-		bt.Labels[v1alpha1.LabelManual] = "true"
-	}
-	if err := controllerutil.SetControllerReference(ts, bt, s.client.Scheme()); err != nil {
-		return fmt.Errorf("create %s: %w", bt.Name, err)
-	}
-	err := s.client.Create(ctx, bt)
-	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) {
-		return &refusedError{err: err} // retrying cannot help: the slot is recorded missed
-	}
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create %s/%s for slot %s: %w", bt.Namespace, bt.Name, slot.UTC().Format(time.RFC3339), err)
-	}
-	return nil
-}
-
-// runNow creates the one child a run-now request asks for (the annotation
-// tasks.taskpilot.dev/run-now, set by `kubectl taskpilot run-now`), once per request time,
-// whatever spec.suspend and concurrencyPolicy say: it is an explicit request, as `kubectl
-// create job --from=cronjob/...` is. The request stays on the object; its row makes it done.
-func (s *scheduler) runNow(ctx context.Context, ts *v1alpha1.TaskSchedule) error {
-	value, ok := ts.Annotations[v1alpha1.AnnotationRunNow]
-	if !ok {
-		return nil
-	}
-	at, err := time.Parse(time.RFC3339, value)
+	got, err := s.store.Revise(ctx, want)
 	if err != nil {
-		s.log.Info("ignoring a run-now request that is not an RFC 3339 time", "schedule", ts.Name, "value", value)
-		return nil
+		return time.Time{}, false, err
 	}
-	at = at.Truncate(time.Second)
-	if done, err := s.store.HasFiring(ctx, string(ts.UID), at, true); err != nil || done {
-		return err
-	}
-	row := store.Firing{ScheduleUID: string(ts.UID), Namespace: ts.Namespace, Schedule: ts.Name, Slot: at, Manual: true,
-		Outcome: store.FiringCreated, TaskName: manualChildName(ts.Name, at), RecordedBy: s.identity,
-		Reason: "run now: requested with the " + v1alpha1.AnnotationRunNow + " annotation"}
-	if err := s.createChild(ctx, ts, row.TaskName, at, true); err != nil {
-		var refused *refusedError
-		if !errors.As(err, &refused) {
-			return err
+	return got.EffectiveFrom, got.Generation == ts.Generation, nil
+}
+
+// soonest is the shortest of the positive durations (0: none).
+func soonest(ds ...time.Duration) time.Duration {
+	var out time.Duration
+	for _, d := range ds {
+		if d > 0 && (out == 0 || d < out) {
+			out = d
 		}
-		row.Outcome, row.TaskName = store.FiringMissed, ""
-		row.Reason = truncateRunes("Refused: the API server refused the run's BackgroundTask: "+refused.err.Error(), 1000)
 	}
-	recorded, err := s.store.RecordFirings(ctx, []store.Firing{row})
-	if err == nil && len(recorded) == 1 {
-		s.events.Eventf(ts, nil, corev1.EventTypeNormal, "RunNow", "Fire", "run now requested at %s: %s %s",
-			value, row.Outcome, nonEmpty(row.TaskName, row.Reason))
-	}
-	return err
-}
-
-// manualChildName is the BackgroundTask of a run-now request at.
-func manualChildName(schedule string, at time.Time) string {
-	return schedule + "-manual-" + fmt.Sprint(at.Unix())
-}
-
-// refusedError is a child the API server refuses for good (validation, admission policy).
-type refusedError struct{ err error }
-
-func (e *refusedError) Error() string { return e.err.Error() }
-func (e *refusedError) Unwrap() error { return e.err }
-
-// stopChild sets a child Stopped (concurrencyPolicy Replace), as a user would.
-func (s *scheduler) stopChild(ctx context.Context, namespace, name string) error {
-	bt := &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-	err := s.client.Patch(ctx, bt, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"state":"Stopped"}}`)))
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("stop %s/%s to replace it: %w", namespace, name, err)
-	}
-	return nil
+	return out
 }
 
 // listChildren lists the BackgroundTasks this schedule created.

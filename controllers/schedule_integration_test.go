@@ -188,8 +188,8 @@ func (h *harness) getSchedule(name string) *v1alpha1.TaskSchedule {
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestRunNowCreatesOneChildPerRequest: the run-now annotation creates one child per request
-// time, even while the schedule is suspended, recorded as a manual firing; looking again at
-// the same request creates nothing more.
+// time, even while the schedule is suspended, recorded as a manual firing, and is removed once
+// looked at; the same request time asked again creates nothing more.
 func TestRunNowCreatesOneChildPerRequest(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})
@@ -197,26 +197,29 @@ func TestRunNowCreatesOneChildPerRequest(t *testing.T) {
 		s.Spec.Suspend = true
 	})
 	request := func(at time.Time) {
-		// poke: a change that makes the operator look again at an unchanged request.
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,"poke":%q}}}`, v1alpha1.AnnotationRunNow,
-			at.UTC().Format(time.RFC3339), time.Now().String())
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, v1alpha1.AnnotationRunNow, at.UTC().Format(time.RFC3339))
 		require.NoError(t, h.c.Patch(h.ctx, h.getSchedule(ts.Name), client.RawPatch(types.MergePatchType, []byte(patch))))
+		require.Eventually(t, func() bool {
+			_, pending := h.getSchedule(ts.Name).Annotations[v1alpha1.AnnotationRunNow]
+			return !pending
+		}, waitTimeout, 20*time.Millisecond, "the request is removed once looked at")
 	}
 	first := time.Now().Truncate(time.Second)
 	request(first)
-	name := ts.Name + "-manual-" + itoa(first.Unix())
+	name := ts.Name + "-manual-" + itoa(first.UnixMilli())
 	done := h.waitPhase(name, v1alpha1.PhaseFinished)
 	require.Equal(t, "true", done.Labels[v1alpha1.LabelManual])
-	request(first) // the same request, looked at again
+	request(first) // the same request again
 	second := first.Add(time.Minute)
 	request(second)
-	h.waitPhase(ts.Name+"-manual-"+itoa(second.Unix()), v1alpha1.PhaseFinished)
+	h.waitPhase(ts.Name+"-manual-"+itoa(second.UnixMilli()), v1alpha1.PhaseFinished)
 
 	firings := h.firings(ts)
-	require.Len(t, firings, 2, "one firing per request: %+v", firings)
+	require.Len(t, firings, 2, "one firing per request time: %+v", firings)
 	for _, f := range firings {
 		require.True(t, f.Manual)
 		require.Equal(t, store.FiringCreated, f.Outcome)
+		require.NotNil(t, f.ChildUID, "the row records its child")
 	}
 	require.Len(t, h.children(ts), 2)
 }

@@ -147,7 +147,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	op.leader.OnGain(func() { rec.lookAtEveryTask(decide) })
 	op.leader.OnGain(pub.kick)
 	look := newWake()
-	sch := &scheduler{client: mgr.GetClient(), children: mgr.GetClient(), store: o.Store, clock: o.Clock,
+	sch := &scheduler{client: mgr.GetClient(), children: mgr.GetClient(), api: mgr.GetAPIReader(), store: o.Store, clock: o.Clock,
 		events: mgr.GetEventRecorder("taskpilot"), leading: op.leader.Leading, identity: o.Identity,
 		workers: o.MaxConcurrentReconciles, log: log.WithName("schedule")}
 	if o.Sharding {

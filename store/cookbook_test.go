@@ -262,7 +262,7 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 		return Firing{ScheduleUID: "uid-schedule", Namespace: "default", Schedule: "nightly-checksum", Slot: slot,
 			Outcome: outcome, TaskName: child, Reason: why, RecordedBy: "op-1"}
 	}
-	_, err = repo.RecordFirings(testCtx(t), []Firing{
+	_, _, err = repo.RecordFirings(testCtx(t), []Firing{
 		fire(ago(30*time.Hour), FiringMissed, "", "Late: 1h0m0s late, past its starting deadline of 1m0s (catchUp Skip)"),
 		fire(ago(5*time.Hour), FiringCreated, "nightly-checksum-1", ""),
 		fire(ago(4*time.Hour), FiringSkipped, "", "Forbid: nightly-checksum-1 still active (concurrencyPolicy Forbid)"),

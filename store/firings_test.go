@@ -38,37 +38,93 @@ func TestASlotIsRecordedOnce(t *testing.T) {
 		TaskName: "nightly-1", RecordedBy: "op-a"}
 	missed := Firing{ScheduleUID: "s-uid", Namespace: "ns", Schedule: "nightly", Slot: slot.Add(-time.Hour), Outcome: FiringMissed,
 		Reason: "Late", RecordedBy: "op-a"}
-	got, err := repo.RecordFirings(ctx, []Firing{missed, first})
+	got, lost, err := repo.RecordFirings(ctx, []Firing{missed, first})
 	require.NoError(t, err)
+	require.False(t, lost)
 	require.Len(t, got, 2)
+	require.NotZero(t, got[1].ID, "the rows written come back with their IDs")
 
 	again := first
 	again.Outcome, again.TaskName, again.RecordedBy = FiringMissed, "", "op-b"
-	got, err = repo.RecordFirings(ctx, []Firing{again})
+	later := Firing{ScheduleUID: "s-uid", Namespace: "ns", Schedule: "nightly", Slot: slot.Add(time.Hour), Outcome: FiringSkipped,
+		Reason: "Forbid", RecordedBy: "op-b"}
+	got, lost, err = repo.RecordFirings(ctx, []Firing{again, later})
 	require.NoError(t, err)
-	require.Empty(t, got, "the slot was recorded already")
+	require.True(t, lost, "the slot was recorded already")
+	require.Empty(t, got, "and nothing after it is written: whoever won the slot acts, the loser looks again")
 
-	last, ok, err := repo.LastFiring(ctx, "s-uid")
+	book, err := repo.ScheduleBook(ctx, "s-uid")
 	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, FiringCreated, last.Outcome, "the first row stands")
-	require.Equal(t, "op-a", last.RecordedBy)
-	require.True(t, slot.Equal(last.Slot))
+	require.NotNil(t, book.Last)
+	require.Equal(t, FiringCreated, book.Last.Outcome, "the first row stands")
+	require.Equal(t, "op-a", book.Last.RecordedBy)
+	require.True(t, slot.Equal(book.Last.Slot))
+	require.Len(t, book.Unsettled, 1, "its child is still to be created")
+	require.Equal(t, "nightly-1", book.Unsettled[0].TaskName)
+	require.Nil(t, book.Revision)
 
-	created, ok, err := repo.LastCreated(ctx, "s-uid")
+	require.NoError(t, repo.SettleChild(ctx, book.Unsettled[0].ID, "child-uid"))
+	book, err = repo.ScheduleBook(ctx, "s-uid")
 	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, "nightly-1", created.TaskName)
+	require.Empty(t, book.Unsettled)
+	require.Equal(t, "child-uid", *book.Last.ChildUID)
 	list, err := repo.Firings(ctx, "ns", "nightly", 10)
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	require.Equal(t, FiringCreated, list[0].Outcome, "newest first")
 
-	_, ok, err = repo.LastFiring(ctx, "other")
+	book, err = repo.ScheduleBook(ctx, "other")
 	require.NoError(t, err)
-	require.False(t, ok)
+	require.Nil(t, book.Last)
 
 	bad := Firing{ScheduleUID: "s-uid", Namespace: "ns", Schedule: "nightly", Slot: slot.Add(time.Hour), Outcome: FiringCreated}
-	_, err = repo.RecordFirings(ctx, []Firing{bad})
+	_, _, err = repo.RecordFirings(ctx, []Firing{bad})
 	requirePgError(t, err, "23514", "background_task_firings_child")
+}
+
+// TestARefusedChildSettlesTheSlotMissed: a created slot whose child the API server refuses
+// becomes missed, once; a settled row never changes again.
+func TestARefusedChildSettlesTheSlotMissed(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	slot := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	got, _, err := repo.RecordFirings(ctx, []Firing{{ScheduleUID: "r-uid", Namespace: "ns", Schedule: "s", Slot: slot,
+		Outcome: FiringCreated, TaskName: "s-1", RecordedBy: "op-a"}})
+	require.NoError(t, err)
+	require.NoError(t, repo.SettleRefused(ctx, got[0].ID, "Refused: no"))
+	require.NoError(t, repo.SettleChild(ctx, got[0].ID, "late"), "a settled row is left as it is")
+	book, err := repo.ScheduleBook(ctx, "r-uid")
+	require.NoError(t, err)
+	require.Empty(t, book.Unsettled)
+	require.Equal(t, FiringMissed, book.Last.Outcome)
+	require.Empty(t, book.Last.TaskName)
+	require.Nil(t, book.Last.ChildUID)
+	require.Equal(t, "Refused: no", book.Last.Reason)
+}
+
+// TestARevisionIsNeverOverwrittenByAnOlderView: the revision of a newer generation stands; a
+// writer with an older one gets it back.
+func TestARevisionIsNeverOverwrittenByAnOlderView(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	created := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	rev := ScheduleRevision{ScheduleUID: "v-uid", Namespace: "ns", Schedule: "s", Generation: 1, Expression: "0 0 * * *",
+		EffectiveFrom: created}
+	got, err := repo.Revise(ctx, rev)
+	require.NoError(t, err)
+	require.True(t, created.Equal(got.EffectiveFrom))
+
+	edited := rev
+	edited.Generation, edited.Expression, edited.EffectiveFrom = 2, "*/5 * * * *", created.Add(12*time.Hour)
+	got, err = repo.Revise(ctx, edited)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), got.Generation)
+
+	got, err = repo.Revise(ctx, rev) // a second leader's stale cache
+	require.NoError(t, err)
+	require.Equal(t, int64(2), got.Generation, "the newer generation stands")
+	require.Equal(t, "*/5 * * * *", got.Expression)
+	book, err := repo.ScheduleBook(ctx, "v-uid")
+	require.NoError(t, err)
+	require.Equal(t, "*/5 * * * *", book.Revision.Expression)
 }

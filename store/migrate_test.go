@@ -21,7 +21,8 @@ func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
 	require.NoError(t, repo.db.WithContext(ctx).Raw(`
 		SELECT table_name FROM information_schema.tables
 		WHERE table_schema = 'public' ORDER BY table_name`).Scan(&tables).Error)
-	require.Equal(t, []string{"background_task_firings", "background_task_purges", "background_task_transitions", "background_tasks", "taskpilot_members", SchemaVersionTable}, tables)
+	require.Equal(t, []string{"background_task_firings", "background_task_purges", "background_task_schedule_revisions", "background_task_transitions",
+		"background_tasks", "taskpilot_members", SchemaVersionTable}, tables)
 
 	versions := func() []int64 {
 		var v []int64
@@ -29,11 +30,11 @@ func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
 			`SELECT version_id FROM `+SchemaVersionTable+` WHERE is_applied ORDER BY id`).Scan(&v).Error)
 		return v
 	}
-	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7}, versions())
+	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8}, versions())
 
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
-	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7}, versions(), "re-running applies nothing")
+	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8}, versions(), "re-running applies nothing")
 }
 
 func TestMigrateConcurrent(t *testing.T) {

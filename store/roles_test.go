@@ -62,6 +62,15 @@ func TestTheRuntimeRoleCannotRewriteHistory(t *testing.T) {
 	p, err := repo.PurgeHistory(ctx, time.Now().Add(-2*time.Hour), 10)
 	require.NoError(t, err)
 	require.Zero(t, p.Tasks, "a task deleted moments ago keeps its history")
+	// Schedules: the slot's row first, then its child's UID (or missed), and the revision.
+	won, _, err := repo.RecordFirings(ctx, []Firing{{ScheduleUID: "s1", Namespace: "ns", Schedule: "s", Slot: time.Now(),
+		Outcome: FiringCreated, TaskName: "s-1", RecordedBy: "op"}, {ScheduleUID: "s1", Namespace: "ns", Schedule: "s",
+		Slot: time.Now().Add(time.Second), Outcome: FiringCreated, TaskName: "s-2", RecordedBy: "op"}})
+	require.NoError(t, err)
+	require.NoError(t, repo.SettleChild(ctx, won[0].ID, "child-1"))
+	require.NoError(t, repo.SettleRefused(ctx, won[1].ID, "Refused: no"))
+	_, err = repo.Revise(ctx, ScheduleRevision{ScheduleUID: "s1", Namespace: "ns", Schedule: "s", Generation: 1, EffectiveFrom: time.Now()})
+	require.NoError(t, err)
 
 	c, err := pgx.Connect(ctx, runtimeURL)
 	require.NoError(t, err)
@@ -75,6 +84,8 @@ func TestTheRuntimeRoleCannotRewriteHistory(t *testing.T) {
 		"delete rows":         `DELETE FROM background_tasks`,
 		"purge too early":     `SELECT * FROM taskpilot_purge_history(now(), 10)`,
 		"backdate a deletion": `UPDATE background_tasks SET deleted_at = now() - interval '40 days' WHERE uid = 'u1'`,
+		"rewrite a firing":    `UPDATE background_task_firings SET slot = now(), recorded_by = 'x'`,
+		"delete firings":      `DELETE FROM background_task_firings`,
 		"opt in and delete":   `BEGIN; SET LOCAL taskpilot.allow_history_purge = 'on'; DELETE FROM background_task_transitions; COMMIT`,
 	} {
 		_, err := c.Exec(ctx, stmt)

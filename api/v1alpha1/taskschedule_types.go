@@ -13,8 +13,9 @@ const (
 	ConcurrencyAllow ConcurrencyPolicy = "Allow"
 	// ConcurrencyForbid skips the slot (recorded `skipped`) while a run is active.
 	ConcurrencyForbid ConcurrencyPolicy = "Forbid"
-	// ConcurrencyReplace stops the active runs (spec.state Stopped), then starts the slot's
-	// (recorded `replaced`).
+	// ConcurrencyReplace stops the active runs (spec.state Stopped), then starts the slot's once
+	// they ended, waiting at most 30 s for a run that does not heed its stop (recorded
+	// `replaced`).
 	ConcurrencyReplace ConcurrencyPolicy = "Replace"
 )
 
@@ -74,7 +75,10 @@ type TaskTemplateMetadata struct {
 type TaskScheduleSpec struct {
 	// schedule is a cron expression: five fields (minute hour day-of-month month
 	// day-of-week), or six with seconds first, or a descriptor such as `@daily` or
-	// `@every 1h`. Slots are computed in timeZone.
+	// `@every 1h`. Slots are computed in timeZone. Editing schedule or timeZone starts the new
+	// expression's slots at the edit: slots before it are neither caught up nor recorded.
+	// An expression that names no time in the next five years (30 February) sets Ready False,
+	// reason NoFutureSlot.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
@@ -116,7 +120,8 @@ type TaskScheduleSpec struct {
 
 	// jitter delays each slot's start by a random share of this duration (the same for a given
 	// schedule and slot in every operator), so that schedules sharing a slot do not all start
-	// at once.
+	// at once. Slots still fire in order: a slot whose delay is not over holds back the later
+	// ones.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="jitter must be at most 1h"
 	Jitter *metav1.Duration `json:"jitter,omitempty"`
@@ -152,8 +157,10 @@ type TaskScheduleStatus struct {
 	// observedGeneration is the metadata.generation this status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// conditions: Ready (the schedule parses and fires), with reason InvalidSchedule,
-	// Suspended or Scheduling.
+	// conditions: Ready (the schedule parses and fires), with reason Scheduling or
+	// Suspended (True), InvalidSchedule (the expression or time zone does not parse),
+	// NoFutureSlot (the expression names no time in the next five years) or TemplateRefused
+	// (the API server refuses the template's BackgroundTask; slots are recorded missed) (False).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -211,7 +218,8 @@ const (
 	// LabelManual marks a task created by a run-now request rather than by a slot.
 	LabelManual = "tasks.taskpilot.dev/manual"
 	// AnnotationRunNow on a TaskSchedule asks for one run now: its value is the request's time
-	// (RFC 3339); each new value creates one child, named <schedule>-manual-<Unix seconds>,
-	// recorded as a manual firing. `kubectl taskpilot run-now NAME` sets it.
+	// (RFC 3339, with fractional seconds); each request time creates one child, named
+	// <schedule>-manual-<Unix milliseconds>, recorded as a manual firing, and the operator then
+	// removes the annotation. `kubectl taskpilot run-now NAME` sets it.
 	AnnotationRunNow = "tasks.taskpilot.dev/run-now"
 )

@@ -194,7 +194,7 @@ func TestFiringsReadsASchedulesSlots(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
 	slot := time.Date(2026, 12, 5, 2, 30, 0, 0, time.UTC)
-	_, err := f.repo.RecordFirings(ctx, []store.Firing{
+	_, _, err := f.repo.RecordFirings(ctx, []store.Firing{
 		{ScheduleUID: "s1", Namespace: "default", Schedule: "nightly", Slot: slot, Outcome: store.FiringCreated, TaskName: "nightly-1", RecordedBy: "op"},
 		{ScheduleUID: "s1", Namespace: "default", Schedule: "nightly", Slot: slot.Add(24 * time.Hour), Outcome: store.FiringMissed, Reason: "Late: ...", RecordedBy: "op"},
 		{ScheduleUID: "s1", Namespace: "default", Schedule: "nightly", Slot: slot.Add(time.Hour), Manual: true, Outcome: store.FiringCreated,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/cli-runtime/pkg/printers"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -34,25 +35,33 @@ func scheduleRef(arg string) (string, bool) {
 }
 
 func newRunNowCommand(o *options) *cobra.Command {
-	return &cobra.Command{
+	var wait time.Duration
+	cmd := &cobra.Command{
 		Use:   "run-now SCHEDULE [-n NAMESPACE]",
 		Short: "Create one BackgroundTask from a TaskSchedule's template now",
 		Long: "Ask the operator for one run of the TaskSchedule now, as kubectl create job --from=cronjob/NAME\n" +
 			"does: it sets the annotation " + v1alpha1.AnnotationRunNow + " to the current time, and the operator\n" +
-			"creates SCHEDULE-manual-<Unix seconds> from the template once, whatever suspend and\n" +
-			"concurrencyPolicy say, and records it as a manual firing (kubectl taskpilot history bts/SCHEDULE).",
+			"creates SCHEDULE-manual-<Unix milliseconds> from the template once, whatever suspend and\n" +
+			"concurrencyPolicy say, records it as a manual firing (kubectl taskpilot history bts/SCHEDULE)\n" +
+			"and removes the annotation. A request still waiting for the operator is waited for first\n" +
+			"(--wait), so two requests are two runs.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if n, ok := scheduleRef(name); ok {
 				name = n
 			}
-			return runNow(cmd.Context(), o, name, time.Now())
+			return runNow(cmd.Context(), o, name, wait)
 		},
 	}
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for an earlier run-now request of the schedule to be taken")
+	return cmd
 }
 
-func runNow(ctx context.Context, o *options, name string, now time.Time) error {
+// runNowPoll is how often run-now looks whether an earlier request was taken.
+const runNowPoll = 200 * time.Millisecond
+
+func runNow(ctx context.Context, o *options, name string, wait time.Duration) error {
 	ns, err := o.namespace()
 	if err != nil {
 		return err
@@ -61,20 +70,42 @@ func runNow(ctx context.Context, o *options, name string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	at := now.UTC().Truncate(time.Second)
-	ts := &v1alpha1.TaskSchedule{}
-	ts.Namespace, ts.Name = ns, name
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		v1alpha1.AnnotationRunNow: at.Format(time.RFC3339)}}})
-	if err != nil {
-		return fmt.Errorf("encode the request: %w", err)
+	deadline := time.Now().Add(wait)
+	for {
+		ts := &v1alpha1.TaskSchedule{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ts); err != nil {
+			return fmt.Errorf("read taskschedule %s/%s: %w", ns, name, err)
+		}
+		if pending, ok := ts.Annotations[v1alpha1.AnnotationRunNow]; ok {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("taskschedule %s/%s: the run requested at %s is still waiting for the operator after %s "+
+					"(is a taskpilot operator running and leading?)", ns, name, pending, wait)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(runNowPoll):
+			}
+			continue
+		}
+		at := time.Now().UTC().Truncate(time.Millisecond)
+		orig := ts.DeepCopy()
+		if ts.Annotations == nil {
+			ts.Annotations = map[string]string{}
+		}
+		ts.Annotations[v1alpha1.AnnotationRunNow] = at.Format(time.RFC3339Nano)
+		// Optimistic: a request set by someone else meanwhile is not overwritten.
+		err := c.Patch(ctx, ts, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(bulk.FieldManager))
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("request a run of taskschedule %s/%s: %w", ns, name, err)
+		}
+		_, err = fmt.Fprintf(o.streams.Out, "taskschedule/%s: run requested at %s; the operator creates backgroundtask/%s-manual-%d\n",
+			name, at.Format(time.RFC3339Nano), name, at.UnixMilli())
+		return err
 	}
-	if err := c.Patch(ctx, ts, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner(bulk.FieldManager)); err != nil {
-		return fmt.Errorf("request a run of taskschedule %s/%s: %w", ns, name, err)
-	}
-	_, err = fmt.Fprintf(o.streams.Out, "taskschedule/%s: run requested at %s; the operator creates backgroundtask/%s-manual-%d\n",
-		name, at.Format(time.RFC3339), name, at.Unix())
-	return err
 }
 
 // runScheduleHistory prints the firings of a TaskSchedule, newest first.
