@@ -84,7 +84,7 @@ func (r *reconciler) adoptionFailed(ctx context.Context, bt *v1alpha1.Background
 		logf.FromContext(ctx).Error(err, "the task's record was closed (soft-deleted); it is not run again")
 		return nil
 	}
-	r.tasks.setProblem(string(bt.UID), err.Error())
+	r.tasks.setProblem(nn, string(bt.UID), err.Error())
 	r.report(nn)
 	return fmt.Errorf("load the record of %s: %w", nn, err)
 }

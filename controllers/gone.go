@@ -29,10 +29,13 @@ func (r *reconciler) gone(ctx context.Context, nn types.NamespacedName, uid stri
 		return ctrl.Result{RequeueAfter: settleDelay}, false, nil // its Stopped transition wakes us sooner
 	}
 	view, tracked := r.journal.View(uid)
-	if tracked && view.Ownership.Writes() {
+	if tracked && view.Ownership.Writes() && !view.DeleteRefused {
 		logf.FromContext(ctx).V(1).Info("object deleted: soft-deleting the row after its last transitions", "uid", uid)
-		r.journal.Delete(uid) // the journal wakes us when it is written
+		r.journal.Delete(uid) // the journal wakes us when it is written, or refused for good
 		return ctrl.Result{}, false, nil
+	}
+	if view.DeleteRefused {
+		logf.FromContext(ctx).Info("PostgreSQL refused to close the row of the deleted task; the sweep tries again", "uid", uid)
 	}
 	r.journal.Forget(uid)
 	_ = r.runner.Forget(key)
@@ -64,7 +67,10 @@ func (r *reconciler) release(ctx context.Context, bt *v1alpha1.BackgroundTask, v
 			view.FencedBy.Name, view.FencedBy.Epoch, me.Name, me.Epoch)
 		return ctrl.Result{RequeueAfter: r.opts.LeaseDuration}, nil
 	case journal.Stale:
-		return ctrl.Result{RequeueAfter: settleDelay}, nil // re-adopt from the row
+		// Adopt it again from the row, leader or not: this process owned it, and reloading a
+		// row it still owns claims nothing (the sweep would otherwise take up to a minute).
+		r.tasks.setReadopt(nn, uid)
+		return ctrl.Result{RequeueAfter: settleDelay}, nil
 	case journal.Owned, journal.Released, journal.Deleted:
 	}
 	logf.FromContext(ctx).Info("the task's row was soft-deleted while its object exists; it is not run again")

@@ -95,9 +95,11 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 	if tracked {
 		log.Info("handed the task over", "ownership", view.Ownership, "status", view.Record.Status, "attempt", view.Record.Attempt)
 		r.journal.Forget(uid)
-		r.tasks.forget(nn, uid)
 	}
-	r.tasks.setHandingOver(uid, false)
+	// Whatever this process knew of the task (tracked, owned elsewhere, a problem), it is not
+	// its own any more; with sharding the object leaves this replica's cache, so no deletion
+	// would ever come to forget it.
+	r.tasks.forget(nn, uid)
 	labels := sharding.LabelsOf(nil)
 	if bt != nil {
 		labels = sharding.LabelsOf(bt.Labels)
@@ -109,13 +111,20 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 		// The drain was called off while the run was handed over: adopt the task again.
 		return ctrl.Result{RequeueAfter: settleDelay}, nil
 	}
-	// Drained: remove the labels, so the sharder assigns the task to its new replica.
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": bt.UID,
+	// Drained: remove the labels, so the sharder assigns the task to its new replica. Only the
+	// labels this look read: a copy of the object older than the sharder's next assignment (a
+	// second look from a lagging cache) must not remove that assignment, or the task's new
+	// replica would see it move away and hand it over again.
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": bt.UID, "resourceVersion": bt.ResourceVersion,
 		"labels": map[string]any{sharding.LabelShard: nil, sharding.LabelDrain: nil}}})
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("encode labels: %w", err)
 	}
-	if err := r.client.Patch(ctx, bt, client.RawPatch(types.MergePatchType, body)); err != nil {
+	err = r.client.Patch(ctx, bt, client.RawPatch(types.MergePatchType, body))
+	switch {
+	case apierrors.IsConflict(err):
+		return ctrl.Result{RequeueAfter: settleDelay}, nil // look again at the newer object, if it is still here
+	case err != nil:
 		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("drained %s: remove its assignment: %w", nn, err))
 	}
 	return ctrl.Result{}, nil

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -59,7 +60,7 @@ type reconciler struct {
 
 func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 	// Spec changes; with sharding also the assignment labels (a drain request).
-	changes := predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, assignmentChanged())
+	changes := taskChanges()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(changes)).
 		WatchesRawSource(decide.source()).
@@ -75,6 +76,24 @@ func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
 		}).
 		Named("backgroundtask").
 		Complete(r)
+}
+
+// taskChanges passes the changes of a BackgroundTask the reconciler acts on: its spec, its
+// assignment labels (sharding: a drain request), and a new object under the same name (after a
+// watch outage the informer relists by name, so a delete and a create arrive as one update of
+// equal generation, which the generation predicate alone would drop).
+func taskChanges() predicate.Predicate {
+	return predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, assignmentChanged(), uidChanged())
+}
+
+// uidChanged passes an update whose object is another object than before (same name).
+func uidChanged() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return e.ObjectOld.GetUID() != e.ObjectNew.GetUID() },
+	}
 }
 
 // durationOf reads an optional duration (0 when unset).
@@ -120,7 +139,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if r.tasks.handingOver(uid) {
 		return r.handOver(ctx, nn, uid, &bt) // a hand-over that started completes first
 	}
-	if old := r.tasks.uidOf(nn); old != "" && old != uid {
+	if old := r.tasks.knownUIDOf(nn); old != "" && old != uid {
 		// The name belongs to a new object now: the old task is gone.
 		if res, done, err := r.gone(ctx, nn, old); !done || err != nil {
 			return res, err
@@ -146,7 +165,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	view, tracked := r.journal.View(uid)
-	if !tracked && !r.mayAdopt() {
+	if !tracked && !r.mayAdopt() && !r.tasks.readopting(uid) {
 		return ctrl.Result{}, nil // the leader adopts it; a new leader looks at every task
 	}
 	if !tracked {

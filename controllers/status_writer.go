@@ -68,9 +68,10 @@ func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *wake) error {
 		Named("backgroundtask-status").
 		Watches(&v1alpha1.BackgroundTask{}, handler.TypedFuncs[client.Object, reconcile.Request]{
 			// A spec change changes Ready and observedGeneration: look shortly after it, when
-			// its transition has usually been committed too.
+			// its transition has usually been committed too. So does a new object under the
+			// same name (a delete and a create seen as one update after a watch outage).
 			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+				if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() || e.ObjectOld.GetUID() != e.ObjectNew.GetUID() {
 					q.AddAfter(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.ObjectNew)}, statusSettle)
 				}
 			},

@@ -82,6 +82,7 @@ func (s *sweeper) pass(ctx context.Context) error {
 	}
 	me := s.member.Owner()
 	var adopt, deleted int
+	var refused []error
 	for i := range rows {
 		row := &rows[i]
 		nn := types.NamespacedName{Namespace: row.Namespace, Name: row.Name}
@@ -119,7 +120,10 @@ func (s *sweeper) pass(ctx context.Context) error {
 			err := s.store.MarkDeleted(dbctx, row.UID)
 			cancel()
 			if err != nil {
-				return err
+				// One row refused for good must not keep the pass from the others (adoptions
+				// included): go on, and fail the pass at the end so it is retried.
+				refused = append(refused, err)
+				continue
 			}
 			deleted++
 		}
@@ -127,7 +131,7 @@ func (s *sweeper) pass(ctx context.Context) error {
 	if adopt > 0 || deleted > 0 {
 		s.log.Info("swept the record", "rows", len(rows), "adopting", adopt, "softDeleted", deleted)
 	}
-	return s.purge(ctx)
+	return errors.Join(append(refused, s.purge(ctx))...)
 }
 
 // purgeBatch is how many tasks one purge transaction deletes: small, so it never holds many

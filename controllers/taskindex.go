@@ -6,22 +6,34 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/taskpilot/taskpilot/internal/shrink"
 	"github.com/taskpilot/taskpilot/store"
 )
 
 // taskIndex is what the two controllers share about tasks beyond the journal: which object
-// name a tracked task has (a reconcile of a deleted object only knows its name), the tasks
-// another live process owns, the tasks whose record could not be loaded, and the tasks being
-// handed over (a hand-over, once started, completes whatever the labels say later).
+// name a task has (a reconcile of a deleted object only knows its name), the tasks another
+// live process owns, the tasks whose record could not be loaded, the tasks to adopt again
+// after their row changed, and the tasks being handed over (a hand-over, once started,
+// completes whatever the labels say later).
+//
+// Every entry of a uid is reachable from its name, so deleting the object forgets all of it,
+// and a name that comes to name another object (deleted and created again) forgets the old
+// uid's. The maps give their memory back once emptied to a quarter of their peak: Go maps
+// never shrink, and a failover leaves the survivor with every task of the cluster once.
 type taskIndex struct {
-	mu      sync.Mutex
-	byName  map[types.NamespacedName]string
-	foreign map[string]foreignOwner
-	// foreignNames names the tasks in foreign, so that a deleted one is forgotten too.
-	foreignNames map[types.NamespacedName]string
-	problems     map[string]string
-	handing      map[string]bool
-	deferred     map[string]string
+	mu sync.Mutex
+	// byName names the tracked tasks (the journal tracks them).
+	byName shrink.Map[types.NamespacedName, string]
+	// untracked names the tasks this index holds something of but the journal does not track
+	// (owned elsewhere, with a problem, to adopt again).
+	untracked shrink.Map[types.NamespacedName, string]
+	foreign   shrink.Map[string, foreignOwner]
+	problems  shrink.Map[string, string]
+	handing   shrink.Map[string, bool]
+	deferred  shrink.Map[string, string]
+	// readopt marks a task whose row changed under this process (Stale): it is adopted again
+	// from the row without waiting for leadership (reloading a row it owns claims nothing).
+	readopt shrink.Map[string, bool]
 }
 
 // foreignOwner is another process that owns a task; it is asked about again at recheckAt.
@@ -30,73 +42,98 @@ type foreignOwner struct {
 	recheckAt time.Time
 }
 
-func newTaskIndex() *taskIndex {
-	return &taskIndex{byName: map[types.NamespacedName]string{}, foreign: map[string]foreignOwner{},
-		foreignNames: map[types.NamespacedName]string{}, problems: map[string]string{},
-		handing: map[string]bool{}, deferred: map[string]string{}}
-}
+func newTaskIndex() *taskIndex { return &taskIndex{} }
 
-func (x *taskIndex) uidOf(nn types.NamespacedName) string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.byName[nn]
-}
-
-// knownUIDOf is the uid this process knows under nn, tracked or owned elsewhere ("" if none):
-// what a reconcile of a deleted object forgets.
+// knownUIDOf is the uid this process knows under nn, tracked or not ("" if none): what a
+// reconcile of a deleted object forgets.
 func (x *taskIndex) knownUIDOf(nn types.NamespacedName) string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if uid, ok := x.byName[nn]; ok {
+	if uid, ok := x.byName.Lookup(nn); ok {
 		return uid
 	}
-	return x.foreignNames[nn]
+	return x.untracked.Get(nn)
 }
 
+// track records that the journal tracks uid under nn.
 func (x *taskIndex) track(nn types.NamespacedName, uid string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.byName[nn] = uid
-	x.dropForeign(nn, uid)
-	delete(x.problems, uid)
+	x.name(nn, uid, true)
+	x.foreign.Delete(uid)
+	x.problems.Delete(uid)
+	x.readopt.Delete(uid)
 }
 
-// forget drops everything known of uid, and nn's entry if it still names uid.
+// name records nn -> uid, tracked or not, and forgets everything of the uid nn named before.
+// x.mu is held.
+func (x *taskIndex) name(nn types.NamespacedName, uid string, tracked bool) {
+	for _, m := range []*shrink.Map[types.NamespacedName, string]{&x.byName, &x.untracked} {
+		if old, ok := m.Lookup(nn); ok && old != uid {
+			x.dropUID(old)
+			m.Delete(nn)
+		}
+	}
+	if tracked {
+		x.byName.Set(nn, uid)
+		x.untracked.Delete(nn)
+	} else if x.byName.Get(nn) != uid {
+		x.untracked.Set(nn, uid)
+	}
+}
+
+// forget drops everything known of uid, and nn's entries if they still name uid.
 func (x *taskIndex) forget(nn types.NamespacedName, uid string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.byName[nn] == uid {
-		delete(x.byName, nn)
+	if x.byName.Get(nn) == uid {
+		x.byName.Delete(nn)
 	}
-	x.dropForeign(nn, uid)
-	delete(x.problems, uid)
-	delete(x.deferred, uid)
-	delete(x.handing, uid)
+	if x.untracked.Get(nn) == uid {
+		x.untracked.Delete(nn)
+	}
+	x.dropUID(uid)
 }
 
-// dropForeign forgets that uid (named nn) is owned elsewhere; x.mu is held.
-func (x *taskIndex) dropForeign(nn types.NamespacedName, uid string) {
-	delete(x.foreign, uid)
-	if x.foreignNames[nn] == uid {
-		delete(x.foreignNames, nn)
-	}
+// dropUID forgets every per-uid entry; x.mu is held.
+func (x *taskIndex) dropUID(uid string) {
+	x.foreign.Delete(uid)
+	x.problems.Delete(uid)
+	x.deferred.Delete(uid)
+	x.handing.Delete(uid)
+	x.readopt.Delete(uid)
 }
 
 // setForeign records that owner holds uid and reports whether this is news (to be told once).
 func (x *taskIndex) setForeign(nn types.NamespacedName, uid string, owner store.Owner, recheckAt time.Time) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	prev, known := x.foreign[uid]
-	x.foreign[uid] = foreignOwner{owner: owner, recheckAt: recheckAt}
-	x.foreignNames[nn] = uid
+	prev, known := x.foreign.Lookup(uid)
+	x.name(nn, uid, false)
+	x.foreign.Set(uid, foreignOwner{owner: owner, recheckAt: recheckAt})
+	x.readopt.Delete(uid)
 	return !known || prev.owner != owner
 }
 
 func (x *taskIndex) foreignOf(uid string) (foreignOwner, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	f, ok := x.foreign[uid]
-	return f, ok
+	return x.foreign.Lookup(uid)
+}
+
+// setReadopt marks uid (named nn) to be adopted again from its row.
+func (x *taskIndex) setReadopt(nn types.NamespacedName, uid string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.name(nn, uid, false)
+	x.readopt.Set(uid, true)
+}
+
+// readopting reports whether uid is to be adopted again from its row.
+func (x *taskIndex) readopting(uid string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.readopt.Get(uid)
 }
 
 // setDeferred records why an action of uid waits ("" when it no longer does) and reports
@@ -104,13 +141,13 @@ func (x *taskIndex) foreignOf(uid string) (foreignOwner, bool) {
 func (x *taskIndex) setDeferred(uid, why string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.deferred[uid] == why {
+	if x.deferred.Get(uid) == why {
 		return false
 	}
 	if why == "" {
-		delete(x.deferred, uid)
+		x.deferred.Delete(uid)
 	} else {
-		x.deferred[uid] = why
+		x.deferred.Set(uid, why)
 	}
 	return true
 }
@@ -119,19 +156,23 @@ func (x *taskIndex) setDeferred(uid, why string) bool {
 func (x *taskIndex) deferredWhy(uid string) string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.deferred[uid]
+	return x.deferred.Get(uid)
 }
 
 // nameOf is the object name of a tracked task (a rare look-up: it scans).
 func (x *taskIndex) nameOf(uid string) (types.NamespacedName, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for nn, u := range x.byName {
+	var out types.NamespacedName
+	found := false
+	x.byName.Range(func(nn types.NamespacedName, u string) bool {
 		if u == uid {
-			return nn, true
+			out, found = nn, true
+			return false
 		}
-	}
-	return types.NamespacedName{}, false
+		return true
+	})
+	return out, found
 }
 
 // setHandingOver marks uid as being handed over (on) or done with it (off).
@@ -139,9 +180,9 @@ func (x *taskIndex) setHandingOver(uid string, on bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if on {
-		x.handing[uid] = true
+		x.handing.Set(uid, true)
 	} else {
-		delete(x.handing, uid)
+		x.handing.Delete(uid)
 	}
 }
 
@@ -149,17 +190,27 @@ func (x *taskIndex) setHandingOver(uid string, on bool) {
 func (x *taskIndex) handingOver(uid string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.handing[uid]
+	return x.handing.Get(uid)
 }
 
-func (x *taskIndex) setProblem(uid, problem string) {
+// setProblem records why the record of uid (named nn) cannot be loaded.
+func (x *taskIndex) setProblem(nn types.NamespacedName, uid, problem string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.problems[uid] = problem
+	x.name(nn, uid, x.byName.Get(nn) == uid)
+	x.problems.Set(uid, problem)
 }
 
 func (x *taskIndex) problem(uid string) string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.problems[uid]
+	return x.problems.Get(uid)
+}
+
+// entries counts what the index holds, for tests and the taskpilot_index_entries gauge.
+func (x *taskIndex) entries() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.byName.Len() + x.untracked.Len() + x.foreign.Len() + x.problems.Len() + x.handing.Len() +
+		x.deferred.Len() + x.readopt.Len()
 }

@@ -13,7 +13,7 @@ import "github.com/taskpilot/taskpilot/api/lifecycle"
 // it over earlier could run it twice. An unknown key is done.
 func (r *Runner) HandOver(key Key) (done bool, err error) {
 	r.mu.Lock()
-	e, ok := r.entries[key]
+	e, ok := r.entries.Lookup(key)
 	r.mu.Unlock()
 	if !ok {
 		return true, nil
@@ -21,8 +21,8 @@ func (r *Runner) HandOver(key Key) (done bool, err error) {
 	select {
 	case <-e.exited:
 		r.mu.Lock()
-		if r.entries[key] == e {
-			delete(r.entries, key)
+		if r.entries.Get(key) == e {
+			r.entries.Delete(key)
 		}
 		r.mu.Unlock()
 		e.mu.Lock()

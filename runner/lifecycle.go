@@ -49,7 +49,7 @@ func (r *Runner) launch(key Key, spec StartSpec, task Task, cost int64) error {
 		r.mu.Unlock()
 		return fmt.Errorf("start task %q: %w", key, err)
 	}
-	if old, ok := r.entries[key]; ok {
+	if old, ok := r.entries.Lookup(key); ok {
 		switch {
 		case !old.isTerminal():
 			r.mu.Unlock()
@@ -64,7 +64,7 @@ func (r *Runner) launch(key Key, spec StartSpec, task Task, cost int64) error {
 	// Lock e before publishing it so no other call can observe it before
 	// its first transition has been reported.
 	e.mu.Lock()
-	r.entries[key] = e
+	r.entries.Set(key, e)
 	r.mu.Unlock()
 
 	e.admitLocked(lifecycle.ReasonStarted)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/shrink"
 )
 
 // phase is the Runner's own lifecycle, guarded by Runner.mu.
@@ -39,8 +40,8 @@ type Runner struct {
 
 	mu      sync.Mutex
 	phase   phase
-	entries map[Key]*entry
-	wg      sync.WaitGroup // run goroutines
+	entries shrink.Map[Key, *entry] // gives its memory back after a peak
+	wg      sync.WaitGroup          // run goroutines
 
 	running, pending, paused, abandoned atomic.Int64
 }
@@ -61,7 +62,6 @@ func New(opts Options) (*Runner, error) {
 		cancelBase: cancel,
 		startedCh:  make(chan struct{}),
 		returned:   make(chan struct{}),
-		entries:    make(map[Key]*entry),
 	}, nil
 }
 
@@ -151,7 +151,7 @@ func (r *Runner) lookup(key Key) (*entry, error) {
 	if err := r.phaseErrLocked(); err != nil {
 		return nil, err
 	}
-	e, ok := r.entries[key]
+	e, ok := r.entries.Lookup(key)
 	if !ok {
 		return nil, fmt.Errorf("task %q: %w", key, ErrNotFound)
 	}
@@ -163,7 +163,7 @@ func (r *Runner) lookup(key Key) (*entry, error) {
 func (r *Runner) Forget(key Key) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, ok := r.entries[key]
+	e, ok := r.entries.Lookup(key)
 	if !ok {
 		return fmt.Errorf("forget task %q: %w", key, ErrNotFound)
 	}
@@ -173,14 +173,14 @@ func (r *Runner) Forget(key Key) error {
 	if !st.Terminal() {
 		return fmt.Errorf("forget task %q in state %s: %w", key, st, ErrActive)
 	}
-	delete(r.entries, key)
+	r.entries.Delete(key)
 	return nil
 }
 
 // Snapshot copies the entry's current view without waiting for the task.
 func (r *Runner) Snapshot(key Key) (TaskSnapshot, bool) {
 	r.mu.Lock()
-	e, ok := r.entries[key]
+	e, ok := r.entries.Lookup(key)
 	r.mu.Unlock()
 	if !ok {
 		return TaskSnapshot{}, false

@@ -59,9 +59,7 @@ func (j *Journal) BacklogBytes() int64 {
 
 func (j *Journal) backlogLocked() int {
 	n := 0
-	for _, e := range j.tasks {
-		n += len(e.events)
-	}
+	j.tasks.Range(func(_ string, e *entry) bool { n += len(e.events); return true })
 	return n
 }
 

@@ -18,7 +18,7 @@ func (j *Journal) Record(uid string, ev lifecycle.Event) error {
 		ev.At = j.opts.Clock.Now()
 	}
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	switch {
 	case !ok:
 		j.mu.Unlock()
@@ -60,7 +60,7 @@ func (j *Journal) enqueueLocked(e *entry, ev lifecycle.Event, result json.RawMes
 func (j *Journal) Hand(uid string, attempt int, restartGeneration int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if e, ok := j.tasks[uid]; ok {
+	if e, ok := j.tasks.Lookup(uid); ok {
 		e.handed.attempt, e.handed.restartGeneration = attempt, restartGeneration
 		e.adopted = nil
 	}
@@ -81,7 +81,7 @@ func (j *Journal) Transition(t runner.Transition) {
 		progress = &p
 	}
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok {
 		j.mu.Unlock()
 		j.log.Error(ErrUntracked, "dropping a transition of an untracked task", "uid", uid, "to", t.To)
@@ -114,7 +114,7 @@ func (j *Journal) Transition(t runner.Transition) {
 func (j *Journal) SaveCheckpoint(_ context.Context, key runner.Key, attempt int, data json.RawMessage) error {
 	uid := string(key)
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok {
 		j.mu.Unlock()
 		return fmt.Errorf("save checkpoint of %s: %w", uid, ErrUntracked)
@@ -133,7 +133,7 @@ func (j *Journal) SaveCheckpoint(_ context.Context, key runner.Key, attempt int,
 // SetDesired mirrors spec.state into the row's desired_state column (written when it changed).
 func (j *Journal) SetDesired(uid string, d lifecycle.Desired) {
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok || e.desired == d || !e.ownership.Writes() {
 		j.mu.Unlock()
 		return
@@ -148,7 +148,7 @@ func (j *Journal) SetDesired(uid string, d lifecycle.Desired) {
 // waiting is written), so SQL users see a running task move.
 func (j *Journal) SetProgress(uid, progress string) {
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok || progress == "" || !e.ownership.Writes() ||
 		(e.projected.Status != lifecycle.Running && e.projected.Status != lifecycle.Paused) ||
 		(e.columns.Progress == nil && e.progress == progress) || (e.columns.Progress != nil && *e.columns.Progress == progress) {
@@ -162,7 +162,9 @@ func (j *Journal) SetProgress(uid, progress string) {
 
 // Delete soft-deletes the task's row once everything queued before is written. Call it when
 // the BackgroundTask is gone and its run is over; Decide is called when it is done.
-func (j *Journal) Delete(uid string) { j.requestLast(uid, func(e *entry) { e.deleteRequested = true }) }
+func (j *Journal) Delete(uid string) {
+	j.requestLast(uid, func(e *entry) { e.deleteRequested, e.deleteRefused = true, false })
+}
 
 // Release asks for the task's row to be given up once everything queued for it is written
 // (transitions, the last checkpoint, progress): the run was handed over (runner.HandOver) and
@@ -176,7 +178,7 @@ func (j *Journal) Release(uid string) {
 // writers' next picks it last) and queues the task.
 func (j *Journal) requestLast(uid string, mark func(*entry)) {
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if ok {
 		mark(e)
 	}

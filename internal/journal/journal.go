@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/shrink"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -81,8 +82,8 @@ type Journal struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 
 	mu    sync.Mutex
-	tasks map[string]*entry
-	bytes int64 // what the tasks' unwritten changes hold (entry.weight summed)
+	tasks shrink.Map[string, *entry] // gives its memory back after a peak (a failover)
+	bytes int64                      // what the tasks' unwritten changes hold (entry.weight summed)
 }
 
 // New builds a Journal; Start runs its writers.
@@ -115,7 +116,6 @@ func New(opts Options) (*Journal, error) {
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "taskpilot-journal"},
 		),
-		tasks: map[string]*entry{},
 	}, nil
 }
 
@@ -135,6 +135,9 @@ type View struct {
 	// refused its write (Fenced).
 	Ownership Ownership
 	FencedBy  store.Owner
+	// DeleteRefused: PostgreSQL refused for good to close the row of the deleted object (the
+	// sweep tries again); the task need not be tracked for it.
+	DeleteRefused bool
 }
 
 // Problem says why the record lags behind or was refused.
@@ -196,6 +199,7 @@ type entry struct {
 	columns            store.ColumnUpdate
 	desired            lifecycle.Desired
 	deleteRequested    bool
+	deleteRefused      bool
 	releaseRequested   bool
 
 	adopted json.RawMessage
@@ -230,7 +234,7 @@ type pendingCheckpoint struct {
 func (j *Journal) Track(nn types.NamespacedName, row *store.Task) View {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if e, ok := j.tasks[row.UID]; ok {
+	if e, ok := j.tasks.Lookup(row.UID); ok {
 		return e.view()
 	}
 	rec := row.Record()
@@ -239,7 +243,7 @@ func (j *Journal) Track(nn types.NamespacedName, row *store.Task) View {
 	if rec.Status == lifecycle.Finished {
 		e.result = boundResult(row.Result)
 	}
-	j.tasks[row.UID] = e
+	j.tasks.Set(row.UID, e)
 	j.opts.Metrics.moved("", rec.Status)
 	return e.view()
 }
@@ -248,7 +252,7 @@ func (j *Journal) Track(nn types.NamespacedName, row *store.Task) View {
 func (j *Journal) View(uid string) (View, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok {
 		return View{}, false
 	}
@@ -259,7 +263,7 @@ func (j *Journal) View(uid string) (View, bool) {
 func (j *Journal) Committed(uid string) (Committed, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok {
 		return Committed{}, false
 	}
@@ -275,8 +279,8 @@ func (j *Journal) Committed(uid string) (Committed, bool) {
 // process owns it now. Anything unwritten is lost.
 func (j *Journal) Forget(uid string) {
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
-	delete(j.tasks, uid)
+	e, ok := j.tasks.Lookup(uid)
+	j.tasks.Delete(uid)
 	if ok {
 		j.bytes -= e.weight
 	}
@@ -291,9 +295,7 @@ func (j *Journal) Backlog() int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	n := 0
-	for _, e := range j.tasks {
-		n += len(e.events)
-	}
+	j.tasks.Range(func(_ string, e *entry) bool { n += len(e.events); return true })
 	return n
 }
 
@@ -302,7 +304,7 @@ func (j *Journal) Backlog() int {
 func (j *Journal) TakeAnnouncements(uid string) []Announcement {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok {
 		return nil
 	}
@@ -313,7 +315,7 @@ func (j *Journal) TakeAnnouncements(uid string) []Announcement {
 
 func (e *entry) view() View {
 	v := View{NamespacedName: e.nn, Record: e.projected, HandedAttempt: e.handed.attempt, Backlog: len(e.events),
-		Ownership: e.ownership, FencedBy: e.fencedBy}
+		Ownership: e.ownership, FencedBy: e.fencedBy, DeleteRefused: e.deleteRefused}
 	if len(e.adopted) > 0 {
 		v.Checkpoint = e.adopted
 	}

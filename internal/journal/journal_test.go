@@ -363,3 +363,37 @@ func TestReleaseWritesLastAndEndsTheTask(t *testing.T) {
 	require.Zero(t, v.Backlog, "a released task takes nothing more to write")
 	require.Len(t, e.store.of("a"), 4, "nothing is written after the release")
 }
+
+// TestARefusedDeleteWakesTheController: a delete PostgreSQL refuses for good wakes the
+// controller (the object is gone: no watch event would), which then stops tracking the task
+// and leaves the row to the sweep. Before, the request was cleared silently and the task stayed
+// tracked, run nowhere, until the sweep a minute later.
+func TestARefusedDeleteWakesTheController(t *testing.T) {
+	e := newEnv(t, 1, func(_, kind string, _ *store.TransitionWrite) error {
+		if kind == "delete" {
+			return checkViolation()
+		}
+		return nil
+	})
+	e.track("a")
+	e.run("a", "", lifecycle.Running, 1)
+	e.run("a", lifecycle.Running, lifecycle.Stopped, 1)
+	e.waitCommitted(t, "a", lifecycle.Stopped, 1)
+	e.mu.Lock()
+	before := e.decided["a"]
+	e.mu.Unlock()
+	e.j.Delete("a")
+	require.Eventually(t, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.decided["a"] > before
+	}, 5*time.Second, time.Millisecond, "the controller is woken")
+	v, _ := e.j.View("a")
+	require.True(t, v.DeleteRefused)
+	require.Equal(t, Owned, v.Ownership, "the row is not closed: the sweep tries again")
+	c, _ := e.j.Committed("a")
+	require.Equal(t, ReasonRecordRejected, c.Problem.Reason)
+	e.j.Delete("a")
+	v, _ = e.j.View("a")
+	require.False(t, v.DeleteRefused, "asked again, it is tried again")
+}

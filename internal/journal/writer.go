@@ -105,7 +105,7 @@ func (j *Journal) writeNext(ctx context.Context) bool {
 func (j *Journal) next(uid string) (item, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok || !e.ownership.Writes() {
 		return item{}, false
 	}
@@ -162,7 +162,7 @@ func (j *Journal) write(ctx context.Context, uid string, it item) error {
 func (j *Journal) resolve(uid string, it item, err error) bool {
 	var decide, report bool
 	j.mu.Lock()
-	e, ok := j.tasks[uid]
+	e, ok := j.tasks.Lookup(uid)
 	if !ok {
 		j.mu.Unlock()
 		return false
@@ -304,7 +304,12 @@ func (j *Journal) rejectedLocked(e *entry, it item, err error) bool {
 	case it.columns != nil:
 		e.columns = store.ColumnUpdate{}
 	case it.delete:
-		e.deleteRequested = false
+		// The object is gone, so no watch event will come: wake the controller, which stops
+		// tracking the task and leaves the row to the sweep.
+		e.deleteRequested, e.deleteRefused = false, true
+		e.announce(Announcement{From: e.committed.Status, To: e.committed.Status, Attempt: e.committed.Attempt,
+			Reason: lifecycle.ReasonRecordRejected, Message: msg, Warning: true})
+		return true
 	case it.release:
 		e.releaseRequested = false
 	}
