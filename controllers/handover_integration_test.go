@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,4 +72,52 @@ func TestADrainCalledOffMidHandOverCompletes(t *testing.T) {
 	h.patchSpec("stays", `{"state":"Stopped"}`)
 	h.waitRow(uid, lifecycle.Stopped)
 	require.Empty(t, h.probes.doubles(), "the task never ran twice at a time")
+}
+
+// TestAHandOverNeverRemovesAnAssignmentItDidNotRead: a drained replica removes the assignment
+// labels it read, not a newer assignment. Here the sharder's next assignment (to r-b) lands
+// just before r-a's removal is sent, as it does when r-a looks again from a lagging cache: the
+// removal must be refused (Conflict), or r-b would see its task move away and hand it over
+// again (a task handed over twice, found in test/sharding under load).
+func TestAHandOverNeverRemovesAnAssignmentItDidNotRead(t *testing.T) {
+	h := newHarness(t)
+	var raced atomic.Bool
+	var removal atomic.Pointer[error]
+	h.startOperator(operatorConfig{sharding: true, identity: "r-a", onPatch: func(obj client.Object, data []byte, send func() error) error {
+		if !strings.Contains(string(data), `"`+sharding.LabelShard+`":null`) || !raced.CompareAndSwap(false, true) {
+			return send()
+		}
+		require.NoError(t, h.c.Patch(h.ctx, &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName()}},
+			client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+sharding.LabelShard+`":"r-b","`+sharding.LabelDrain+`":null}}}`))))
+		err := send()
+		removal.Store(&err)
+		return err
+	}})
+	ring := sharding.NewRing([]string{"r-a", "r-b"}, 0)
+	var uid string
+	for i := 0; uid == ""; i++ {
+		bt := h.create(fmt.Sprintf("moves-%d", i), "steps", `{"steps":100000,"interval":"20ms"}`)
+		if ring.Assign(string(bt.UID)) == "r-b" {
+			uid = string(bt.UID)
+		}
+	}
+	h.waitRow(uid, lifecycle.Running)
+	require.Eventually(t, func() bool { return h.checkpointNext(uid) >= 3 }, waitTimeout, 20*time.Millisecond)
+	h.startOperator(operatorConfig{sharding: true, identity: "r-b"})
+
+	require.Eventually(t, func() bool { return removal.Load() != nil }, waitTimeout, 20*time.Millisecond, "r-a drained the task")
+	require.True(t, apierrors.IsConflict(*removal.Load()), "the removal of labels r-a did not read must be refused: %v", *removal.Load())
+	require.Eventually(t, func() bool {
+		row, err := h.repo.GetTask(h.ctx, uid)
+		owner, owned := row.Owned()
+		return err == nil && owned && owner.Name == "r-b" && row.Status == lifecycle.Running
+	}, waitTimeout, 50*time.Millisecond, "r-b runs it")
+	resumes := 0
+	for _, step := range h.history(uid) {
+		if step == "RUNNING>RUNNING@1" {
+			resumes++
+		}
+	}
+	require.Equal(t, 1, resumes, "one move: %v", h.history(uid))
+	require.Empty(t, h.probes.doubles())
 }

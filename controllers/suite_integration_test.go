@@ -131,6 +131,8 @@ type operatorConfig struct {
 	failStatusWrites bool
 	// beforeDelete runs before each deletion the operator sends (a user's change racing it).
 	beforeDelete func(client.Object)
+	// onPatch wraps each patch the operator sends (data is its body): send sends it.
+	onPatch func(obj client.Object, data []byte, send func() error) error
 	// statements, when set, sees every statement the operator sends to PostgreSQL.
 	statements pgx.QueryTracer
 	// historyRetention and memoryBudget set the policies of the same names; journalMaxBytes
@@ -179,6 +181,9 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	}
 	if cfg.beforeDelete != nil {
 		opts.NewClient = hookedDeleteClient(cfg.beforeDelete)
+	}
+	if cfg.onPatch != nil {
+		opts.NewClient = hookedPatchClient(cfg.onPatch)
 	}
 	mgr, err := ctrl.NewManager(kube.Config, opts)
 	require.NoError(h.t, err)
@@ -250,6 +255,25 @@ func hookedDeleteClient(before func(client.Object)) client.NewClientFunc {
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 				before(obj)
 				return c.Delete(ctx, obj, opts...)
+			},
+		}), nil
+	}
+}
+
+// hookedPatchClient is the manager's client sending every patch through on.
+func hookedPatchClient(on func(obj client.Object, data []byte, send func() error) error) client.NewClientFunc {
+	return func(cfg *rest.Config, opts client.Options) (client.Client, error) {
+		c, err := client.NewWithWatch(cfg, opts)
+		if err != nil {
+			return nil, err
+		}
+		return interceptor.NewClient(c, interceptor.Funcs{
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				data, err := patch.Data(obj)
+				if err != nil {
+					return err
+				}
+				return on(obj, data, func() error { return c.Patch(ctx, obj, patch, opts...) })
 			},
 		}), nil
 	}

