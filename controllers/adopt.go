@@ -48,9 +48,10 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 					return journal.View{}, ctrl.Result{}, false, fmt.Errorf("is the owner of %s gone: %w", nn, err)
 				}
 				if !verdict.Gone {
-					if !r.opts.Registry.Has(bt.Spec.TaskName) {
-						// A type nobody serves, recorded by another live operator: nothing to tell,
-						// but looked at again when that owner could be gone, as any other task
+					if !r.opts.Registry.Has(bt.Spec.TaskName) || verdict.Expiring {
+						// A type nobody serves, recorded by another live operator, or an owner
+						// half gone already (one of its records expired): nothing to tell, but
+						// looked at again when that owner could be gone, as any other task
 						// (nothing else would bring it back once its owner has stopped).
 						return journal.View{}, ctrl.Result{RequeueAfter: r.recheckAfter(verdict.RecheckAfter)}, false, nil
 					}
@@ -58,6 +59,13 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 				}
 				gone = owner.Epoch
 				log.Info("taking over a task whose owner is gone", "why", verdict.Why)
+				// Its other tasks too, in one statement: they are reconciled tracked already.
+				if _, err := r.takeOver(ctx, owner); err != nil {
+					return journal.View{}, ctrl.Result{}, false, r.adoptionFailed(ctx, bt, err)
+				}
+				if view, tracked := r.journal.View(uid); tracked {
+					return view, ctrl.Result{}, true, nil
+				}
 			}
 			row, err = r.store.Claim(dbctx, uid, me, gone)
 			var owned *store.OwnedError
@@ -105,7 +113,7 @@ func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.Background
 }
 
 // recheckAfter bounds when a task owned by another live process is looked at again: not in a
-// busy loop, and never later than a Lease could take to expire.
+// busy loop, and never later than both of its records could take to expire.
 func (r *reconciler) recheckAfter(hint time.Duration) time.Duration {
-	return min(max(hint, settleDelay), r.opts.LeaseDuration)
+	return min(max(hint, settleDelay), 2*r.opts.LeaseDuration)
 }

@@ -2,7 +2,10 @@ package controllers
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,12 +111,15 @@ func (l *leadership) gain() {
 	}
 }
 
-// LeaderLock is the leader-election Lease of a deployment held under identity (the pod name,
-// the same name it owns tasks under). controller-runtime's default lock names the holder by
-// host name and a fresh UUID, so a container restarted in its pod waited for its own previous
-// Lease to expire before it could lead again; under a stable identity it takes its Lease back at
-// once. Like the membership, this needs the identity to be unique among live replicas.
-func LeaderLock(cfg *rest.Config, namespace, deployment, identity string, renewDeadline time.Duration) (resourcelock.Interface, error) {
+// LeaderLock is the leader-election Lease of a deployment. Its holder is the identity (the pod
+// name, the name it owns tasks under) and the incarnation (the pod's UID), so that a container
+// restarted in its pod, whose previous container has exited, takes its Lease back at once,
+// while a second process with the same identity (a duplicated --identity, a pod recreated
+// while the old one still runs) waits for the first's Lease to expire as any other replica
+// would: client-go lets a holder that names itself lead without waiting. Without an
+// incarnation the holder carries a random suffix of this process: a restart waits for the
+// Lease to expire, unless it was released (a clean shutdown releases it).
+func LeaderLock(cfg *rest.Config, namespace, deployment, identity, incarnation string, renewDeadline time.Duration) (resourcelock.Interface, error) {
 	cfg = rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election")
 	// A hung request must not outlast the renew deadline (controller-runtime does the same).
 	cfg.Timeout = max(renewDeadline/2, time.Second)
@@ -126,11 +132,30 @@ func LeaderLock(cfg *rest.Config, namespace, deployment, identity string, renewD
 		return nil, fmt.Errorf("leader election client: %w", err)
 	}
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, namespace, LeaderElectionID(deployment),
-		core, coordination, resourcelock.ResourceLockConfig{Identity: identity})
+		core, coordination, resourcelock.ResourceLockConfig{Identity: leaderHolder(identity, incarnation)})
 	if err != nil {
 		return nil, fmt.Errorf("leader election lock: %w", err)
 	}
 	return lock, nil
+}
+
+// leaderHolder is the holder of the leader Lease for a process: identity_incarnation.
+func leaderHolder(identity, incarnation string) string {
+	if incarnation == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		incarnation = "p" + hex.EncodeToString(b[:])
+	}
+	return identity + "_" + incarnation
+}
+
+// LeaderIdentity is the identity of the process holding a leader Lease (its holder without the
+// incarnation).
+func LeaderIdentity(holder string) string {
+	if i := strings.LastIndex(holder, "_"); i > 0 {
+		return holder[:i]
+	}
+	return holder
 }
 
 // everyReplica runs a runnable on every replica, whatever the manager's own leader election

@@ -45,6 +45,10 @@ type Options struct {
 	// Identity names this process as a task owner; it must be unique among live processes
 	// (the pod name). Required.
 	Identity string
+	// Incarnation tells this process from an earlier one of the same Identity that was the
+	// same pod (its UID): one of those has exited, so its Leases are taken back at once. Empty:
+	// a restarted process waits for its predecessor's Leases to expire, unless released.
+	Incarnation string
 	// Namespace holds the membership Leases (the operator's own namespace). Required.
 	Namespace string
 	// Deployment names this operator deployment among the taskpilot deployments of a cluster

@@ -1,9 +1,15 @@
 package controllers_test
 
 import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,6 +18,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/controllers"
+	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -83,4 +90,75 @@ END $$ LANGUAGE plpgsql`)
 	row := h.waitDeleted(uid)
 	require.Equal(t, lifecycle.Stopped, row.Status)
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>STOPPED@1"}, h.history(uid))
+}
+
+// claimStatements counts the statements that move rows to a new owner (store.Claim and
+// store.ClaimFrom).
+type claimStatements struct{ n atomic.Int64 }
+
+func (c *claimStatements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "SET owner = CAST(") {
+		c.n.Add(1)
+	}
+	return ctx
+}
+
+func (c *claimStatements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestAGoneOwnersTasksAreTakenOverAtOnce: when an owner stops renewing both of its records, a
+// replica that watched its Lease takes every one of its tasks over as soon as both expired, in
+// one claim statement, without leading and without telling each task that it is owned
+// elsewhere. Before, a replica that did not lead took nothing (nobody here leads: a thief holds
+// the leader Lease), and a new leader judged the Lease from the first time it asked, waiting a
+// second lease duration, then claimed the tasks one statement and one Event each.
+func TestAGoneOwnersTasksAreTakenOverAtOnce(t *testing.T) {
+	h := newHarness(t)
+	epoch, err := h.repo.NextEpoch(h.ctx)
+	require.NoError(t, err)
+	ghost := store.Owner{Name: "ghost", Epoch: epoch}
+	require.NoError(t, h.repo.JoinMember(h.ctx, ghost, controllers.DefaultDeployment, 10*time.Second))
+	ghostLease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: membership.LeaseName("ghost"),
+			Labels:      map[string]string{membership.LabelMember: controllers.DefaultDeployment},
+			Annotations: map[string]string{membership.AnnotationEpoch: strconv.FormatInt(epoch, 10)}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("ghost"), LeaseDurationSeconds: ptr.To[int32](10),
+			RenewTime: &metav1.MicroTime{Time: time.Now()}},
+	}
+	require.NoError(t, h.c.Create(h.ctx, ghostLease))
+	require.NoError(t, h.c.Create(h.ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: controllers.LeaderElectionID(controllers.DefaultDeployment)},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("thief"), LeaseDurationSeconds: ptr.To[int32](3600),
+			RenewTime: &metav1.MicroTime{Time: time.Now()}},
+	}))
+	const n = 20
+	var uids []string
+	for i := range n {
+		bt := h.create(fmt.Sprintf("ghosts-%d", i), "steps", `{"steps":100000,"interval":"20ms"}`)
+		_, _, err := h.repo.CreateTask(h.ctx, store.NewTask{UID: string(bt.UID), Namespace: h.ns, Name: bt.Name, TaskName: "steps",
+			Desired: lifecycle.DesiredRunning, Owner: ghost, At: time.Now()})
+		require.NoError(t, err)
+		uids = append(uids, string(bt.UID))
+	}
+	claims := &claimStatements{}
+	op := h.startOperator(operatorConfig{leaderElect: true, statements: claims})
+	// The ghost renews for a while (the operator watches it), then dies.
+	for range 3 {
+		time.Sleep(time.Second)
+		require.NoError(t, h.c.Get(h.ctx, client.ObjectKeyFromObject(ghostLease), ghostLease))
+		ghostLease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		require.NoError(t, h.c.Update(h.ctx, ghostLease))
+		require.NoError(t, h.repo.RenewMember(h.ctx, epoch, 10*time.Second))
+	}
+	me := op.op.Member.Owner()
+	for _, uid := range uids {
+		require.Eventually(t, func() bool {
+			row, err := h.repo.GetTask(h.ctx, uid)
+			return err == nil && row.OwnerEpoch != nil && *row.OwnerEpoch == me.Epoch && row.Status == lifecycle.Running
+		}, 40*time.Second, 50*time.Millisecond, "the ghost's task %s runs here", uid)
+	}
+	require.False(t, op.op.Leading(), "without leading")
+	require.LessOrEqual(t, claims.n.Load(), int64(2), "claimed in one statement (two if a reconcile raced the watch)")
+	for _, uid := range uids {
+		require.NotContains(t, strings.Join(h.events(uid), "\n"), "OwnedElsewhere", "an owner about to be gone is no news")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -48,6 +49,9 @@ type reconciler struct {
 	report    func(types.NamespacedName)
 	leading   func() bool
 	opts      Options
+	// decideWake queues a task for a reconcile; takeovers serialises takeOver.
+	decideWake *wake
+	takeovers  sync.Mutex
 }
 
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch;delete
@@ -59,6 +63,7 @@ type reconciler struct {
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
+	r.decideWake = decide
 	// Spec changes; with sharding also the assignment labels (a drain request).
 	changes := taskChanges()
 	return ctrl.NewControllerManagedBy(mgr).

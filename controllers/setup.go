@@ -48,7 +48,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	decide, report := newWake(), newWake()
 	var lock resourcelock.Interface
 	if o.LeaderElection {
-		if lock, err = LeaderLock(mgr.GetConfig(), o.Namespace, o.deployment(), o.Identity, o.RenewDeadline); err != nil {
+		if lock, err = LeaderLock(mgr.GetConfig(), o.Namespace, o.deployment(), o.Identity, o.Incarnation, o.RenewDeadline); err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
 		}
 	}
@@ -59,7 +59,8 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 
 	op.Member, err = membership.New(membership.Options{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Identity: o.Identity, Deployment: o.deployment(),
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Identity: o.Identity,
+		Incarnation: o.Incarnation, Deployment: o.deployment(),
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Roll: o.Store, Clock: o.Clock, Log: log.WithName("membership"),
 	})
@@ -93,6 +94,12 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	tasks := newTaskIndex()
+	if o.Metrics != nil {
+		if err := registerEntryMetrics(o.Metrics, tasks.entries, func() int { return op.Journal.Tracked() },
+			func() int { return op.Runner.Stats().Entries }); err != nil {
+			return nil, fmt.Errorf("setup: metrics: %w", err)
+		}
+	}
 	op.Runner, err = runner.New(runner.Options{
 		Registry: o.Registry, Sink: op.Journal, Checkpoints: op.Journal, Lease: op.Member,
 		// A run that ignored its cancellation returned: its task's next run may start, and its
@@ -132,6 +139,10 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	if err := rec.setupWithManager(mgr, decide); err != nil {
 		return nil, fmt.Errorf("setup: controller: %w", err)
 	}
+	if err := addLeaseWatch(mgr, &leaseWatch{r: rec, clock: o.Clock, interval: o.RetryPeriod / 4,
+		log: log.WithName("takeover")}); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
 	sw := newStatusWriter(mgr, op, tasks, o)
 	if err := sw.setupWithManager(mgr, report); err != nil {
 		return nil, fmt.Errorf("setup: status controller: %w", err)
@@ -158,7 +169,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	op.leader.OnGain(func() { sch.lookAtEverySchedule(look) })
 	if o.Sharding {
-		sh, err := newSharder(mgr, o, op.leader, log)
+		sh, err := newSharder(mgr, o, op.leader, op.Member.Observer(), log)
 		if err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
 		}

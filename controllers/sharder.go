@@ -59,7 +59,8 @@ type sharder struct {
 	deployment string
 	serves     func(taskName string) bool
 	workers    int
-	// observer judges the membership Leases' expiry by when this process saw them renewed.
+	// observer judges the membership Leases' expiry by when this process saw them renewed: the
+	// membership's, so the sharder and the claims agree on who is live.
 	observer *membership.Observer
 	leading  func() bool
 	resync   *wake
@@ -77,7 +78,7 @@ type ringView struct {
 
 func (v *ringView) isLive(m string) bool { return v.live[m] }
 
-func newSharder(mgr ctrl.Manager, o Options, leader *leadership, log logr.Logger) (*sharder, error) {
+func newSharder(mgr ctrl.Manager, o Options, leader *leadership, observer *membership.Observer, log logr.Logger) (*sharder, error) {
 	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: withoutPayload()}
 	if len(o.Namespaces) > 0 {
 		copts.DefaultNamespaces = map[string]cache.Config{}
@@ -91,7 +92,7 @@ func newSharder(mgr ctrl.Manager, o Options, leader *leadership, log logr.Logger
 	}
 	s := &sharder{
 		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), liveRows: o.Store.LiveMembers, namespace: o.Namespace,
-		observer: membership.NewObserver(o.Clock), leading: leader.Leading,
+		observer: observer, leading: leader.Leading,
 		deployment: o.deployment(), serves: o.Registry.Has,
 		workers: o.MaxConcurrentReconciles,
 		resync:  newWake(), log: log.WithName("sharder"),

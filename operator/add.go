@@ -98,6 +98,7 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 		Store:                   repo,
 		Registry:                reg,
 		Identity:                o.Identity,
+		Incarnation:             o.Incarnation,
 		Namespace:               o.Namespace,
 		Deployment:              o.Deployment,
 		LeaseDuration:           o.LeaseDuration,

@@ -36,6 +36,10 @@ type Options struct {
 	// Identity is this process as a task owner, unique among running replicas (--identity,
 	// default $POD_NAME, else host name and process id).
 	Identity string
+	// Incarnation is the pod's UID (--incarnation, default $POD_UID): a container restarted in
+	// its pod takes its Leases back at once, its previous container having exited. Without it a
+	// restarted process waits for its predecessor's Leases to expire (15 s), unless released.
+	Incarnation string
 	// Namespace holds the leader Lease, the membership Leases and the task-type catalog
 	// (--leader-election-namespace, default the pod's namespace, else "default").
 	Namespace string
@@ -123,6 +127,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Sharding, "sharding", o.Sharding, "Spread the tasks over every replica (consistent hashing of the task UID over the live replicas' membership Leases; the elected leader writes the assignment labels). Needs --leader-elect. Off: the leader runs every task.")
 	fs.StringVar(&o.Deployment, "deployment", o.Deployment, "Name of this operator deployment among the taskpilot deployments of the cluster (each with its own task types): its leader Lease, its replicas' membership and the TaskTypes it publishes carry it.")
 	fs.StringVar(&o.Namespace, "leader-election-namespace", o.Namespace, "Namespace of the leader-election Lease, of the membership Leases and of the task-type catalog (default: the pod's namespace, else \"default\").")
+	fs.StringVar(&o.Incarnation, "incarnation", o.Incarnation, "This pod's UID, so that a container restarted in its pod takes its Leases back at once (default: $POD_UID; empty: a restart waits for its previous Leases to expire).")
 	fs.StringVar(&o.Identity, "identity", o.Identity, "This process's name as a task owner, unique among running replicas: its membership Lease and the owner column of the rows it runs (default: $POD_NAME, else host name and process id).")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig (default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config).")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://user:password@host:5432/db (default: $DATABASE_URL): a member of the taskpilot_runtime role, or the schema's owner. Never logged or printed with its password.")
@@ -160,6 +165,7 @@ func (o *Options) Complete() error {
 		host, _ := os.Hostname()
 		o.Identity = cmp.Or(os.Getenv("POD_NAME"), fmt.Sprintf("%s-%d", cmp.Or(host, "taskpilot"), os.Getpid()))
 	}
+	o.Incarnation = cmp.Or(o.Incarnation, os.Getenv("POD_UID"))
 	if o.Namespace == "" {
 		o.Namespace = podNamespace()
 	}

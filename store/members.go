@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"gorm.io/gorm"
 )
 
 // MemberState is what PostgreSQL knows of an owner process (its row in taskpilot_members).
@@ -23,20 +21,13 @@ type MemberState struct {
 func (s MemberState) Live() bool { return s.Found && !s.Released && s.ExpiresIn > 0 }
 
 // JoinMember records owner as a live process of deployment for ttl (from the database's now()),
-// ends the older processes of the same identity (a restarted container of the same pod: the
-// identity is unique among live processes, so they are gone), and forgets processes that ended
-// more than a day ago.
+// and forgets processes that ended more than a day ago. It ends no other process, not even an
+// older one of the same identity: that one may still be running (the membership ends it only
+// once it is provably stopped, see membership.Member).
 func (r *Repository) JoinMember(ctx context.Context, owner Owner, deployment string, ttl time.Duration) error {
-	err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec(`
+	err := r.db.WithContext(ctx).Exec(`
 INSERT INTO taskpilot_members (epoch, identity, deployment, expires_at)
-VALUES (?, ?, ?, now() + make_interval(secs => ?))`, owner.Epoch, owner.Name, deployment, ttl.Seconds()).Error; err != nil {
-			return err
-		}
-		return tx.Exec(`
-UPDATE taskpilot_members SET released_at = now()
-WHERE identity = ? AND epoch < ? AND released_at IS NULL`, owner.Name, owner.Epoch).Error
-	})
+VALUES (?, ?, ?, now() + make_interval(secs => ?))`, owner.Epoch, owner.Name, deployment, ttl.Seconds()).Error
 	if err != nil {
 		return fmt.Errorf("record member %s (epoch %d): %w", owner.Name, owner.Epoch, err)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,14 +38,16 @@ func TestMembersLiveExpireAndRelease(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, s.Found)
 
-	// The same identity joining again (its container restarted) ends its older processes.
-	old, restarted := Owner{Name: "pod-r", Epoch: 110}, Owner{Name: "pod-r", Epoch: 111}
+	// The same identity joining again ends nothing: the older process may still be running (a
+	// duplicated identity, a pod recreated while the old one runs on a partitioned node); it
+	// stays live until it releases its row or stops renewing it.
+	old, second := Owner{Name: "pod-r", Epoch: 110}, Owner{Name: "pod-r", Epoch: 111}
 	require.NoError(t, repo.JoinMember(ctx, old, "taskpilot", time.Minute))
-	require.NoError(t, repo.JoinMember(ctx, restarted, "taskpilot", time.Minute))
+	require.NoError(t, repo.JoinMember(ctx, second, "taskpilot", time.Minute))
 	s, err = repo.Member(ctx, old.Epoch)
 	require.NoError(t, err)
-	require.True(t, s.Released)
-	s, err = repo.Member(ctx, restarted.Epoch)
+	require.True(t, s.Live(), "the first process of the identity keeps its membership")
+	s, err = repo.Member(ctx, second.Epoch)
 	require.NoError(t, err)
 	require.True(t, s.Live())
 }
@@ -112,4 +115,42 @@ func TestLiveMembersByTheDatabasesAccount(t *testing.T) {
 	live, err := repo.LiveMembers(ctx, "taskpilot")
 	require.NoError(t, err)
 	require.Equal(t, []string{"pod-a"}, live)
+}
+
+// TestAGoneOwnersTasksAreClaimedInOneStatement: ClaimFrom takes every listed task of a gone
+// owner at once, only once its membership row is not live, and nothing else.
+func TestAGoneOwnersTasksAreClaimedInOneStatement(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	a, b, c := Owner{Name: "pod-a", Epoch: 401}, Owner{Name: "pod-b", Epoch: 402}, Owner{Name: "pod-c", Epoch: 403}
+	require.NoError(t, repo.JoinMember(ctx, a, "taskpilot", time.Minute))
+	var uids []string
+	for i, o := range []Owner{a, a, a, c} {
+		uid := fmt.Sprintf("cf-%d", i)
+		_, _, err := repo.CreateTask(ctx, NewTask{UID: uid, Namespace: "ns", Name: uid, TaskName: "noop",
+			Desired: lifecycle.DesiredRunning, Owner: o, At: time.Now()})
+		require.NoError(t, err)
+		uids = append(uids, uid)
+	}
+	rows, err := repo.ClaimFrom(ctx, a.Epoch, b, uids)
+	require.NoError(t, err)
+	require.Empty(t, rows, "a's row is live")
+
+	require.NoError(t, repo.RenewMember(ctx, a.Epoch, 0)) // a stopped renewing
+	rows, err = repo.ClaimFrom(ctx, a.Epoch, b, uids[1:])
+	require.NoError(t, err)
+	require.Len(t, rows, 2, "the listed tasks of a, not c's")
+	for _, r := range rows {
+		require.Equal(t, b.Epoch, *r.OwnerEpoch)
+	}
+	row, err := repo.GetTask(ctx, uids[0])
+	require.NoError(t, err)
+	require.Equal(t, a.Epoch, *row.OwnerEpoch, "an unlisted task stays")
+	rows, err = repo.ClaimFrom(ctx, a.Epoch, c, uids)
+	require.NoError(t, err)
+	require.Len(t, rows, 1, "only what a still holds: the other claimer took the rest")
+
+	owners, err := repo.OwnersOf(ctx, "pod-b")
+	require.NoError(t, err)
+	require.Equal(t, []Owner{b}, owners)
 }

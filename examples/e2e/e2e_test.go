@@ -72,7 +72,7 @@ func TestTheExampleOperatorRunsPausesResumesAndSurvivesAKill(t *testing.T) {
 	logPath := filepath.Join(dir, "operator.log")
 	start := func() *harness.Operator {
 		op, err := harness.StartOperator(harness.OperatorSpec{Binary: binary, LogPath: logPath,
-			Args: []string{"--deployment=linkcheck", "--leader-election-namespace=" + ns, "--identity=linkcheck-0", "--stop-grace=2s"},
+			Args: []string{"--deployment=linkcheck", "--leader-election-namespace=" + ns, "--identity=linkcheck-0", "--incarnation=linkcheck-0-pod", "--stop-grace=2s"},
 			Env:  []string{"KUBECONFIG=" + kubeconfig, "DATABASE_URL=" + dbURL}})
 		require.NoError(t, err)
 		require.NoError(t, op.WaitReady(ctx, time.Minute), "operator log: %s", logPath)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -46,9 +47,11 @@ func startOperator(ctx context.Context, s operatorSpec) (*operatorProc, error) {
 		args = append(args, "--identity="+s.identity)
 	}
 	op, err := harness.StartOperator(harness.OperatorSpec{
-		Binary:  s.binary,
-		Args:    append(args, s.extraArgs...),
-		Env:     []string{"KUBECONFIG=" + s.kubeconfig, "DATABASE_URL=" + s.databaseURL},
+		Binary: s.binary,
+		Args:   append(args, s.extraArgs...),
+		// A restart of the same replica is a container restarting in its pod: the same pod UID
+		// (an environment variable, which binaries of earlier versions ignore).
+		Env:     []string{"KUBECONFIG=" + s.kubeconfig, "DATABASE_URL=" + s.databaseURL, "POD_UID=" + cmp.Or(s.identity, "bench") + "-pod"},
 		LogPath: s.logPath,
 		Pprof:   s.pprof,
 	})

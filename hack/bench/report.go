@@ -314,7 +314,14 @@ func writeTakeover(b *strings.Builder, r *results) {
 	md("|---|---|---|---|---|")
 	md("| %.0f s | %.2f s | **%.2f s** | %.2f s | %d/%d |", t.lease.Seconds(), t.leader.Seconds(), t.allRunning.Seconds(), t.afterLease.Seconds(), t.resumed, t.n)
 	md("")
-	md("**What limits takeover:** the lease. Until the dead leader's membership Lease has gone unrenewed for a lease duration, nobody may claim its tasks (it might only be slow, and a second run is the failure this design exists to prevent). The standby learns when to look again from the Lease itself (`Gone` answers with the expiry), its caches are warm, and each claim is one guarded `UPDATE`, so what is left after the lease is claiming and starting %d runs.", t.n)
+	md("Where the time goes, from the kill:")
+	md("")
+	md("| dead leader's last Lease renewal | its Lease gone (renewal + lease) | its row expired (database clock) | first task resumed | all resumed |")
+	md("|---|---|---|---|---|")
+	md("| %+.2f s | %.2f s | %.2f s | %.2f s | %.2f s |", t.lastRenewal.Seconds(), (t.lastRenewal + t.lease).Seconds(), t.rowExpired.Seconds(),
+		t.firstResumed.Seconds(), t.allRunning.Seconds())
+	md("")
+	md("**What limits takeover:** the lease. Until the dead leader's membership has expired in both backends (its Lease unrenewed for a lease duration by the standby's own observation, and its row by the database's clock), nobody may claim its tasks: it might only be slow, and a second run is the failure this design exists to prevent. The standby watches the membership Leases, so it judges the expiry from the last renewal it saw, and looks at the dead owner when both records could have expired (no leadership needed); then one statement claims all %d tasks, and what is left is starting the runs.", t.n)
 	md("")
 }
 
@@ -360,7 +367,9 @@ func writeSharding(b *strings.Builder, r *results) {
 		}
 		rebalance := "–"
 		if s.replicas > 1 {
-			rebalance = fmt.Sprintf("%.1f s for %d tasks (lease %.0f s + %.1f s)", s.rebalance.Seconds(), s.moved, s.lease.Seconds(), (s.rebalance - s.lease).Seconds())
+			rebalance = fmt.Sprintf("%.1f s for %d tasks (lease %.0f s + %.1f s; its last Lease renewal %+.1f s, row expired %.1f s, first resumed %.1f s)",
+				s.rebalance.Seconds(), s.moved, s.lease.Seconds(), (s.rebalance - s.lease).Seconds(), s.lastRenewal.Seconds(),
+				s.rowExpired.Seconds(), s.firstResumed.Seconds())
 		}
 		md("| %d | %.0f tasks/s | %.0f tasks/s | %.2f | %.2f | %s | %s | %s | %s |", s.replicas, s.tasksSec, s.ceil.tasksSec, s.ratio(), s.writesPerTask,
 			strings.Join(cpu, " / "), intsText(s.shares), strings.Join(rss, " / "), rebalance)
@@ -370,7 +379,7 @@ func writeSharding(b *strings.Builder, r *results) {
 	md("CPU over the throughput run with %d replicas:", last.replicas)
 	md("")
 	writeCPU(b, last.cpu, last.n)
-	md("**What this shows, honestly:** on this 2-core machine the kube-apiserver, not the operator, is the limit: three replicas do not create API write capacity, they add a label write per task (the assignment) and three processes competing for the same two cores, so throughput does not grow with replicas here. What sharding buys is room for the *tasks*: each replica runs and holds in memory about a third of them (its cache holds only its own), so CPU- or memory-heavy task types scale with pods. After a SIGKILL the dead replica's tasks wait for its membership Lease to expire (the lease duration: it might only be slow), then run on the others from their checkpoints.")
+	md("**What this shows, honestly:** on this 2-core machine the kube-apiserver, not the operator, is the limit: three replicas do not create API write capacity, they add a label write per task (the assignment) and three processes competing for the same two cores, so throughput does not grow with replicas here. What sharding buys is room for the *tasks*: each replica runs and holds in memory about a third of them (its cache holds only its own), so CPU- or memory-heavy task types scale with pods. After a SIGKILL the dead replica's tasks wait for its membership to expire in both backends (the lease duration after its last renewal: it might only be slow), then the sharder moves their labels and each replica claims its share in one statement and resumes them from their checkpoints.")
 	md("")
 }
 

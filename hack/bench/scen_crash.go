@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers"
 )
 
 // crashResult is scenario 5.
@@ -108,7 +109,7 @@ func leaseAcquired(ctx context.Context, c client.Client) (holder string, acquire
 	if l.Spec.AcquireTime != nil {
 		acquired = l.Spec.AcquireTime.Time
 	}
-	return ptr.Deref(l.Spec.HolderIdentity, ""), acquired, nil
+	return controllers.LeaderIdentity(ptr.Deref(l.Spec.HolderIdentity, "")), acquired, nil
 }
 
 type checkpointRow struct {

@@ -28,6 +28,8 @@ type shardingResult struct {
 	lease     time.Duration
 	moved     int
 	rebalance time.Duration
+	// The breakdown of the rebalance, from the kill (see takeoverResult).
+	lastRenewal, rowExpired, firstResumed time.Duration
 }
 
 func (r shardingResult) ratio() float64 { return r.tasksSec / r.ceil.tasksSec }
@@ -158,6 +160,7 @@ func runSharding(ctx context.Context, e *env, replicas, n, long int) (*shardingR
 		}
 		// When the last of them actually resumed (its transition), not when the poll saw it.
 		res.rebalance = lastResumed(ctx, st, ns, killAt).Sub(killAt)
+		res.lastRenewal, res.rowExpired, res.firstResumed = takeoverBreakdown(ctx, st, victim, killAt)
 	}
 	stopWatch()
 

@@ -50,7 +50,7 @@ func (m *Member) Join(ctx context.Context) (store.Owner, error) {
 	m.owner.Store(&owner)
 	close(m.joined)
 	if err := m.acquire(ctx, epoch); err != nil {
-		log.Info("joined without the membership Lease for now: the API server does not answer; retrying", "error", err.Error())
+		log.Info("joined without the membership Lease for now; the row keeps the membership meanwhile, retrying", "error", err.Error())
 	}
 	log.Info("joined as a task owner", "identity", owner.Name, "epoch", owner.Epoch)
 	return owner, nil
@@ -74,13 +74,20 @@ func (m *Member) acquire(ctx context.Context, epoch int64) error {
 	case err != nil:
 		return fmt.Errorf("read Lease %s: %w", m.name, err)
 	default:
-		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
-		if holder != "" && holder != m.opts.Identity && m.observer.Left(&lease) > 0 {
-			return fmt.Errorf("the Lease %s is held by %q, renewed at %s", m.name, holder, lease.Spec.RenewTime)
+		predecessor, err := m.mayTake(&lease, epoch)
+		if err != nil {
+			return err
 		}
 		m.fill(&lease, epoch, true)
 		if err := m.opts.Client.Update(ctx, &lease); err != nil {
 			return fmt.Errorf("take over Lease %s: %w", m.name, err)
+		}
+		if predecessor != 0 {
+			// The same pod's previous container has exited: its row need not expire first.
+			if err := m.opts.Roll.ReleaseMember(ctx, predecessor); err != nil {
+				m.opts.Log.Info("could not release the previous process's membership row; it expires by itself",
+					"epoch", predecessor, "error", err.Error())
+			}
 		}
 	}
 	m.mu.Lock()
@@ -89,6 +96,32 @@ func (m *Member) acquire(ctx context.Context, epoch int64) error {
 	m.apiRenewed.Store(max(start, 1))
 	m.extend(start)
 	return nil
+}
+
+// mayTake says whether this process may take the existing Lease for epoch: when it is
+// released, its own already, held by the same pod's previous container (the same
+// incarnation: that process has exited, and predecessor is its epoch), or expired by this
+// process's observation. A live holder of the same identity is waited for like any other:
+// two processes with one identity must never both count as its owner.
+func (m *Member) mayTake(l *coordinationv1.Lease, epoch int64) (predecessor int64, err error) {
+	holder := ptr.Deref(l.Spec.HolderIdentity, "")
+	switch {
+	case holder == "":
+		return 0, nil
+	case holder == m.opts.Identity && epochOf(l) == epoch:
+		return 0, nil
+	case holder == m.opts.Identity && m.opts.Incarnation != "" && l.Annotations[AnnotationIncarnation] == m.opts.Incarnation:
+		return epochOf(l), nil
+	}
+	if left := m.observer.Left(l); left > 0 {
+		why := "another process"
+		if holder == m.opts.Identity {
+			why = "another process with this identity (a duplicated --identity, or the pod's previous incarnation still running)"
+		}
+		return 0, fmt.Errorf("the Lease %s is held by %s (%q, epoch %d): waiting %s for it to expire unless renewed",
+			m.name, why, holder, epochOf(l), left.Round(time.Millisecond))
+	}
+	return 0, nil
 }
 
 // fill writes this process into the Lease: holder, epoch, duration, renew time.
@@ -101,6 +134,11 @@ func (m *Member) fill(l *coordinationv1.Lease, epoch int64, acquire bool) {
 	}
 	l.Labels[LabelMember] = m.opts.Deployment
 	l.Annotations[AnnotationEpoch] = strconv.FormatInt(epoch, 10)
+	if m.opts.Incarnation != "" {
+		l.Annotations[AnnotationIncarnation] = m.opts.Incarnation
+	} else {
+		delete(l.Annotations, AnnotationIncarnation)
+	}
 	now := m.microNow()
 	l.Spec.HolderIdentity = ptr.To(m.opts.Identity)
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(min(m.opts.LeaseDuration/time.Second, math.MaxInt32))) //nolint:gosec // bounded just before

@@ -28,6 +28,9 @@ const (
 	LabelMember = "tasks.taskpilot.dev/member"
 	// AnnotationEpoch records the fencing token of the process holding the Lease.
 	AnnotationEpoch = "tasks.taskpilot.dev/epoch"
+	// AnnotationIncarnation records the incarnation (the pod's UID) of the process holding the
+	// Lease: a process of the same pod may take the Lease at once, its predecessor has exited.
+	AnnotationIncarnation = "tasks.taskpilot.dev/incarnation"
 	// leasePrefix starts the name of every membership Lease; the identity follows.
 	leasePrefix = "taskpilot-member-"
 )
@@ -70,8 +73,17 @@ type Options struct {
 	Roll Roll
 	// Namespace holds the membership Leases.
 	Namespace string
-	// Identity names this process; it must be unique among live processes (the pod name).
+	// Identity names this process; it must be unique among live processes (the pod name). A
+	// second live process with the same identity (a duplicated --identity, a pod recreated
+	// while the old one still runs on a partitioned node) never overlaps the first: it waits
+	// for the first one's Lease to expire, as any other taker would.
 	Identity string
+	// Incarnation tells processes of one identity apart when they are the same pod restarted
+	// (the pod's UID, from $POD_UID): the kubelet never runs two containers of a pod at once,
+	// so a process whose Lease carries its own incarnation takes it at once. Empty: unknown,
+	// and a restarted process waits for its predecessor's Lease to expire (or to be released,
+	// which a clean shutdown does).
+	Incarnation string
 	// Deployment names the operator deployment this process belongs to (the value of its
 	// Lease's LabelMember).
 	Deployment string
@@ -92,6 +104,7 @@ type Member struct {
 	name     string
 	base     time.Time // validity is kept as nanoseconds since base (monotonic)
 	observer *Observer
+	verdicts verdicts
 
 	owner      atomic.Pointer[store.Owner]
 	validUntil atomic.Int64

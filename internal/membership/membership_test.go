@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -55,7 +57,8 @@ type process struct {
 }
 
 // member builds a member; the API client reads uncached (the cache is the operator's business).
-func (w *world) member(identity string, clk *clocktesting.FakeClock) process {
+// incarnation, when given, is the pod's UID.
+func (w *world) member(identity string, clk *clocktesting.FakeClock, incarnation ...string) process {
 	w.t.Helper()
 	p := process{apiDown: &atomic.Bool{}, dbDown: &atomic.Bool{}}
 	api := interceptor.NewClient(w.c, interceptor.Funcs{
@@ -81,6 +84,9 @@ func (w *world) member(identity string, clk *clocktesting.FakeClock) process {
 	opts := membership.Options{
 		Client: api, APIReader: api, Roll: w.roll.as(p.dbDown), Namespace: w.ns, Identity: identity, Deployment: "taskpilot",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
+	}
+	if len(incarnation) > 0 {
+		opts.Incarnation = incarnation[0]
 	}
 	if clk != nil {
 		opts.Clock = clk
@@ -140,7 +146,6 @@ func TestJoinReleaseAndRestart(t *testing.T) {
 	v, err = b.Gone(w.ctx, ownerA)
 	require.NoError(t, err)
 	require.True(t, v.Gone, "the old epoch of a restarted member is gone")
-	require.Contains(t, v.Why, "restarted")
 
 	v, err = b.Gone(w.ctx, store.Owner{Name: "never-seen", Epoch: 1})
 	require.NoError(t, err)
@@ -260,22 +265,140 @@ func TestEitherBackendKeepsTheMembership(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(lostAt), lease, "gone in both only a lease duration after its last renewal")
 }
 
-// TestTheSameIdentityTakesOver: a restarted process of the same pod takes its Lease over with a
-// new epoch; the old process, if it is still around, finds its Lease taken and stops.
-func TestTheSameIdentityTakesOver(t *testing.T) {
+// TestASecondProcessOfALiveIdentityWaits: a second process with the identity of a live one (a
+// duplicated --identity, a pod recreated while the old one still runs) neither takes the Lease
+// nor ends the first one's row: nobody sees the first one gone, it keeps running, and the
+// second waits until the first's Lease expired by its own observation. Before, joining ended
+// the first's row, acquiring took its Lease at once, and the newer epoch made it gone: both
+// ran the same tasks until the first noticed.
+func TestASecondProcessOfALiveIdentityWaits(t *testing.T) {
 	w := newWorld(t)
-	old := w.member("pod-a", nil)
-	w.join(old)
+	w.roll.clock = clock.RealClock{}
+	old, b := w.member("pod-a", nil), w.member("pod-b", nil)
+	ownerOld := w.join(old)
 	done := w.run(old)
+	w.join(b)
 
-	w.join(w.member("pod-a", nil))
+	second := w.member("pod-a", nil)
+	w.join(second)
+	lease := w.lease("pod-a")
+	require.Equal(t, strconv.FormatInt(ownerOld.Epoch, 10), lease.Annotations[membership.AnnotationEpoch], "the Lease stays the first's")
+	v, err := b.Gone(w.ctx, ownerOld)
+	require.NoError(t, err)
+	require.False(t, v.Gone, "the first process of pod-a is live: %s", v.Why)
+	require.Eventually(t, func() bool { return w.lease("pod-a").ResourceVersion != lease.ResourceVersion }, 10*time.Second,
+		50*time.Millisecond, "the first process renews its Lease")
 	select {
 	case err := <-done:
-		require.ErrorIs(t, err, membership.ErrLost)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the old process did not notice that its Lease was taken")
+		t.Fatalf("the first process lost its membership: %v", err)
+	default:
 	}
-	require.False(t, old.Valid())
+	require.True(t, old.Valid())
+
+	// The first one stops (without a release, as a crash would): the second takes over once
+	// the Lease expired by its own observation.
+	old.apiDown.Store(true)
+	old.dbDown.Store(true)
+	done2 := w.run(second)
+	require.Eventually(t, func() bool {
+		return w.lease("pod-a").Annotations[membership.AnnotationEpoch] == strconv.FormatInt(second.Owner().Epoch, 10)
+	}, 30*time.Second, 100*time.Millisecond, "the second process takes the Lease once the first's expired")
+	require.Eventually(t, func() bool { v, err := b.Gone(w.ctx, ownerOld); return err == nil && v.Gone }, 30*time.Second, 100*time.Millisecond)
+	select {
+	case err := <-done2:
+		t.Fatalf("the second process lost its membership: %v", err)
+	default:
+	}
+}
+
+// TestARestartedContainerTakesItsMembershipBackAtOnce: a process of the same pod (the same
+// incarnation) takes the Lease at once and ends its predecessor's row: the kubelet never runs
+// two containers of one pod at the same time, so that one has exited.
+func TestARestartedContainerTakesItsMembershipBackAtOnce(t *testing.T) {
+	w := newWorld(t)
+	crashed := w.member("pod-a", nil, "uid-1")
+	ownerOld := w.join(crashed) // never released: a crash
+	b := w.member("pod-b", nil)
+	w.join(b)
+	restarted := w.member("pod-a", clocktesting.NewFakeClock(time.Now()), "uid-1") // its clock never moves: no waiting
+	ownerNew := w.join(restarted)
+	require.Equal(t, strconv.FormatInt(ownerNew.Epoch, 10), w.lease("pod-a").Annotations[membership.AnnotationEpoch])
+	v, err := b.Gone(w.ctx, ownerOld)
+	require.NoError(t, err)
+	require.True(t, v.Gone, v.Why)
+	require.Contains(t, v.Why, "restarted")
+	require.Contains(t, v.Why, "released its membership row")
+}
+
+// TestADeletedLeaseIsNotGoneAndIsRecreated: someone deletes a live member's Lease. Others do not
+// count it gone (it keeps its tasks through its row, and a missing Lease counts only after the
+// lease duration), and the member makes its Lease again at its next renewal. Before, a deleted
+// Lease was gone at once and never recreated.
+func TestADeletedLeaseIsNotGoneAndIsRecreated(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.member("pod-a", nil), w.member("pod-b", nil)
+	ownerA := w.join(a)
+	w.join(b)
+	w.run(a)
+	require.NoError(t, w.c.Delete(w.ctx, w.lease("pod-a")))
+	v, err := b.Gone(w.ctx, ownerA)
+	require.NoError(t, err)
+	require.False(t, v.Gone, "a missing Lease is not a gone owner: %s", v.Why)
+	require.Eventually(t, func() bool {
+		var l coordinationv1.Lease
+		err := w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: membership.LeaseName("pod-a")}, &l)
+		return err == nil && l.Annotations[membership.AnnotationEpoch] == strconv.FormatInt(ownerA.Epoch, 10)
+	}, 10*time.Second, 50*time.Millisecond, "the member makes its Lease again")
+	require.True(t, a.Valid())
+	api, _ := a.Backends()
+	require.True(t, api.Renewed)
+}
+
+// TestBothRecordsAreJudgedInOneLook: an owner whose row expires after its Lease is asked about
+// again when both could have expired, and is gone at that recheck. Before, the recheck came when
+// the Lease expired, found the row live, and asked again a second time.
+func TestBothRecordsAreJudgedInOneLook(t *testing.T) {
+	w := newWorld(t)
+	start := time.Now()
+	clkB := clocktesting.NewFakeClock(start)
+	a, b := w.member("pod-a", clocktesting.NewFakeClock(start)), w.member("pod-b", clkB)
+	ownerA := w.join(a) // its Lease expires 4 s from now unless renewed
+	w.join(b)
+	require.NoError(t, w.roll.as(&atomic.Bool{}).RenewMember(w.ctx, ownerA.Epoch, 6*time.Second)) // its row 6 s from now
+	v, err := b.Gone(w.ctx, ownerA)
+	require.NoError(t, err)
+	require.False(t, v.Gone)
+	require.GreaterOrEqual(t, v.RecheckAfter, 6*time.Second, "asked again when the row expires too, not when the Lease does: %s", v.Why)
+	clkB.Step(v.RecheckAfter)
+	w.roll.fake.Step(v.RecheckAfter)
+	v, err = b.Gone(w.ctx, ownerA)
+	require.NoError(t, err)
+	require.True(t, v.Gone, "gone at the first recheck: %s", v.Why)
+}
+
+// TestAWatchedLeaseExpiresWhenItStopsChanging: a standby that watched an owner's Lease judges
+// its expiry from the last change it saw, not from the first time it asks (a standby that
+// asked only after the owner died waited a second lease duration).
+func TestAWatchedLeaseExpiresWhenItStopsChanging(t *testing.T) {
+	w := newWorld(t)
+	start := time.Now()
+	clkB := clocktesting.NewFakeClock(start)
+	a, b := w.member("pod-a", clocktesting.NewFakeClock(start)), w.member("pod-b", clkB)
+	ownerA := w.join(a)
+	w.join(b)
+	b.Observe(w.lease("pod-a")) // the watch delivered its last renewal
+	clkB.Step(4*time.Second + time.Millisecond)
+	w.roll.fake.Step(4*time.Second + time.Millisecond)
+	v, err := b.Gone(w.ctx, ownerA) // asked for the first time, after the expiry
+	require.NoError(t, err)
+	require.True(t, v.Gone, v.Why)
+}
+
+func (w *world) lease(identity string) *coordinationv1.Lease {
+	w.t.Helper()
+	var l coordinationv1.Lease
+	require.NoError(w.t, w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: membership.LeaseName(identity)}, &l))
+	return &l
 }
 
 func TestLeaseNames(t *testing.T) {

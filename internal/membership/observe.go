@@ -53,11 +53,24 @@ func (o *Observer) Left(l *coordinationv1.Lease) time.Duration {
 	return seen.at + leaseDuration(l) - now
 }
 
-// Forget drops what the observer knows of a Lease that no longer exists.
-func (o *Observer) Forget(namespace, name string) {
+// absentRecord is the record of a Lease seen missing: its absence counts from when it was
+// first seen missing, as a record's age does.
+const absentRecord = "<absent>"
+
+// Absent is how long a Lease seen missing has before it counts as expired, d after this
+// observer first saw it missing (zero or less: expired). A live holder recreates a deleted
+// Lease at its next renewal, which a taker then sees as a new record.
+func (o *Observer) Absent(namespace, name string, d time.Duration) time.Duration {
+	key := namespace + "/" + name
+	now := o.clock.Since(o.base)
 	o.mu.Lock()
-	delete(o.seen, namespace+"/"+name)
+	seen, ok := o.seen[key]
+	if !ok || seen.record != absentRecord {
+		seen = observation{record: absentRecord, at: now}
+		o.seen[key] = seen
+	}
 	o.mu.Unlock()
+	return seen.at + d - now
 }
 
 func leaseDuration(l *coordinationv1.Lease) time.Duration {

@@ -60,11 +60,6 @@ func (r *rollOf) JoinMember(_ context.Context, o store.Owner, _ string, ttl time
 	}
 	r.f.mu.Lock()
 	defer r.f.mu.Unlock()
-	for _, m := range r.f.rows {
-		if m.identity == o.Name {
-			m.released = true
-		}
-	}
 	r.f.rows[o.Epoch] = &fakeMember{identity: o.Name, expires: r.f.clock.Now().Add(ttl)}
 	return nil
 }

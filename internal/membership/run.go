@@ -95,9 +95,19 @@ func (m *Member) renewLease(ctx context.Context) error {
 	}
 	m.fill(lease, m.Owner().Epoch, false)
 	if err := m.opts.Client.Update(ctx, lease); err != nil {
-		// A conflict means someone else wrote our Lease: read it to see whether it is still ours.
+		// A conflict means someone else wrote our Lease (or deleted it): read it to see
+		// whether it is still ours.
 		fresh := lease.DeepCopy()
-		if gerr := m.opts.APIReader.Get(ctx, client.ObjectKeyFromObject(lease), fresh); gerr == nil {
+		gerr := m.opts.APIReader.Get(ctx, client.ObjectKeyFromObject(lease), fresh)
+		if notFound(err) || notFound(gerr) {
+			// Someone deleted the Lease: make it again, at once (takers count a missing Lease
+			// as gone only after the lease duration).
+			m.mu.Lock()
+			m.lease = nil
+			m.mu.Unlock()
+			return m.acquire(ctx, m.Owner().Epoch)
+		}
+		if gerr == nil {
 			if ptr.Deref(fresh.Spec.HolderIdentity, "") != m.opts.Identity || epochOf(fresh) != m.Owner().Epoch {
 				m.lost.Store(true)
 				return fmt.Errorf("%s holds it now (epoch %d): %w", ptr.Deref(fresh.Spec.HolderIdentity, ""), epochOf(fresh), ErrLost)

@@ -79,7 +79,7 @@ func TestStartedWithoutItsBackendsTheOperatorWaitsAndNeverExits(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() {
 		exited <- operator.Main(ctx, []string{
-			"--kubeconfig=" + kubeconfig, "--database-url=" + dbURL, "--identity=outage-0",
+			"--kubeconfig=" + kubeconfig, "--database-url=" + dbURL, "--identity=outage-0", "--incarnation=outage-0-pod",
 			"--leader-elect", "--leader-election-namespace=default",
 			"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(port),
 			"--startup-database-timeout=2s",

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers"
 )
 
 // TestEverySlotOnceWhenTheLeaderIsKilledAtTheSlot: three sharded replicas as processes, a
@@ -56,7 +57,7 @@ func TestEverySlotOnceWhenTheLeaderIsKilledAtTheSlot(t *testing.T) {
 
 	var lease coordinationv1.Lease
 	require.NoError(t, w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: "taskpilot.tasks.taskpilot.dev"}, &lease))
-	leader := ptr.Deref(lease.Spec.HolderIdentity, "")
+	leader := controllers.LeaderIdentity(ptr.Deref(lease.Spec.HolderIdentity, ""))
 	require.Contains(t, w.replicas, leader)
 	slot := time.Now().Truncate(2 * time.Second).Add(2 * time.Second)
 	time.Sleep(time.Until(slot))

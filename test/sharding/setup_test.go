@@ -153,7 +153,7 @@ func (w *world) startWith(name string, env ...string) *harness.Operator {
 	op, err := harness.StartOperator(harness.OperatorSpec{
 		Binary: binary,
 		Args: []string{
-			"--sharding", "--leader-elect", "--leader-election-namespace=" + w.ns, "--identity=" + name,
+			"--sharding", "--leader-elect", "--leader-election-namespace=" + w.ns, "--identity=" + name, "--incarnation=" + name + "-pod",
 			"--leader-elect-lease-duration=" + leaseDuration.String(), "--leader-elect-renew-deadline=" + renewDeadline.String(),
 			"--leader-elect-retry-period=" + retryPeriod.String(), "--max-concurrent-tasks=300", "--kube-api-qps=200",
 			"--kube-api-burst=400", "--sweep-interval=5s",
