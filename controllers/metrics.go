@@ -33,6 +33,19 @@ func registerRunnerMetrics(reg prometheus.Registerer, stats func() runner.Stats)
 	return nil
 }
 
+// registerEntryMetrics exports how many tasks each per-task memory of this process holds: once
+// every task is deleted they are all 0 (the chaos run checks it), whatever happened before.
+func registerEntryMetrics(reg prometheus.Registerer, index, journal, runner func() int) error {
+	for component, count := range map[string]func() int{"index": index, "journal": journal, "runner": runner} {
+		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskpilot_task_entries",
+			Help:        "Tasks held in memory by a component of this process (index: the controllers' shared index; journal: the outbox; runner: runs, ended ones until forgotten).",
+			ConstLabels: prometheus.Labels{"component": component}}, func() float64 { return float64(count()) })); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // registerBackendMetrics exports, per backend of the membership, whether it renewed the
 // membership within the renew deadline and how long ago it last did: a degraded mode (the API
 // server or PostgreSQL away while the other keeps the tasks running) shows as one of them at 0.

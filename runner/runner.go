@@ -192,7 +192,11 @@ func (r *Runner) Snapshot(key Key) (TaskSnapshot, bool) {
 func (r *Runner) Stats() Stats {
 	inUse, _ := r.slots.stats()
 	memory, _ := r.memory.stats()
+	r.mu.Lock()
+	entries := r.entries.Len()
+	r.mu.Unlock()
 	return Stats{
+		Entries:       entries,
 		Running:       int(r.running.Load()),
 		Pending:       int(r.pending.Load()),
 		Paused:        int(r.paused.Load()),

@@ -65,4 +65,6 @@ type Stats struct {
 	// Failed after its timeout) once StopGrace ran out, but which have not
 	// returned yet: Go cannot stop a goroutine from the outside.
 	Abandoned int
+	// Entries counts the runs the runner holds, ended ones included until forgotten.
+	Entries int
 }

@@ -35,6 +35,28 @@ func TestDoubleRunIsAMarkAfterAnotherStart(t *testing.T) {
 	}
 }
 
+// TestAStepRecordedTwiceByOneExecutionIsNotADoubleRun: the sharded report said "1 steps were
+// done twice at the same time" beside invariant 1 held: one execution had recorded a step twice
+// (an insert retried after its commit during a PostgreSQL outage), and the count compared that
+// execution with itself. A real overlap still counts in both.
+func TestAStepRecordedTwiceByOneExecutionIsNotADoubleRun(t *testing.T) {
+	noFault := func(time.Time) (string, string) { return "", "" }
+	iv := map[string]time.Duration{"u": time.Second}
+	e := exec(1, 1, 0, 1, 2, 63)
+	e.Marks = append(e.Marks[:2:2], append([]witness.Mark{{Step: 1, At: at(62)}}, e.Marks[2:]...)...) // step 1 written again
+	one := map[string][]witness.Execution{"u": {e}}
+	if r := checkNoDoubleRun(one, nil, noFault); !r.held() {
+		t.Fatalf("one execution is no double run: %+v", r.examples)
+	}
+	if got := workRedone(one, iv); got.concurrent != 0 || got.steps != 0 {
+		t.Fatalf("one execution's step recorded twice counted as %+v", got)
+	}
+	two := map[string][]witness.Execution{"u": {exec(1, 1, 0, 1, 2, 10.5), exec(2, 1, 10, 11, 12)}}
+	if r, got := checkNoDoubleRun(two, nil, noFault), workRedone(two, iv); r.broken == 0 || got.concurrent == 0 {
+		t.Fatalf("a real overlap counts in both: invariant 1 %d, concurrent %d", r.broken, got.concurrent)
+	}
+}
+
 func hist(steps ...transition) []transition {
 	for i := range steps {
 		steps[i].seq = int64(i + 1)
@@ -213,5 +235,34 @@ func TestEverySlotOnce(t *testing.T) {
 	}
 	if r := checkSchedules(nil, until); r.skipped == "" {
 		t.Fatal("no schedule: not checked")
+	}
+}
+
+// probeOf builds a leak probe's rounds for one replica: tasks processed per round, and the heap
+// after each (base + perTask*processed + noise).
+func probeOf(perTask float64, noise []float64) leakProbe {
+	p := leakProbe{tasksPerRound: 1000, noise: map[string]float64{"a": 200 << 10}}
+	for i, n := range noise {
+		tracked := float64(1000 * (i + 1))
+		p.rounds = append(p.rounds, []replicaSample{{replica: "a", tracked: tracked, heap: 8<<20 + perTask*tracked + n}})
+	}
+	p.slopes, p.processed = heapSlopes(p.rounds[1:])
+	return p
+}
+
+// TestInvariant6CatchesALeakNotTheCaches: a replica keeping 1 KiB per task processed breaks
+// invariant 6 through the sample noise; one whose bounded caches filled in the first round and
+// then only wobble holds it; a task entry left after the run breaks it.
+func TestInvariant6CatchesALeakNotTheCaches(t *testing.T) {
+	noise := []float64{3 << 20, 150 << 10, -100 << 10, 120 << 10} // round 0 fills the caches
+	if r := checkMemory(nil, probeOf(0, noise), memSample{}, memSample{}); !r.held() {
+		t.Fatalf("bounded caches are no leak: %+v %s", r.examples, r.checked)
+	}
+	if r := checkMemory(nil, probeOf(1024, noise), memSample{}, memSample{}); r.held() {
+		t.Fatalf("1 KiB per task is a leak: %s", r.checked)
+	}
+	left := []replicaSample{{replica: "a", pid: 7, entries: 3}}
+	if r := checkMemory(left, probeOf(0, noise), memSample{}, memSample{}); r.held() {
+		t.Fatal("task entries left after every task was deleted must break it")
 	}
 }

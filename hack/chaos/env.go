@@ -123,7 +123,7 @@ func (e *env) openClients(ctx context.Context) error {
 	if e.client, err = client.New(cfg, client.Options{Scheme: e.cp.Scheme}); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	for _, ns := range []string{namespace, warmupNamespace, schedulesNamespace} {
+	for _, ns := range []string{namespace, warmupNamespace, schedulesNamespace, probeNamespace} {
 		if err := e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return fmt.Errorf("create namespace %s: %w", ns, err)
 		}

@@ -24,7 +24,10 @@ type faultRecord struct {
 	// fewest is the fewest tasks whose phase and row disagreed in a sample between the
 	// recovery and the next fault (-1: no sample).
 	fewest int
-	err    error
+	// cut: the fault deadline ended the fault before its hold; notRun: it passed before the
+	// fault could start.
+	cut, notRun bool
+	err         error
 }
 
 // minFaultGap keeps faults apart: each starts at least this long after the previous one
@@ -41,13 +44,17 @@ func injectAll(ctx context.Context, e *env, pl plan, start time.Time, out chan<-
 	defer close(out)
 	var last time.Time
 	gap := minFaultGap
-	for _, f := range pl.faults {
+	for i, f := range pl.faults {
 		at := start.Add(f.at)
 		if !last.IsZero() && at.Before(last.Add(gap)) {
 			at = last.Add(gap)
 		}
 		select {
 		case <-ctx.Done():
+			for _, g := range pl.faults[i:] { // reported, not dropped without a word
+				e.log.Info("fault not run: the fault deadline passed", "fault", g.kind)
+				out <- faultRecord{fault: g, notRun: true, converged: -1, fewest: -1}
+			}
 			return
 		case <-time.After(time.Until(at)):
 		}
@@ -124,7 +131,7 @@ func freezeLeader(ctx context.Context, e *env, rec *faultRecord) error {
 	if terr != nil {
 		terr = fmt.Errorf("no other process led while the leader was frozen for %s: %w", rec.hold, terr)
 	}
-	sleepCtx(ctx, time.Until(rec.injected.Add(rec.hold)))
+	rec.cut = !sleepCtx(ctx, time.Until(rec.injected.Add(rec.hold)))
 	if _, err := r.signal(syscall.SIGCONT); err != nil {
 		return err
 	}
@@ -150,7 +157,7 @@ func postgresDown(ctx context.Context, e *env, rec *faultRecord) error {
 	if err := e.pg.Stop(pgtest.StopImmediate); err != nil {
 		return fmt.Errorf("stop PostgreSQL: %w", err)
 	}
-	sleepCtx(ctx, rec.hold)
+	rec.cut = !sleepCtx(ctx, rec.hold)
 	if err := e.pg.Restart(); err != nil {
 		return fmt.Errorf("start PostgreSQL again: %w", err)
 	}
@@ -186,7 +193,7 @@ func slowLeases(ctx context.Context, e *env, rec *faultRecord) error {
 	delayed := e.proxy.Delayed()
 	rec.injected = time.Now()
 	e.proxy.SlowLeases(slowLeaseDelay)
-	sleepCtx(ctx, rec.hold)
+	rec.cut = !sleepCtx(ctx, rec.hold)
 	e.proxy.SlowLeases(0)
 	rec.recovered = time.Now()
 	rec.detail = fmt.Sprintf("%d Lease requests delayed; %s", e.proxy.Delayed()-delayed, leaderChange(ctx, e, before, rec.recovered))
@@ -203,7 +210,7 @@ func splitBrain(ctx context.Context, e *env, rec *faultRecord) error {
 	}
 	op := r.current()
 	rec.target = fmt.Sprintf("third operator, --leader-elect=false (pid %d) for %s", op.PID(), rec.hold)
-	sleepCtx(ctx, time.Until(rec.injected.Add(rec.hold)))
+	rec.cut = !sleepCtx(ctx, time.Until(rec.injected.Add(rec.hold)))
 	if err := op.Stop(15 * time.Second); err != nil {
 		return err
 	}
@@ -249,12 +256,15 @@ func leaderChange(ctx context.Context, e *env, before int, recovered time.Time) 
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// sleepCtx sleeps d, or less when ctx ends first; it reports whether it slept all of d.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
-		return
+		return true
 	}
 	select {
 	case <-ctx.Done():
+		return false
 	case <-time.After(d):
+		return true
 	}
 }

@@ -334,3 +334,20 @@ func (f *fleet) record(pid int) (procRecord, bool) {
 	}
 	return procRecord{}, false
 }
+
+// live returns the supervised replicas whose process runs and is not frozen.
+func (f *fleet) live() []*replica {
+	f.mu.Lock()
+	rs := append([]*replica(nil), f.replicas...)
+	f.mu.Unlock()
+	var out []*replica
+	for _, r := range rs {
+		r.mu.Lock()
+		ok := r.supervised && !r.frozen && r.proc != nil
+		r.mu.Unlock()
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -18,12 +18,13 @@ const (
 // operatorArgs are the flags of every operator process the run starts, in one place: when the
 // operator's flags change (the lifecycle rewrite adds and renames some), only this changes.
 // Leases are short so that a crashed or frozen leader is replaced within seconds. Each replica
-// owns tasks under its own identity, kept across its restarts as a pod's name is across its
-// container's restarts: a restarted replica takes its membership Lease (and its tasks) back at
-// once, while a frozen one is fenced out as soon as its Lease expires.
+// owns tasks under its own identity and incarnation, kept across its restarts as a pod's name
+// and UID are across its container's restarts: a restarted replica takes its membership Lease
+// (and its tasks) back at once, while a frozen one is fenced out as soon as its Lease expires.
 func operatorArgs(replica string, leaderElect, sharding bool) []string {
 	return []string{
 		"--identity=chaos-" + replica,
+		"--incarnation=chaos-" + replica + "-pod",
 		"--sharding=" + strconv.FormatBool(sharding),
 		"--leader-elect=" + strconv.FormatBool(leaderElect),
 		"--leader-election-namespace=" + leaseNamespace,

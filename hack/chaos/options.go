@@ -44,9 +44,9 @@ type profile struct {
 	tasks int
 	// createOver spreads task creation over this long from the start of the chaos phase.
 	createOver time.Duration
-	// faultsFrom..faultsUntil is where the faults are placed in the chaos phase; the user
-	// actions run from 5 s in until faultsUntil too, so that the system is left alone after
-	// the last fault.
+	// faultsFrom..faultsUntil is where the faults are spread in the chaos phase, each starting
+	// later when the ones before take longer (planFaults); the user actions run from 5 s in
+	// until faultsUntil.
 	faultsFrom, faultsUntil time.Duration
 	// actionsPerSecond is the rate of the driver's pause/resume/stop/restart/delete actions.
 	actionsPerSecond float64
@@ -57,6 +57,21 @@ type profile struct {
 	// splitBrain, pgDown, apiDown and slowLease are how long the rogue operator runs, PostgreSQL
 	// and the API server stay down, and Lease requests are answered late.
 	splitBrain, pgDown, apiDown, slowLease time.Duration
+}
+
+// probeRounds is how many rounds the leak probe runs (the first fills the bounded caches).
+const probeRounds = 4
+
+// probeTasks is how many tasks a leak probe round runs: 1,000 per replica that runs tasks (the
+// leader, or each sharded replica), 150 in quick runs.
+func (o options) probeTasks() int {
+	switch {
+	case o.quick:
+		return 150
+	case o.sharded:
+		return 3000
+	}
+	return 1000
 }
 
 func fullProfile() profile {

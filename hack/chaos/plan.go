@@ -138,13 +138,16 @@ func planActions(r *rand.Rand, tasks []taskPlan, p profile) []action {
 	return out
 }
 
-// planFaults shuffles the profile's faults and spreads them over [faultsFrom, faultsUntil],
-// each at a jittered slot of its own, with how long each lasts.
+// planFaults shuffles the profile's faults and spreads them from faultsFrom, each at a jittered
+// slot of its own over [faultsFrom, faultsUntil], but never before the previous one has had
+// its whole time and the gap after it (fault.takes, gapAfter): every planned fault runs for as
+// long as it is planned to, and the fault deadline (faultDeadline) leaves room for all of them.
 func planFaults(r *rand.Rand, p profile) []fault {
 	kinds := append([]faultKind(nil), p.faults...)
 	r.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	slot := (p.faultsUntil - p.faultsFrom) / time.Duration(max(len(kinds), 1))
 	out := make([]fault, len(kinds))
+	var next time.Duration
 	for i, k := range kinds {
 		f := fault{kind: k, at: p.faultsFrom + time.Duration(i)*slot + time.Duration(r.Int64N(int64(slot/4)+1))}
 		switch k {
@@ -160,7 +163,48 @@ func planFaults(r *rand.Rand, p profile) []fault {
 			f.hold = p.splitBrain
 		case faultKillLeader:
 		}
+		f.at = max(f.at, next)
+		next = f.at + f.takes() + gapAfter(f.kind)
 		out[i] = f
 	}
 	return out
+}
+
+// takes is how long a fault keeps the run busy from its start to its recovery: its hold and
+// what its injection waits for (a new leader, a restart, a process to stop).
+func (f fault) takes() time.Duration {
+	switch f.kind {
+	case faultKillLeader:
+		return 20 * time.Second
+	case faultStopLeader:
+		return f.hold + 20*time.Second
+	case faultPostgres:
+		return f.hold + 10*time.Second
+	case faultAPIServer:
+		return f.hold + 45*time.Second
+	case faultSplitBrain:
+		return f.hold + 15*time.Second
+	case faultSlowLease:
+		return f.hold + 5*time.Second
+	}
+	return f.hold
+}
+
+// gapAfter is the quiet time after a fault of kind recovered before the next one starts.
+func gapAfter(kind faultKind) time.Duration {
+	if isOutage(kind) {
+		return outageGap
+	}
+	return minFaultGap
+}
+
+// faultDeadline is when the fault injection must be over (from the start of the chaos phase):
+// the last planned fault's end with two minutes to spare. A fault it still cuts short, or
+// prevents, is reported as such.
+func faultDeadline(pl plan) time.Duration {
+	if len(pl.faults) == 0 {
+		return 0
+	}
+	last := pl.faults[len(pl.faults)-1]
+	return last.at + last.takes() + 2*time.Minute
 }

@@ -54,9 +54,9 @@ func writeReport(path string, res *results) error {
 	md("what each invariant means exactly: [below](#how-the-run-works); what people (rather than faults) can")
 	md("and cannot cause: [threat model](%s)._", threatModelLink(res))
 	md("")
-	md("Run of %s: **%s** profile, **seed %d**, %d BackgroundTasks, %d user actions, %d faults, %s; wall time %s.",
+	md("Run of %s: **%s** profile, **seed %d**, %d BackgroundTasks, %d user actions, %s, %s; wall time %s.",
 		res.started.Format("2006-01-02 15:04 MST"), res.opts.profile.name, res.opts.seed, len(res.pl.tasks),
-		len(res.pl.actions), len(res.pl.faults), res.opts.mode(), res.wall.Round(time.Second))
+		len(res.pl.actions), faultCount(res), res.opts.mode(), res.wall.Round(time.Second))
 	md("Reproduce with `make chaos ARGS=\"--seed=%d%s\"`: the same seed gives the same load, actions and fault", res.opts.seed, quickArg(res))
 	md("schedule; how the processes interleave under them is not reproducible.")
 	md("")
@@ -130,6 +130,29 @@ func writeInvariants(md func(string, ...any), res *results) {
 	}
 }
 
+// faultCount says how many faults were planned, and of them how many were not run or cut short.
+func faultCount(res *results) string {
+	out := fmt.Sprintf("%d faults", len(res.pl.faults))
+	cut := 0
+	for _, f := range res.faults {
+		if f.cut {
+			cut++
+		}
+	}
+	if len(res.notRun) > 0 || cut > 0 {
+		out += fmt.Sprintf(" planned (%d injected, %d not run, %d cut short)", len(res.faults), len(res.notRun), cut)
+	}
+	return out
+}
+
+// plannedText is a fault's planned hold ("–" for one without).
+func plannedText(f fault) string {
+	if f.hold == 0 {
+		return "–"
+	}
+	return f.hold.String()
+}
+
 func writeFaults(md func(string, ...any), res *results) {
 	md("## Faults")
 	md("")
@@ -137,15 +160,23 @@ func writeFaults(md func(string, ...any), res *results) {
 	md("ready. _Converged_: from the recovery (thaw, restart, rogue stopped) to the first moment a ready leader")
 	md("runs and every BackgroundTask's phase agrees with its row (see below).")
 	md("")
-	md("| # | at | fault | target | lasted | takeover | converged | what happened |")
-	md("|---|---|---|---|---|---|---|---|")
+	md("| # | at | fault | target | planned | lasted | takeover | converged | what happened |")
+	md("|---|---|---|---|---|---|---|---|---|")
 	for i, f := range res.faults {
 		takeover := "–"
 		if f.takeover > 0 {
 			takeover = fmt.Sprintf("%.1f s", f.takeover.Seconds())
 		}
-		md("| %d | %.1f | %s | %s | %.1f s | %s | %s | %s |", i+1, f.injected.Sub(res.chaosStart).Seconds(), f.kind,
-			cell(f.target), f.recovered.Sub(f.injected).Seconds(), takeover, convergedText(f), cell(f.detail))
+		lasted := fmt.Sprintf("%.1f s", f.recovered.Sub(f.injected).Seconds())
+		if f.cut {
+			lasted += ", **cut short** by the fault deadline"
+		}
+		md("| %d | %.1f | %s | %s | %s | %s | %s | %s | %s |", i+1, f.injected.Sub(res.chaosStart).Seconds(), f.kind,
+			cell(f.target), plannedText(f.fault), lasted, takeover, convergedText(f), cell(f.detail))
+	}
+	for _, f := range res.notRun {
+		md("| – | (%.1f) | %s | – | %s | **not run**: the fault deadline passed before it could start | – | – | – |",
+			f.at.Seconds(), f.kind, plannedText(f.fault))
 	}
 	md("")
 	if res.settle >= 0 {

@@ -28,6 +28,7 @@ type results struct {
 	dir        string
 	phases     []phaseTime
 	faults     []faultRecord
+	notRun     []faultRecord // planned, but the fault deadline passed before they could start
 	invs       []result
 	settle     time.Duration // from the last recovery until every task did what its spec says (-1: never)
 	redone     redone
@@ -141,7 +142,7 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 	p := res.opts.profile
 	driverCtx, stopDriver := context.WithDeadline(ctx, start.Add(max(p.faultsUntil, p.createOver)+2*time.Minute))
 	defer stopDriver()
-	faultCtx, stopFaults := context.WithDeadline(ctx, start.Add(p.faultsUntil+4*time.Minute))
+	faultCtx, stopFaults := context.WithDeadline(ctx, start.Add(faultDeadline(res.pl)))
 	defer stopFaults()
 	faults := make(chan faultRecord, len(res.pl.faults))
 	go injectAll(faultCtx, e, res.pl, start, faults)
@@ -150,6 +151,10 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 		d.fail("the driver ran out of time (%v): the rest of the plan was not applied", context.Cause(driverCtx))
 	}
 	for rec := range faults {
+		if rec.notRun {
+			res.notRun = append(res.notRun, rec)
+			continue
+		}
 		res.faults = append(res.faults, rec)
 	}
 	if ctx.Err() != nil {
@@ -287,8 +292,19 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 		checkHistory(final.trans, final.rows),
 		checkOutagesStopNothing(final.execs, res.faults, res.specChanges, names),
 	}, res.invs...)
+	// Invariant 6: nothing of the deleted tasks held in memory now; then the leak probe.
+	afterRun, err := sampleReplicas(ctx, e)
+	if err != nil {
+		e.log.Info("cannot sample the replicas' memory after the run", "error", err.Error())
+	}
 	after, afterErr := measureLeader(ctx, e, "after")
-	res.invs = append(res.invs, checkMemory(before, after, beforeErr, afterErr))
+	if beforeErr != nil || afterErr != nil {
+		e.log.Info("cannot measure the leader's heap before or after the run", "before", beforeErr, "after", afterErr)
+	}
+	phase("memory after the run")
+	probe := runLeakProbe(ctx, e, res.opts.probeTasks(), probeRounds)
+	phase(fmt.Sprintf("leak probe: %d rounds of %d tasks", probeRounds, res.opts.probeTasks()))
+	res.invs = append(res.invs, checkMemory(afterRun, probe, before, after))
 	res.redone = workRedone(final.execs, interval)
 	res.pairs = map[string]int{}
 	for _, hs := range final.trans {

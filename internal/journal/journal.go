@@ -245,7 +245,15 @@ func (j *Journal) Track(nn types.NamespacedName, row *store.Task) View {
 	}
 	j.tasks.Set(row.UID, e)
 	j.opts.Metrics.moved("", rec.Status)
+	j.opts.Metrics.trackedOne()
 	return e.view()
+}
+
+// Tracked counts the tasks tracked now.
+func (j *Journal) Tracked() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.tasks.Len()
 }
 
 // View returns the decision view of a tracked task.

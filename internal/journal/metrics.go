@@ -16,6 +16,7 @@ type Metrics struct {
 	commitLatency prometheus.Histogram
 	rejected      *prometheus.CounterVec
 	fenced        prometheus.Counter
+	tracked       prometheus.Counter
 }
 
 // NewMetrics creates the journal's collectors, plus gauges of its backlog (transitions and
@@ -47,6 +48,10 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 			Name: "taskpilot_fenced_tasks_total",
 			Help: "Tasks whose write was refused because another operator process owns them now.",
 		}),
+		tracked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskpilot_tasks_tracked_total",
+			Help: "Tasks this process started to track (created, adopted or taken over): the tasks it processed, what memory per task is measured against.",
+		}),
 	}
 	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "taskpilot_unrecorded_transitions",
@@ -56,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 		Name: "taskpilot_unrecorded_bytes",
 		Help: "Memory held by changes waiting to be written to PostgreSQL; past --journal-max-bytes, starts, pauses and resumes wait.",
 	}, func() float64 { return float64(backlogBytes()) })
-	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, gauge, bytes} {
+	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, m.tracked, gauge, bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -75,6 +80,12 @@ func (m *Metrics) committed(from, to lifecycle.Status, reason string, latency ti
 }
 
 // moved keeps the per-status gauge: "" stands for not tracked.
+func (m *Metrics) trackedOne() {
+	if m != nil {
+		m.tracked.Inc()
+	}
+}
+
 func (m *Metrics) moved(from, to lifecycle.Status) {
 	if m == nil || from == to {
 		return

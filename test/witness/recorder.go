@@ -71,7 +71,7 @@ func (e *execution) mark(ctx context.Context, step int) error {
 // so it is retried for up to two minutes whatever happens to ctx (a database outage lasts 30 s);
 // a failed or cancelled end is retried briefly.
 func (e *execution) end(ctx context.Context, step int, cause error) {
-	// A completion is retried through any database outage of a chaos run (2 minutes): the
+	// A completion is retried through any database outage of a chaos run (up to 10 minutes): the
 	// run does not return, so the operator does not record it Finished, before its end row is
 	// written. An end of another kind gives up sooner (the process may be going away).
 	completed := cause == nil
@@ -86,10 +86,15 @@ func (e *execution) end(ctx context.Context, step int, cause error) {
 
 // insertUntil writes one row, retrying with backoff until it succeeds or ctx ends. The time
 // recorded is taken just before the attempt that succeeds, so a process that was frozen while
-// retrying cannot record a time before it woke up.
+// retrying cannot record a time before it woke up. An attempt whose commit the client did not
+// see (an error after the commit) is followed by one that finds the row: it keeps the later
+// time, when the work after it really began, so an overlap with another execution is never
+// hidden.
 func (e *execution) insertUntil(ctx context.Context, kind string, step int, completed *bool, detail string) error {
 	const insertSQL = `INSERT INTO chaos_witness (task_uid, attempt, exec_id, pid, kind, step, completed, detail, at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (exec_id, kind, step) DO UPDATE SET at = greatest(chaos_witness.at, EXCLUDED.at),
+    completed = EXCLUDED.completed, detail = EXCLUDED.detail`
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)

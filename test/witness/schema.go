@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS chaos_witness (
     step      integer     NOT NULL DEFAULT 0,
     completed boolean,
     detail    text        NOT NULL DEFAULT '',
-    at        timestamptz NOT NULL
+    at        timestamptz NOT NULL,
+    -- One row per execution, kind and step: an insert retried after its commit (the client saw
+    -- an error, a PostgreSQL outage) updates the row instead of adding one, which the checks
+    -- would count as the step done twice.
+    UNIQUE (exec_id, kind, step)
 );
 CREATE INDEX IF NOT EXISTS chaos_witness_task_idx ON chaos_witness (task_uid, exec_id)`
 

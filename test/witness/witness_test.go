@@ -112,3 +112,37 @@ func TestWitnessRecordsEveryStep(t *testing.T) {
 		}
 	}
 }
+
+// TestAMarkWrittenTwiceIsOneMark: a mark whose insert is retried after it was committed (the
+// client saw an error) stays one mark, with the later time; before, it was two rows, which the
+// chaos run counted as a step done twice at the same time.
+func TestAMarkWrittenTwiceIsOneMark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	url := srv.NewDatabase(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := witness.CreateTable(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := witness.NewRecorder(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	if err := rec.MarkTwice(ctx, "uid-2", "exec-2", 3); err != nil {
+		t.Fatal(err)
+	}
+	execs, err := witness.Load(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := execs["uid-2"]; len(es) != 1 || len(es[0].Marks) != 1 {
+		t.Fatalf("want one execution with one mark, got %+v", es)
+	}
+}
