@@ -68,7 +68,7 @@ func checkOutagesStopNothing(execs map[string][]witness.Execution, faults []faul
 		}
 	}
 	if outages == 0 {
-		r.skipped = "no outage fault in this run"
+		r.skipped, r.notApplicable = "no outage fault in this run's plan", true
 		return r
 	}
 	r.checked = fmt.Sprintf("%d task executions running across %d outages", tasks, outages)

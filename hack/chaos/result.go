@@ -22,12 +22,19 @@ type result struct {
 	// kinds counts counter-examples by category, for invariants with several ways to fail.
 	kinds   map[string]int
 	skipped string // why it could not be checked ("" : it was)
+	// notApplicable: the run's plan has nothing this invariant is about (no outage fault in a
+	// quick run); skipped says so, and the run is not failed for it.
+	notApplicable bool
 }
 
-func (r *result) held() bool { return r.skipped == "" && r.broken == 0 }
+// held reports whether the run may count the invariant as kept: checked and unbroken, or not
+// applicable to its plan.
+func (r *result) held() bool { return r.broken == 0 && (r.skipped == "" || r.notApplicable) }
 
 func (r *result) verdict() string {
 	switch {
+	case r.notApplicable:
+		return "not applicable"
 	case r.skipped != "":
 		return "not checked"
 	case r.broken == 0:

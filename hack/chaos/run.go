@@ -292,6 +292,11 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 		checkHistory(final.trans, final.rows),
 		checkOutagesStopNothing(final.execs, res.faults, res.specChanges, names),
 	}, res.invs...)
+	for _, f := range res.pl.faults {
+		if isOutage(f.kind) { // planned, so not checking it is no pass
+			res.inv("7").notApplicable = false
+		}
+	}
 	// Invariant 6: nothing of the deleted tasks held in memory now; then the leak probe.
 	afterRun, err := sampleReplicas(ctx, e)
 	if err != nil {
