@@ -8,9 +8,9 @@ import (
 	"os"
 
 	"github.com/taskpilot/taskpilot/operator"
-	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 )
 
 func main() {
-	os.Exit(operator.Run(runner.RegisterBuiltins))
+	os.Exit(operator.Run(builtin.Register))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/runner"
 )
@@ -74,9 +75,9 @@ func (r *reconciler) startFailed(bt *v1alpha1.BackgroundTask, d decision, err er
 	uid := string(bt.UID)
 	var reason string
 	switch {
-	case err == nil, errors.Is(err, runner.ErrAlreadyActive), errors.Is(err, runner.ErrLeaseLost), errors.Is(err, runner.ErrShutdown):
+	case err == nil, errors.Is(err, engine.ErrAlreadyActive), errors.Is(err, runner.ErrLeaseLost), errors.Is(err, runner.ErrShutdown):
 		return nil
-	case errors.Is(err, runner.ErrStillRunning):
+	case errors.Is(err, engine.ErrStillRunning):
 		// The previous run ignored its cancellation and still executes: the runner wakes us
 		// when it returned (Options.Returned), and the status says why the task waits.
 		r.journal.Hand(uid, 0, 0)
@@ -100,18 +101,18 @@ func (r *reconciler) startFailed(bt *v1alpha1.BackgroundTask, d decision, err er
 
 // startSpec builds the runner's spec for attempt; oversized params are InvalidParams. Params
 // the cache left out are read from the API server.
-func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask, attempt int) (runner.StartSpec, error) {
+func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask, attempt int) (engine.StartSpec, error) {
 	if _, leftOut := bt.Annotations[annotationParamsLeftOut]; leftOut {
 		var full v1alpha1.BackgroundTask
 		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(bt), &full); err != nil {
-			return runner.StartSpec{}, fmt.Errorf("read the params of %s/%s: %w", bt.Namespace, bt.Name, err)
+			return engine.StartSpec{}, fmt.Errorf("read the params of %s/%s: %w", bt.Namespace, bt.Name, err)
 		}
 		if full.UID != bt.UID {
-			return runner.StartSpec{}, fmt.Errorf("read the params of %s/%s: the object was replaced", bt.Namespace, bt.Name)
+			return engine.StartSpec{}, fmt.Errorf("read the params of %s/%s: the object was replaced", bt.Namespace, bt.Name)
 		}
 		bt = &full
 	}
-	spec := runner.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt, Namespace: bt.Namespace, Name: bt.Name,
+	spec := engine.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt, Namespace: bt.Namespace, Name: bt.Name,
 		Labels: bt.Labels, Annotations: bt.Annotations}
 	if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > 0 {
 		if n := len(bt.Spec.Params.Raw); n > v1alpha1.MaxParamsBytes {
@@ -128,7 +129,7 @@ func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask,
 // ignoreSettled treats "already there" answers of the runner as success: the decision was made
 // from a view the run has since moved past, and its transition is on the way.
 func ignoreSettled(err error) error {
-	if errors.Is(err, runner.ErrTerminal) || errors.Is(err, runner.ErrNotFound) || errors.Is(err, runner.ErrLeaseLost) {
+	if errors.Is(err, engine.ErrTerminal) || errors.Is(err, engine.ErrNotFound) || errors.Is(err, runner.ErrLeaseLost) {
 		return nil
 	}
 	return err

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/runner"
@@ -87,7 +88,7 @@ type Options struct {
 	// HistoryRetention purges rows (with their history) soft-deleted longer than this ago, in
 	// small batches, on each sweep. 0 keeps them forever.
 	HistoryRetention time.Duration
-	// MemoryBudget bounds the memory reserved by admitted runs (runner.Options.MemoryBudget);
+	// MemoryBudget bounds the memory reserved by admitted runs (engine.Options.MemoryBudget);
 	// 0 means none.
 	MemoryBudget int64
 	// Prepare readies the database before this process owns tasks (operator.Add: the schema
@@ -123,7 +124,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.LeaseDuration = orDuration(o.LeaseDuration, membership.DefaultLeaseDuration)
 	o.RenewDeadline = orDuration(o.RenewDeadline, membership.DefaultRenewDeadline)
 	o.RetryPeriod = orDuration(o.RetryPeriod, membership.DefaultRetryPeriod)
-	o.StopGrace = orDuration(o.StopGrace, runner.DefaultStopGrace)
+	o.StopGrace = orDuration(o.StopGrace, engine.DefaultStopGrace)
 	o.DatabaseTimeout = orDuration(o.DatabaseTimeout, DefaultDatabaseTimeout)
 	o.ProgressInterval = orDuration(o.ProgressInterval, DefaultProgressInterval)
 	o.StatusCoalesceWindow = max(o.StatusCoalesceWindow, 0)

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/runner"
@@ -40,7 +41,7 @@ type reconciler struct {
 	apiReader client.Reader
 	store     *store.Repository
 	journal   *journal.Journal
-	runner    *runner.Runner
+	runner    *engine.Runner
 	member    *membership.Member
 	ready     <-chan struct{}
 	events    events.EventRecorder

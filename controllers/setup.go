@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/runner"
@@ -23,9 +24,9 @@ import (
 type Operator struct {
 	Member  *membership.Member
 	Journal *journal.Journal
-	Runner  *runner.Runner
+	Runner  *engine.Runner
 	leader  *leadership
-	engine  *engine
+	owner   *taskOwner
 	caches  interface{ WaitForCacheSync(context.Context) bool }
 	opts    Options
 }
@@ -78,7 +79,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 			func() int64 { return op.Journal.BacklogBytes() }); err != nil {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
 		}
-		if err := registerRunnerMetrics(o.Metrics, func() runner.Stats { return op.Runner.Stats() }); err != nil {
+		if err := registerRunnerMetrics(o.Metrics, func() engine.Stats { return op.Runner.Stats() }); err != nil {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
 		}
 		if err := o.Metrics.Register(purged); err != nil {
@@ -100,7 +101,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
 		}
 	}
-	op.Runner, err = runner.New(runner.Options{
+	op.Runner, err = engine.New(engine.Options{
 		Registry: o.Registry, Sink: op.Journal, Checkpoints: op.Journal, Lease: op.Member,
 		// A run that ignored its cancellation returned: its task's next run may start, and its
 		// status no longer shows it abandoned.
@@ -117,15 +118,15 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("setup: runner: %w", err)
 	}
 
-	eng := &engine{prepare: o.Prepare, member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
+	eng := &taskOwner{prepare: o.Prepare, member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
 		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,
 		leading: op.leader.Leading, log: log.WithName("sweep"),
 	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), log: log}
 	if err := mgr.Add(eng); err != nil {
-		return nil, fmt.Errorf("setup: add engine: %w", err)
+		return nil, fmt.Errorf("setup: add the task owner: %w", err)
 	}
-	op.engine, op.caches = eng, mgr.GetCache()
+	op.owner, op.caches = eng, mgr.GetCache()
 	if o.Metrics != nil {
 		if err := registerBackendMetrics(o.Metrics, op.Member); err != nil {
 			return nil, fmt.Errorf("setup: metrics: %w", err)
@@ -184,7 +185,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 // prepared, the membership joined, the runner started), saying which step it waits for.
 func (op *Operator) StartupCheck() healthz.Checker {
 	return func(*http.Request) error {
-		if why := op.engine.notReady(); why != "" {
+		if why := op.owner.notReady(); why != "" {
 			return errors.New(why)
 		}
 		return nil
@@ -201,7 +202,7 @@ func (op *Operator) KubernetesCheck() healthz.Checker {
 		if !op.caches.WaitForCacheSync(ctx) {
 			return errors.New("waiting for the API server: the caches have not filled from it yet")
 		}
-		if op.engine.notReady() != "" {
+		if op.owner.notReady() != "" {
 			return nil // not a member yet: StartupCheck says why
 		}
 		api, db := op.Member.Backends()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/runner"
@@ -45,7 +46,7 @@ const passingPatience = 2 * time.Second
 type statusWriter struct {
 	client   client.Client
 	journal  *journal.Journal
-	runner   *runner.Runner
+	runner   *engine.Runner
 	member   *membership.Member
 	tasks    *taskIndex
 	events   events.EventRecorder

@@ -35,6 +35,7 @@ import (
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/controllers"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 	"github.com/taskpilot/taskpilot/store"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 	"github.com/taskpilot/taskpilot/test/pgtest"
@@ -192,7 +193,7 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	if cfg.register != nil {
 		require.NoError(h.t, cfg.register(reg))
 	} else {
-		require.NoError(h.t, runner.RegisterBuiltins(reg))
+		require.NoError(h.t, builtin.Register(reg))
 		h.registerTestTypes(reg)
 	}
 	op, err := controllers.Setup(mgr, controllers.Options{

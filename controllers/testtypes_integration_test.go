@@ -62,56 +62,78 @@ func (p *probes) doubles() []string {
 func (h *harness) registerTestTypes(reg *runner.Registry) {
 	// steps: N steps of `interval`, a pause point and a checkpoint every step; the result says
 	// from which step the run started, which proves resumption from a checkpoint.
-	reg.MustRegister("steps", func(params json.RawMessage) (runner.Task, error) {
-		var p struct {
-			Steps    int    `json:"steps"`
-			Interval string `json:"interval"`
-		}
-		if err := json.Unmarshal(params, &p); err != nil || p.Steps <= 0 {
-			return nil, fmt.Errorf("steps needs a positive 'steps': %w", runner.ErrInvalidParams)
-		}
+	runner.MustRegister(reg, "steps", func(p stepsParams) (runner.Task[json.RawMessage], error) {
 		d, _ := time.ParseDuration(p.Interval)
 		return &stepsTask{steps: p.Steps, interval: d, probes: h.probes}, nil
 	})
 	// flaky: fails the first `failures` attempts (counted per `key`), then finishes.
-	reg.MustRegister("flaky", func(params json.RawMessage) (runner.Task, error) {
-		var p struct {
-			Key      string `json:"key"`
-			Failures int    `json:"failures"`
-		}
-		if err := json.Unmarshal(params, &p); err != nil {
-			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
-		}
+	runner.MustRegister(reg, "fails a few times", func(p flakyParams) (runner.Task[json.RawMessage], error) {
 		return &flakyTask{key: p.Key, failures: p.Failures, probes: h.probes}, nil
 	})
 	// bigresult: finishes with [1,1,...], under 64 KiB as compact JSON, over it as PostgreSQL
 	// stores it (jsonb writes ", " between elements).
-	reg.MustRegister("bigresult", func(json.RawMessage) (runner.Task, error) { return bigResultTask{}, nil })
+	runner.MustRegister(reg, "big result", func(bigResultParams) (runner.Task[json.RawMessage], error) { return bigResultTask{}, nil })
 	// dirty: checkpoints and fails with text PostgreSQL cannot store as it is (NUL, invalid UTF-8).
-	reg.MustRegister("dirty", func(json.RawMessage) (runner.Task, error) { return dirtyTask{}, nil })
+	runner.MustRegister(reg, "dirty text", func(dirtyParams) (runner.Task[json.RawMessage], error) { return dirtyTask{}, nil })
 	// silent: shows no sign of life for `silentFor`, then reaches a pause point every 10ms for
 	// `aliveFor`, then finishes.
-	reg.MustRegister("silent", func(params json.RawMessage) (runner.Task, error) {
-		var p struct{ SilentFor, AliveFor string }
-		if err := json.Unmarshal(params, &p); err != nil {
-			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
-		}
+	runner.MustRegister(reg, "silent, then alive", func(p silentParams) (runner.Task[json.RawMessage], error) {
 		silent, _ := time.ParseDuration(p.SilentFor)
 		alive, _ := time.ParseDuration(p.AliveFor)
 		return silentTask{silent: silent, alive: alive}, nil
 	})
 	// stubborn: ignores cancellation for `for`, then returns.
-	reg.MustRegister("stubborn", func(params json.RawMessage) (runner.Task, error) {
-		var p struct{ For string }
-		if err := json.Unmarshal(params, &p); err != nil {
-			return nil, fmt.Errorf("%w: %w", runner.ErrInvalidParams, err)
-		}
+	runner.MustRegister(reg, "ignores cancellation", func(p stubbornParams) (runner.Task[json.RawMessage], error) {
 		d, _ := time.ParseDuration(p.For)
 		return stubbornTask{d: d, probes: h.probes}, nil
 	})
 	// chatty: saves 48 KiB checkpoints and reports progress in a tight loop until stopped.
-	reg.MustRegister("chatty", func(json.RawMessage) (runner.Task, error) { return chattyTask{}, nil })
+	runner.MustRegister(reg, "chatty", func(chattyParams) (runner.Task[json.RawMessage], error) { return chattyTask{}, nil })
 }
+
+type stepsParams struct {
+	Steps    int    `json:"steps"`
+	Interval string `json:"interval"`
+}
+
+func (stepsParams) TaskName() string { return "steps" }
+
+func (p stepsParams) Validate() error {
+	if p.Steps <= 0 {
+		return errors.New("steps needs a positive 'steps'")
+	}
+	return nil
+}
+
+type flakyParams struct {
+	Key      string `json:"key"`
+	Failures int    `json:"failures"`
+}
+
+func (flakyParams) TaskName() string { return "flaky" }
+
+type silentParams struct {
+	SilentFor string `json:"silentFor"`
+	AliveFor  string `json:"aliveFor"`
+}
+
+func (silentParams) TaskName() string { return "silent" }
+
+type stubbornParams struct {
+	For string `json:"for"`
+}
+
+func (stubbornParams) TaskName() string { return "stubborn" }
+
+type (
+	bigResultParams struct{}
+	dirtyParams     struct{}
+	chattyParams    struct{}
+)
+
+func (bigResultParams) TaskName() string { return "bigresult" }
+func (dirtyParams) TaskName() string     { return "dirty" }
+func (chattyParams) TaskName() string    { return "chatty" }
 
 type stepsTask struct {
 	runner.Base

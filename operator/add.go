@@ -65,7 +65,7 @@ func Add(ctx context.Context, mgr manager.Manager, o Options, register Register)
 		return nil, fmt.Errorf("register task types: %w", err)
 	}
 	if len(reg.Names()) == 0 {
-		return nil, errors.New("register task types: none registered (runner.RegisterBuiltins adds taskpilot's own)")
+		return nil, errors.New("register task types: none registered (builtin.Register adds taskpilot's own)")
 	}
 	budget, err := memoryBudget(o.MemoryBudget)
 	if err != nil {

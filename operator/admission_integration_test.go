@@ -18,7 +18,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/controllers"
-	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
@@ -30,7 +30,7 @@ import (
 func TestAdmissionRefusesWhatNoOperatorRuns(t *testing.T) {
 	w := newWorld(t)
 	require.NoError(t, kubetest.InstallTaskTypePolicy(w.ctx, w.c, w.ns, "-"+w.ns, map[string]string{"taskpilot-test": w.ns}))
-	w.start("builtins", runner.RegisterBuiltins)
+	w.start("builtins", builtin.Register)
 	require.Eventually(t, func() bool {
 		var cm corev1.ConfigMap
 		return w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: controllers.CatalogName}, &cm) == nil && cm.Data["countdown"] != ""

@@ -2,13 +2,13 @@ package operator_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 )
 
 // ReportParams are the params of the "monthly-report" task type.
@@ -32,20 +32,25 @@ type report struct {
 	p ReportParams
 }
 
-func newReport(p ReportParams) (runner.Task, error) { return &report{p: p}, nil }
+// ReportResult is where a report went.
+type ReportResult struct {
+	Report string `json:"report"`
+}
 
-func (r *report) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
+func newReport(p ReportParams) (runner.Task[ReportResult], error) { return &report{p: p}, nil }
+
+func (r *report) Run(ctx context.Context, ctl runner.Control) (ReportResult, error) {
 	if err := ctl.Yield(ctx); err != nil {
-		return nil, err
+		return ReportResult{}, err
 	}
 	ctl.Logger().Info("building the report", "month", r.p.Month)
-	return json.Marshal(map[string]string{"report": "s3://reports/" + r.p.Month + ".pdf"})
+	return ReportResult{Report: "s3://reports/" + r.p.Month + ".pdf"}, nil
 }
 
 // register is what a team's main passes to operator.Run: its task types, and here the
 // built-in ones too.
 func register(reg *runner.Registry) error {
-	if err := runner.RegisterBuiltins(reg); err != nil {
+	if err := builtin.Register(reg); err != nil {
 		return err
 	}
 	return runner.Register(reg, "Builds the monthly report", newReport)

@@ -28,7 +28,7 @@ import (
 )
 
 // Register adds task types to an operator's registry: runner.Register for each typed task
-// type (runner.RegisterBuiltins adds taskpilot's own).
+// type (builtin.Register adds taskpilot's own).
 type Register func(*runner.Registry) error
 
 // Run is a whole operator's main function: it runs Main with the command-line arguments until

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/taskpilot/taskpilot/operator"
-	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 	"github.com/taskpilot/taskpilot/test/harness"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
@@ -39,7 +39,7 @@ func TestMetricsNeedAToken(t *testing.T) {
 	go func() {
 		done <- operator.Main(ctx, []string{"--kubeconfig=" + kubeconfig, "--database-url=" + w.dbURL,
 			"--leader-election-namespace=" + w.ns, "--identity=metrics-0",
-			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=0"}, runner.RegisterBuiltins)
+			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=0"}, builtin.Register)
 	}()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 

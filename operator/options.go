@@ -13,9 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/taskpilot/taskpilot/controllers"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
-	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -90,9 +90,9 @@ type Options struct {
 func NewOptions() Options {
 	return Options{
 		Deployment:              controllers.DefaultDeployment,
-		MaxConcurrentTasks:      runner.DefaultMaxConcurrent,
+		MaxConcurrentTasks:      engine.DefaultMaxConcurrent,
 		MemoryBudget:            "auto",
-		StopGrace:               runner.DefaultStopGrace,
+		StopGrace:               engine.DefaultStopGrace,
 		MaxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
 		StatusWorkers:           controllers.DefaultStatusWorkers,
 		JournalWriters:          journal.DefaultWriters,

@@ -18,6 +18,7 @@ import (
 	"github.com/taskpilot/taskpilot/controllers"
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 )
 
 // SharedParams are the params of a type two deployments of the test serve: a conflict.
@@ -26,7 +27,7 @@ type SharedParams struct{}
 // TaskName names the type.
 func (SharedParams) TaskName() string { return "served-twice" }
 
-func newShared(SharedParams) (runner.Task, error) {
+func newShared(SharedParams) (runner.Task[ReportResult], error) {
 	return &report{p: ReportParams{Month: "2026-01"}}, nil
 }
 
@@ -36,7 +37,7 @@ func newShared(SharedParams) (runner.Task, error) {
 func TestTwoDeploymentsEachRunTheirOwnTypes(t *testing.T) {
 	w := newWorld(t)
 	w.start("builtins", func(reg *runner.Registry) error {
-		return errors.Join(runner.RegisterBuiltins(reg), runner.Register(reg, "shared", newShared))
+		return errors.Join(builtin.Register(reg), runner.Register(reg, "shared", newShared))
 	})
 	w.start("reports", func(reg *runner.Registry) error {
 		return errors.Join(runner.Register(reg, "Builds the monthly report", newReport), runner.Register(reg, "shared", newShared))
@@ -53,10 +54,10 @@ func TestTwoDeploymentsEachRunTheirOwnTypes(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, created, "enqueueing the same name again is idempotent")
 	require.Equal(t, nov.UID, again.UID)
-	_, _, err = operator.Enqueue(w.ctx, cl, "november", runner.NoopParams{})
+	_, _, err = operator.Enqueue(w.ctx, cl, "november", builtin.NoopParams{})
 	require.ErrorIs(t, err, operator.ErrOtherTaskType)
 
-	_, _, err = operator.Enqueue(w.ctx, cl, "count", runner.CountdownParams{From: 2, Interval: runner.Duration(10 * time.Millisecond)})
+	_, _, err = operator.Enqueue(w.ctx, cl, "count", builtin.CountdownParams{From: 2, Interval: runner.Duration(10 * time.Millisecond)})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithTimeout(w.ctx, waitTimeout)

@@ -5,52 +5,56 @@ import (
 	"fmt"
 )
 
-// Sentinel errors. Every error returned by this package wraps one of these so
-// callers can branch with errors.Is without parsing text.
+// Errors a task meets, or returns. Every error of this package wraps one of these, so callers
+// branch with errors.Is without parsing text.
 var (
-	// ErrUnknownTaskType: the StartSpec names a task type nobody registered.
+	// ErrUnknownTaskType: spec.taskName names a task type this operator did not register.
 	ErrUnknownTaskType = errors.New("runner: unknown task type")
-	// ErrInvalidParams: a Factory rejected the params (see ParamsError).
+	// ErrInvalidParams: the params do not decode into the type's params struct, or its
+	// Validate refused them (see ParamsError). The task fails with reason InvalidParams, not
+	// retried.
 	ErrInvalidParams = errors.New("runner: invalid task params")
-	// ErrAlreadyActive: StartTask for a key whose current run is not terminal.
-	ErrAlreadyActive = errors.New("runner: task already active")
-	// ErrNotFound: the runner has no entry for the key.
-	ErrNotFound = errors.New("runner: task not found")
-	// ErrTerminal: the call needs a live run but the entry is terminal.
-	ErrTerminal = errors.New("runner: task is terminal")
-	// ErrActive: Forget on an entry that is not terminal yet.
-	ErrActive = errors.New("runner: task is still active")
-	// ErrNotStarted: a task call arrived before Runner.Start was running.
-	ErrNotStarted = errors.New("runner: runner not started")
-	// ErrStillRunning: StartTask for a key whose previous run was reported over but whose
-	// goroutine has not returned (it ignored its cancellation: see Stats.Abandoned). Go cannot
-	// stop it, and a new run beside it would run the task twice; try again once it returned
-	// (Options.Returned says when).
-	ErrStillRunning = errors.New("runner: the task's previous run has not returned yet")
 	// ErrCheckpointTooLarge: the encoded checkpoint exceeds MaxCheckpointBytes.
 	ErrCheckpointTooLarge = errors.New("runner: checkpoint too large")
 
-	// ErrStopped is the cancellation cause of a run stopped with StopTask.
-	// Yield returns it; context.Cause(ctx) reports it.
+	// ErrStopped is the cancellation cause of a run whose task was set Stopped (or restarted).
+	// Yield and Sleep return it; context.Cause(ctx) reports it.
 	ErrStopped = errors.New("runner: task stopped")
-	// ErrDeadlineExceeded is the cancellation cause of a run whose running
-	// time exceeded StartSpec.Timeout.
+	// ErrDeadlineExceeded is the cancellation cause of a run whose running time exceeded
+	// spec.timeout (paused time does not count).
 	ErrDeadlineExceeded = errors.New("runner: task deadline exceeded")
-	// ErrShutdown is the cancellation cause when the runner itself stops
-	// (leader lost, pod terminating). It is not a task outcome: no transition
-	// is reported, so the durable record keeps the task Running/Paused and the
-	// next leader resumes it from its last checkpoint.
+	// ErrShutdown is the cancellation cause when the operator stops (the pod is terminating).
+	// It is not an outcome: nothing is recorded and Post is not called, so the task stays
+	// Running in its row and the next operator resumes it from its last checkpoint.
 	ErrShutdown = errors.New("runner: runner shutting down")
-	// ErrLeaseLost is the cancellation cause when this process can no longer be sure it owns
-	// its tasks (its membership lease was not renewed in time, see Options.Lease): another
-	// process may run them now. Like ErrShutdown it reports no transition; the runner accepts
-	// no more work.
+	// ErrLeaseLost is the cancellation cause when this operator can no longer be sure it owns
+	// its tasks (its membership was not renewed in time): another one may run them now. Like
+	// ErrShutdown it records nothing.
 	ErrLeaseLost = errors.New("runner: membership lease lost")
-	// ErrHandedOver is the cancellation cause of a run handed over to another process
-	// (HandOver): like ErrShutdown for this one run, it reports no transition and calls no
-	// Post, so the next owner resumes the attempt from its last checkpoint.
+	// ErrHandedOver is the cancellation cause of a run handed over to another operator replica
+	// (sharding): like ErrShutdown for this one run, it records nothing and calls no Post, so
+	// the next owner resumes the attempt from its last checkpoint.
 	ErrHandedOver = errors.New("runner: task handed over to another operator")
+	// ErrPermanent is matched (errors.Is) by the errors Permanent marks.
+	ErrPermanent = errors.New("runner: permanent failure")
 )
+
+// Permanent marks err, returned from Run or Pre, as a failure that retrying cannot mend (a
+// record that does not exist, a request the other side refused for good): the task ends Failed
+// with reason PermanentError and is not retried, whatever spec.maxRetries says. A restart
+// (spec.restartGeneration) still runs it again. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string        { return e.err.Error() }
+func (e *permanentError) Unwrap() error        { return e.err }
+func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
 
 // ParamsError is returned (wrapped) by Registry.New when a Factory rejects its
 // params. It matches ErrInvalidParams with errors.Is and unwraps to the

@@ -2,10 +2,8 @@ package runner_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/taskpilot/taskpilot/runner"
 )
@@ -37,34 +35,39 @@ type primesCheckpoint struct {
 	Count int `json:"count"`
 }
 
+// PrimesResult is the result of a "primes" run.
+type PrimesResult struct {
+	Primes int `json:"primes"`
+}
+
 type primesTask struct {
 	runner.Base // no-op Pre and Post
 	p           PrimesParams
 }
 
-func newPrimesTask(p PrimesParams) (runner.Task, error) { return &primesTask{p: p}, nil }
+func newPrimesTask(p PrimesParams) (runner.Task[PrimesResult], error) { return &primesTask{p: p}, nil }
 
-func (t *primesTask) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
+func (t *primesTask) Run(ctx context.Context, ctl runner.Control) (PrimesResult, error) {
 	var cp primesCheckpoint
 	if _, err := ctl.LoadCheckpoint(&cp); err != nil { // resume if we have one
-		return nil, err
+		return PrimesResult{}, err
 	}
 	n := max(cp.Next, 2)
 	for ; n < t.p.Limit; n++ {
 		if n%1000 == 0 {
 			if err := ctl.Yield(ctx); err != nil { // pause point; stop/timeout land here
-				return nil, err
+				return PrimesResult{}, err
 			}
 			ctl.SetProgress(fmt.Sprintf("%d/%d", n, t.p.Limit))
 			if err := ctl.SaveCheckpoint(ctx, primesCheckpoint{Next: n, Count: cp.Count}); err != nil {
-				return nil, err
+				return PrimesResult{}, err
 			}
 		}
 		if isPrime(n) {
 			cp.Count++
 		}
 	}
-	return json.Marshal(map[string]int{"primes": cp.Count})
+	return PrimesResult{Primes: cp.Count}, nil
 }
 
 func isPrime(n int) bool {
@@ -76,42 +79,11 @@ func isPrime(n int) bool {
 	return n >= 2
 }
 
-type printSink struct{ done chan struct{} }
-
-func (s printSink) Transition(t runner.Transition) {
-	fmt.Printf("%q -> %s (%s)%s\n", t.From, t.To, t.Reason, t.Result)
-	if t.To.Terminal() {
-		close(s.done)
-	}
-}
-
-// Example registers a typed task type and runs it through a runner, as the operator does.
+// Example registers a typed task type and runs it as the operator would, through runnertest.
 func Example() {
 	reg := runner.NewRegistry()
-	if err := runner.Register(reg, "Counts the primes below a limit", newPrimesTask); err != nil {
-		panic(err)
-	}
-
-	sink := printSink{done: make(chan struct{})}
-	r, err := runner.New(runner.Options{Registry: reg, Sink: sink})
-	if err != nil {
-		panic(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = r.Start(ctx); close(stopped) }()
-	<-r.Started()
-
-	err = r.StartTask("uid-1", runner.StartSpec{
-		TaskName: "primes", Params: json.RawMessage(`{"limit":5000}`), Attempt: 1, Timeout: time.Minute,
-	})
-	if err != nil {
-		panic(err)
-	}
-	<-sink.done
-	cancel()
-	<-stopped
+	runner.MustRegister(reg, "Counts the primes below a limit", newPrimesTask)
+	fmt.Println(reg.Names())
 	// Output:
-	// "" -> RUNNING (Started)
-	// "RUNNING" -> FINISHED (Completed){"primes":669}
+	// [primes]
 }

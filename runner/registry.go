@@ -17,7 +17,7 @@ type Registry struct {
 }
 
 type registered struct {
-	factory Factory
+	factory factory
 	info    TypeInfo
 }
 
@@ -27,40 +27,22 @@ type TypeInfo struct {
 	Name string
 	// Description is one line for people (`kubectl get tasktypes`).
 	Description string
-	// Schema is the JSON Schema of the params: generated from the params struct of a typed
-	// task type (Register), {"type":"object"} for a factory registered with Registry.Register.
+	// Schema is the JSON Schema of the params, generated from the params struct.
 	Schema json.RawMessage
-	// Fields are the params' top-level fields, in declaration order; nil when the type accepts
-	// any field (a factory registered untyped).
+	// Fields are the params' top-level fields, in declaration order; nil when the params
+	// decode themselves (json.Unmarshaler) and so accept any field.
 	Fields []string
 	// Example is a params object built from the examples and defaults in the schema (nil
 	// when it has none).
 	Example json.RawMessage
 }
 
-// NewRegistry returns an empty registry; call RegisterBuiltins to add the
-// production task types.
+// NewRegistry returns an empty registry; builtin.Register adds taskpilot's own task types.
 func NewRegistry() *Registry {
 	return &Registry{types: make(map[string]registered)}
 }
 
-// Register adds a task type built by f from its raw params. Prefer the typed Register
-// function, which decodes and validates params for you and publishes their schema. An empty
-// name, a nil factory or a name already taken is an error: silently replacing a type would
-// change what existing BackgroundTasks run.
-func (r *Registry) Register(name string, f Factory) error {
-	return r.add(f, TypeInfo{Name: name, Schema: json.RawMessage(`{"type":"object"}`)})
-}
-
-// MustRegister is Register that panics, for wiring in main where a mistake
-// is a programming error that should stop the binary at start-up.
-func (r *Registry) MustRegister(name string, f Factory) {
-	if err := r.Register(name, f); err != nil {
-		panic(err)
-	}
-}
-
-func (r *Registry) add(f Factory, info TypeInfo) error {
+func (r *Registry) add(f factory, info TypeInfo) error {
 	name := info.Name
 	if name == "" {
 		return errors.New("runner: register task type: empty name")
@@ -77,10 +59,11 @@ func (r *Registry) add(f Factory, info TypeInfo) error {
 	return nil
 }
 
-// New builds a task. An unknown name wraps ErrUnknownTaskType; any factory
-// failure (error, nil task, panic) is a *ParamsError wrapping
-// ErrInvalidParams, because the params are the only input that varies.
-func (r *Registry) New(name string, params json.RawMessage) (t Task, err error) {
+// Build builds the task of one run of the type name from its params, as the operator does
+// when a run starts (tests of a task type may use it too). An unknown name wraps
+// ErrUnknownTaskType; any failure of the params or the constructor (error, nil task, panic) is
+// a *ParamsError wrapping ErrInvalidParams, because the params are the only input that varies.
+func (r *Registry) Build(name string, params json.RawMessage) (t Task[json.RawMessage], err error) {
 	r.mu.RLock()
 	reg, ok := r.types[name]
 	r.mu.RUnlock()

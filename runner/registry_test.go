@@ -8,26 +8,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 )
 
 func TestRegistry(t *testing.T) {
 	reg := runner.NewRegistry()
-	ok := func(json.RawMessage) (runner.Task, error) { return badResult{}, nil }
-	require.Error(t, reg.Register("", ok))
-	require.Error(t, reg.Register("x", nil))
-	require.NoError(t, reg.Register("x", ok))
-	require.Error(t, reg.Register("x", ok), "duplicate")
-	require.Panics(t, func() { reg.MustRegister("x", ok) })
-	reg.MustRegister("a", ok)
-	reg.MustRegister("fails", func(json.RawMessage) (runner.Task, error) { return nil, errors.New("need more cowbell") })
-	reg.MustRegister("nil", func(json.RawMessage) (runner.Task, error) { return nil, nil })
-	reg.MustRegister("panics", func(json.RawMessage) (runner.Task, error) { panic("oops") })
-	require.Equal(t, []string{"a", "fails", "nil", "panics", "x"}, reg.Names())
+	ok := func(PrimesParams) (runner.Task[PrimesResult], error) { return &primesTask{}, nil }
+	require.Error(t, runner.Register[PrimesParams, PrimesResult](reg, "x", nil))
+	require.NoError(t, runner.Register(reg, "primes", ok))
+	require.Error(t, runner.Register(reg, "primes", ok), "duplicate")
+	require.Panics(t, func() { runner.MustRegister(reg, "primes", ok) })
+	runner.MustRegister(reg, "fails", func(failParams) (runner.Task[struct{}], error) { return nil, errors.New("need more cowbell") })
+	runner.MustRegister(reg, "nil", func(nilParams) (runner.Task[struct{}], error) { return nil, nil })
+	runner.MustRegister(reg, "panics", func(panicParams) (runner.Task[struct{}], error) { panic("oops") })
+	require.Equal(t, []string{"fails", "nil", "panics", "primes"}, reg.Names())
 
-	_, err := reg.New("missing", nil)
+	_, err := reg.Build("missing", nil)
 	require.ErrorIs(t, err, runner.ErrUnknownTaskType)
 
-	_, err = reg.New("fails", nil)
+	_, err = reg.Build("fails", nil)
 	require.ErrorIs(t, err, runner.ErrInvalidParams)
 	var pe *runner.ParamsError
 	require.ErrorAs(t, err, &pe)
@@ -35,15 +34,23 @@ func TestRegistry(t *testing.T) {
 	require.Contains(t, err.Error(), "need more cowbell")
 
 	for _, name := range []string{"nil", "panics"} {
-		_, err = reg.New(name, nil)
+		_, err = reg.Build(name, nil)
 		require.ErrorIs(t, err, runner.ErrInvalidParams, name)
 	}
-	task, err := reg.New("x", nil)
+	task, err := reg.Build("primes", json.RawMessage(`{"limit":10}`))
 	require.NoError(t, err)
 	require.NotNil(t, task)
 
 	builtins := runner.NewRegistry()
-	require.NoError(t, runner.RegisterBuiltins(builtins))
+	require.NoError(t, builtin.Register(builtins))
 	require.Equal(t, []string{"checksum", "countdown", "noop", "sleep"}, builtins.Names())
-	require.Error(t, runner.RegisterBuiltins(builtins), "registering twice is a duplicate")
+	require.Error(t, builtin.Register(builtins), "registering twice is a duplicate")
 }
+
+type nilParams struct{}
+
+func (nilParams) TaskName() string { return "nil" }
+
+type panicParams struct{}
+
+func (panicParams) TaskName() string { return "panics" }

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,16 +26,20 @@ type Validator interface {
 	Validate() error
 }
 
-// Register adds the task type named by P's TaskName. Each run's params are decoded strictly
-// into a P (unknown fields, trailing data and wrong JSON types are errors, so a typo in a
-// manifest never falls back to a default), checked by P's Validate method when it has one,
-// and handed to newTask, which builds the run's Task.
+// Register adds the task type named by P's TaskName, whose runs newTask builds and whose
+// results are R. Each run's params are decoded strictly into a P (unknown fields, trailing data
+// and wrong JSON types are errors, so a typo in a manifest never falls back to a default),
+// checked by P's Validate method when it has one, and handed to newTask, which builds the run's
+// Task. A run's result R is stored as JSON (json.RawMessage as it is; struct{} for none).
 //
 // description is one line for people (`kubectl get tasktypes`). The params' JSON Schema is
 // generated from P: json tags name the fields, and `jsonschema` tags add what a reader needs
 // (`jsonschema:"required,description=...,minimum=1,example=30s"`; see
 // github.com/invopop/jsonschema). Fields are required only when tagged so.
-func Register[P Params](reg *Registry, description string, newTask func(P) (Task, error)) error {
+//
+// A name registered twice, an empty name or a nil newTask is an error: silently replacing a
+// type would change what existing BackgroundTasks run.
+func Register[P Params, R any](reg *Registry, description string, newTask func(P) (Task[R], error)) error {
 	var zero P
 	name := zero.TaskName()
 	info, err := describe[P](name, description)
@@ -44,20 +49,59 @@ func Register[P Params](reg *Registry, description string, newTask func(P) (Task
 	if newTask == nil {
 		return fmt.Errorf("runner: register task type %q: nil constructor", name)
 	}
-	return reg.add(func(raw json.RawMessage) (Task, error) {
+	return reg.add(func(raw json.RawMessage) (Task[json.RawMessage], error) {
 		p, err := DecodeParams[P](raw)
 		if err != nil {
 			return nil, err
 		}
-		return newTask(p)
+		t, err := newTask(p)
+		if err != nil || t == nil {
+			return nil, err
+		}
+		return encoded[R](t), nil
 	}, info)
 }
 
-// MustRegisterType is Register that panics, for wiring in main.
-func MustRegisterType[P Params](reg *Registry, description string, newTask func(P) (Task, error)) {
+// MustRegister is Register that panics, for wiring in main, where a mistake is a programming
+// error that should stop the binary at start-up.
+func MustRegister[P Params, R any](reg *Registry, description string, newTask func(P) (Task[R], error)) {
 	if err := Register(reg, description, newTask); err != nil {
 		panic(err)
 	}
+}
+
+// encoded is t with its result encoded as JSON.
+func encoded[R any](t Task[R]) Task[json.RawMessage] {
+	if raw, ok := any(t).(Task[json.RawMessage]); ok {
+		return raw
+	}
+	return resultEncoder[R]{t}
+}
+
+// resultEncoder runs a Task[R] as a Task[json.RawMessage]; it keeps the task's memory size.
+type resultEncoder[R any] struct{ Task[R] }
+
+func (e resultEncoder[R]) Run(ctx context.Context, ctl Control) (json.RawMessage, error) {
+	r, err := e.Task.Run(ctx, ctl)
+	if err != nil {
+		return nil, err
+	}
+	raw, merr := json.Marshal(r)
+	if merr != nil {
+		return nil, fmt.Errorf("encode the result: %w", merr)
+	}
+	if string(raw) == "null" {
+		return nil, nil // no result
+	}
+	return raw, nil
+}
+
+// MemoryBytes is the task's own (Sized), else DefaultTaskMemory.
+func (e resultEncoder[R]) MemoryBytes() int64 {
+	if s, ok := e.Task.(Sized); ok {
+		return s.MemoryBytes()
+	}
+	return DefaultTaskMemory
 }
 
 // DecodeParams decodes raw strictly into a P and validates it (Validator), the way Register
@@ -112,6 +156,9 @@ func describe[P any](name, description string) (TypeInfo, error) {
 				example[pair.Key] = prop.Default
 			}
 		}
+	}
+	if _, custom := any(new(P)).(json.Unmarshaler); custom {
+		info.Fields = nil // it decodes itself: any field may be its own
 	}
 	if len(example) > 0 {
 		if info.Example, err = json.Marshal(example); err != nil {

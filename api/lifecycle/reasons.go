@@ -16,8 +16,11 @@ const (
 	ReasonResumed = "Resumed"
 	// ReasonCompleted: Run returned a result.
 	ReasonCompleted = "Completed"
-	// ReasonError: Pre or Run returned an error.
+	// ReasonError: Pre or Run returned an error; retried as spec.maxRetries says.
 	ReasonError = "Error"
+	// ReasonPermanentError: Pre or Run returned an error marked permanent (runner.Permanent):
+	// retrying cannot mend it, so it is not retried.
+	ReasonPermanentError = "PermanentError"
 	// ReasonPanic: a hook panicked; the message holds the value and a trimmed stack.
 	ReasonPanic = "Panic"
 	// ReasonPaused: the run parked at a pause point, or spec.state became Paused while the run
@@ -60,7 +63,7 @@ const (
 // same way every time; a restart (a new restartGeneration) is the way to try again.
 func Retriable(reason string) bool {
 	switch reason {
-	case ReasonUnknownTaskType, ReasonInvalidParams, ReasonResultTooLarge, ReasonRecordRejected:
+	case ReasonUnknownTaskType, ReasonInvalidParams, ReasonResultTooLarge, ReasonRecordRejected, ReasonPermanentError:
 		return false
 	}
 	return true

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/examples/linkcheck"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/runner/runnertest"
@@ -75,7 +75,7 @@ func TestACheckReportsBrokenLinksAndRetriesFlakyOnes(t *testing.T) {
 		PerHostInterval: runner.Duration(20 * time.Millisecond),
 		NotifyURL:       s.URL + "/notify",
 	})
-	require.Equal(t, lifecycle.Finished, res.Status, res.Message)
+	require.Equal(t, v1alpha1.PhaseFinished, res.Phase, res.Message)
 	var report linkcheck.Report
 	require.NoError(t, res.DecodeResult(&report))
 	require.Equal(t, 4, report.Checked)
@@ -100,18 +100,18 @@ func TestACheckPausesAndResumesFromItsCheckpoint(t *testing.T) {
 	task := runnertest.Start(t, registry(t), p)
 	task.WaitForCheckpoints(3)
 	task.Pause()
-	paused := task.WaitFor(lifecycle.Paused)
+	paused := task.WaitFor(v1alpha1.PhasePaused)
 	task.Resume()
 	done := task.Wait()
-	require.Equal(t, lifecycle.Finished, done.Status, done.Message)
-	require.Equal(t, []lifecycle.Status{lifecycle.Running, lifecycle.Paused, lifecycle.Running, lifecycle.Finished}, done.Statuses())
+	require.Equal(t, v1alpha1.PhaseFinished, done.Phase, done.Message)
+	require.Equal(t, []v1alpha1.Phase{v1alpha1.PhaseRunning, v1alpha1.PhasePaused, v1alpha1.PhaseRunning, v1alpha1.PhaseFinished}, done.Phases())
 	require.Len(t, s.requests, 20, "the paused run continued where it was: every page once")
 
 	// A new owner resumes the attempt from the last checkpoint it finds in the row.
 	from := paused.Checkpoints[len(paused.Checkpoints)-1]
 	before := len(s.requests)
-	resumed := runnertest.Run(t, registry(t), p, runnertest.Options{Checkpoint: from})
-	require.Equal(t, lifecycle.Finished, resumed.Status)
+	resumed := runnertest.Run(t, registry(t), p, runnertest.WithCheckpoint(from))
+	require.Equal(t, v1alpha1.PhaseFinished, resumed.Phase)
 	var report linkcheck.Report
 	require.NoError(t, resumed.DecodeResult(&report))
 	require.Equal(t, 20, report.Checked)
@@ -127,7 +127,7 @@ func TestBadParamsAreRefused(t *testing.T) {
 		`{"urls":["https://x/"],"perHostInterval":"x"}`: `duration "x"`,
 		`{"urls":["https://x/"],"notify":"https://y/"}`: `unknown field "notify"`,
 	} {
-		_, err := reg.New(linkcheck.TaskName, []byte(params))
+		_, err := reg.Build(linkcheck.TaskName, []byte(params))
 		require.ErrorIs(t, err, runner.ErrInvalidParams, params)
 		require.ErrorContains(t, err, want, params)
 	}

@@ -53,8 +53,8 @@ type task struct {
 }
 
 // New builds a run (the constructor runner.Register takes); client is the HTTP client to use.
-func New(client *http.Client) func(Params) (runner.Task, error) {
-	return func(p Params) (runner.Task, error) {
+func New(client *http.Client) func(Params) (runner.Task[Report], error) {
+	return func(p Params) (runner.Task[Report], error) {
 		return &task{p: p.withDefaults(), client: client, lastRequest: map[string]time.Time{}}, nil
 	}
 }
@@ -64,25 +64,25 @@ func Register(reg *runner.Registry, client *http.Client) error {
 	return runner.Register(reg, "Checks a list of URLs politely (per-host spacing, retries) and reports the broken ones", New(client))
 }
 
-func (t *task) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, error) {
+func (t *task) Run(ctx context.Context, ctl runner.Control) (Report, error) {
 	var cp checkpoint
 	if _, err := ctl.LoadCheckpoint(&cp); err != nil {
-		return nil, fmt.Errorf("linkcheck: %w", err)
+		return Report{}, fmt.Errorf("linkcheck: %w", err)
 	}
 	log := ctl.Logger()
 	for cp.Next < len(t.p.URLs) {
 		// The pause point: a pause, a stop, a timeout or a lost lease takes effect here, between
 		// two URLs, and never in the middle of one.
 		if err := ctl.Yield(ctx); err != nil {
-			return nil, err
+			return Report{}, err
 		}
 		u := t.p.URLs[cp.Next]
 		ctl.SetProgress(fmt.Sprintf("%d/%d", cp.Next, len(t.p.URLs)))
-		if link, ok := t.check(ctx, u); ok {
+		if link, ok := t.check(ctx, ctl, u); ok {
 			cp.Report.OK++
 		} else {
 			if ctx.Err() != nil {
-				return nil, context.Cause(ctx) // stopped while waiting: not a broken link
+				return Report{}, context.Cause(ctx) // stopped while waiting: not a broken link
 			}
 			cp.Report.BrokenCount++
 			if len(cp.Report.Broken) < maxBroken {
@@ -93,28 +93,30 @@ func (t *task) Run(ctx context.Context, ctl runner.Control) (json.RawMessage, er
 		cp.Next++
 		cp.Report.Checked = cp.Next
 		if err := ctl.SaveCheckpoint(ctx, cp); err != nil {
-			return nil, fmt.Errorf("linkcheck: %w", err)
+			return Report{}, fmt.Errorf("linkcheck: %w", err)
 		}
 	}
 	ctl.SetProgress(fmt.Sprintf("%d/%d", len(t.p.URLs), len(t.p.URLs)))
 	if t.p.NotifyURL != "" && !cp.Report.Notified {
 		if err := ctl.Yield(ctx); err != nil { // the last pause point before the side effect
-			return nil, err
+			return Report{}, err
 		}
 		if err := t.notify(ctx, ctl.IdempotencyKey("notify"), cp.Report); err != nil {
-			return nil, fmt.Errorf("linkcheck: notify %s: %w", t.p.NotifyURL, err)
+			return Report{}, fmt.Errorf("linkcheck: notify %s: %w", t.p.NotifyURL, err)
 		}
 		cp.Report.Notified = true
 	}
-	return json.Marshal(cp.Report)
+	return cp.Report, nil
 }
 
-// check asks for u, politely and with retries; ok when it answered 2xx or 3xx.
-func (t *task) check(ctx context.Context, u string) (Link, bool) {
+// check asks for u, politely and with retries; ok when it answered 2xx or 3xx. Its waits are
+// pause points (ctl.Sleep): a pause or a stop takes effect while it waits, never during a
+// request.
+func (t *task) check(ctx context.Context, ctl runner.Control, u string) (Link, bool) {
 	link := Link{URL: u}
 	host := hostOf(u)
 	for try := 0; ; try++ {
-		if err := t.politely(ctx, host); err != nil {
+		if err := t.politely(ctx, ctl, host); err != nil {
 			link.Error = err.Error()
 			return link, false
 		}
@@ -131,16 +133,16 @@ func (t *task) check(ctx context.Context, u string) (Link, bool) {
 			return link, false
 		}
 		wait := max(retryAfter, time.Duration(500<<try)*time.Millisecond)
-		if err := sleep(ctx, wait); err != nil {
+		if err := ctl.Sleep(ctx, wait); err != nil {
 			return link, false
 		}
 	}
 }
 
 // politely waits until host may be asked again.
-func (t *task) politely(ctx context.Context, host string) error {
+func (t *task) politely(ctx context.Context, ctl runner.Control, host string) error {
 	if last, ok := t.lastRequest[host]; ok {
-		if err := sleep(ctx, time.Until(last.Add(time.Duration(t.p.PerHostInterval)))); err != nil {
+		if err := ctl.Sleep(ctx, time.Until(last.Add(time.Duration(t.p.PerHostInterval)))); err != nil {
 			return err
 		}
 	}
@@ -199,19 +201,4 @@ func hostOf(u string) string {
 		return p.Host
 	}
 	return u
-}
-
-// sleep waits d unless ctx ends first (then it returns the cancellation cause).
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }

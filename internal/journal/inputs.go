@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
@@ -66,9 +67,9 @@ func (j *Journal) Hand(uid string, attempt int, restartGeneration int64) {
 	}
 }
 
-// Transition implements runner.Sink: every state change of a run is queued. It is called with
+// Transition implements engine.Sink: every state change of a run is queued. It is called with
 // the runner's lock held, so it only touches memory.
-func (j *Journal) Transition(t runner.Transition) {
+func (j *Journal) Transition(t engine.Transition) {
 	uid := string(t.Key)
 	ev := lifecycle.Event{To: t.To, Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At}
 	var result json.RawMessage
@@ -106,7 +107,7 @@ func (j *Journal) Transition(t runner.Transition) {
 	j.opts.Decide(nn)
 }
 
-// SaveCheckpoint implements runner.CheckpointSaver. It queues the checkpoint and returns: it
+// SaveCheckpoint implements engine.CheckpointSaver. It queues the checkpoint and returns: it
 // is written after the transitions queued before it, and a newer checkpoint replaces one still
 // waiting, so a database outage costs one pending checkpoint per task. data was prepared by the
 // runner (pgtext.JSON, within the size limit). A checkpoint of an attempt that is no longer the

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
@@ -115,8 +116,8 @@ func (e *env) track(uid string) {
 }
 
 // run reports a runner transition.
-func (e *env) run(uid string, from, to lifecycle.Status, attempt int, mods ...func(*runner.Transition)) {
-	t := runner.Transition{Key: runner.Key(uid), From: from, To: to, Attempt: attempt, At: time.Now(), Reason: "R" + to.Phase()}
+func (e *env) run(uid string, from, to lifecycle.Status, attempt int, mods ...func(*engine.Transition)) {
+	t := engine.Transition{Key: runner.Key(uid), From: from, To: to, Attempt: attempt, At: time.Now(), Reason: "R" + to.Phase()}
 	for _, m := range mods {
 		m(&t)
 	}
@@ -167,7 +168,7 @@ func TestCommittedShowsOnlyWhatIsWritten(t *testing.T) {
 	e.track("a")
 	e.run("a", "", lifecycle.Running, 1)
 	e.waitCommitted(t, "a", lifecycle.Running, 1)
-	e.run("a", lifecycle.Running, lifecycle.Finished, 1, func(tr *runner.Transition) { tr.Result = json.RawMessage(`{"ok":true}`) })
+	e.run("a", lifecycle.Running, lifecycle.Finished, 1, func(tr *engine.Transition) { tr.Result = json.RawMessage(`{"ok":true}`) })
 	v, _ := e.j.View("a")
 	require.Equal(t, lifecycle.Finished, v.Record.Status)
 	c, _ := e.j.Committed("a")
@@ -192,7 +193,7 @@ func TestARejectedResultBecomesARecordRejectedFailure(t *testing.T) {
 	})
 	e.track("a")
 	e.run("a", "", lifecycle.Running, 1)
-	e.run("a", lifecycle.Running, lifecycle.Finished, 1, func(tr *runner.Transition) { tr.Result = json.RawMessage(`[1]`) })
+	e.run("a", lifecycle.Running, lifecycle.Finished, 1, func(tr *engine.Transition) { tr.Result = json.RawMessage(`[1]`) })
 	c := e.waitCommitted(t, "a", lifecycle.Failed, 1)
 	require.Equal(t, lifecycle.ReasonRecordRejected, c.Record.Reason)
 	require.Contains(t, c.Record.Message, "could not be recorded")

@@ -1,12 +1,12 @@
-// Package runnertest runs task types through a real runner in unit tests, without a cluster or
-// a database: a task is started, paused, resumed and stopped exactly as the operator does it,
-// and every transition, checkpoint and the result are there to assert on.
+// Package runnertest runs task types through taskpilot's real runner in unit tests, without a
+// cluster or a database: a task is started, paused, resumed and stopped exactly as the operator
+// does it, and every transition, checkpoint and the result are there to assert on.
 //
 //	func TestCrawl(t *testing.T) {
 //		reg := runner.NewRegistry()
 //		require.NoError(t, runner.Register(reg, "crawls", newCrawl))
 //		res := runnertest.Run(t, reg, CrawlParams{URLs: []string{srv.URL}})
-//		require.Equal(t, lifecycle.Finished, res.Status, res.Message)
+//		require.Equal(t, v1alpha1.PhaseFinished, res.Phase, res.Message)
 //	}
 package runnertest
 
@@ -20,22 +20,33 @@ import (
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/runner"
 )
 
 // key is the one task a Task runs.
 const key runner.Key = "runnertest"
 
+// Transition is one phase change a run reported.
+type Transition struct {
+	From, To v1alpha1.Phase // From is "" for the first
+	Attempt  int
+	Reason   string
+	Message  string
+	At       time.Time
+}
+
 // Result is what one run reported.
 type Result struct {
-	// Status, Reason and Message are those of the last transition.
-	Status  lifecycle.Status
+	// Phase, Reason and Message are those of the last transition.
+	Phase   v1alpha1.Phase
 	Reason  string
 	Message string
-	// Result is what Run returned (Finished only).
+	// Result is what Run returned, as stored (Finished only).
 	Result json.RawMessage
 	// Transitions are every transition reported, in order.
-	Transitions []runner.Transition
+	Transitions []Transition
 	// Checkpoints are every checkpoint saved, in order.
 	Checkpoints []json.RawMessage
 }
@@ -43,60 +54,83 @@ type Result struct {
 // DecodeResult decodes the result into v.
 func (r Result) DecodeResult(v any) error { return json.Unmarshal(r.Result, v) }
 
-// Statuses lists the statuses the run went through.
-func (r Result) Statuses() []lifecycle.Status {
-	out := make([]lifecycle.Status, 0, len(r.Transitions))
+// Phases lists the phases the run went through.
+func (r Result) Phases() []v1alpha1.Phase {
+	out := make([]v1alpha1.Phase, 0, len(r.Transitions))
 	for _, t := range r.Transitions {
 		out = append(out, t.To)
 	}
 	return out
 }
 
-// Options of a run.
-type Options struct {
-	// Name is the task type to run (default: the TaskName of params when it is runner.Params).
-	Name string
-	// Checkpoint resumes the run from a checkpoint (what a new owner does after a crash).
-	Checkpoint json.RawMessage
-	// Attempt numbers the run (default 1).
-	Attempt int
-	// Timeout is spec.timeout (0: none).
-	Timeout time.Duration
-	// Labels and Annotations are the BackgroundTask's.
-	Labels, Annotations map[string]string
+// Option adjusts a run.
+type Option func(*settings)
+
+type settings struct {
+	checkpoint          json.RawMessage
+	attempt             int
+	timeout             time.Duration
+	labels, annotations map[string]string
+}
+
+// WithCheckpoint resumes the run from checkpoint, encoded as JSON (what a new owner does after
+// a crash, or a run after a pause in another process).
+func WithCheckpoint(checkpoint any) Option {
+	return func(s *settings) {
+		raw, err := json.Marshal(checkpoint)
+		if err != nil {
+			panic(fmt.Sprintf("runnertest: encode the checkpoint: %v", err))
+		}
+		s.checkpoint = raw
+	}
+}
+
+// WithAttempt numbers the run (default 1).
+func WithAttempt(n int) Option { return func(s *settings) { s.attempt = n } }
+
+// WithTimeout is spec.timeout (default none).
+func WithTimeout(d time.Duration) Option { return func(s *settings) { s.timeout = d } }
+
+// WithLabels and WithAnnotations are the BackgroundTask's (Control.Labels, Control.Annotations).
+func WithLabels(labels map[string]string) Option { return func(s *settings) { s.labels = labels } }
+
+// WithAnnotations: see WithLabels.
+func WithAnnotations(annotations map[string]string) Option {
+	return func(s *settings) { s.annotations = annotations }
 }
 
 // Task is a run in progress.
 type Task struct {
 	t      testing.TB
-	r      *runner.Runner
+	r      *engine.Runner
 	cancel context.CancelFunc
 	done   chan struct{}
-
-	mu     sync.Mutex
-	result Result
-	change chan struct{} // closed and replaced on every transition
+	rec    *recorder
 }
 
-// Run runs params' task type to its end (Finished, Failed or Stopped) and returns what it
-// reported; the test fails if it does not end within a minute.
-func Run(t testing.TB, reg *runner.Registry, params any, opts ...Options) Result {
+// Run runs a task of P's type with params to its end (Finished, Failed or Stopped) and returns
+// what it reported; the test fails if it does not end within a minute.
+func Run[P runner.Params](t testing.TB, reg *runner.Registry, params P, opts ...Option) Result {
 	t.Helper()
-	task := Start(t, reg, params, opts...)
-	return task.Wait()
+	return Start(t, reg, params, opts...).Wait()
 }
 
-// Start starts a run of params' task type (params is a runner.Params value, or JSON for a type
-// named in Options.Name) and returns it while it runs. It is shut down at the end of the test.
-func Start(t testing.TB, reg *runner.Registry, params any, opts ...Options) *Task {
+// Start starts a run of P's type with params and returns it while it runs. It is shut down at
+// the end of the test.
+func Start[P runner.Params](t testing.TB, reg *runner.Registry, params P, opts ...Option) *Task {
 	t.Helper()
-	var o Options
-	if len(opts) > 0 {
-		o = opts[0]
+	var s settings
+	for _, o := range opts {
+		o(&s)
 	}
-	raw, name := encode(t, params, o.Name)
-	task := &Task{t: t, done: make(chan struct{}), change: make(chan struct{})}
-	r, err := runner.New(runner.Options{Registry: reg, Sink: task, Checkpoints: task})
+	raw, err := json.Marshal(params)
+	if err != nil {
+		t.Fatalf("runnertest: encode the params: %v", err)
+	}
+	name := params.TaskName()
+	rec := &recorder{change: make(chan struct{})}
+	task := &Task{t: t, done: make(chan struct{}), rec: rec}
+	r, err := engine.New(engine.Options{Registry: reg, Sink: rec, Checkpoints: rec})
 	if err != nil {
 		t.Fatalf("runnertest: %v", err)
 	}
@@ -108,35 +142,12 @@ func Start(t testing.TB, reg *runner.Registry, params any, opts ...Options) *Tas
 	}()
 	t.Cleanup(func() { cancel(); <-task.done })
 	<-r.Started()
-	spec := runner.StartSpec{TaskName: name, Params: raw, Attempt: max(o.Attempt, 1), Timeout: o.Timeout,
-		Checkpoint: o.Checkpoint, Namespace: "runnertest", Name: name, Labels: o.Labels, Annotations: o.Annotations}
+	spec := engine.StartSpec{TaskName: name, Params: raw, Attempt: max(s.attempt, 1), Timeout: s.timeout,
+		Checkpoint: s.checkpoint, Namespace: "runnertest", Name: name, Labels: s.labels, Annotations: s.annotations}
 	if err := r.StartTask(key, spec); err != nil {
 		t.Fatalf("runnertest: start %s: %v", name, err)
 	}
 	return task
-}
-
-func encode(t testing.TB, params any, name string) (json.RawMessage, string) {
-	t.Helper()
-	if p, ok := params.(runner.Params); ok && name == "" {
-		name = p.TaskName()
-	}
-	if name == "" {
-		t.Fatalf("runnertest: params %T name no task type: set Options.Name", params)
-	}
-	switch v := params.(type) {
-	case json.RawMessage:
-		return v, name
-	case []byte:
-		return v, name
-	case string:
-		return json.RawMessage(v), name
-	}
-	raw, err := json.Marshal(params)
-	if err != nil {
-		t.Fatalf("runnertest: encode params: %v", err)
-	}
-	return raw, name
 }
 
 // Pause asks the run to park at its next pause point (spec.state Paused).
@@ -155,12 +166,12 @@ func (k *Task) call(f func(runner.Key) error) {
 	}
 }
 
-// WaitFor waits until the run reaches status (at most a minute) and returns what it reported
-// so far.
-func (k *Task) WaitFor(status lifecycle.Status) Result {
+// WaitFor waits until the run reaches phase (at most a minute) and returns what it reported so
+// far.
+func (k *Task) WaitFor(phase v1alpha1.Phase) Result {
 	k.t.Helper()
-	return k.waitUntil(fmt.Sprintf("status %s", status), func(r Result) bool {
-		return slices.ContainsFunc(r.Transitions, func(t runner.Transition) bool { return t.To == status })
+	return k.waitUntil(fmt.Sprintf("phase %s", phase), func(r Result) bool {
+		return slices.ContainsFunc(r.Transitions, func(t Transition) bool { return t.To == phase })
 	})
 }
 
@@ -173,54 +184,65 @@ func (k *Task) WaitForCheckpoints(n int) Result {
 // Wait waits until the run ended and returns what it reported.
 func (k *Task) Wait() Result {
 	k.t.Helper()
-	return k.waitUntil("the end of the run", func(r Result) bool { return r.Status.Terminal() })
+	return k.waitUntil("the end of the run", func(r Result) bool { return r.Phase.Terminal() })
 }
 
 func (k *Task) waitUntil(what string, done func(Result) bool) Result {
 	k.t.Helper()
 	deadline := time.After(time.Minute)
 	for {
-		k.mu.Lock()
-		res, change := k.snapshot(), k.change
-		k.mu.Unlock()
+		res, change := k.rec.snapshot()
 		if done(res) {
 			return res
 		}
 		select {
 		case <-change:
 		case <-deadline:
-			k.t.Fatalf("runnertest: no %s within a minute; the run reported %v", what, res.Statuses())
+			k.t.Fatalf("runnertest: no %s within a minute; the run reported %v", what, res.Phases())
 			return res
 		}
 	}
 }
 
-func (k *Task) snapshot() Result {
-	r := k.result
-	r.Transitions = slices.Clone(r.Transitions)
-	r.Checkpoints = slices.Clone(r.Checkpoints)
-	return r
+// recorder is the run's Sink and checkpoint saver: it keeps what the run reported.
+type recorder struct {
+	mu     sync.Mutex
+	result Result
+	change chan struct{} // closed and replaced on every report
 }
 
-// Transition implements runner.Sink.
-func (k *Task) Transition(t runner.Transition) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.result.Transitions = append(k.result.Transitions, t)
-	k.result.Status, k.result.Reason, k.result.Message = t.To, t.Reason, t.Message
+func (r *recorder) snapshot() (Result, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.result
+	res.Transitions = slices.Clone(res.Transitions)
+	res.Checkpoints = slices.Clone(res.Checkpoints)
+	return res, r.change
+}
+
+func (r *recorder) changed() {
+	close(r.change)
+	r.change = make(chan struct{})
+}
+
+func (r *recorder) Transition(t engine.Transition) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tr := Transition{From: phase(t.From), To: phase(t.To), Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At}
+	r.result.Transitions = append(r.result.Transitions, tr)
+	r.result.Phase, r.result.Reason, r.result.Message = tr.To, t.Reason, t.Message
 	if t.To == lifecycle.Finished {
-		k.result.Result = t.Result
+		r.result.Result = t.Result
 	}
-	close(k.change)
-	k.change = make(chan struct{})
+	r.changed()
 }
 
-// SaveCheckpoint implements runner.CheckpointSaver.
-func (k *Task) SaveCheckpoint(_ context.Context, _ runner.Key, _ int, data json.RawMessage) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.result.Checkpoints = append(k.result.Checkpoints, slices.Clone(data))
-	close(k.change)
-	k.change = make(chan struct{})
+func (r *recorder) SaveCheckpoint(_ context.Context, _ runner.Key, _ int, data json.RawMessage) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.result.Checkpoints = append(r.result.Checkpoints, slices.Clone(data))
+	r.changed()
 	return nil
 }
+
+func phase(s lifecycle.Status) v1alpha1.Phase { return v1alpha1.Phase(s.Phase()) }

@@ -23,7 +23,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/operator"
-	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 	"github.com/taskpilot/taskpilot/test/freeport"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 	"github.com/taskpilot/taskpilot/test/pgtest"
@@ -83,7 +83,7 @@ func TestStartedWithoutItsBackendsTheOperatorWaitsAndNeverExits(t *testing.T) {
 			"--leader-elect", "--leader-election-namespace=default",
 			"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(port),
 			"--startup-database-timeout=2s",
-		}, runner.RegisterBuiltins)
+		}, builtin.Register)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -1,7 +1,6 @@
 package witness
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,25 +32,26 @@ type task struct {
 	rec *Recorder
 }
 
+// TaskName names the witness task type.
+func (Params) TaskName() string { return TaskType }
+
+// Validate checks what the JSON types cannot.
+func (p Params) Validate() error {
+	switch {
+	case p.Steps < 1 || p.Steps > 100000:
+		return fmt.Errorf(`"steps" must be between 1 and 100000, got %d`, p.Steps)
+	case p.Interval <= 0:
+		return errors.New(`"interval" is required and must be positive`)
+	case p.CheckpointEvery < 0 || p.FailAttempts < 0 || p.FailAtStep < 0 || p.FailAtStep >= p.Steps:
+		return errors.New(`"checkpointEvery", "failAttempts" must not be negative and "failAtStep" must be a step`)
+	}
+	return nil
+}
+
 // Register adds the witness task type, recording through rec, to reg.
 func Register(reg *runner.Registry, rec *Recorder) error {
-	return reg.Register(TaskType, func(raw json.RawMessage) (runner.Task, error) {
-		var p Params
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("decode params: %w", err)
-		}
-		switch {
-		case p.Steps < 1 || p.Steps > 100000:
-			return nil, fmt.Errorf(`"steps" must be between 1 and 100000, got %d`, p.Steps)
-		case p.Interval <= 0:
-			return nil, errors.New(`"interval" is required and must be positive`)
-		case p.CheckpointEvery < 0 || p.FailAttempts < 0 || p.FailAtStep < 0 || p.FailAtStep >= p.Steps:
-			return nil, errors.New(`"checkpointEvery", "failAttempts" must not be negative and "failAtStep" must be a step`)
-		}
-		return &task{p: p, rec: rec}, nil
-	})
+	return runner.Register(reg, "Records every execution and step in its own table (the chaos run's witness)",
+		func(p Params) (runner.Task[json.RawMessage], error) { return &task{p: p, rec: rec}, nil })
 }
 
 // Run does Steps steps, each recorded by a mark before it is done.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/test/pgtest"
 	"github.com/taskpilot/taskpilot/test/witness"
@@ -28,23 +29,23 @@ func TestMain(m *testing.M) {
 }
 
 // terminal closes done at the first terminal transition.
-type terminal struct{ done chan runner.Transition }
+type terminal struct{ done chan engine.Transition }
 
-func (s terminal) Transition(t runner.Transition) {
+func (s terminal) Transition(t engine.Transition) {
 	if t.To.Terminal() {
 		s.done <- t
 	}
 }
 
 // runOnce runs one witness task to its end and returns the terminal transition.
-func runOnce(t *testing.T, rec *witness.Recorder, params string, attempt int) runner.Transition {
+func runOnce(t *testing.T, rec *witness.Recorder, params string, attempt int) engine.Transition {
 	t.Helper()
 	reg := runner.NewRegistry()
 	if err := witness.Register(reg, rec); err != nil {
 		t.Fatal(err)
 	}
-	sink := terminal{done: make(chan runner.Transition, 1)}
-	r, err := runner.New(runner.Options{Registry: reg, Sink: sink})
+	sink := terminal{done: make(chan engine.Transition, 1)}
+	r, err := engine.New(engine.Options{Registry: reg, Sink: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func runOnce(t *testing.T, rec *witness.Recorder, params string, attempt int) ru
 	go func() { _ = r.Start(ctx); close(stopped) }()
 	defer func() { cancel(); <-stopped }()
 	<-r.Started()
-	if err := r.StartTask("uid-1", runner.StartSpec{TaskName: witness.TaskType, Params: json.RawMessage(params), Attempt: attempt}); err != nil {
+	if err := r.StartTask("uid-1", engine.StartSpec{TaskName: witness.TaskType, Params: json.RawMessage(params), Attempt: attempt}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -62,7 +63,7 @@ func runOnce(t *testing.T, rec *witness.Recorder, params string, attempt int) ru
 	case <-time.After(30 * time.Second):
 		t.Fatal("the witness task did not end")
 	}
-	return runner.Transition{}
+	return engine.Transition{}
 }
 
 func TestWitnessRecordsEveryStep(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/builtin"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
 
@@ -19,7 +20,7 @@ func main() {
 		os.Exit(1)
 	}
 	code := operator.Run(func(r *runner.Registry) error {
-		if err := runner.RegisterBuiltins(r); err != nil {
+		if err := builtin.Register(r); err != nil {
 			return err
 		}
 		return witness.Register(r, rec)
