@@ -60,6 +60,10 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml) on this mo
 	$(GOLANGCI_LINT) run ./...
 	cd examples && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...
 
+.PHONY: api
+api: ## Rewrite the public API listings in docs/api (a test fails while they are stale): review their diff.
+	go run ./hack/apilist
+
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from Go modules into bin/k8s (once; ~10 min cold).
 	ENVTEST_ASSETS=$(ENVTEST_ASSETS) hack/build-controlplane.sh

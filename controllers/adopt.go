@@ -12,6 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/store"
 )
@@ -115,5 +116,5 @@ func (r *reconciler) ownedElsewhere(ctx context.Context, bt *v1alpha1.Background
 // recheckAfter bounds when a task owned by another live process is looked at again: not in a
 // busy loop, and never later than both of its records could take to expire.
 func (r *reconciler) recheckAfter(hint time.Duration) time.Duration {
-	return min(max(hint, settleDelay), 2*r.opts.LeaseDuration)
+	return min(max(hint, kit.SettleDelay), 2*r.opts.LeaseDuration)
 }

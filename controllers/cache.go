@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"strconv"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -18,8 +19,13 @@ import (
 // membership Leases of its own deployment (a cluster-wide Lease informer would follow every
 // node's heartbeat), and the BackgroundTasks without their large params (withoutLargeParams)
 // and, with sharding, only those assigned to this replica. Set it as cache.Options.ByObject
-// (operator.Main does; see operator.Add for embedding).
-func CacheByObject(o Options) map[client.Object]cache.ByObject {
+// (operator.Operator.CacheByObject gives it for completed settings). Settings without a
+// Namespace, or with sharding and no Identity, are refused: such a cache would watch no Lease or
+// no task, and the operator would wait for ever.
+func CacheByObject(o Settings) (map[client.Object]cache.ByObject, error) {
+	if o.Namespace == "" || o.Sharding && o.Identity == "" {
+		return nil, errors.New("controllers: the cache needs the Namespace, and with Sharding the Identity")
+	}
 	tasks := cache.ByObject{Transform: withoutLargeParams()}
 	if o.Sharding {
 		tasks.Label = labels.SelectorFromSet(labels.Set{sharding.LabelShard: o.Identity})
@@ -30,7 +36,7 @@ func CacheByObject(o Options) map[client.Object]cache.ByObject {
 			Label:      labels.SelectorFromSet(labels.Set{membership.LabelMember: o.deployment()}),
 		},
 		&v1alpha1.BackgroundTask{}: tasks,
-	}
+	}, nil
 }
 
 // paramsInCache bounds the params the cache keeps of a task: smaller ones (nearly all) are used
@@ -59,19 +65,5 @@ func withoutLargeParams() toolscache.TransformFunc {
 		bt.Annotations[annotationParamsLeftOut] = strconv.Itoa(len(bt.Spec.Params.Raw))
 		bt.Spec.Params = nil
 		return bt, nil
-	}
-}
-
-// withoutPayload is a cache transform for the sharder's view of every task: it keeps what
-// assigning a task needs (metadata without managedFields, spec.taskName) and drops spec.params
-// and status, which can be large and which it never reads.
-func withoutPayload() toolscache.TransformFunc {
-	strip := cache.TransformStripManagedFields()
-	return func(obj any) (any, error) {
-		obj, err := strip(obj)
-		if bt, ok := obj.(*v1alpha1.BackgroundTask); ok && err == nil {
-			bt.Spec.Params, bt.Status = nil, v1alpha1.BackgroundTaskStatus{}
-		}
-		return obj, err
 	}
 }

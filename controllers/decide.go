@@ -6,6 +6,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 )
 
 // action is what the reconciler does to move actual state toward spec.
@@ -180,14 +181,14 @@ func restartStopsTheRun(in decisionInput) (decision, bool) {
 	if !in.restartRequested() || !in.RunnerActive {
 		return decision{}, false
 	}
-	return decision{Action: actStop, RequeueAfter: settleDelay, Why: "restart requested: stopping the current run first"}, true
+	return decision{Action: actStop, RequeueAfter: kit.SettleDelay, Why: "restart requested: stopping the current run first"}, true
 }
 
 func restartWaitsForTheRun(in decisionInput) (decision, bool) {
 	if !in.restartRequested() || !in.settling() {
 		return decision{}, false
 	}
-	return decision{Action: actNone, RequeueAfter: settleDelay, Why: "restart requested: waiting for the run to settle"}, true
+	return decision{Action: actNone, RequeueAfter: kit.SettleDelay, Why: "restart requested: waiting for the run to settle"}, true
 }
 
 // restartEndsTheAttempt: a task recorded as running but running nowhere (adopted) ends its
@@ -276,7 +277,7 @@ func waitForTheRunToSettle(in decisionInput) (decision, bool) {
 	if !in.settling() {
 		return decision{}, false
 	}
-	return decision{Action: actNone, RequeueAfter: settleDelay, Why: "waiting for the run to settle"}, true
+	return decision{Action: actNone, RequeueAfter: kit.SettleDelay, Why: "waiting for the run to settle"}, true
 }
 
 // startPending starts a pending task that runs nowhere once spec.state is Running and its retry

@@ -123,7 +123,7 @@ func (c skewedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 // TestASkewedClockTakesNothingFromALiveOwner: an operator whose clock runs 30 s ahead (three
 // Lease durations) does not believe the first one's Lease expired, as it judges expiry by when
 // it saw the Lease change on its own monotonic clock, not by the holder's renewTime against its
-// wall clock (it claimed the task at once before). Hardening item 2, issue #27.
+// wall clock.
 func TestASkewedClockTakesNothingFromALiveOwner(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})

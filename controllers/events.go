@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/journal"
 )
 
@@ -43,7 +44,7 @@ func announce(rec events.EventRecorder, bt *v1alpha1.BackgroundTask, list []jour
 	if len(messages) > 0 {
 		note += ": " + strings.Join(messages, "; ")
 	}
-	rec.Eventf(bt, nil, eventType, nonEmpty(last.Reason, phaseName(last.To)), "Transition", "%s", truncateRunes(note, 1000))
+	rec.Eventf(bt, nil, eventType, kit.NonEmpty(last.Reason, phaseName(last.To)), "Transition", "%s", kit.TruncateRunes(note, 1000))
 }
 
 // notable: anything but the plain path of a run (queued, started, completed).
@@ -55,5 +56,5 @@ func notable(a journal.Announcement) bool {
 }
 
 func phaseName(s lifecycle.Status) string {
-	return nonEmpty(string(v1alpha1.PhaseOf(s)), "New")
+	return kit.NonEmpty(string(v1alpha1.PhaseOf(s)), "New")
 }

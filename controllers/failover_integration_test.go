@@ -62,8 +62,8 @@ func TestLeaderFailover(t *testing.T) {
 // TestLosingTheLeadershipStopsNothing: the leader's Lease is taken from it (as when its
 // renewals do not reach the API server in time). It stops leading and campaigns again, but it
 // keeps running the task it owns, which records nothing new (one execution across the loss);
-// tasks created afterwards are adopted by whoever leads. Before, the process ended with
-// "leader election lost" and every task stopped.
+// tasks created afterwards are adopted by whoever leads. Ending the process on a lost election
+// would stop every task it owns.
 func TestLosingTheLeadershipStopsNothing(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{leaderElect: true})

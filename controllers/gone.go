@@ -10,6 +10,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/runner"
 )
@@ -26,7 +27,7 @@ func (r *reconciler) gone(ctx context.Context, nn types.NamespacedName, uid stri
 		if err := ignoreSettled(r.runner.StopTask(key)); err != nil {
 			return ctrl.Result{}, false, fmt.Errorf("stop the run of deleted %s: %w", nn, err)
 		}
-		return ctrl.Result{RequeueAfter: settleDelay}, false, nil // its Stopped transition wakes us sooner
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, false, nil // its Stopped transition wakes us sooner
 	}
 	view, tracked := r.journal.View(uid)
 	if tracked && view.Ownership.Writes() && !view.DeleteRefused {
@@ -52,7 +53,7 @@ func (r *reconciler) release(ctx context.Context, bt *v1alpha1.BackgroundTask, v
 		if err := ignoreSettled(r.runner.StopTask(key)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("stop the local run: %w", err)
 		}
-		return ctrl.Result{RequeueAfter: settleDelay}, nil
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil
 	}
 	r.journal.Forget(uid)
 	_ = r.runner.Forget(key)
@@ -70,7 +71,7 @@ func (r *reconciler) release(ctx context.Context, bt *v1alpha1.BackgroundTask, v
 		// Adopt it again from the row, leader or not: this process owned it, and reloading a
 		// row it still owns claims nothing (the sweep would otherwise take up to a minute).
 		r.tasks.setReadopt(nn, uid)
-		return ctrl.Result{RequeueAfter: settleDelay}, nil
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil
 	case journal.Owned, journal.Released, journal.Deleted:
 	}
 	logf.FromContext(ctx).Info("the task's row was soft-deleted while its object exists; it is not run again")

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/sharding"
 	"github.com/taskpilot/taskpilot/runner"
 )
@@ -29,13 +30,8 @@ func assignmentChanged() predicate.Funcs {
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc:  assignmentMoved,
+		UpdateFunc:  kit.AssignmentMoved,
 	}
-}
-
-// assignmentMoved reports whether an update changed the task's assignment labels.
-func assignmentMoved(e event.UpdateEvent) bool {
-	return sharding.LabelsOf(e.ObjectOld.GetLabels()) != sharding.LabelsOf(e.ObjectNew.GetLabels())
 }
 
 // assignedHere reports whether the sharder wants this process to run the task: labelled with
@@ -83,7 +79,7 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 		return ctrl.Result{}, fmt.Errorf("hand over the run of %s: %w", nn, err)
 	}
 	if !done {
-		return ctrl.Result{RequeueAfter: settleDelay}, nil // stopping at its next pause point
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil // stopping at its next pause point
 	}
 	view, tracked := r.journal.View(uid)
 	if tracked && view.Ownership.Writes() {
@@ -109,7 +105,7 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 		return ctrl.Result{}, nil
 	case !labels.Draining:
 		// The drain was called off while the run was handed over: adopt the task again.
-		return ctrl.Result{RequeueAfter: settleDelay}, nil
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil
 	}
 	// Drained: remove the labels, so the sharder assigns the task to its new replica. Only the
 	// labels this look read: a copy of the object older than the sharder's next assignment (a
@@ -123,7 +119,7 @@ func (r *reconciler) handOver(ctx context.Context, nn types.NamespacedName, uid 
 	err = r.client.Patch(ctx, bt, client.RawPatch(types.MergePatchType, body))
 	switch {
 	case apierrors.IsConflict(err):
-		return ctrl.Result{RequeueAfter: settleDelay}, nil // look again at the newer object, if it is still here
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil // look again at the newer object, if it is still here
 	case err != nil:
 		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("drained %s: remove its assignment: %w", nn, err))
 	}

@@ -78,7 +78,7 @@ func TestADrainCalledOffMidHandOverCompletes(t *testing.T) {
 // labels it read, not a newer assignment. Here the sharder's next assignment (to r-b) lands
 // just before r-a's removal is sent, as it does when r-a looks again from a lagging cache: the
 // removal must be refused (Conflict), or r-b would see its task move away and hand it over
-// again (a task handed over twice, found in test/sharding under load).
+// again (a task handed over twice).
 func TestAHandOverNeverRemovesAnAssignmentItDidNotRead(t *testing.T) {
 	h := newHarness(t)
 	var raced atomic.Bool

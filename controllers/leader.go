@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // LeaderElectionID names the leader-election Lease of a deployment: each taskpilot deployment
@@ -157,10 +156,3 @@ func LeaderIdentity(holder string) string {
 	}
 	return holder
 }
-
-// everyReplica runs a runnable on every replica, whatever the manager's own leader election
-// (a program embedding taskpilot may elect a leader for its own controllers).
-type everyReplica struct{ manager.Runnable }
-
-// NeedLeaderElection implements manager.LeaderElectionRunnable.
-func (everyReplica) NeedLeaderElection() bool { return false }

@@ -36,13 +36,14 @@ const (
 	DefaultDeployment = "taskpilot"
 )
 
-// Options configure Setup: the controllers and the machinery they drive (membership, journal,
-// runner). Zero values take the defaults above and those of the component packages.
-type Options struct {
-	// Store is the PostgreSQL record (required).
-	Store *store.Repository
-	// Registry holds the task types (required).
-	Registry *runner.Registry
+// Settings are an operator's tunables: what the taskpilot binary's flags set (the flag of each
+// is named in operator.Options.BindFlags), and what operator.Options embeds. Zero values take the
+// defaults above and those of the component packages.
+type Settings struct {
+	// Deployment names this operator deployment among the taskpilot deployments of a cluster
+	// (DefaultDeployment when empty): its replicas' membership Leases carry it, its sharder
+	// spreads tasks over them only, and it publishes the task types it serves under it.
+	Deployment string
 	// Identity names this process as a task owner; it must be unique among live processes
 	// (the pod name). Required.
 	Identity string
@@ -50,17 +51,23 @@ type Options struct {
 	// same pod (its UID): one of those has exited, so its Leases are taken back at once. Empty:
 	// a restarted process waits for its predecessor's Leases to expire, unless released.
 	Incarnation string
-	// Namespace holds the membership Leases (the operator's own namespace). Required.
+	// Namespace holds the leader Lease, the membership Leases and the task-type catalog (the
+	// operator's own namespace). Required.
 	Namespace string
-	// Deployment names this operator deployment among the taskpilot deployments of a cluster
-	// (DefaultDeployment when empty): its replicas' membership Leases carry it, its sharder
-	// spreads tasks over them only, and it publishes the task types it serves under it.
-	Deployment string
-	// LeaseDuration, RenewDeadline and RetryPeriod time the membership Lease (see package
-	// membership).
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// MaxConcurrentTasks bounds the runs holding a runner slot.
+	// LeaderElect elects one replica of the deployment as its leader (a Lease named
+	// LeaderElectionID in Namespace): without sharding the leader adopts the tasks nobody runs,
+	// with sharding it assigns them to the replicas, and it fires schedules and publishes the
+	// task types. Losing the leadership never stops a task: every replica keeps running the
+	// tasks it owns and campaigns again. Off: this process leads alone.
+	LeaderElect bool
+	// Sharding makes every replica active: each runs the tasks the elected sharder assigns to
+	// it and caches only those. Needs LeaderElect, for the sharder. Off: the elected leader
+	// adopts every new task.
+	Sharding bool
+	// MaxConcurrentTasks bounds the runs holding a runner slot (engine.DefaultMaxConcurrent).
 	MaxConcurrentTasks int
+	// MemoryBudget bounds the memory (bytes) reserved by admitted runs; 0 means none.
+	MemoryBudget int64
 	// StopGrace is how long a stopped run may ignore cancellation.
 	StopGrace time.Duration
 	// MaxConcurrentReconciles is the number of workers acting on spec changes (they never
@@ -75,8 +82,9 @@ type Options struct {
 	JournalMaxBytes int64
 	// DatabaseTimeout bounds one database call.
 	DatabaseTimeout time.Duration
-	// ProgressInterval is how often a running task's progress is copied into its status and row.
-	ProgressInterval time.Duration
+	// ProgressUpdateInterval is how often a running task's progress is copied into its status
+	// and row.
+	ProgressUpdateInterval time.Duration
 	// ProgressUpdateQPS bounds progress-only status writes over all tasks.
 	ProgressUpdateQPS float64
 	// StatusCoalesceWindow defers the first status write of a fresh run, so a task that
@@ -88,22 +96,21 @@ type Options struct {
 	// HistoryRetention purges rows (with their history) soft-deleted longer than this ago, in
 	// small batches, on each sweep. 0 keeps them forever.
 	HistoryRetention time.Duration
-	// MemoryBudget bounds the memory reserved by admitted runs (engine.Options.MemoryBudget);
-	// 0 means none.
-	MemoryBudget int64
-	// Prepare readies the database before this process owns tasks (operator.Add: the schema
+	// LeaseDuration, RenewDeadline and RetryPeriod time the leader Lease and the membership
+	// (see package membership).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// Options configure Setup: the settings, and what the controllers run on.
+type Options struct {
+	Settings
+	// Store is the PostgreSQL record (required).
+	Store *store.Repository
+	// Registry holds the task types (required).
+	Registry *runner.Registry
+	// Prepare readies the database before this process owns tasks (operator: the schema
 	// migration); it is retried with backoff until it succeeds. Nil: nothing to prepare.
 	Prepare func(context.Context) error
-	// LeaderElection elects one replica of the deployment as its leader (a Lease named
-	// LeaderElectionID in Namespace, held under Identity; leader.go): without sharding the leader
-	// adopts the tasks nobody runs, with sharding it assigns them to the replicas, and it
-	// publishes the task types. Losing the leadership never stops a task: every replica keeps
-	// running the tasks it owns and campaigns again. Off: this process leads alone.
-	LeaderElection bool
-	// Sharding makes every replica active: each runs the tasks the elected sharder assigns to
-	// it (package sharding) and caches only those (TaskCache). Needs leader election, for the
-	// sharder. Off: the elected leader adopts every new task.
-	Sharding bool
 	// Namespaces restricts the sharder's cache of every task to these namespaces, as the
 	// manager's cache is restricted (tests). Empty: all namespaces, the operator's scope.
 	Namespaces []string
@@ -126,7 +133,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.RetryPeriod = orDuration(o.RetryPeriod, membership.DefaultRetryPeriod)
 	o.StopGrace = orDuration(o.StopGrace, engine.DefaultStopGrace)
 	o.DatabaseTimeout = orDuration(o.DatabaseTimeout, DefaultDatabaseTimeout)
-	o.ProgressInterval = orDuration(o.ProgressInterval, DefaultProgressInterval)
+	o.ProgressUpdateInterval = orDuration(o.ProgressUpdateInterval, DefaultProgressInterval)
 	o.StatusCoalesceWindow = max(o.StatusCoalesceWindow, 0)
 	o.SweepInterval = orDuration(o.SweepInterval, DefaultSweepInterval)
 	if o.MaxConcurrentReconciles <= 0 {
@@ -148,7 +155,7 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // deployment is Deployment or its default.
-func (o Options) deployment() string {
+func (o Settings) deployment() string {
 	if o.Deployment == "" {
 		return DefaultDeployment
 	}

@@ -23,8 +23,8 @@ import (
 )
 
 // TestAStaleTaskIsAdoptedAgainOnANonLeader: a task whose row changed under its owner (Stale) is
-// adopted again from the row by that owner at once, leader or not. Before, a replica that did
-// not lead stopped the run and forgot the task, and nobody ran it until the next sweep.
+// adopted again from the row by that owner at once, leader or not: a replica that dropped it
+// would leave it run by nobody until the next sweep.
 func TestAStaleTaskIsAdoptedAgainOnANonLeader(t *testing.T) {
 	h := newHarness(t)
 	op := h.startOperator(operatorConfig{leaderElect: true})
@@ -66,8 +66,8 @@ func TestAStaleTaskIsAdoptedAgainOnANonLeader(t *testing.T) {
 
 // TestARefusedDeletionIsNotLeftTracked: when PostgreSQL refuses for good to close the row of a
 // deleted task, the operator stops tracking it at once and the sweep closes the row once the
-// database takes it. Before, the refusal was silent: the task stayed tracked, run nowhere, and
-// every sweep asked for the same refused write again.
+// database takes it. A silent refusal would leave the task tracked, run nowhere, and every sweep
+// asking for the same refused write again.
 func TestARefusedDeletionIsNotLeftTracked(t *testing.T) {
 	h := newHarness(t)
 	op := h.startOperator(operatorConfig{})
@@ -108,9 +108,10 @@ func (c *claimStatements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQue
 // TestAGoneOwnersTasksAreTakenOverAtOnce: when an owner stops renewing both of its records, a
 // replica that watched its Lease takes every one of its tasks over as soon as both expired, in
 // one claim statement, without leading and without telling each task that it is owned
-// elsewhere. Before, a replica that did not lead took nothing (nobody here leads: a thief holds
-// the leader Lease), and a new leader judged the Lease from the first time it asked, waiting a
-// second lease duration, then claimed the tasks one statement and one Event each.
+// elsewhere. Nobody here leads (a thief holds the leader Lease): the takeover needs no leader,
+// judges the Lease from its last observed change rather than from the first look (which would
+// wait a second lease duration), and claims in one statement, not one statement and one Event a
+// task.
 func TestAGoneOwnersTasksAreTakenOverAtOnce(t *testing.T) {
 	h := newHarness(t)
 	epoch, err := h.repo.NextEpoch(h.ctx)

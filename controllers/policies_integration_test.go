@@ -67,7 +67,7 @@ func TestTTLDeletesOnlyAfterTheCommit(t *testing.T) {
 
 // TestTTLSparesATaskChangedMeanwhile: the time-to-live deletion is decided on the cached
 // object; a restart requested after that (still on its way to the cache) must win, not be
-// deleted with the object. Before the resourceVersion precondition it was.
+// deleted with the object: the deletion's resourceVersion precondition sees to it.
 func TestTTLSparesATaskChangedMeanwhile(t *testing.T) {
 	h := newHarness(t)
 	var raced, labelled atomic.Bool

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
@@ -51,7 +52,7 @@ type reconciler struct {
 	leading   func() bool
 	opts      Options
 	// decideWake queues a task for a reconcile; takeovers serialises takeOver.
-	decideWake *wake
+	decideWake *kit.Wake
 	takeovers  sync.Mutex
 }
 
@@ -63,19 +64,19 @@ type reconciler struct {
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
-func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *wake) error {
+func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *kit.Wake) error {
 	r.decideWake = decide
 	// Spec changes; with sharding also the assignment labels (a drain request).
 	changes := taskChanges()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(changes)).
-		WatchesRawSource(decide.source()).
+		WatchesRawSource(decide.Source()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
 			// Every replica reconciles the tasks it owns; adopting the others is the leader's
 			// (mayAdopt).
 			NeedLeaderElection: ptr.To(false),
-			CacheSyncTimeout:   cacheSyncForever,
+			CacheSyncTimeout:   kit.CacheSyncForever,
 			// A failed reconcile (the database is down when a task is first seen) backs off to
 			// 30s at most, not 1000s, so tasks start soon after an outage ends.
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 30*time.Second),
@@ -123,7 +124,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	select {
 	case <-r.ready:
 	default: // this process is not a task owner yet (joining, or waiting for leadership)
-		return ctrl.Result{RequeueAfter: settleDelay}, nil
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil
 	}
 	nn := req.NamespacedName
 	var bt v1alpha1.BackgroundTask
@@ -225,12 +226,12 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func (r *reconciler) mayAdopt() bool { return r.opts.Sharding || r.leading() }
 
 // lookAtEveryTask queues every task of the cache for a reconcile (on becoming leader).
-func (r *reconciler) lookAtEveryTask(decide *wake) {
+func (r *reconciler) lookAtEveryTask(decide *kit.Wake) {
 	var tasks v1alpha1.BackgroundTaskList
 	if err := r.client.List(context.Background(), &tasks, client.UnsafeDisableDeepCopy); err != nil {
 		return // the cache is not started yet: its initial list queues every task anyway
 	}
 	for i := range tasks.Items {
-		decide.notify(types.NamespacedName{Namespace: tasks.Items[i].Namespace, Name: tasks.Items[i].Name})
+		decide.Notify(types.NamespacedName{Namespace: tasks.Items[i].Namespace, Name: tasks.Items[i].Name})
 	}
 }

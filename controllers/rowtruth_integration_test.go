@@ -20,8 +20,8 @@ import (
 	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
-// The tests of this file are the cases of "the row is the truth": each broke the product's
-// promise before the operator made every decision from the PostgreSQL row and the spec.
+// The tests of this file are cases of "the row is the truth": the operator decides from the
+// PostgreSQL row and the spec, never from the status or its memory.
 
 // waitSettled waits until the operator tracks the task and has nothing queued for it, then
 // until it has reconciled a later generation of it (settle): every decision it makes on
@@ -36,8 +36,8 @@ func (h *harness) waitSettled(p *operatorProcess, uid string) {
 	h.settle(p, v.NamespacedName.Name)
 }
 
-// Case 1: a failure that can never succeed is not retried after an operator restart (the reason
-// is in the row, not only in memory).
+// TestNonRetriableFailureStaysFailedAcrossRestarts: a failure that can never succeed is not retried
+// after an operator restart (the reason is in the row, not only in memory).
 func TestNonRetriableFailureStaysFailedAcrossRestarts(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{})
@@ -56,9 +56,9 @@ func TestNonRetriableFailureStaysFailedAcrossRestarts(t *testing.T) {
 	}
 }
 
-// Case 1b: a task of a type no replica serves, recorded by an operator that then stops, is
-// adopted by another one: the type being unknown is no reason to stop looking at the task (a
-// live owner was told once, and the task was never looked at again).
+// TestAnUnservedTaskOfAStoppedOperatorIsAdopted: a task of a type no replica serves, recorded by an
+// operator that then stops, is adopted by another one: the type being unknown is no reason to stop
+// looking at the task (a live owner is told once, and the task must still be looked at again).
 func TestAnUnservedTaskOfAStoppedOperatorIsAdopted(t *testing.T) {
 	h := newHarness(t)
 	a := h.startOperator(operatorConfig{})
@@ -81,9 +81,10 @@ func TestAnUnservedTaskOfAStoppedOperatorIsAdopted(t *testing.T) {
 	require.Equal(t, []string{"->PENDING@0", "PENDING>FAILED@1"}, h.history(uid))
 }
 
-// Case 2a: a restart requested while PostgreSQL is down and interrupted by a crash is not lost:
-// the new attempt reaches neither the row nor the status before its commit, so the next
-// operator still sees the request and restarts from scratch instead of resuming the old attempt.
+// TestRestartIsNotLostAcrossACrash: a restart requested while PostgreSQL is down and interrupted by
+// a crash is not lost: the new attempt reaches neither the row nor the status before its commit, so
+// the next operator still sees the request and restarts from scratch instead of resuming the old
+// attempt.
 func TestRestartIsNotLostAcrossACrash(t *testing.T) {
 	h, srv := newHarnessWithOwnDatabaseServer(t)
 	first := h.startOperator(operatorConfig{})
@@ -113,8 +114,9 @@ func TestRestartIsNotLostAcrossACrash(t *testing.T) {
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>STOPPED@1", "STOPPED>RUNNING@2", "RUNNING>FINISHED@2"}, h.history(uid))
 }
 
-// Case 2b: a restart committed to PostgreSQL whose status write was lost is not repeated by
-// the next operator: the row, not the status, says which restart generation was honoured.
+// TestRestartIsNotRepeatedWhenItsStatusIsLost: a restart committed to PostgreSQL whose status write
+// was lost is not repeated by the next operator: the row, not the status, says which restart
+// generation was honoured.
 func TestRestartIsNotRepeatedWhenItsStatusIsLost(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{})
@@ -166,8 +168,9 @@ func TestAForgedStatusChangesNothing(t *testing.T) {
 	require.Equal(t, []string{"->PENDING@0", "PENDING>RUNNING@1", "RUNNING>FINISHED@1"}, h.history(uid))
 }
 
-// Case 3: the status never shows what PostgreSQL does not hold: a run that finished while the
-// database was down is shown Running (Recorded=False) until its transition is committed.
+// TestStatusNeverRunsAheadOfTheRecord: the status never shows what PostgreSQL does not hold: a run
+// that finished while the database was down is shown Running (Recorded=False) until its transition
+// is committed.
 func TestStatusNeverRunsAheadOfTheRecord(t *testing.T) {
 	h, srv := newHarnessWithOwnDatabaseServer(t)
 	p := h.startOperator(operatorConfig{})
@@ -189,9 +192,9 @@ func TestStatusNeverRunsAheadOfTheRecord(t *testing.T) {
 	require.NotNil(t, done.Status.Result)
 }
 
-// Case 4: two operators without leader election on one cluster and database never run a task
-// twice at the same time; the witness is the tasks' own count of their executions, which does
-// not involve the journal.
+// TestTwoOperatorsWithoutLeaderElectionNeverRunATaskTwice: two operators without leader election on
+// one cluster and database never run a task twice at the same time; the witness is the tasks' own
+// count of their executions, which does not involve the journal.
 func TestTwoOperatorsWithoutLeaderElectionNeverRunATaskTwice(t *testing.T) {
 	h := newHarness(t)
 	first := h.startOperator(operatorConfig{})
@@ -215,9 +218,10 @@ func TestTwoOperatorsWithoutLeaderElectionNeverRunATaskTwice(t *testing.T) {
 	_, _ = first, second
 }
 
-// Case 5: one write PostgreSQL cannot take does not jam the task: what a run produces is made
-// storable where it is produced (NUL, invalid UTF-8), a result too large as PostgreSQL measures
-// it fails the attempt with a clear reason, and later writes (a restart, the deletion) proceed.
+// TestOneBadWriteDoesNotJamATask: one write PostgreSQL cannot take does not jam the task: what a
+// run produces is made storable where it is produced (NUL, invalid UTF-8), a result too large as
+// PostgreSQL measures it fails the attempt with a clear reason, and later writes (a restart, the
+// deletion) proceed.
 func TestOneBadWriteDoesNotJamATask(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})
@@ -238,12 +242,12 @@ func TestOneBadWriteDoesNotJamATask(t *testing.T) {
 		h.history(string(big.UID)))
 }
 
-// Case 6: a task that saves large checkpoints as fast as it can (faster than PostgreSQL writes
-// them) does not starve the others, even with a single writer: writers serve tasks round-robin.
-// The measure is the order of the operator's statements: between the quiet task's row and its
-// first transition, only a few of the chatty task's checkpoints may be written (the ones
-// written while the quiet task was being handed to the runner, and one turn). A writer that
-// drains one task's queue until it is empty writes dozens, however the machine is loaded.
+// TestAChattyTaskDoesNotStarveOthers: a task that saves large checkpoints as fast as it can (faster
+// than PostgreSQL writes them) does not starve the others, even with a single writer: writers serve
+// tasks round-robin. The measure is the order of the operator's statements: between the quiet
+// task's row and its first transition, only a few of the chatty task's checkpoints may be written
+// (the ones written while the quiet task was being handed to the runner, and one turn). A writer
+// that drains one task's queue until it is empty writes dozens, however the machine is loaded.
 func TestAChattyTaskDoesNotStarveOthers(t *testing.T) {
 	h := newHarness(t)
 	log := &statementLog{}
@@ -318,8 +322,8 @@ func (l *statementLog) checkpointsBetween(uid string) int {
 	return -1
 }
 
-// Case 7: deleting an object that has no finalizer (stripped, or never added) stops its run
-// and closes its row; nothing keeps running or stays RUNNING.
+// TestDeletionWithoutFinalizerStopsTheRun: deleting an object that has no finalizer (stripped, or
+// never added) stops its run and closes its row; nothing keeps running or stays RUNNING.
 func TestDeletionWithoutFinalizerStopsTheRun(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})

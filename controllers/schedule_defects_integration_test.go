@@ -40,8 +40,8 @@ func (h *harness) exec(sql string, args ...any) {
 
 // TestTheRowDecidesTheSlot: another leader that records a slot first (here a trigger that
 // inserts its row just before the operator's, as a second leader's look would) decides that
-// slot: the operator creates no child for it. Before, the child was created first and the
-// losing insert ignored, so a child ran under the other leader's `skipped` row.
+// slot: the operator creates no child for it. A child created before its row won would run under
+// the other leader's `skipped` row.
 func TestTheRowDecidesTheSlot(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})
@@ -84,8 +84,7 @@ END $$ LANGUAGE plpgsql`, ts.UID))
 
 // TestAReplacingSlotNeverStopsItsOwnChild: under Replace, a slot whose child exists already (a
 // look created it and stopped before recording the slot) records it created and stops nothing
-// of its own. Before, every active child was stopped, the slot's own included, and the row said
-// `replaced`.
+// of its own: stopping every active child would stop the slot's own and record it `replaced`.
 func TestAReplacingSlotNeverStopsItsOwnChild(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})
@@ -141,8 +140,8 @@ func (q *queriesOf) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Trac
 func (q *queriesOf) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // TestAnImpossibleScheduleIsNotLookedAtInALoop: `0 0 30 2 *` parses but names no time: Ready
-// says so and the operator does not look at it again until its spec changes. Before, it was
-// requeued every millisecond, each look querying PostgreSQL.
+// says so and the operator does not look at it again until its spec changes: requeued, it would
+// be looked at in a loop, each look querying PostgreSQL.
 func TestAnImpossibleScheduleIsNotLookedAtInALoop(t *testing.T) {
 	h := newHarness(t)
 	looks := &queriesOf{}
@@ -162,9 +161,8 @@ func TestAnImpossibleScheduleIsNotLookedAtInALoop(t *testing.T) {
 
 // TestAnEditedScheduleStartsFromTheEdit: slots before an edit of spec.schedule are not slots of
 // the new expression. A yearly schedule, three hours old by the operator's clock, edited to
-// every five minutes with catchUp All, fires nothing until the next five-minute slot. Before,
-// the new expression was planned from the schedule's creation: 10 children at once and 26
-// `missed` rows.
+// every five minutes with catchUp All, fires nothing until the next five-minute slot (planned
+// from the schedule's creation, it would fire 10 children at once and record 26 `missed` rows).
 func TestAnEditedScheduleStartsFromTheEdit(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{clock: skewedClock{skew: 3 * time.Hour}})
@@ -181,9 +179,9 @@ func TestAnEditedScheduleStartsFromTheEdit(t *testing.T) {
 }
 
 // TestAChildDeletedBeforeItsRowIsNeverRunTwice: while PostgreSQL refuses the slots' rows, a
-// slot creates nothing; its child runs once the row is written, and once only. Before, the child
-// was created first: it ran, ended and was deleted (ttlSecondsAfterFinished 0) while its row
-// could not be written, and the next look created the slot's child again.
+// slot creates nothing; its child runs once the row is written, and once only. A child created
+// before its row could run, end and be deleted (ttlSecondsAfterFinished 0) while its row could
+// not be written, and the next look would create the slot's child again.
 func TestAChildDeletedBeforeItsRowIsNeverRunTwice(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})
@@ -226,9 +224,9 @@ END $$ LANGUAGE plpgsql`)
 }
 
 // TestReplaceStartsTheNewRunOnceTheOldOneEnded: the slot's run starts after the run it replaces
-// ended (its terminal row), not beside it. Before, the new child was created right after the old
-// one was set Stopped, and both ran until the old one reached its next pause point (here a task
-// that takes a second to heed a stop).
+// ended (its terminal row), not beside it: started as soon as the old one is set Stopped, both
+// would run until the old one reaches its next pause point (here a task that takes a second to
+// heed a stop).
 func TestReplaceStartsTheNewRunOnceTheOldOneEnded(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})
@@ -287,8 +285,8 @@ func TestRunNowTwiceInOneSecond(t *testing.T) {
 
 // TestARefusedTemplateSaysSoInReady: a template whose BackgroundTask the API server refuses
 // (here an invalid label value) shows in Ready as soon as the schedule is applied, and its slots
-// are recorded missed with the API server's words. Before, Ready said Scheduling while every
-// slot was missed.
+// are recorded missed with the API server's words; Ready never says Scheduling while every slot
+// is missed.
 func TestARefusedTemplateSaysSoInReady(t *testing.T) {
 	h := newHarness(t)
 	h.startOperator(operatorConfig{})

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/tasktype"
 )
 
 // servedElsewhere reports whether another operator deployment of the cluster publishes the
@@ -26,6 +27,6 @@ func (r *reconciler) servedElsewhere(ctx context.Context, taskName string) (bool
 	}
 	now := r.clock.Now()
 	return slices.ContainsFunc(tt.Status.ServedBy, func(s v1alpha1.TaskTypeServer) bool {
-		return (s.Namespace != r.opts.Namespace || s.Deployment != r.opts.deployment()) && !StaleServer(s, now)
+		return (s.Namespace != r.opts.Namespace || s.Deployment != r.opts.deployment()) && !tasktype.StaleServer(s, now)
 	}), nil
 }

@@ -10,8 +10,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
+	"github.com/taskpilot/taskpilot/controllers/schedule"
+	"github.com/taskpilot/taskpilot/controllers/sharder"
+	"github.com/taskpilot/taskpilot/controllers/tasktype"
 	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
@@ -46,9 +51,9 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	log := ctrl.Log.WithName("taskpilot")
 	op := &Operator{opts: o}
-	decide, report := newWake(), newWake()
+	decide, report := kit.NewWake(), kit.NewWake()
 	var lock resourcelock.Interface
-	if o.LeaderElection {
+	if o.LeaderElect {
 		if lock, err = LeaderLock(mgr.GetConfig(), o.Namespace, o.deployment(), o.Identity, o.Incarnation, o.RenewDeadline); err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
 		}
@@ -88,7 +93,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	op.Journal, err = journal.New(journal.Options{
 		Store: o.Store, Owner: op.Member.Owner, Clock: o.Clock, Log: log,
-		Decide: decide.notify, Report: report.notify, Metrics: metrics,
+		Decide: decide.Notify, Report: report.Notify, Metrics: metrics,
 		Writers: o.JournalWriters, WriteTimeout: o.DatabaseTimeout, MaxBacklogBytes: o.JournalMaxBytes,
 	})
 	if err != nil {
@@ -107,8 +112,8 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		// status no longer shows it abandoned.
 		Returned: func(key runner.Key) {
 			if nn, ok := tasks.nameOf(string(key)); ok {
-				decide.notify(nn)
-				report.notify(nn)
+				decide.Notify(nn)
+				report.Notify(nn)
 			}
 		},
 		MaxConcurrent: o.MaxConcurrentTasks, MemoryBudget: o.MemoryBudget, StopGrace: o.StopGrace, Clock: o.Clock.Now,
@@ -120,7 +125,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 
 	eng := &taskOwner{prepare: o.Prepare, member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
-		decide: decide.notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,
+		decide: decide.Notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,
 		leading: op.leader.Leading, log: log.WithName("sweep"),
 	}, sweepInterval: o.SweepInterval, ready: make(chan struct{}), log: log}
 	if err := mgr.Add(eng); err != nil {
@@ -135,7 +140,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	rec := &reconciler{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal,
 		runner: op.Runner, member: op.Member, ready: eng.ready, events: mgr.GetEventRecorder("taskpilot"),
-		clock: o.Clock, tasks: tasks, report: report.notify, leading: op.leader.Leading, opts: o,
+		clock: o.Clock, tasks: tasks, report: report.Notify, leading: op.leader.Leading, opts: o,
 	}
 	if err := rec.setupWithManager(mgr, decide); err != nil {
 		return nil, fmt.Errorf("setup: controller: %w", err)
@@ -148,33 +153,37 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	if err := sw.setupWithManager(mgr, report); err != nil {
 		return nil, fmt.Errorf("setup: status controller: %w", err)
 	}
-	pub := &publisher{client: mgr.GetClient(), reader: mgr.GetAPIReader(), registry: o.Registry, namespace: o.Namespace,
-		deployment: o.deployment(), clock: o.Clock, leading: op.leader.Leading, kicks: make(chan struct{}, 1),
-		log: log.WithName("publisher")}
+	pub := tasktype.New(tasktype.Options{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Registry: o.Registry,
+		Namespace: o.Namespace, Deployment: o.deployment(), Clock: o.Clock, Leading: op.leader.Leading,
+		Log: log.WithName("publisher")})
 	if err := mgr.Add(pub); err != nil {
 		return nil, fmt.Errorf("setup: add the task-type publisher: %w", err)
 	}
 	// A new leader looks at every task (without sharding it adopts those nobody runs) and
 	// publishes the task types at once.
 	op.leader.OnGain(func() { rec.lookAtEveryTask(decide) })
-	op.leader.OnGain(pub.kick)
-	look := newWake()
-	sch := &scheduler{client: mgr.GetClient(), children: mgr.GetClient(), api: mgr.GetAPIReader(), store: o.Store, clock: o.Clock,
-		events: mgr.GetEventRecorder("taskpilot"), leading: op.leader.Leading, identity: o.Identity,
-		workers: o.MaxConcurrentReconciles, log: log.WithName("schedule")}
+	op.leader.OnGain(pub.Kick)
+	look := kit.NewWake()
+	children := client.Reader(mgr.GetClient())
 	if o.Sharding {
-		sch.children = mgr.GetAPIReader() // this replica's cache holds its own share of the tasks only
+		children = mgr.GetAPIReader() // this replica's cache holds its own share of the tasks only
 	}
-	if err := sch.setupWithManager(mgr, look); err != nil {
+	sch := schedule.New(schedule.Options{Client: mgr.GetClient(), Children: children, API: mgr.GetAPIReader(),
+		Store: o.Store, Clock: o.Clock, Events: mgr.GetEventRecorder("taskpilot"), Leading: op.leader.Leading,
+		Identity: o.Identity, Workers: o.MaxConcurrentReconciles, Log: log.WithName("schedule")})
+	if err := sch.SetupWithManager(mgr, look); err != nil {
 		return nil, fmt.Errorf("setup: schedule controller: %w", err)
 	}
-	op.leader.OnGain(func() { sch.lookAtEverySchedule(look) })
+	op.leader.OnGain(func() { sch.LookAtEverySchedule(look) })
 	if o.Sharding {
-		sh, err := newSharder(mgr, o, op.leader, op.Member.Observer(), log)
+		sh, err := sharder.New(mgr, sharder.Options{Namespace: o.Namespace, Namespaces: o.Namespaces,
+			Deployment: o.deployment(), Serves: o.Registry.Has, LiveRows: o.Store.LiveMembers,
+			Observer: op.Member.Observer(), Leading: op.leader.Leading, Workers: o.MaxConcurrentReconciles,
+			Metrics: o.Metrics, Log: log.WithName("sharder")})
 		if err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
 		}
-		if err := sh.setupWithManager(mgr); err != nil {
+		if err := sh.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("setup: sharder: %w", err)
 		}
 	}
@@ -194,7 +203,7 @@ func (op *Operator) StartupCheck() healthz.Checker {
 
 // KubernetesCheck is a readyz check: not ready until the caches filled from the API server, nor
 // while the membership Lease is not renewed (the API server does not answer, or too late). The
-// tasks keep running while the PostgreSQL row keeps the membership (issue #27).
+// tasks keep running while the PostgreSQL row keeps the membership.
 func (op *Operator) KubernetesCheck() healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
@@ -225,12 +234,3 @@ func (op *Operator) DatabaseCheck() healthz.Checker {
 		return nil
 	}
 }
-
-// cacheSyncForever is how long the controllers wait for their caches to fill at start-up:
-// without end. controller-runtime's default (2 minutes) ends the process when the API server is
-// away at start-up, which a Deployment answers with a crash loop and growing back-off; waiting
-// keeps the process up and not ready (/readyz) until the API server answers.
-const cacheSyncForever = 100 * 365 * 24 * time.Hour
-
-// settleDelay is how long to wait for a change that is on its way (a run stopping).
-const settleDelay = 200 * time.Millisecond

@@ -66,8 +66,8 @@ func TestShardedReplicasShareTheTasks(t *testing.T) {
 	h.startOperator(operatorConfig{sharding: true, identity: "r-b"})
 	const n = 45
 	var names, uids []string
-	// The tasks outlast any test run (they were 20 s long, and finished before the last count
-	// of RUNNING rows when CI was slow); the test ends them by stopping the replicas.
+	// The tasks outlast any test run, so none ends before the last count of RUNNING rows on a
+	// slow machine; the test ends them by stopping the replicas.
 	for i := range n {
 		bt := h.create(fmt.Sprintf("t%02d", i), "steps", `{"steps":100000,"interval":"50ms"}`)
 		names, uids = append(names, bt.Name), append(uids, string(bt.UID))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,13 +12,13 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/journal"
 )
 
 // Status size bounds: etcd is precious, the full values live in PostgreSQL.
 const (
 	maxStatusResultBytes = 4 << 10
-	maxStatusMessage     = 4096
 	maxStatusProgress    = 64
 )
 
@@ -89,7 +88,7 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 		out := *in.Previous.DeepCopy()
 		out.ObservedGeneration = in.Generation
 		setConditions(&out, in.Generation, []metav1.Condition{{Type: v1alpha1.ConditionRecorded, Status: metav1.ConditionFalse,
-			Reason: journal.ReasonDatabaseUnreachable, Message: truncateRunes("cannot load the task's record; retrying: "+in.LoadProblem, maxStatusMessage)}})
+			Reason: journal.ReasonDatabaseUnreachable, Message: kit.TruncateRunes("cannot load the task's record; retrying: "+in.LoadProblem, kit.MaxStatusMessage)}})
 		return out
 	}
 	rec := in.Committed.Record
@@ -100,20 +99,20 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 		ObservedGeneration:        in.Generation,
 		ObservedRestartGeneration: rec.RestartGeneration,
 		Attempt:                   int32(rec.Attempt), //nolint:gosec // attempts are bounded by retries and restarts
-		StartTime:                 apiTime(rec.StartTime),
-		EndTime:                   apiTime(rec.EndTime),
-		LastRunTime:               apiTime(rec.LastRunTime),
-		NextRetryTime:             apiTime(rec.RetryAt),
-		Progress:                  truncateRunes(in.Committed.Progress, maxStatusProgress),
-		Message:                   truncateRunes(rec.Message, maxStatusMessage),
+		StartTime:                 kit.APITime(rec.StartTime),
+		EndTime:                   kit.APITime(rec.EndTime),
+		LastRunTime:               kit.APITime(rec.LastRunTime),
+		NextRetryTime:             kit.APITime(rec.RetryAt),
+		Progress:                  kit.TruncateRunes(in.Committed.Progress, maxStatusProgress),
+		Message:                   kit.TruncateRunes(rec.Message, kit.MaxStatusMessage),
 		Result:                    statusResult(in.Committed.Result),
-		ScheduledTime:             apiTime(in.scheduled()),
+		ScheduledTime:             kit.APITime(in.scheduled()),
 	}
 	if in.waitsForStartAfter(out.Phase) {
 		out.Message = in.startAfterMessage()
 	}
 	if in.LiveProgress != "" && (rec.Status == lifecycle.Running || rec.Status == lifecycle.Paused) {
-		out.Progress = truncateRunes(in.LiveProgress, maxStatusProgress)
+		out.Progress = kit.TruncateRunes(in.LiveProgress, maxStatusProgress)
 	}
 	setConditions(&out, in.Generation, conditionsFor(in, out.Phase))
 	return out
@@ -124,7 +123,7 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 func setConditions(out *v1alpha1.BackgroundTaskStatus, generation int64, conds []metav1.Condition) {
 	for _, c := range conds {
 		c.ObservedGeneration = generation
-		c.Message = truncateRunes(c.Message, 32768)
+		c.Message = kit.TruncateRunes(c.Message, 32768)
 		meta.SetStatusCondition(&out.Conditions, c)
 	}
 	for i := range out.Conditions {
@@ -139,7 +138,7 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 	case phase == v1alpha1.PhaseFinished:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, "Finished", "the task finished"
 	case phase == v1alpha1.PhaseFailed:
-		ready.Reason = nonEmpty(rec.Reason, "Failed")
+		ready.Reason = kit.NonEmpty(rec.Reason, "Failed")
 	case in.Desired == v1alpha1.DesiredRunning && phase == v1alpha1.PhaseRunning && in.specState == v1alpha1.DesiredPaused:
 		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonResumedByResumeAt
 		ready.Message = fmt.Sprintf("Running: resumed by spec.resumeAt %s (spec.state still says Paused)", in.ResumeAt.UTC().Format(time.RFC3339))
@@ -158,13 +157,13 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		ready.Reason, ready.Message = lifecycle.ReasonQueued, rec.Message // what the run waits for
 	default:
 		ready.Reason = "Converging"
-		ready.Message = fmt.Sprintf("%s, desired %s", nonEmpty(string(phase), "Unknown"), in.Desired)
+		ready.Message = fmt.Sprintf("%s, desired %s", kit.NonEmpty(string(phase), "Unknown"), in.Desired)
 	}
 
-	progressing := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: nonEmpty(string(phase), "Unknown")}
+	progressing := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: kit.NonEmpty(string(phase), "Unknown")}
 	if phase == v1alpha1.PhasePending || phase == v1alpha1.PhaseRunning {
 		progressing.Status = metav1.ConditionTrue
-		progressing.Reason = nonEmpty(rec.Reason, string(phase))
+		progressing.Reason = kit.NonEmpty(rec.Reason, string(phase))
 		progressing.Message = rec.Message
 		if in.waitsForStartAfter(phase) {
 			progressing.Reason, progressing.Message = v1alpha1.ReasonScheduled, in.startAfterMessage()
@@ -174,7 +173,7 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 	degraded := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: "NoFailure"}
 	if phase == v1alpha1.PhaseFailed || rec.Reason == lifecycle.ReasonRetryScheduled {
 		degraded.Status = metav1.ConditionTrue
-		degraded.Reason = nonEmpty(rec.Reason, "Failed")
+		degraded.Reason = kit.NonEmpty(rec.Reason, "Failed")
 		degraded.Message = rec.Message
 	}
 	conds := []metav1.Condition{ready, progressing, degraded, recordedCondition(in.Committed, in.Now)}
@@ -213,7 +212,7 @@ func recordedCondition(c journal.Committed, now time.Time) metav1.Condition {
 		Message: "every transition is written to PostgreSQL"}
 	switch {
 	case c.Problem.Reason != "":
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, c.Problem.Reason, truncateRunes(c.Problem.Message, maxStatusMessage)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, c.Problem.Reason, kit.TruncateRunes(c.Problem.Message, kit.MaxStatusMessage)
 	case c.Backlog > 0 && now.Sub(c.OldestPending) >= recordLag:
 		cond.Status, cond.Reason = metav1.ConditionFalse, "RecordPending"
 		cond.Message = fmt.Sprintf("%d transition(s) not yet written to PostgreSQL, the oldest for %s",
@@ -247,27 +246,4 @@ func statusResult(raw json.RawMessage) *runtime.RawExtension {
 		return nil
 	}
 	return &runtime.RawExtension{Raw: norm}
-}
-
-func apiTime(t time.Time) *metav1.Time {
-	if t.IsZero() {
-		return nil
-	}
-	mt := metav1.NewTime(t).Rfc3339Copy()
-	return &mt
-}
-
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
-
-func nonEmpty(s, fallback string) string {
-	if s == "" {
-		return fallback
-	}
-	return s
 }

@@ -134,7 +134,7 @@ func TestStatusShowsOnlyTheCommittedRecord(t *testing.T) {
 }
 
 func TestCoalesceWait(t *testing.T) {
-	s := &statusWriter{opts: Options{StatusCoalesceWindow: 100 * time.Millisecond}}
+	s := &statusWriter{opts: Options{Settings: Settings{StatusCoalesceWindow: 100 * time.Millisecond}}}
 	require.Equal(t, 70*time.Millisecond, s.coalesceWait("", v1alpha1.PhaseRunning, 30*time.Millisecond), "fresh task: wait")
 	require.Zero(t, s.coalesceWait("", v1alpha1.PhaseFinished, 0), "finished at once: write at once")
 	require.Zero(t, s.coalesceWait(v1alpha1.PhaseRunning, v1alpha1.PhasePaused, 0), "later phases are written at once")

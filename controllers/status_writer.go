@@ -23,6 +23,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
@@ -64,7 +65,7 @@ func newStatusWriter(mgr ctrl.Manager, op *Operator, tasks *taskIndex, o Options
 	}
 }
 
-func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *wake) error {
+func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *kit.Wake) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("backgroundtask-status").
 		Watches(&v1alpha1.BackgroundTask{}, handler.TypedFuncs[client.Object, reconcile.Request]{
@@ -77,10 +78,10 @@ func (s *statusWriter) setupWithManager(mgr ctrl.Manager, report *wake) error {
 				}
 			},
 		}).
-		WatchesRawSource(report.source()).
+		WatchesRawSource(report.Source()).
 		// Every replica writes the status of the tasks it owns.
 		WithOptions(controller.Options{MaxConcurrentReconciles: s.opts.StatusWorkers, NeedLeaderElection: ptr.To(false),
-			CacheSyncTimeout: cacheSyncForever,
+			CacheSyncTimeout: kit.CacheSyncForever,
 			// A failed write (the API server is down) is tried again within 5 s at most, not
 			// after up to 1000 s: the status catches up within seconds of an outage's end.
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 5*time.Second),
@@ -120,7 +121,7 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned, Deferred: s.tasks.deferredWhy(uid)})
 	after := s.requeueAfter(committed, now)
 	if tracked && passing(bt.Spec, committed.Record) && now.Sub(committed.Since) < passingPatience {
-		return ctrl.Result{RequeueAfter: settleDelay}, nil // its next step is on its way and wakes us
+		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil // its next step is on its way and wakes us
 	}
 	if !equality.Semantic.DeepEqual(bt.Status, next) {
 		if wait := s.coalesceWait(bt.Status.Phase, next.Phase, now.Sub(committed.Since)); wait > 0 {
@@ -167,7 +168,7 @@ func (s *statusWriter) write(ctx context.Context, bt *v1alpha1.BackgroundTask, n
 func (s *statusWriter) requeueAfter(c journal.Committed, now time.Time) time.Duration {
 	var after time.Duration
 	if c.Record.Status == lifecycle.Running {
-		after = s.opts.ProgressInterval
+		after = s.opts.ProgressUpdateInterval
 	}
 	if c.Backlog > 0 && c.Problem.Reason == "" {
 		if lag := recordLag - now.Sub(c.OldestPending); lag > 0 && (after == 0 || lag < after) {

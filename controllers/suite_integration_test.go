@@ -168,8 +168,11 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 	if cfg.sharding {
 		cfg.leaderElect = true
 	}
-	byObject := controllers.CacheByObject(controllers.Options{Namespace: h.ns, Deployment: cfg.deployment,
+	byObject, err := controllers.CacheByObject(controllers.Settings{Namespace: h.ns, Deployment: cfg.deployment,
 		Identity: cfg.identity, Sharding: cfg.sharding})
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	opts := ctrl.Options{
 		Scheme:                 kube.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -197,30 +200,32 @@ func (h *harness) startOperator(cfg operatorConfig) *operatorProcess {
 		h.registerTestTypes(reg)
 	}
 	op, err := controllers.Setup(mgr, controllers.Options{
-		Store:              repo,
-		Registry:           reg,
-		Identity:           cfg.identity,
-		Namespace:          h.ns,
-		Deployment:         cfg.deployment,
-		LeaseDuration:      lease,
-		RenewDeadline:      renew,
-		RetryPeriod:        retry,
-		MaxConcurrentTasks: cfg.maxConcurrent,
-		StopGrace:          2 * time.Second,
-		DatabaseTimeout:    2 * time.Second,
-		ProgressInterval:   500 * time.Millisecond,
-		JournalWriters:     cfg.journalWriters,
-		JournalMaxBytes:    cfg.journalMaxBytes,
-		SweepInterval:      2 * time.Second,
-		HistoryRetention:   cfg.historyRetention,
-		MemoryBudget:       cfg.memoryBudget,
-		LeaderElection:     cfg.leaderElect,
-		Sharding:           cfg.sharding,
-		Namespaces:         []string{h.ns},
-		// The production default: a fresh task's first status write waits 100ms.
-		StatusCoalesceWindow: 100 * time.Millisecond,
-		Metrics:              metrics,
-		Clock:                cfg.clock,
+		Settings: controllers.Settings{
+			Identity:           cfg.identity,
+			Namespace:          h.ns,
+			Deployment:         cfg.deployment,
+			LeaseDuration:      lease,
+			RenewDeadline:      renew,
+			RetryPeriod:        retry,
+			MaxConcurrentTasks: cfg.maxConcurrent,
+			StopGrace:          2 * time.Second,
+			DatabaseTimeout:    2 * time.Second,
+			// The production default: a fresh task's first status write waits 100ms.
+			StatusCoalesceWindow:   100 * time.Millisecond,
+			ProgressUpdateInterval: 500 * time.Millisecond,
+			JournalWriters:         cfg.journalWriters,
+			JournalMaxBytes:        cfg.journalMaxBytes,
+			SweepInterval:          2 * time.Second,
+			HistoryRetention:       cfg.historyRetention,
+			MemoryBudget:           cfg.memoryBudget,
+			LeaderElect:            cfg.leaderElect,
+			Sharding:               cfg.sharding,
+		},
+		Store:      repo,
+		Registry:   reg,
+		Namespaces: []string{h.ns},
+		Metrics:    metrics,
+		Clock:      cfg.clock,
 	})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -17,6 +17,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -56,7 +57,7 @@ func (r *reconciler) takeOver(ctx context.Context, gone store.Owner) (int, error
 		r.tasks.track(nn, rows[i].UID)
 		r.journal.Track(nn, &rows[i])
 		r.report(nn)
-		r.decideWake.notify(nn)
+		r.decideWake.Notify(nn)
 	}
 	if len(rows) > 0 {
 		logf.FromContext(ctx).Info("took over the tasks of an owner that is gone", "owner", gone.Name, "ownerEpoch", gone.Epoch,
@@ -184,7 +185,7 @@ func (w *leaseWatch) takeOverFrom(ctx context.Context, identity string) {
 		case err != nil:
 			w.lookAt(identity, w.clock.Now().Add(w.r.opts.RetryPeriod))
 		case !verdict.Gone:
-			w.lookAt(identity, w.clock.Now().Add(max(verdict.RecheckAfter, settleDelay)))
+			w.lookAt(identity, w.clock.Now().Add(max(verdict.RecheckAfter, kit.SettleDelay)))
 		default:
 			if _, err := w.r.takeOver(ctx, owner); err != nil {
 				w.log.Info("cannot take over the tasks of an owner that is gone; looking again", "owner", owner.Name,

@@ -13,9 +13,9 @@ import (
 )
 
 // TestForgetDropsEverythingKnownOfATask: once a task is forgotten (deleted, released, handed
-// over), nothing of it stays in the index. Before, a task last seen owned elsewhere kept its
-// foreign entry, and one deleted mid-hand-over its hand-over mark, for the life of the process:
-// an entry for every task another replica had owned, found by the chaos run's memory check.
+// over), nothing of it stays in the index, its foreign entry and its hand-over mark included:
+// whatever is left stays for the life of the process, an entry for every task another replica
+// ever owned.
 func TestForgetDropsEverythingKnownOfATask(t *testing.T) {
 	x := newTaskIndex()
 	nn, uid := types.NamespacedName{Namespace: "ns", Name: "t"}, "uid-1"
@@ -41,8 +41,8 @@ func TestForgetDropsEverythingKnownOfATask(t *testing.T) {
 }
 
 // TestATaskWithAProblemIsFoundByItsName: a task first seen while PostgreSQL is down (its record
-// could not be loaded, so it is not tracked) is forgotten when its object is deleted. Before,
-// its problem stayed for the life of the process: its name led nowhere.
+// could not be loaded, so it is not tracked) is forgotten when its object is deleted; its problem
+// must not outlive it under a name that leads nowhere.
 func TestATaskWithAProblemIsFoundByItsName(t *testing.T) {
 	x := newTaskIndex()
 	nn := types.NamespacedName{Namespace: "ns", Name: "t"}

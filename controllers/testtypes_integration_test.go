@@ -94,6 +94,8 @@ func (h *harness) registerTestTypes(reg *runner.Registry) {
 type stepsParams struct {
 	Steps    int    `json:"steps"`
 	Interval string `json:"interval"`
+	// Padding is ballast: it makes the params as large as a test needs.
+	Padding string `json:"padding,omitempty"`
 }
 
 func (stepsParams) TaskName() string { return "steps" }

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/controllers"
+	"github.com/taskpilot/taskpilot/controllers/tasktype"
 	"github.com/taskpilot/taskpilot/runner/builtin"
 	"github.com/taskpilot/taskpilot/test/kubetest"
 )
@@ -33,7 +33,7 @@ func TestAdmissionRefusesWhatNoOperatorRuns(t *testing.T) {
 	w.start("builtins", builtin.Register)
 	require.Eventually(t, func() bool {
 		var cm corev1.ConfigMap
-		return w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: controllers.CatalogName}, &cm) == nil && cm.Data["countdown"] != ""
+		return w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: tasktype.CatalogName}, &cm) == nil && cm.Data["countdown"] != ""
 	}, waitTimeout, 100*time.Millisecond, "the operator publishes its catalog")
 
 	task := func(name, taskName, params string) *v1alpha1.BackgroundTask {

@@ -1,7 +1,7 @@
 package operator
 
 import (
-	"fmt"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -16,25 +16,59 @@ const budgetShare = 0.6
 // cgroupMemoryMax is where cgroup v2 says how much memory the container may use.
 const cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
 
-// memoryBudget reads --memory-budget: a quantity (400Mi), 0 for none, or auto: a share of the
-// container's memory limit, from GOMEMLIMIT (the Deployment sets it from limits.memory) or the
-// cgroup, or none when there is no limit.
-func memoryBudget(flag string) (int64, error) {
-	if flag != "auto" {
-		q, err := resource.ParseQuantity(flag)
-		if err != nil || q.Sign() < 0 {
-			return 0, fmt.Errorf("--memory-budget %q: want a quantity such as 400Mi, 0 or auto", flag)
-		}
-		return q.Value(), nil
-	}
+// AutoMemoryBudget is the default memory budget: a share of the container's memory limit, from
+// GOMEMLIMIT (the Deployment sets it from limits.memory) or the cgroup; 0 (none) without a limit.
+func AutoMemoryBudget() int64 {
 	limit := parseLimit(os.Getenv("GOMEMLIMIT"))
 	if limit == 0 {
 		if b, err := os.ReadFile(cgroupMemoryMax); err == nil {
 			limit = parseLimit(string(b))
 		}
 	}
-	return int64(float64(limit) * budgetShare), nil
+	return int64(float64(limit) * budgetShare)
 }
+
+// budgetFlag is --memory-budget: a quantity (400Mi), 0 for none, or auto (AutoMemoryBudget).
+type budgetFlag int64
+
+func (b *budgetFlag) String() string { return quantityText(int64(*b)) }
+
+func (b *budgetFlag) Set(s string) error {
+	if s == "auto" {
+		*b = budgetFlag(AutoMemoryBudget())
+		return nil
+	}
+	v, err := parseQuantity(s, true)
+	if err != nil {
+		return errors.New("want a quantity such as 400Mi, 0 or auto")
+	}
+	*b = budgetFlag(v)
+	return nil
+}
+
+// quantityFlag is a byte count written as a Kubernetes quantity (64Mi), more than 0.
+type quantityFlag int64
+
+func (q *quantityFlag) String() string { return quantityText(int64(*q)) }
+
+func (q *quantityFlag) Set(s string) error {
+	v, err := parseQuantity(s, false)
+	if err != nil {
+		return errors.New("want a quantity such as 64Mi")
+	}
+	*q = quantityFlag(v)
+	return nil
+}
+
+func parseQuantity(s string, zeroOK bool) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() < 0 || (!zeroOK && q.Sign() == 0) {
+		return 0, errors.New("not a quantity")
+	}
+	return q.Value(), nil
+}
+
+func quantityText(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() }
 
 // parseLimit reads a byte count as GOMEMLIMIT or cgroup write it (1073741824, 512MiB, max);
 // 0 means no limit.

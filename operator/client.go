@@ -9,17 +9,22 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
+	"github.com/taskpilot/taskpilot/internal/plugin/kube"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
 	"github.com/taskpilot/taskpilot/runner"
 )
@@ -31,10 +36,11 @@ var ErrNoDatabase = errors.New("operator: the client has no database URL (Client
 // another task type: the name is taken, the task was not created.
 var ErrOtherTaskType = errors.New("operator: a BackgroundTask of that name runs another task type")
 
-// Client creates BackgroundTasks and follows them from a Go program: a web handler that
-// enqueues work, a CI job that waits for it. It writes with the credentials of cfg (which need
-// create, get, list and watch on backgroundtasks) and reads history through the documented
-// schema of PostgreSQL, read-only.
+// Client creates, drives and follows BackgroundTasks from a Go program: a web handler that
+// enqueues work, a CI job that waits for it, a tool that pauses a batch. It writes with the
+// credentials of cfg (which need create, get, list, watch and patch on backgroundtasks) and
+// reads history through the documented schema of PostgreSQL, read-only. Its verbs are the
+// kubectl plugin's.
 type Client struct {
 	kube      client.WithWatch
 	namespace string
@@ -108,18 +114,24 @@ func WithSpec(set func(*v1alpha1.BackgroundTaskSpec)) TaskOption {
 	return func(bt *v1alpha1.BackgroundTask) { set(&bt.Spec) }
 }
 
-// Enqueue creates the BackgroundTask name that runs P's task type with params p. It is
-// idempotent by name: when a task of that name exists already and runs P's type, it is
-// returned as it is (created false), so a request retried after a timeout creates one task. A
-// task of that name running another type is ErrOtherTaskType.
-func Enqueue[P runner.Params](ctx context.Context, c *Client, name string, p P, opts ...TaskOption) (*v1alpha1.BackgroundTask, bool, error) {
-	raw, err := json.Marshal(p)
+// Enqueue creates the BackgroundTask name that runs params' task type with params, once they
+// pass their own Validate (an error wrapping runner.ErrInvalidParams otherwise, and nothing is
+// created). It is idempotent by name: when a task of that name exists already and runs the same
+// type, it is returned as it is (created false), so a request retried after a timeout creates
+// one task. A task of that name running another type is ErrOtherTaskType.
+func (c *Client) Enqueue(ctx context.Context, name string, params runner.Params, opts ...TaskOption) (*v1alpha1.BackgroundTask, bool, error) {
+	if v, ok := params.(runner.Validator); ok {
+		if err := v.Validate(); err != nil {
+			return nil, false, fmt.Errorf("operator: enqueue %s/%s: %w", c.namespace, name, &runner.ParamsError{TaskName: params.TaskName(), Err: err})
+		}
+	}
+	raw, err := json.Marshal(params)
 	if err != nil {
 		return nil, false, fmt.Errorf("operator: encode the params of %s: %w", name, err)
 	}
 	bt := &v1alpha1.BackgroundTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: name},
-		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: p.TaskName(), Params: &runtime.RawExtension{Raw: raw}},
+		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: params.TaskName(), Params: &runtime.RawExtension{Raw: raw}},
 	}
 	for _, o := range opts {
 		o(bt)
@@ -141,6 +153,46 @@ func Enqueue[P runner.Params](ctx context.Context, c *Client, name string, p P, 
 	return existing, false, nil
 }
 
+// NewTask is one task for EnqueueMany.
+type NewTask struct {
+	Name    string
+	Params  runner.Params
+	Options []TaskOption
+}
+
+// Enqueued is what became of one NewTask.
+type Enqueued struct {
+	Task    *v1alpha1.BackgroundTask
+	Created bool
+	Err     error
+}
+
+// enqueueConcurrency bounds the creates EnqueueMany has in flight: the API server, not the
+// client, is the limit (docs/benchmarks.md).
+const enqueueConcurrency = 8
+
+// EnqueueMany enqueues every task (as Enqueue does each), several at a time, and returns one
+// result per task in their order; the error joins the failures (nil when every task was created
+// or existed already).
+func (c *Client) EnqueueMany(ctx context.Context, tasks []NewTask) ([]Enqueued, error) {
+	out := make([]Enqueued, len(tasks))
+	var g errgroup.Group
+	g.SetLimit(enqueueConcurrency)
+	for i, t := range tasks {
+		g.Go(func() error {
+			bt, created, err := c.Enqueue(ctx, t.Name, t.Params, t.Options...)
+			out[i] = Enqueued{Task: bt, Created: created, Err: err}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var errs []error
+	for _, e := range out {
+		errs = append(errs, e.Err)
+	}
+	return out, errors.Join(errs...)
+}
+
 // Get reads the task.
 func (c *Client) Get(ctx context.Context, name string) (*v1alpha1.BackgroundTask, error) {
 	bt := &v1alpha1.BackgroundTask{}
@@ -149,6 +201,55 @@ func (c *Client) Get(ctx context.Context, name string) (*v1alpha1.BackgroundTask
 	}
 	return bt, nil
 }
+
+// List lists the client's tasks that match selector (labels.Everything() for all).
+func (c *Client) List(ctx context.Context, selector labels.Selector) ([]v1alpha1.BackgroundTask, error) {
+	var list v1alpha1.BackgroundTaskList
+	if err := c.kube.List(ctx, &list, client.InNamespace(c.namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return nil, fmt.Errorf("operator: list BackgroundTasks in %s: %w", c.namespace, err)
+	}
+	return list.Items, nil
+}
+
+// Pause sets the tasks' spec.state to Paused: each parks at its next pause point. Like the
+// other verbs it acts on each task on its own (a task already Paused is left as it is), and
+// returns the failures joined.
+func (c *Client) Pause(ctx context.Context, names ...string) error {
+	return c.apply(ctx, bulk.Pause, names)
+}
+
+// Resume sets the tasks' spec.state to Running: each continues where it paused.
+func (c *Client) Resume(ctx context.Context, names ...string) error {
+	return c.apply(ctx, bulk.Resume, names)
+}
+
+// Stop sets the tasks' spec.state to Stopped: each run is cancelled (its Post runs).
+func (c *Client) Stop(ctx context.Context, names ...string) error {
+	return c.apply(ctx, bulk.Stop, names)
+}
+
+// Restart bumps the tasks' spec.restartGeneration: each runs a new attempt from scratch.
+func (c *Client) Restart(ctx context.Context, names ...string) error {
+	return c.apply(ctx, bulk.Restart, names)
+}
+
+// apply runs verb on the named tasks with the plugin's bulk verbs.
+func (c *Client) apply(ctx context.Context, verb bulk.Verb, names []string) error {
+	targets := make([]bulk.Target, 0, len(names))
+	for _, n := range names {
+		targets = append(targets, bulk.Target{Key: types.NamespacedName{Namespace: c.namespace, Name: n}})
+	}
+	var errs []error
+	for _, o := range bulk.Apply(ctx, c.kube, verb, targets, bulk.Options{}) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("operator: %s %s: %w", verb, o.Key, o.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsNotFound reports whether err says the task does not exist (from Get, Wait or a verb).
+func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }
 
 // Wait waits, on a watch, until the task's status shows one of phases for its current spec
 // (status.observedGeneration caught up with metadata.generation), and returns it. Without
@@ -163,18 +264,7 @@ func (c *Client) Wait(ctx context.Context, name string, phases ...v1alpha1.Phase
 		}
 		return slices.Contains(phases, bt.Status.Phase)
 	}
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			list := &v1alpha1.BackgroundTaskList{}
-			return list, c.kube.List(ctx, list, client.InNamespace(c.namespace), &client.ListOptions{Raw: &o})
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return c.kube.Watch(ctx, &v1alpha1.BackgroundTaskList{}, client.InNamespace(c.namespace), &client.ListOptions{Raw: &o})
-		},
-	}
+	lw := kube.TaskListWatch(c.kube, c.namespace, nil, fields.OneTermEqualSelector("metadata.name", name))
 	var last *v1alpha1.BackgroundTask
 	_, err := watchtools.UntilWithSync(ctx, lw, &v1alpha1.BackgroundTask{}, nil, func(e watch.Event) (bool, error) {
 		switch e.Type {
@@ -203,8 +293,8 @@ func (c *Client) Wait(ctx context.Context, name string, phases ...v1alpha1.Phase
 // Transition is one recorded transition of a task (a row of background_task_transitions).
 type Transition struct {
 	Seq     int64
-	From    string // "" for seq 1, the creation
-	To      string
+	From    v1alpha1.Phase // "" for seq 1, the creation
+	To      v1alpha1.Phase
 	Attempt int
 	Reason  string
 	Message string
@@ -227,7 +317,11 @@ func (c *Client) History(ctx context.Context, name string) ([]Transition, error)
 	}
 	out := make([]Transition, 0, len(trs))
 	for _, t := range trs {
-		out = append(out, Transition{Seq: t.Seq, From: t.From, To: t.To, Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At})
+		out = append(out, Transition{Seq: t.Seq, From: phaseOf(t.From), To: phaseOf(t.To), Attempt: t.Attempt, Reason: t.Reason,
+			Message: t.Message, At: t.At})
 	}
 	return out, nil
 }
+
+// phaseOf is the phase of a status as the database spells it ("RUNNING" is Running).
+func phaseOf(status string) v1alpha1.Phase { return v1alpha1.Phase(lifecycle.Status(status).Phase()) }

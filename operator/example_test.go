@@ -3,8 +3,14 @@ package operator_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
@@ -63,4 +69,44 @@ func Example() {
 	os.Args = []string{"reports-operator", "-h"}
 	fmt.Println("exit code", operator.Run(register))
 	// Output: exit code 0
+}
+
+// ExampleOperator_SetupWithManager adds the operator to a program's own controller-runtime
+// manager, beside its own controllers: the program keeps its flags, its manager and its probes.
+func ExampleOperator_SetupWithManager() {
+	o := operator.NewOptions() // the defaults of every flag
+	fs := flag.NewFlagSet("reports", flag.ExitOnError)
+	o.BindFlags(fs) // --database-url, --max-concurrent-tasks, ... under taskpilot's names
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		panic(err)
+	}
+	op, err := operator.New(o, register) // completes and checks o; registers the task types
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = op.Close() }()
+
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), operator.AddToScheme(scheme)); err != nil {
+		panic(err)
+	}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme: scheme,
+		Cache:  cache.Options{ByObject: op.CacheByObject()}, // merge the program's own into it
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := op.SetupWithManager(mgr); err != nil {
+		panic(err)
+	}
+	for name, check := range op.ReadyChecks() {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			panic(err)
+		}
+	}
+	// ... the program's own controllers ...
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		panic(err)
+	}
 }

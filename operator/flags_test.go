@@ -2,6 +2,7 @@ package operator
 
 import (
 	"flag"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -23,16 +24,16 @@ func TestRedactedDatabaseNeverShowsThePassword(t *testing.T) {
 
 func TestFlagDefaults(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://x@y/z")
-	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--max-concurrent-tasks=7", "--kubeconfig=/tmp/kc"})
+	cfg, proc, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--max-concurrent-tasks=7", "--kubeconfig=/tmp/kc"})
 	require.NoError(t, err)
 	require.Equal(t, "postgres://x@y/z", cfg.DatabaseURL, "--database-url defaults to $DATABASE_URL")
 	require.Equal(t, 7, cfg.MaxConcurrentTasks)
-	require.Equal(t, "/tmp/kc", cfg.Kubeconfig)
+	require.Equal(t, "/tmp/kc", proc.Kubeconfig)
 	require.False(t, cfg.LeaderElect, "off for local runs; the Deployment turns it on")
 	require.Equal(t, 10*time.Second, cfg.ProgressUpdateInterval)
 	require.Equal(t, "taskpilot", cfg.Deployment, "one deployment needs no name")
 
-	_, _, err = parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--kubeconfig=/dev/null"})
+	_, _, _, err = parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), []string{"--kubeconfig=/dev/null"})
 	require.NoError(t, err, "--kubeconfig is accepted (make dev passes it)")
 }
 
@@ -44,7 +45,7 @@ func TestUsageNeverPrintsTheDatabasePassword(t *testing.T) {
 		fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
 		var out strings.Builder
 		fs.SetOutput(&out)
-		_, _, err := parseFlags(fs, args)
+		_, _, _, err := parseFlags(fs, args)
 		require.Error(t, err, "%v", args)
 		require.Contains(t, out.String(), "-database-url", "the usage text was printed")
 		require.NotContains(t, out.String(), "s3cr3t", "%v printed the password", args)
@@ -55,29 +56,43 @@ func TestIdentityAndNamespaceDefaults(t *testing.T) {
 	t.Setenv("POD_NAME", "taskpilot-7d9f-abcde")
 	t.Setenv("POD_NAMESPACE", "taskpilot-system")
 	t.Setenv("DATABASE_URL", "postgres://x@y/z")
-	cfg, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), nil)
+	cfg, _, _, err := parseFlags(flag.NewFlagSet("taskpilot", flag.ContinueOnError), nil)
 	require.NoError(t, err)
 	require.Equal(t, "taskpilot-7d9f-abcde", cfg.Identity, "the pod name is unique among replicas")
 	require.Equal(t, "taskpilot-system", cfg.Namespace)
 }
 
-func TestMemoryBudget(t *testing.T) {
-	for flag, want := range map[string]int64{"400Mi": 400 << 20, "0": 0, "1G": 1_000_000_000} {
-		got, err := memoryBudget(flag)
-		require.NoError(t, err, flag)
-		require.Equal(t, want, got, flag)
+// TestQuantitiesAreParsedByTheFlags: --memory-budget and --journal-max-bytes become byte counts
+// when the flags are read, and a bad value is a flag error, not a start-up failure later.
+func TestQuantitiesAreParsedByTheFlags(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://x@y/z")
+	parse := func(args ...string) (Options, error) {
+		fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o, _, _, err := parseFlags(fs, args)
+		return o, err
 	}
-	_, err := memoryBudget("lots")
-	require.Error(t, err)
+	for value, want := range map[string]int64{"400Mi": 400 << 20, "0": 0, "1G": 1_000_000_000} {
+		o, err := parse("--memory-budget=" + value)
+		require.NoError(t, err, value)
+		require.Equal(t, want, o.MemoryBudget, value)
+	}
+	o, err := parse("--journal-max-bytes=64Mi")
+	require.NoError(t, err)
+	require.Equal(t, int64(64<<20), o.JournalMaxBytes)
+	for _, bad := range []string{"--memory-budget=lots", "--journal-max-bytes=0", "--journal-max-bytes=-1Mi"} {
+		_, err := parse(bad)
+		require.ErrorContains(t, err, "want a quantity", bad)
+	}
 
 	t.Setenv("GOMEMLIMIT", "1073741824") // the Deployment's limits.memory, 1Gi
-	got, err := memoryBudget("auto")
+	o, err = parse("--memory-budget=auto")
 	require.NoError(t, err)
-	limit := int64(1 << 30)
-	require.Equal(t, int64(float64(limit)*0.6), got)
+	gib := int64(1 << 30)
+	require.Equal(t, int64(float64(gib)*0.6), o.MemoryBudget)
+	require.Equal(t, o.MemoryBudget, NewOptions().MemoryBudget, "auto is the default")
 	t.Setenv("GOMEMLIMIT", "512MiB")
-	got, _ = memoryBudget("auto")
-	limit = 512 << 20
-	require.Equal(t, int64(float64(limit)*0.6), got)
+	half := int64(512 << 20)
+	require.Equal(t, int64(float64(half)*0.6), AutoMemoryBudget())
 	require.Zero(t, parseLimit("max"), "cgroup without a limit")
 }

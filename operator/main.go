@@ -60,18 +60,22 @@ func Main(ctx context.Context, args []string, register Register) error {
 		return migrateOnly(ctx, args[1:])
 	}
 	fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
-	o, zopts, err := parseFlags(fs, args)
+	o, p, zopts, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+	op, err := New(o, register)
+	if err != nil {
+		return err
+	}
 
-	restCfg, err := restConfig(o.Kubeconfig)
+	restCfg, err := restConfig(p.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("no Kubernetes API to talk to: %w (set --kubeconfig or KUBECONFIG, or run in a cluster)", err)
 	}
-	restCfg.QPS = float32(o.KubeAPIQPS)
-	restCfg.Burst = o.KubeAPIBurst
+	restCfg.QPS = float32(p.KubeAPIQPS)
+	restCfg.Burst = p.KubeAPIBurst
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -85,22 +89,21 @@ func Main(ctx context.Context, args []string, register Register) error {
 		// Knows taskpilot's kinds without discovery: the manager is built while the API server
 		// is away, too (mapper.go).
 		MapperProvider:         ownMapper,
-		Metrics:                metricsOptions(o),
-		HealthProbeBindAddress: o.ProbeAddr,
-		PprofBindAddress:       o.PprofAddr,
+		Metrics:                metricsOptions(p),
+		HealthProbeBindAddress: p.ProbeAddr,
+		PprofBindAddress:       p.PprofAddr,
 		// The manager's own leader election stays off: it ends the process when the leader
 		// misses a renewal, which stopped every task on an API server blip. taskpilot elects
 		// its leader itself (--leader-elect) and keeps running when it loses the leadership.
 		LeaderElection: false,
 		// Nothing reads managedFields: the cache keeps objects without them (about a third of a
 		// small BackgroundTask's bytes), which is memory per task.
-		Cache: cache.Options{ByObject: CacheByObject(o), DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{ByObject: op.CacheByObject(), DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	op, err := Add(ctx, mgr, o, register)
-	if err != nil {
+	if err := op.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	defer func() { _ = op.Close() }()
@@ -123,7 +126,7 @@ func Main(ctx context.Context, args []string, register Register) error {
 // migrateOnly is `taskpilot migrate`: the schema, brought up to date, and nothing else.
 func migrateOnly(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("taskpilot migrate", flag.ContinueOnError)
-	o, zopts, err := parseFlags(fs, args)
+	o, _, zopts, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -139,24 +142,26 @@ func migrateOnly(ctx context.Context, args []string) error {
 
 // metricsOptions serves the metrics over HTTPS with authentication and authorization by the API
 // server (TokenReview, SubjectAccessReview), unless --metrics-secure=false.
-func metricsOptions(o Options) metricsserver.Options {
-	if !o.MetricsSecure {
-		return metricsserver.Options{BindAddress: o.MetricsAddr}
+func metricsOptions(p ProcessOptions) metricsserver.Options {
+	if !p.MetricsSecure {
+		return metricsserver.Options{BindAddress: p.MetricsAddr}
 	}
-	return metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: true,
+	return metricsserver.Options{BindAddress: p.MetricsAddr, SecureServing: true,
 		FilterProvider: filters.WithAuthenticationAndAuthorization}
 }
 
-// parseFlags reads args into the default Options and the logger's options, then completes them.
-func parseFlags(fs *flag.FlagSet, args []string) (Options, zap.Options, error) {
-	o := NewOptions()
+// parseFlags reads args into the default Options, ProcessOptions and the logger's options, then
+// completes the Options.
+func parseFlags(fs *flag.FlagSet, args []string) (Options, ProcessOptions, zap.Options, error) {
+	o, p := NewOptions(), NewProcessOptions()
 	o.BindFlags(fs)
+	p.BindFlags(fs)
 	zopts := zap.Options{Development: false}
 	zopts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return o, zopts, err
+		return o, p, zopts, err
 	}
-	return o, zopts, o.Complete()
+	return o, p, zopts, o.Complete()
 }
 
 // restConfig loads the API server's address and credentials from kubeconfig, or as kubectl

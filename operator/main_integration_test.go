@@ -59,24 +59,25 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-// start runs an operator of deployment with register's task types, as Add wires one into a
-// program's manager, until the test ends.
+// start runs an operator of deployment with register's task types, added to a program's
+// manager as the package documents (New, CacheByObject, SetupWithManager), until the test ends.
 func (w *world) start(deployment string, register operator.Register) {
 	w.t.Helper()
 	o := operator.NewOptions()
 	o.DatabaseURL, o.Deployment, o.Namespace, o.Identity = w.dbURL, deployment, w.ns, deployment+"-0"
 	o.Metrics = prometheus.NewRegistry() // several operators share the test process
 	o.StopGrace = 2 * time.Second
+	op, err := operator.New(o, register)
+	require.NoError(w.t, err)
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
 		Scheme:                 kube.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{w.ns: {}}, ByObject: operator.CacheByObject(o)},
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{w.ns: {}}, ByObject: op.CacheByObject()},
 		Controller:             config.Controller{SkipNameValidation: ptrTo(true)},
 	})
 	require.NoError(w.t, err)
-	op, err := operator.Add(w.ctx, mgr, o, register)
-	require.NoError(w.t, err)
+	require.NoError(w.t, op.SetupWithManager(mgr))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()

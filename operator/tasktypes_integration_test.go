@@ -15,7 +15,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
-	"github.com/taskpilot/taskpilot/controllers"
+	"github.com/taskpilot/taskpilot/controllers/tasktype"
 	"github.com/taskpilot/taskpilot/operator"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/runner/builtin"
@@ -46,18 +46,18 @@ func TestTwoDeploymentsEachRunTheirOwnTypes(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)
 
-	nov, created, err := operator.Enqueue(w.ctx, cl, "november", ReportParams{Month: "2026-11"},
+	nov, created, err := cl.Enqueue(w.ctx, "november", ReportParams{Month: "2026-11"},
 		operator.WithLabels(map[string]string{"team": "finance"}))
 	require.NoError(t, err)
 	require.True(t, created)
-	again, created, err := operator.Enqueue(w.ctx, cl, "november", ReportParams{Month: "2026-11"})
+	again, created, err := cl.Enqueue(w.ctx, "november", ReportParams{Month: "2026-11"})
 	require.NoError(t, err)
 	require.False(t, created, "enqueueing the same name again is idempotent")
 	require.Equal(t, nov.UID, again.UID)
-	_, _, err = operator.Enqueue(w.ctx, cl, "november", builtin.NoopParams{})
+	_, _, err = cl.Enqueue(w.ctx, "november", builtin.NoopParams{})
 	require.ErrorIs(t, err, operator.ErrOtherTaskType)
 
-	_, _, err = operator.Enqueue(w.ctx, cl, "count", builtin.CountdownParams{From: 2, Interval: runner.Duration(10 * time.Millisecond)})
+	_, _, err = cl.Enqueue(w.ctx, "count", builtin.CountdownParams{From: 2, Interval: runner.Duration(10 * time.Millisecond)})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithTimeout(w.ctx, waitTimeout)
@@ -74,11 +74,11 @@ func TestTwoDeploymentsEachRunTheirOwnTypes(t *testing.T) {
 	require.Equal(t, "builtins-0", w.owner("count"))
 	history, err := cl.History(w.ctx, "november")
 	require.NoError(t, err)
-	var path []string
+	var path []v1alpha1.Phase
 	for _, h := range history {
 		path = append(path, h.To)
 	}
-	require.Equal(t, []string{"PENDING", "RUNNING", "FINISHED"}, path)
+	require.Equal(t, []v1alpha1.Phase{v1alpha1.PhasePending, v1alpha1.PhaseRunning, v1alpha1.PhaseFinished}, path)
 
 	// What each deployment serves is visible in the cluster.
 	report := w.waitTaskType("monthly-report", func(tt *v1alpha1.TaskType) bool { return len(w.mine(tt)) == 1 })
@@ -100,7 +100,7 @@ func TestTwoDeploymentsEachRunTheirOwnTypes(t *testing.T) {
 
 	// The task-type catalog the admission policy reads holds both deployments' types.
 	var catalog corev1.ConfigMap
-	require.NoError(t, w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: controllers.CatalogName}, &catalog))
+	require.NoError(t, w.c.Get(w.ctx, client.ObjectKey{Namespace: w.ns, Name: tasktype.CatalogName}, &catalog))
 	require.Equal(t, "month", catalog.Data["monthly-report"])
 	require.Equal(t, "from,interval,checkpointEvery", catalog.Data["countdown"])
 	require.Empty(t, catalog.Data["noop"], "noop takes no params")

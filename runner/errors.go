@@ -56,9 +56,9 @@ func (e *permanentError) Error() string        { return e.err.Error() }
 func (e *permanentError) Unwrap() error        { return e.err }
 func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
 
-// ParamsError is returned (wrapped) by Registry.New when a Factory rejects its
-// params. It matches ErrInvalidParams with errors.Is and unwraps to the
-// factory's own error, so the user-facing message keeps the factory's detail.
+// ParamsError is returned (wrapped) by Registry.Build when a run's params do not decode, do not
+// validate, or the constructor refuses them. It matches ErrInvalidParams with errors.Is and
+// unwraps to the cause, so the message the task fails with keeps its detail.
 type ParamsError struct {
 	TaskName string
 	Err      error
@@ -68,7 +68,7 @@ func (e *ParamsError) Error() string {
 	return fmt.Sprintf("invalid params for task type %q: %v", e.TaskName, e.Err)
 }
 
-// Unwrap exposes the factory's error.
+// Unwrap exposes the cause.
 func (e *ParamsError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrInvalidParams) true.

@@ -2,88 +2,77 @@ package runner_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
+	"testing"
+	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/runner"
+	"github.com/taskpilot/taskpilot/runner/runnertest"
 )
 
-// This file holds the task type of docs/runner.md's tutorial, so that it is compiled and run by
-// go test.
-
-// PrimesParams are the params of the "primes" task type. Their TaskName names the type; the
-// jsonschema tags describe the fields in the schema the operator publishes.
-type PrimesParams struct {
-	// Limit: count the primes below it.
-	Limit int `json:"limit" jsonschema:"required,minimum=2,description=count the primes below this number,example=100000"`
+// ThumbnailParams are the params of the "thumbnail" task type.
+type ThumbnailParams struct {
+	Image string `json:"image" jsonschema:"required,description=the image to shrink (s3://),example=s3://photos/cat.jpg"`
 }
 
 // TaskName names the task type (spec.taskName).
-func (PrimesParams) TaskName() string { return "primes" }
+func (ThumbnailParams) TaskName() string { return "thumbnail" }
 
-// Validate checks what the JSON types cannot; the task fails with InvalidParams and this
-// message otherwise.
-func (p PrimesParams) Validate() error {
-	if p.Limit < 2 {
-		return errors.New(`"limit" must be at least 2`)
-	}
-	return nil
+// ThumbnailResult is where the thumbnail went (status.result).
+type ThumbnailResult struct {
+	URL string `json:"url"`
 }
 
-type primesCheckpoint struct {
-	Next  int `json:"next"`
-	Count int `json:"count"`
-}
-
-// PrimesResult is the result of a "primes" run.
-type PrimesResult struct {
-	Primes int `json:"primes"`
-}
-
-type primesTask struct {
+type thumbnail struct {
 	runner.Base // no-op Pre and Post
-	p           PrimesParams
+	p           ThumbnailParams
 }
 
-func newPrimesTask(p PrimesParams) (runner.Task[PrimesResult], error) { return &primesTask{p: p}, nil }
-
-func (t *primesTask) Run(ctx context.Context, ctl runner.Control) (PrimesResult, error) {
-	var cp primesCheckpoint
-	if _, err := ctl.LoadCheckpoint(&cp); err != nil { // resume if we have one
-		return PrimesResult{}, err
+func (t *thumbnail) Run(ctx context.Context, ctl runner.Control) (ThumbnailResult, error) {
+	if !strings.HasPrefix(t.p.Image, "s3://") {
+		// No retry can mend this: the task fails at once with reason PermanentError.
+		return ThumbnailResult{}, runner.Permanent(fmt.Errorf("%q is not an s3:// URL", t.p.Image))
 	}
-	n := max(cp.Next, 2)
-	for ; n < t.p.Limit; n++ {
-		if n%1000 == 0 {
-			if err := ctl.Yield(ctx); err != nil { // pause point; stop/timeout land here
-				return PrimesResult{}, err
-			}
-			ctl.SetProgress(fmt.Sprintf("%d/%d", n, t.p.Limit))
-			if err := ctl.SaveCheckpoint(ctx, primesCheckpoint{Next: n, Count: cp.Count}); err != nil {
-				return PrimesResult{}, err
-			}
-		}
-		if isPrime(n) {
-			cp.Count++
-		}
+	// Waiting is a pause point too: a pause, stop or timeout ends the wait early.
+	if err := ctl.Sleep(ctx, 10*time.Millisecond); err != nil {
+		return ThumbnailResult{}, err
 	}
-	return PrimesResult{Primes: cp.Count}, nil
+	return ThumbnailResult{URL: strings.TrimSuffix(t.p.Image, ".jpg") + ".thumb.png"}, nil
 }
 
-func isPrime(n int) bool {
-	for d := 2; d*d <= n; d++ {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return n >= 2
+func newThumbnail(p ThumbnailParams) (runner.Task[ThumbnailResult], error) {
+	return &thumbnail{p: p}, nil
 }
 
-// Example registers a typed task type and runs it as the operator would, through runnertest.
+// Example registers a task type with a typed result; the operator publishes what the registry
+// says about it (a TaskType with the params' JSON Schema).
 func Example() {
 	reg := runner.NewRegistry()
-	runner.MustRegister(reg, "Counts the primes below a limit", newPrimesTask)
-	fmt.Println(reg.Names())
+	runner.MustRegister(reg, "Makes a thumbnail of an image", newThumbnail)
+	for _, t := range reg.Types() {
+		fmt.Printf("%s: %s %v\n", t.Name, t.Description, t.Fields)
+	}
 	// Output:
-	// [primes]
+	// thumbnail: Makes a thumbnail of an image [image]
+}
+
+// TestTheExampleRunsAndFailsForGood: the example's result is stored as JSON, and its
+// permanent error ends the task Failed, reason PermanentError, in one attempt.
+func TestTheExampleRunsAndFailsForGood(t *testing.T) {
+	reg := runner.NewRegistry()
+	runner.MustRegister(reg, "Makes a thumbnail of an image", newThumbnail)
+
+	res := runnertest.Run(t, reg, ThumbnailParams{Image: "s3://photos/cat.jpg"})
+	require.Equal(t, v1alpha1.PhaseFinished, res.Phase, res.Message)
+	require.JSONEq(t, `{"url":"s3://photos/cat.thumb.png"}`, string(res.Result))
+
+	res = runnertest.Run(t, reg, ThumbnailParams{Image: "/tmp/cat.jpg"})
+	require.Equal(t, v1alpha1.PhaseFailed, res.Phase)
+	require.Equal(t, lifecycle.ReasonPermanentError, res.Reason)
+	require.Contains(t, res.Message, `"/tmp/cat.jpg" is not an s3:// URL`)
 }

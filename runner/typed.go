@@ -13,7 +13,7 @@ import (
 )
 
 // Params is the params struct of a typed task type. TaskName, called on the zero value, names
-// the task type, so the code that creates tasks (operator.Enqueue) and the task itself share
+// the task type, so the code that creates tasks (operator.Client.Enqueue) and the task itself share
 // one Go type and cannot disagree on the name or the fields.
 type Params interface {
 	TaskName() string

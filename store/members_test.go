@@ -74,8 +74,8 @@ func TestAClaimWaitsForTheOwnersRowToExpire(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, b.Epoch, *row.OwnerEpoch)
 
-	// An owner that never had a row (it joined before this table existed) is judged by its
-	// Lease alone, as before.
+	// An owner without a membership row (an operator version without taskpilot_members) is
+	// judged by its Lease alone.
 	_, _, err = repo.CreateTask(ctx, NewTask{UID: "t2", Namespace: "ns", Name: "t2", TaskName: "noop",
 		Desired: lifecycle.DesiredRunning, Owner: Owner{Name: "old", Epoch: 7}, At: time.Now()})
 	require.NoError(t, err)

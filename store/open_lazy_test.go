@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestOpenLazyNeedsNoDatabase: the operator starts while PostgreSQL is down (issue #27): opening
+// TestOpenLazyNeedsNoDatabase: the operator starts while PostgreSQL is down: opening
 // succeeds without a server, and what needs one fails with an error instead.
 func TestOpenLazyNeedsNoDatabase(t *testing.T) {
 	// Port 1 on loopback: nothing listens there, the connection is refused at once.

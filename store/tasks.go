@@ -186,7 +186,7 @@ func (r *Repository) Release(ctx context.Context, uid string, owner Owner) error
 
 // ListLive returns every non-deleted row without its payloads (result, checkpoint), ordered by
 // id, for the sweep that compares rows with the live BackgroundTasks and adopts the tasks of
-// gone owners (the seed's "load RUNNING/PAUSED tasks on startup").
+// gone owners: how tasks Running or Paused when their owner stopped are run again.
 func (r *Repository) ListLive(ctx context.Context) ([]Task, error) {
 	var tasks []Task
 	if err := r.db.WithContext(ctx).Omit("result", "checkpoint").Order("id").Find(&tasks).Error; err != nil {

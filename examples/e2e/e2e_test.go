@@ -177,12 +177,12 @@ func TestTheExampleOperatorRunsPausesResumesAndSurvivesAKill(t *testing.T) {
 	var steps []string
 	for _, h := range history {
 		require.Equal(t, 1, max(h.Attempt, 1), "one attempt throughout: paused, resumed, resumed after the kill")
-		steps = append(steps, h.From+">"+h.To)
+		steps = append(steps, string(h.From)+">"+string(h.To))
 	}
 	path := strings.Join(steps, " ")
-	require.Contains(t, path, "RUNNING>PAUSED PAUSED>RUNNING", path)
-	require.Contains(t, path, "RUNNING>RUNNING", "the restarted operator resumed the run from its checkpoint: %s", path)
-	require.True(t, strings.HasSuffix(path, "RUNNING>FINISHED"), path)
+	require.Contains(t, path, "Running>Paused Paused>Running", path)
+	require.Contains(t, path, "Running>Running", "the restarted operator resumed the run from its checkpoint: %s", path)
+	require.True(t, strings.HasSuffix(path, "Running>Finished"), path)
 
 	var tt v1alpha1.TaskType
 	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: linkcheck.TaskName}, &tt))

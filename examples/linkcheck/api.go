@@ -39,7 +39,7 @@ func API(c *operator.Client) http.Handler {
 			return
 		}
 		name := taskName(r.Header.Get("Idempotency-Key"))
-		bt, created, err := operator.Enqueue(r.Context(), c, name, p,
+		bt, created, err := c.Enqueue(r.Context(), name, p,
 			operator.WithLabels(map[string]string{"app.kubernetes.io/created-by": "linkcheck-api"}))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

@@ -35,10 +35,9 @@ func TestDoubleRunIsAMarkAfterAnotherStart(t *testing.T) {
 	}
 }
 
-// TestAStepRecordedTwiceByOneExecutionIsNotADoubleRun: the sharded report said "1 steps were
-// done twice at the same time" beside invariant 1 held: one execution had recorded a step twice
-// (an insert retried after its commit during a PostgreSQL outage), and the count compared that
-// execution with itself. A real overlap still counts in both.
+// TestAStepRecordedTwiceByOneExecutionIsNotADoubleRun: one execution that recorded a step twice
+// (an insert retried after its commit during a PostgreSQL outage) did it once: an execution is
+// never compared with itself. A real overlap still counts in both.
 func TestAStepRecordedTwiceByOneExecutionIsNotADoubleRun(t *testing.T) {
 	noFault := func(time.Time) (string, string) { return "", "" }
 	iv := map[string]time.Duration{"u": time.Second}

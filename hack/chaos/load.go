@@ -32,7 +32,7 @@ type shape struct {
 }
 
 // shapes is the mix of the load: mostly witness tasks (the checks need their record) of every
-// lifecycle the issue lists, plus the built-in types so the real ones are exercised too.
+// lifecycle path the checks cover, plus the built-in types so the real ones are exercised too.
 func shapes() []shape {
 	w := func(t *taskPlan, p witness.Params) {
 		t.taskName = witness.TaskType

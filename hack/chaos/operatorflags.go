@@ -16,7 +16,7 @@ const (
 )
 
 // operatorArgs are the flags of every operator process the run starts, in one place: when the
-// operator's flags change (the lifecycle rewrite adds and renames some), only this changes.
+// operator's flags change, only this changes.
 // Leases are short so that a crashed or frozen leader is replaced within seconds. Each replica
 // owns tasks under its own identity and incarnation, kept across its restarts as a pod's name
 // and UID are across its container's restarts: a restarted replica takes its membership Lease

@@ -118,7 +118,7 @@ func parseOptions(args []string) (options, error) {
 	o.profile = fullProfile()
 	if o.quick {
 		o.profile = quickProfile()
-		// The committed reports are full runs; `make chaos ARGS=--quick` replaced one before.
+		// The committed reports are full runs: a quick run must not overwrite one.
 		if strings.HasPrefix(filepath.ToSlash(filepath.Clean(o.report)), "docs/") {
 			return o, fmt.Errorf("--quick does not rewrite %s, the full run's report: run `make chaos-quick` (report in bin/)", o.report)
 		}

@@ -40,8 +40,8 @@ func workRedone(execs map[string][]witness.Execution, interval map[string]time.D
 				case !seen:
 					doneBy[k] = i
 				case first == i:
-					// The same execution recorded the step twice (a witness written before its
-					// unique key): one step, done once.
+					// The same execution recorded the step twice (a witness table without
+					// the unique key on marks): one step, done once.
 				case e.Start.Before(es[first].BusyUntil()):
 					out.concurrent++
 				default:

@@ -50,8 +50,7 @@ func (d *devEnv) startOperator() error {
 	args = append(args, d.cfg.operatorArgs...)
 	cmd := exec.Command(d.cfg.operator, args...)
 	// DATABASE_URL goes through the environment, not the command line, where ps would show it;
-	// so does KUBECONFIG (the operator's own flag set has no --kubeconfig since it became a
-	// callable package).
+	// so does KUBECONFIG, which the operator reads when --kubeconfig is not given.
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "MIGRATE_DATABASE_URL=") ||
 			strings.HasPrefix(kv, "KUBECONFIG=") || kubetest.ShimEnv(kv)

@@ -34,7 +34,7 @@ func (f sinkFunc) Transition(t Transition) { f(t) }
 // TestTerminalEntriesLetGoOfResultsAndCheckpoints: a finished run's entry stays in the runner
 // until the controller forgets it (the object is deleted, or a new attempt starts), which can be
 // days; once its final transition went to the Sink (the journal, which owns it from there), the
-// entry must not keep the result and the last checkpoint. Before, both stayed until Forget.
+// entry must not keep the result and the last checkpoint.
 func TestTerminalEntriesLetGoOfResultsAndCheckpoints(t *testing.T) {
 	reg := runner.NewRegistry()
 	require.NoError(t, runner.Register(reg, "a run with a big checkpoint and result", func(bulkyParams) (Task, error) { return bulkyTask{}, nil }))

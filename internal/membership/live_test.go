@@ -57,8 +57,8 @@ func TestLive(t *testing.T) {
 
 // TestExpiryIsJudgedByObservation: a holder whose clock runs behind (its renewTime far in the
 // past by the observer's clock) is alive while the observer sees its Lease change; one whose
-// renewTime is in the future is not kept alive by it (item 2 of the hardening issue: a node
-// whose clock ran ahead claimed a live owner's tasks).
+// renewTime is in the future is not kept alive by it (so a node whose clock runs ahead does not
+// claim a live owner's tasks).
 func TestExpiryIsJudgedByObservation(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(now)

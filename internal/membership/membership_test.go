@@ -268,9 +268,8 @@ func TestEitherBackendKeepsTheMembership(t *testing.T) {
 // TestASecondProcessOfALiveIdentityWaits: a second process with the identity of a live one (a
 // duplicated --identity, a pod recreated while the old one still runs) neither takes the Lease
 // nor ends the first one's row: nobody sees the first one gone, it keeps running, and the
-// second waits until the first's Lease expired by its own observation. Before, joining ended
-// the first's row, acquiring took its Lease at once, and the newer epoch made it gone: both
-// ran the same tasks until the first noticed.
+// second waits until the first's Lease expired by its own observation. Ending the first's row or
+// taking its Lease at once would make it gone while it runs: both would run the same tasks.
 func TestASecondProcessOfALiveIdentityWaits(t *testing.T) {
 	w := newWorld(t)
 	w.roll.clock = clock.RealClock{}
@@ -332,8 +331,7 @@ func TestARestartedContainerTakesItsMembershipBackAtOnce(t *testing.T) {
 
 // TestADeletedLeaseIsNotGoneAndIsRecreated: someone deletes a live member's Lease. Others do not
 // count it gone (it keeps its tasks through its row, and a missing Lease counts only after the
-// lease duration), and the member makes its Lease again at its next renewal. Before, a deleted
-// Lease was gone at once and never recreated.
+// lease duration), and the member makes its Lease again at its next renewal.
 func TestADeletedLeaseIsNotGoneAndIsRecreated(t *testing.T) {
 	w := newWorld(t)
 	a, b := w.member("pod-a", nil), w.member("pod-b", nil)
@@ -355,8 +353,8 @@ func TestADeletedLeaseIsNotGoneAndIsRecreated(t *testing.T) {
 }
 
 // TestBothRecordsAreJudgedInOneLook: an owner whose row expires after its Lease is asked about
-// again when both could have expired, and is gone at that recheck. Before, the recheck came when
-// the Lease expired, found the row live, and asked again a second time.
+// again when both could have expired, and is gone at that recheck (a recheck at the Lease's
+// expiry alone would find the row live and need a second one).
 func TestBothRecordsAreJudgedInOneLook(t *testing.T) {
 	w := newWorld(t)
 	start := time.Now()

@@ -13,6 +13,7 @@ package runnertest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -109,7 +110,9 @@ type Task struct {
 }
 
 // Run runs a task of P's type with params to its end (Finished, Failed or Stopped) and returns
-// what it reported; the test fails if it does not end within a minute.
+// what it reported; the test fails if it does not end within a minute. Params that do not
+// validate, or a type reg does not have, end Failed at once with reason InvalidParams or
+// UnknownTaskType, as in the operator.
 func Run[P runner.Params](t testing.TB, reg *runner.Registry, params P, opts ...Option) Result {
 	t.Helper()
 	return Start(t, reg, params, opts...).Wait()
@@ -145,9 +148,27 @@ func Start[P runner.Params](t testing.TB, reg *runner.Registry, params P, opts .
 	spec := engine.StartSpec{TaskName: name, Params: raw, Attempt: max(s.attempt, 1), Timeout: s.timeout,
 		Checkpoint: s.checkpoint, Namespace: "runnertest", Name: name, Labels: s.labels, Annotations: s.annotations}
 	if err := r.StartTask(key, spec); err != nil {
-		t.Fatalf("runnertest: start %s: %v", name, err)
+		reason, ok := refusal(err)
+		if !ok {
+			t.Fatalf("runnertest: start %s: %v", name, err)
+		}
+		// What the operator records for a spec that can never run: Failed at once, not retried.
+		rec.record(Transition{To: v1alpha1.PhaseFailed, Attempt: spec.Attempt, Reason: reason, Message: err.Error(),
+			At: time.Now()}, nil)
 	}
 	return task
+}
+
+// refusal is the reason the operator records for a start the registry refused: a task type
+// nobody registered, or params that do not decode or validate.
+func refusal(err error) (string, bool) {
+	switch {
+	case errors.Is(err, runner.ErrUnknownTaskType):
+		return lifecycle.ReasonUnknownTaskType, true
+	case errors.Is(err, runner.ErrInvalidParams):
+		return lifecycle.ReasonInvalidParams, true
+	}
+	return "", false
 }
 
 // Pause asks the run to park at its next pause point (spec.state Paused).
@@ -226,13 +247,17 @@ func (r *recorder) changed() {
 }
 
 func (r *recorder) Transition(t engine.Transition) {
+	r.record(Transition{From: phase(t.From), To: phase(t.To), Attempt: t.Attempt, Reason: t.Reason, Message: t.Message,
+		At: t.At}, t.Result)
+}
+
+func (r *recorder) record(tr Transition, result json.RawMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tr := Transition{From: phase(t.From), To: phase(t.To), Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At}
 	r.result.Transitions = append(r.result.Transitions, tr)
-	r.result.Phase, r.result.Reason, r.result.Message = tr.To, t.Reason, t.Message
-	if t.To == lifecycle.Finished {
-		r.result.Result = t.Result
+	r.result.Phase, r.result.Reason, r.result.Message = tr.To, tr.Reason, tr.Message
+	if tr.To == v1alpha1.PhaseFinished {
+		r.result.Result = result
 	}
 	r.changed()
 }

@@ -1,6 +1,6 @@
 // Package freeport picks loopback ports for servers that tests start as separate processes.
 //
-// Asking the kernel for port 0 and passing the number on is racy in a way that bit CI: the
+// Asking the kernel for port 0 and passing the number on is racy: the
 // kernel hands out ports from the ephemeral range (32768–60999 on Linux), the same range it
 // uses for the local end of every outgoing connection, so between closing the probe listener
 // and the child binding it, one of the hundreds of connections a test makes (to PostgreSQL, to

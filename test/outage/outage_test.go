@@ -1,6 +1,6 @@
 // Package outage_test starts the operator binary's code path (operator.Main) against a control
 // plane and a PostgreSQL server that it can stop and start, to show what an outage of either
-// does (issue #27).
+// does.
 package outage_test
 
 import (
@@ -40,9 +40,9 @@ const waitTimeout = 2 * time.Minute
 
 // TestStartedWithoutItsBackendsTheOperatorWaitsAndNeverExits: an operator started while both
 // the API server and PostgreSQL are down stays up, not ready, saying why on /readyz; it becomes
-// ready once both answer, and runs tasks. Before, it exited at start-up (a crash loop under a
-// Deployment): after one failed ping of PostgreSQL, or when its caches did not fill within 2
-// minutes.
+// ready once both answer, and runs tasks: exiting at start-up (after a failed ping of
+// PostgreSQL, or caches not filled within controller-runtime's 2 minutes) would be a crash loop
+// under a Deployment.
 func TestStartedWithoutItsBackendsTheOperatorWaitsAndNeverExits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs kube-apiserver, etcd and PostgreSQL")

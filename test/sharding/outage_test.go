@@ -16,9 +16,9 @@ import (
 // TestSlowLeaseAnswersMoveNoTask: an API server that answers Lease requests later than the
 // renew deadline (overloaded) for four lease durations, while it serves everything else. No
 // replica can renew its Lease in time, and leadership comes and goes; each keeps its tasks
-// through its membership row, and no task moves. Before, the sharder judged the replicas by
-// their Leases alone: whenever it led, it saw the others' Leases expire between their late
-// renewals and moved their tasks, each stopped and resumed elsewhere from its checkpoint.
+// through its membership row, and no task moves: a sharder that judged the replicas by their
+// Leases alone would see the others' Leases expire between their late renewals and move their
+// tasks, each stopped and resumed elsewhere from its checkpoint.
 func TestSlowLeaseAnswersMoveNoTask(t *testing.T) {
 	w := newWorld(t)
 	proxy, err := apiproxy.Start(kube.Config)

@@ -115,8 +115,8 @@ func TestWitnessRecordsEveryStep(t *testing.T) {
 }
 
 // TestAMarkWrittenTwiceIsOneMark: a mark whose insert is retried after it was committed (the
-// client saw an error) stays one mark, with the later time; before, it was two rows, which the
-// chaos run counted as a step done twice at the same time.
+// client saw an error) stays one mark, with the later time: two rows would count as a step done
+// twice at the same time.
 func TestAMarkWrittenTwiceIsOneMark(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")

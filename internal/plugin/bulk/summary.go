@@ -5,8 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
-
-	"k8s.io/cli-runtime/pkg/printers"
+	"text/tabwriter"
 )
 
 // Counts tallies outcomes by result.
@@ -26,7 +25,7 @@ func PrintSummary(w io.Writer, verb Verb, outcomes []Outcome, withNamespace, wai
 	slices.SortFunc(sorted, func(a, b Outcome) int {
 		return strings.Compare(a.Key.String(), b.Key.String())
 	})
-	tw := printers.GetNewTabWriter(w)
+	tw := tabwriter.NewWriter(w, 6, 4, 3, ' ', 0) // kubectl's table layout (cli-runtime printers)
 	header := []string{"NAME", "RESULT", "DETAIL"}
 	if waited {
 		header = append(header, "NOW")

@@ -87,8 +87,8 @@ func TestVerbNeedsTargetsBeforeConnecting(t *testing.T) {
 	require.ErrorContains(t, cmd.Execute(), `-o "wide": use json or yaml`)
 }
 
-// TestHelpKeepsTheDatabasePasswordSecret: the flag's default used to be $DATABASE_URL itself,
-// which every --help (of every subcommand) printed, password included.
+// TestHelpKeepsTheDatabasePasswordSecret: the flag's default does not show
+// $DATABASE_URL, which every --help (of every subcommand) would print, password included.
 func TestHelpKeepsTheDatabasePasswordSecret(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://reader:s3cret-pw@db.example:5432/taskpilot")
 	for _, args := range [][]string{{"--help"}, {"history", "--help"}, {"ui", "--help"}, {"pause", "--help"}} {

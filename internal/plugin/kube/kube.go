@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -43,9 +44,14 @@ func NewClient(cfg *rest.Config) (client.WithWatch, error) {
 }
 
 // TaskListWatch lists and watches the BackgroundTasks in namespace ("" for all namespaces)
-// that match selector (nil for all).
-func TaskListWatch(c client.WithWatch, namespace string, selector labels.Selector) cache.ListerWatcher {
+// that match selector (nil for all) and, when given, one of fields (a name: the field
+// selector metadata.name=...): one list and one watch for the plugin's views, its bulk verbs'
+// waits and operator.Client.Wait alike.
+func TaskListWatch(c client.WithWatch, namespace string, selector labels.Selector, fields ...fields.Selector) cache.ListerWatcher {
 	opts := func(o metav1.ListOptions) []client.ListOption {
+		if len(fields) > 0 && fields[0] != nil && !fields[0].Empty() {
+			o.FieldSelector = fields[0].String()
+		}
 		out := []client.ListOption{&client.ListOptions{Raw: &o}}
 		if namespace != "" {
 			out = append(out, client.InNamespace(namespace))

@@ -247,7 +247,7 @@ func TestLocalOnly(t *testing.T) {
 
 // TestSameOriginOnly: a page on another site that the user visits must not read the view (which
 // runs with the user's credentials) through their browser: a request the browser marks
-// cross-site, or that carries a foreign Origin, is refused (it got 200 before).
+// cross-site, or that carries a foreign Origin, is refused.
 func TestSameOriginOnly(t *testing.T) {
 	s, err := New(Options{Tasks: &fakeTasks{hub: newHub()}, Events: fakeEvents{}})
 	require.NoError(t, err)

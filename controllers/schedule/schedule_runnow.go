@@ -1,4 +1,4 @@
-package controllers
+package schedule
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 // is. Like a slot, the request's row is written first (unique per request time), then the
 // child is created; then the annotation is removed, unless a newer request replaced it
 // meanwhile, so each request is looked at once.
-func (s *scheduler) runNow(ctx context.Context, l *look) error {
+func (s *Scheduler) runNow(ctx context.Context, l *look) error {
 	value, ok := l.ts.Annotations[v1alpha1.AnnotationRunNow]
 	if !ok {
 		return nil
@@ -53,7 +53,7 @@ func (s *scheduler) runNow(ctx context.Context, l *look) error {
 }
 
 // clearRunNow removes the run-now annotation if it still holds value.
-func (s *scheduler) clearRunNow(ctx context.Context, ts *v1alpha1.TaskSchedule, value string) error {
+func (s *Scheduler) clearRunNow(ctx context.Context, ts *v1alpha1.TaskSchedule, value string) error {
 	path := "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(v1alpha1.AnnotationRunNow, "~", "~0"), "/", "~1")
 	patch, err := json.Marshal([]map[string]string{{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}})
 	if err != nil {

@@ -1,4 +1,4 @@
-package controllers
+package tasktype
 
 import (
 	"context"
@@ -47,11 +47,11 @@ func StaleServer(s v1alpha1.TaskTypeServer, now time.Time) bool {
 	return s.PublishedAt == nil || now.Sub(s.PublishedAt.Time) > 3*publishRenew
 }
 
-// publisher publishes what this operator deployment serves, on its elected leader: a TaskType
+// Publisher publishes what this operator deployment serves, on its elected leader: a TaskType
 // per registered type (this deployment's entry of status.servedBy, and the Served and
 // Conflict conditions), and this deployment's keys of the task-type catalog. Types it no longer
 // serves lose its entry; a TaskType nobody serves is deleted.
-type publisher struct {
+type Publisher struct {
 	client     client.Client
 	reader     client.Reader // uncached: TaskTypes are read rarely and need not be cached
 	registry   *runner.Registry
@@ -63,6 +63,26 @@ type publisher struct {
 	log        logr.Logger
 }
 
+// Options configure a Publisher.
+type Options struct {
+	Client client.Client
+	// Reader reads TaskTypes uncached: they are read rarely and need not be cached.
+	Reader     client.Reader
+	Registry   *runner.Registry
+	Namespace  string
+	Deployment string
+	Clock      clock.PassiveClock
+	Leading    func() bool
+	Log        logr.Logger
+}
+
+// New returns the publisher; add it to the manager (it runs on every replica and publishes
+// while leading).
+func New(o Options) *Publisher {
+	return &Publisher{client: o.Client, reader: o.Reader, registry: o.Registry, namespace: o.Namespace,
+		deployment: o.Deployment, clock: o.Clock, leading: o.Leading, kicks: make(chan struct{}, 1), log: o.Log}
+}
+
 // FieldManager is the server-side apply field manager under which a deployment writes its
 // TaskType entries and catalog keys.
 func FieldManager(namespace, deployment string) string {
@@ -70,10 +90,10 @@ func FieldManager(namespace, deployment string) string {
 }
 
 // NeedLeaderElection: it runs on every replica and publishes while leading (leader.go).
-func (p *publisher) NeedLeaderElection() bool { return false }
+func (p *Publisher) NeedLeaderElection() bool { return false }
 
-// kick asks for a publication now (on becoming leader); it never blocks.
-func (p *publisher) kick() {
+// Kick asks for a publication now (on becoming leader); it never blocks.
+func (p *Publisher) Kick() {
 	select {
 	case p.kicks <- struct{}{}:
 	default:
@@ -82,7 +102,7 @@ func (p *publisher) kick() {
 
 // Start publishes, while this replica leads, at once and then every publishInterval until ctx
 // ends (manager.Runnable).
-func (p *publisher) Start(ctx context.Context) error {
+func (p *Publisher) Start(ctx context.Context) error {
 	ticker := time.NewTicker(publishInterval)
 	defer ticker.Stop()
 	for {
@@ -100,7 +120,7 @@ func (p *publisher) Start(ctx context.Context) error {
 	}
 }
 
-func (p *publisher) publish(ctx context.Context) error {
+func (p *Publisher) publish(ctx context.Context) error {
 	served := p.registry.Types()
 	for _, t := range served {
 		if err := p.publishType(ctx, t); err != nil {
@@ -115,7 +135,7 @@ func (p *publisher) publish(ctx context.Context) error {
 
 // publishType makes sure the TaskType exists and applies this deployment's entry with the
 // conditions as they are now.
-func (p *publisher) publishType(ctx context.Context, t runner.TypeInfo) error {
+func (p *Publisher) publishType(ctx context.Context, t runner.TypeInfo) error {
 	var current v1alpha1.TaskType
 	err := p.reader.Get(ctx, types.NamespacedName{Name: t.Name}, &current)
 	switch {
@@ -177,7 +197,7 @@ func typeConditions(servers []v1alpha1.TaskTypeServer, mine v1alpha1.TaskTypeSer
 
 // unpublishOthers removes this deployment's entry from the TaskTypes it no longer serves, and
 // deletes a TaskType nobody serves any more.
-func (p *publisher) unpublishOthers(ctx context.Context, served []runner.TypeInfo) error {
+func (p *Publisher) unpublishOthers(ctx context.Context, served []runner.TypeInfo) error {
 	var list v1alpha1.TaskTypeList
 	if err := p.reader.List(ctx, &list); err != nil {
 		return fmt.Errorf("list TaskTypes: %w", err)
@@ -211,7 +231,7 @@ func (p *publisher) unpublishOthers(ctx context.Context, served []runner.TypeInf
 
 // publishCatalog applies this deployment's keys of the catalog: the admission policy's view
 // of which types exist and which params fields they take.
-func (p *publisher) publishCatalog(ctx context.Context, served []runner.TypeInfo) error {
+func (p *Publisher) publishCatalog(ctx context.Context, served []runner.TypeInfo) error {
 	data := map[string]string{}
 	for _, t := range served {
 		data[t.Name] = catalogFields(t)
@@ -243,7 +263,7 @@ func catalogFields(t runner.TypeInfo) string {
 
 // applyStatus applies status (a TaskType status object's fields) under this deployment's field
 // manager.
-func (p *publisher) applyStatus(ctx context.Context, name string, status map[string]any) error {
+func (p *Publisher) applyStatus(ctx context.Context, name string, status map[string]any) error {
 	body, err := json.Marshal(map[string]any{"apiVersion": v1alpha1.GroupVersion().String(), "kind": "TaskType",
 		"metadata": map[string]any{"name": name}, "status": status})
 	if err != nil {

@@ -1,4 +1,4 @@
-package controllers
+package schedule
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -24,7 +25,7 @@ import (
 // child is created (settle). It stops at a slot another look recorded first (that look acts on
 // it; this one looks again at once) and at a replacing slot that waits for the runs it stopped.
 // It returns how soon to look again for either (0: no need).
-func (s *scheduler) fire(ctx context.Context, l *look, plan []plannedFiring) (time.Duration, error) {
+func (s *Scheduler) fire(ctx context.Context, l *look, plan []plannedFiring) (time.Duration, error) {
 	var batch []store.Firing
 	record := func() (lost bool, won []store.Firing, err error) {
 		won, lost, err = s.store.RecordFirings(ctx, batch)
@@ -71,12 +72,12 @@ func (s *scheduler) fire(ctx context.Context, l *look, plan []plannedFiring) (ti
 // lostRetry is how soon to look again after another look recorded a slot first.
 func lostRetry(lost bool) time.Duration {
 	if lost {
-		return settleDelay
+		return kit.SettleDelay
 	}
 	return 0
 }
 
-func (s *scheduler) reportMissed(l *look) {
+func (s *Scheduler) reportMissed(l *look) {
 	if len(l.missed) == 0 {
 		return
 	}
@@ -89,7 +90,7 @@ func (s *scheduler) reportMissed(l *look) {
 // settleAll settles the rows of earlier looks whose child is still to be created, oldest first.
 // blocked: one of them waits (the runs it replaces are still ending, or its create failed), and
 // the slots after it wait with it.
-func (s *scheduler) settleAll(ctx context.Context, l *look, rows []store.Firing) (after time.Duration, blocked bool, err error) {
+func (s *Scheduler) settleAll(ctx context.Context, l *look, rows []store.Firing) (after time.Duration, blocked bool, err error) {
 	for _, row := range rows {
 		done, after, err := s.settle(ctx, l, row, false)
 		if err != nil || !done {
@@ -105,7 +106,7 @@ func (s *scheduler) settleAll(ctx context.Context, l *look, rows []store.Firing)
 // was deleted before its row recorded it is recognised by its task row and never created again.
 // fresh: the row was written by this look (its child cannot exist yet). done false: look again
 // after the returned duration.
-func (s *scheduler) settle(ctx context.Context, l *look, row store.Firing, fresh bool) (done bool, after time.Duration, err error) {
+func (s *Scheduler) settle(ctx context.Context, l *look, row store.Firing, fresh bool) (done bool, after time.Duration, err error) {
 	if uid := childUID(l.children, row.TaskName); uid != "" {
 		return true, 0, s.settled(ctx, l, row, string(uid))
 	}
@@ -133,7 +134,7 @@ func (s *scheduler) settle(ctx context.Context, l *look, row store.Firing, fresh
 	if errors.As(err, &refused) {
 		s.templates.refused(l.ts)
 		row.Outcome, row.TaskName = store.FiringMissed, ""
-		row.Reason = truncateRunes("Refused: the API server refused the slot's BackgroundTask: "+refused.err.Error(), 1000)
+		row.Reason = kit.TruncateRunes("Refused: the API server refused the slot's BackgroundTask: "+refused.err.Error(), 1000)
 		l.missed = append(l.missed, row)
 		return true, 0, s.store.SettleRefused(ctx, row.ID, row.Reason)
 	}
@@ -145,7 +146,7 @@ func (s *scheduler) settle(ctx context.Context, l *look, row store.Firing, fresh
 }
 
 // settled records the child's UID in its row.
-func (s *scheduler) settled(ctx context.Context, l *look, row store.Firing, uid string) error {
+func (s *Scheduler) settled(ctx context.Context, l *look, row store.Firing, uid string) error {
 	if err := s.store.SettleChild(ctx, row.ID, uid); err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func (s *scheduler) settled(ctx context.Context, l *look, row store.Firing, uid 
 
 // stopEarlier sets Stopped every active child of a slot before slot (concurrencyPolicy
 // Replace), as a user would, and counts those not ended yet.
-func (s *scheduler) stopEarlier(ctx context.Context, l *look, slot time.Time) (ending int, err error) {
+func (s *Scheduler) stopEarlier(ctx context.Context, l *look, slot time.Time) (ending int, err error) {
 	for i := range l.children {
 		bt := &l.children[i]
 		if bt.Status.Phase.Terminal() || !childSlot(bt).Before(slot) {
@@ -180,7 +181,7 @@ func (s *scheduler) stopEarlier(ctx context.Context, l *look, slot time.Time) (e
 // UID. AlreadyExists is an earlier create of the same slot, whose UID is read back; an object
 // of that name this schedule does not control, or one the API server refuses for good, is a
 // refusedError.
-func (s *scheduler) createChild(ctx context.Context, ts *v1alpha1.TaskSchedule, name string, slot time.Time, manual bool) (types.UID, error) {
+func (s *Scheduler) createChild(ctx context.Context, ts *v1alpha1.TaskSchedule, name string, slot time.Time, manual bool) (types.UID, error) {
 	bt, err := childOf(ts, name, slot, manual, s.client)
 	if err != nil {
 		return "", err

@@ -1,4 +1,4 @@
-package controllers
+package schedule
 
 import (
 	"cmp"
@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/store"
 )
 
@@ -34,13 +35,13 @@ import (
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskschedules/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=create
 
-// scheduler fires TaskSchedules: at each slot it records the slot's outcome in PostgreSQL, then
+// Scheduler fires TaskSchedules: at each slot it records the slot's outcome in PostgreSQL, then
 // creates the slot's BackgroundTask. The row decides: it is written first, unique per slot, and
 // only the look whose insert wins acts on the slot, so two operators that both believe they lead
 // fire a slot once and never disagree about it (a child under a `skipped` row). A crash between
 // the insert and the create leaves a row whose child is still to be created (child_uid NULL),
 // which the next look creates; the row then records the child's UID.
-type scheduler struct {
+type Scheduler struct {
 	client client.Client
 	// children reads a schedule's BackgroundTasks: the cache, or with sharding (where this
 	// replica caches only its own share) the API server.
@@ -57,6 +58,31 @@ type scheduler struct {
 	log       logr.Logger
 }
 
+// Options configure a Scheduler.
+type Options struct {
+	// Client reads the schedules (cached) and writes their status and children.
+	Client client.Client
+	// Children reads a schedule's BackgroundTasks: the cache, or with sharding (where this
+	// replica caches only its own share) the API server.
+	Children client.Reader
+	// API reads from the API server (a child whose create said AlreadyExists).
+	API      client.Reader
+	Store    *store.Repository
+	Clock    clock.PassiveClock
+	Events   events.EventRecorder
+	Leading  func() bool
+	Identity string
+	// Workers is how many schedules are looked at in parallel.
+	Workers int
+	Log     logr.Logger
+}
+
+// New returns the schedule controller; SetupWithManager adds it.
+func New(o Options) *Scheduler {
+	return &Scheduler{client: o.Client, children: o.Children, api: o.API, store: o.Store, clock: o.Clock,
+		events: o.Events, leading: o.Leading, identity: o.Identity, workers: o.Workers, log: o.Log}
+}
+
 // replaceWait bounds how long a replacing slot waits for the runs it stopped to end before it
 // starts its own (concurrencyPolicy Replace): a run that ignores its stop does not hold the
 // schedule back for longer.
@@ -65,7 +91,9 @@ const replaceWait = 30 * time.Second
 // settleRetry is how soon to look again at a slot waiting for the runs it replaces.
 const settleRetry = time.Second
 
-func (s *scheduler) setupWithManager(mgr ctrl.Manager, look *wake) error {
+// SetupWithManager adds the controller to mgr; look queues schedules by hand
+// (LookAtEverySchedule).
+func (s *Scheduler) SetupWithManager(mgr ctrl.Manager, look *kit.Wake) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TaskSchedule{}).
 		// A child that ends frees a Forbid schedule, lets a Replace slot start and may be past
@@ -73,34 +101,32 @@ func (s *scheduler) setupWithManager(mgr ctrl.Manager, look *wake) error {
 		// and other status writes would cost a look, with a database query, each.
 		Watches(&v1alpha1.BackgroundTask{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
 			&v1alpha1.TaskSchedule{}, handler.OnlyControllerOwner()), builder.WithPredicates(phaseChanged())).
-		WatchesRawSource(look.source()).
+		WatchesRawSource(look.Source()).
 		// Many schedules share a slot (every hour on the hour): look at them in parallel.
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), CacheSyncTimeout: cacheSyncForever,
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), CacheSyncTimeout: kit.CacheSyncForever,
 			MaxConcurrentReconciles: s.workers}).
 		Named("taskschedule").
-		Complete(s)
+		Complete(kit.LeaderOnly(s.leading, s))
 }
 
-// lookAtEverySchedule queues every schedule (on becoming leader: slots that passed while no
+// LookAtEverySchedule queues every schedule (on becoming leader: slots that passed while no
 // replica led are caught up as spec.catchUp says).
-func (s *scheduler) lookAtEverySchedule(look *wake) {
+func (s *Scheduler) LookAtEverySchedule(look *kit.Wake) {
 	var list v1alpha1.TaskScheduleList
 	if err := s.client.List(context.Background(), &list); err != nil {
 		return // the cache is not started yet: its initial list queues every schedule
 	}
 	for i := range list.Items {
-		look.notify(types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
+		look.Notify(types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
 	}
 }
 
 // Reconcile gathers (the schedule, its children, its book in PostgreSQL), settles the slots of
 // earlier looks whose child is still to be created, plans the passed slots (planFirings, pure),
 // acts (record, then stop and create, in slot order), trims the history and writes the status
-// if it changed.
-func (s *scheduler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if !s.leading() {
-		return ctrl.Result{}, nil // the leader fires; a new one looks at every schedule
-	}
+// if it changed. SetupWithManager runs it only while this replica leads (the leader fires; a new
+// one looks at every schedule).
+func (s *Scheduler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var ts v1alpha1.TaskSchedule
 	if err := s.client.Get(ctx, req.NamespacedName, &ts); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -193,7 +219,7 @@ func scheduleStatus(ts *v1alpha1.TaskSchedule, l look, nextSlot time.Time, refus
 		last = ts.Status.LastScheduleTime.Time
 	}
 	status := v1alpha1.TaskScheduleStatus{
-		LastScheduleTime: apiTime(last), NextScheduleTime: apiTime(nextSlot), ObservedGeneration: ts.Generation,
+		LastScheduleTime: kit.APITime(last), NextScheduleTime: kit.APITime(nextSlot), ObservedGeneration: ts.Generation,
 		Active: activeChildren(l.children), Conditions: append([]metav1.Condition(nil), ts.Status.Conditions...),
 	}
 	status.ActiveCount = int32(len(status.Active)) //nolint:gosec // bounded by the children listed
@@ -217,7 +243,7 @@ func scheduleStatus(ts *v1alpha1.TaskSchedule, l look, nextSlot time.Time, refus
 // edit are not slots of the new expression, so they are neither caught up nor recorded). It
 // is recorded once per generation; current is false when a newer generation is recorded than
 // this look's copy of the schedule holds.
-func (s *scheduler) effectiveFrom(ctx context.Context, ts *v1alpha1.TaskSchedule, rec *store.ScheduleRevision, now time.Time) (time.Time, bool, error) {
+func (s *Scheduler) effectiveFrom(ctx context.Context, ts *v1alpha1.TaskSchedule, rec *store.ScheduleRevision, now time.Time) (time.Time, bool, error) {
 	want := store.ScheduleRevision{ScheduleUID: string(ts.UID), Namespace: ts.Namespace, Schedule: ts.Name,
 		Generation: ts.Generation, Expression: ts.Spec.Schedule, TimeZone: ts.Spec.TimeZone}
 	switch {
@@ -251,7 +277,7 @@ func soonest(ds ...time.Duration) time.Duration {
 }
 
 // listChildren lists the BackgroundTasks this schedule created.
-func (s *scheduler) listChildren(ctx context.Context, ts *v1alpha1.TaskSchedule) ([]v1alpha1.BackgroundTask, error) {
+func (s *Scheduler) listChildren(ctx context.Context, ts *v1alpha1.TaskSchedule) ([]v1alpha1.BackgroundTask, error) {
 	var list v1alpha1.BackgroundTaskList
 	if err := s.children.List(ctx, &list, client.InNamespace(ts.Namespace),
 		client.MatchingLabels{v1alpha1.LabelSchedule: ts.Name}); err != nil {
@@ -269,7 +295,7 @@ func (s *scheduler) listChildren(ctx context.Context, ts *v1alpha1.TaskSchedule)
 
 // trimHistory deletes the oldest ended children past the history limits; their history stays
 // in PostgreSQL.
-func (s *scheduler) trimHistory(ctx context.Context, ts *v1alpha1.TaskSchedule, children []v1alpha1.BackgroundTask) {
+func (s *Scheduler) trimHistory(ctx context.Context, ts *v1alpha1.TaskSchedule, children []v1alpha1.BackgroundTask) {
 	keepFinished, keepFailed := ptr.Deref(ts.Spec.SuccessfulHistoryLimit, 3), ptr.Deref(ts.Spec.FailedHistoryLimit, 1)
 	var finished, failed []*v1alpha1.BackgroundTask
 	for i := range children { // oldest slot first
@@ -296,7 +322,7 @@ func (s *scheduler) trimHistory(ctx context.Context, ts *v1alpha1.TaskSchedule, 
 	}
 }
 
-func (s *scheduler) writeStatus(ctx context.Context, ts *v1alpha1.TaskSchedule, next v1alpha1.TaskScheduleStatus) error {
+func (s *Scheduler) writeStatus(ctx context.Context, ts *v1alpha1.TaskSchedule, next v1alpha1.TaskScheduleStatus) error {
 	if equality.Semantic.DeepEqual(ts.Status, next) {
 		return nil
 	}
@@ -310,7 +336,7 @@ func (s *scheduler) writeStatus(ctx context.Context, ts *v1alpha1.TaskSchedule, 
 
 func setScheduleReady(st *v1alpha1.TaskScheduleStatus, generation int64, status metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: status, Reason: reason,
-		Message: truncateRunes(msg, maxStatusMessage), ObservedGeneration: generation})
+		Message: kit.TruncateRunes(msg, kit.MaxStatusMessage), ObservedGeneration: generation})
 	for i := range st.Conditions {
 		st.Conditions[i].LastTransitionTime = st.Conditions[i].LastTransitionTime.Rfc3339Copy()
 	}

@@ -1,4 +1,4 @@
-package controllers
+package sharder
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/controllers/internal/kit"
 	"github.com/taskpilot/taskpilot/internal/membership"
 	"github.com/taskpilot/taskpilot/internal/sharding"
 )
@@ -37,7 +39,7 @@ import (
 // Lease expired.
 const membershipPoll = 500 * time.Millisecond
 
-// sharder spreads the tasks over the live replicas (--sharding): it reads the membership
+// Sharder spreads the tasks over the live replicas (--sharding): it reads the membership
 // Leases and rows, hashes every task's UID onto the ring of live replicas, and writes the
 // assignment as the task's labels (package sharding). A replica is live while either of its
 // records is, as for claims (membership.Gone): through an API server outage nobody can renew
@@ -47,7 +49,7 @@ const membershipPoll = 500 * time.Millisecond
 // only (a replica that stops leading keeps its cache warm and its Lease observations current,
 // and forgets its ring), and needs nothing but metadata, so its cache of every BackgroundTask
 // is metadata-only; each replica's own cache holds just the tasks labelled for it.
-type sharder struct {
+type Sharder struct {
 	client client.Client // writes the labels (metadata merge patches)
 	tasks  cache.Cache   // metadata of every BackgroundTask
 	leases client.Reader // the manager's cache of membership Leases
@@ -63,7 +65,7 @@ type sharder struct {
 	// membership's, so the sharder and the claims agree on who is live.
 	observer *membership.Observer
 	leading  func() bool
-	resync   *wake
+	resync   *kit.Wake
 	view     atomic.Pointer[ringView]
 	moves    *prometheus.CounterVec
 	replicas prometheus.Gauge
@@ -78,7 +80,29 @@ type ringView struct {
 
 func (v *ringView) isLive(m string) bool { return v.live[m] }
 
-func newSharder(mgr ctrl.Manager, o Options, leader *leadership, observer *membership.Observer, log logr.Logger) (*sharder, error) {
+// Options configure a Sharder.
+type Options struct {
+	Namespace string
+	// Namespaces limits the tasks it assigns (all namespaces when empty).
+	Namespaces []string
+	// Deployment is this operator deployment: its members form the ring.
+	Deployment string
+	// Serves says which task types this deployment runs.
+	Serves func(taskName string) bool
+	// LiveRows lists the deployment's replicas whose membership row is live (PostgreSQL).
+	LiveRows func(ctx context.Context, deployment string) ([]string, error)
+	// Observer judges the membership Leases (the membership's own, so both agree).
+	Observer *membership.Observer
+	Leading  func() bool
+	// Workers is how many tasks are assigned in parallel.
+	Workers int
+	Metrics prometheus.Registerer
+	Log     logr.Logger
+}
+
+// New returns the sharder with its own metadata-only cache of every BackgroundTask;
+// SetupWithManager adds it.
+func New(mgr ctrl.Manager, o Options) (*Sharder, error) {
 	copts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: withoutPayload()}
 	if len(o.Namespaces) > 0 {
 		copts.DefaultNamespaces = map[string]cache.Config{}
@@ -90,12 +114,10 @@ func newSharder(mgr ctrl.Manager, o Options, leader *leadership, observer *membe
 	if err != nil {
 		return nil, fmt.Errorf("sharder cache: %w", err)
 	}
-	s := &sharder{
-		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), liveRows: o.Store.LiveMembers, namespace: o.Namespace,
-		observer: observer, leading: leader.Leading,
-		deployment: o.deployment(), serves: o.Registry.Has,
-		workers: o.MaxConcurrentReconciles,
-		resync:  newWake(), log: log.WithName("sharder"),
+	s := &Sharder{
+		client: mgr.GetClient(), tasks: tasks, leases: mgr.GetClient(), liveRows: o.LiveRows, namespace: o.Namespace,
+		observer: o.Observer, leading: o.Leading, deployment: o.Deployment, serves: o.Serves, workers: o.Workers,
+		resync: kit.NewWake(), log: o.Log,
 		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskpilot_sharder_label_writes_total",
 			Help: "Assignment label writes by the sharder, by kind: assign (a new or drained task), drain (ask a live replica to hand a task over), move (from a gone replica), keep (a drain called off).",
@@ -113,10 +135,10 @@ func newSharder(mgr ctrl.Manager, o Options, leader *leadership, observer *membe
 	return s, nil
 }
 
-// setupWithManager adds the sharder's cache, its membership loop and its controller, on every
+// SetupWithManager adds the sharder's cache, its membership loop and its controller, on every
 // replica (they act while leading).
-func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.Add(everyReplica{s.tasks}); err != nil {
+func (s *Sharder) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(kit.EveryReplica{Runnable: s.tasks}); err != nil {
 		return fmt.Errorf("add the sharder cache: %w", err)
 	}
 	if err := mgr.Add(s); err != nil {
@@ -124,25 +146,25 @@ func (s *sharder) setupWithManager(mgr ctrl.Manager) error {
 	}
 	// Every create and delete, and updates that moved the assignment (by the sharder itself, or
 	// a replica that drained a task).
-	assignment := predicate.Funcs{UpdateFunc: assignmentMoved}
+	assignment := predicate.Funcs{UpdateFunc: kit.AssignmentMoved}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("backgroundtask-sharder").
 		WatchesRawSource(source.Kind[client.Object](s.tasks, &v1alpha1.BackgroundTask{}, &handler.EnqueueRequestForObject{}, assignment)).
-		WatchesRawSource(s.resync.source()).
+		WatchesRawSource(s.resync.Source()).
 		// As many workers as the reconciler: after a replica died, each of its tasks waits for
 		// one label write, and those are what a takeover takes beyond the lease.
 		WithOptions(controller.Options{MaxConcurrentReconciles: s.workers, NeedLeaderElection: ptr.To(false),
-			CacheSyncTimeout: cacheSyncForever}).
-		Complete(s)
+			CacheSyncTimeout: kit.CacheSyncForever}).
+		Complete(kit.LeaderOnly(s.leading, s))
 }
 
 // NeedLeaderElection: the sharder runs on every replica and acts while leading.
-func (s *sharder) NeedLeaderElection() bool { return false }
+func (s *Sharder) NeedLeaderElection() bool { return false }
 
 // Start follows the membership until ctx ends (manager.Runnable): while this replica leads,
 // whenever the set of live replicas changes (or it just became leader), the ring is rebuilt
 // and every task is looked at again.
-func (s *sharder) Start(ctx context.Context) error {
+func (s *Sharder) Start(ctx context.Context) error {
 	if !s.tasks.WaitForCacheSync(ctx) {
 		return nil
 	}
@@ -156,7 +178,7 @@ func (s *sharder) Start(ctx context.Context) error {
 
 // refresh rebuilds the ring when the live replicas (by their Leases or their rows) changed,
 // and then looks at every task.
-func (s *sharder) refresh(ctx context.Context) error {
+func (s *Sharder) refresh(ctx context.Context) error {
 	var leases coordinationv1.LeaseList
 	if err := s.leases.List(ctx, &leases, client.InNamespace(s.namespace),
 		client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{membership.LabelMember: s.deployment})}); err != nil {
@@ -192,16 +214,14 @@ func (s *sharder) refresh(ctx context.Context) error {
 		return fmt.Errorf("list tasks: %w", err)
 	}
 	for i := range list.Items {
-		s.resync.notify(types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
+		s.resync.Notify(types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
 	}
 	return nil
 }
 
-// Reconcile assigns one task (reconcile.Reconciler).
-func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if !s.leading() {
-		return ctrl.Result{}, nil // a new leader looks at every task
-	}
+// Reconcile assigns one task (reconcile.Reconciler). SetupWithManager runs it only while this
+// replica leads (a new leader looks at every task).
+func (s *Sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	view := s.view.Load()
 	if view == nil {
 		return ctrl.Result{RequeueAfter: membershipPoll}, nil // the membership has not been read yet
@@ -219,7 +239,7 @@ func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	}
 	if err := s.write(ctx, m, move.Want); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: settleDelay}, nil // it changed meanwhile: look again at the new one
+			return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil // it changed meanwhile: look again at the new one
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -231,7 +251,7 @@ func (s *sharder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 // write sets the assignment labels of the object it read, guarded by its uid and
 // resourceVersion: a replica that removed the labels meanwhile (drained) is never overwritten
 // with what the sharder saw before.
-func (s *sharder) write(ctx context.Context, m *v1alpha1.BackgroundTask, want sharding.Labels) error {
+func (s *Sharder) write(ctx context.Context, m *v1alpha1.BackgroundTask, want sharding.Labels) error {
 	lbl := map[string]any{sharding.LabelShard: nil, sharding.LabelDrain: nil}
 	if want.Shard != "" {
 		lbl[sharding.LabelShard] = want.Shard
@@ -262,4 +282,18 @@ func moveKind(from, to sharding.Labels) string {
 		return "keep"
 	}
 	return "move"
+}
+
+// withoutPayload is a cache transform for the sharder's view of every task: it keeps what
+// assigning a task needs (metadata without managedFields, spec.taskName) and drops spec.params
+// and status, which can be large and which it never reads.
+func withoutPayload() toolscache.TransformFunc {
+	strip := cache.TransformStripManagedFields()
+	return func(obj any) (any, error) {
+		obj, err := strip(obj)
+		if bt, ok := obj.(*v1alpha1.BackgroundTask); ok && err == nil {
+			bt.Spec.Params, bt.Status = nil, v1alpha1.BackgroundTaskStatus{}
+		}
+		return obj, err
+	}
 }
