@@ -53,13 +53,19 @@ func TestADrainCalledOffMidHandOverCompletes(t *testing.T) {
 	require.Eventually(t, func() bool { return h.checkpointNext(uid) >= 3 }, waitTimeout, 20*time.Millisecond)
 
 	// Ask r-a to drain the task, as the sharder does before a move; r-a is the only replica, so
-	// the sharder calls the drain off as soon as it sees it, while r-a is releasing the row.
-	require.NoError(t, h.c.Patch(h.ctx, &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "stays"}},
-		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+sharding.LabelDrain+`":"true"}}}`))))
-	require.Eventually(t, func() bool {
-		l := sharding.LabelsOf(h.get("stays").Labels)
-		return l.Shard == "r-a" && !l.Draining
-	}, waitTimeout, 20*time.Millisecond, "the sharder calls the drain off")
+	// the sharder calls the drain off as soon as it sees it, while r-a is releasing the row. On
+	// a loaded machine the sharder can call it off before r-a looked at the task at all (then
+	// nothing was handed over): ask again until r-a has begun to release the row.
+	for attempt := 0; slow.started.Load() == 0; attempt++ {
+		require.Less(t, attempt, 10, "r-a never began to hand the task over")
+		require.NoError(t, h.c.Patch(h.ctx, &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "stays"}},
+			client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+sharding.LabelDrain+`":"true"}}}`))))
+		require.Eventually(t, func() bool {
+			l := sharding.LabelsOf(h.get("stays").Labels)
+			return l.Shard == "r-a" && !l.Draining
+		}, waitTimeout, 20*time.Millisecond, "the sharder calls the drain off")
+		waitUntil(3*time.Second, func() bool { return slow.started.Load() > 0 })
+	}
 
 	// The task runs here again, resumed from its checkpoint, and obeys the user.
 	require.Eventually(t, func() bool {
@@ -124,4 +130,16 @@ func TestAHandOverNeverRemovesAnAssignmentItDidNotRead(t *testing.T) {
 	h.settle(rb, name) // r-b looked at the task again since: no second move came of it
 	require.Equal(t, 1, resumes(), "one move: %v", h.history(uid))
 	require.Empty(t, h.probes.doubles())
+}
+
+// waitUntil waits up to d for cond, and says whether it came true.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }

@@ -90,6 +90,9 @@ func newHarnessOn(t *testing.T, server func() *pgtest.Server) *harness {
 	if testing.Short() {
 		t.Skip("integration test: needs kube-apiserver, etcd and PostgreSQL")
 	}
+	// Each test has a namespace, a database and operators of its own, and most of its time is
+	// spent waiting (leases, backoffs, settling): the tests share the control plane in parallel.
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	c, err := client.New(kube.Config, client.Options{Scheme: kube.Scheme})

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"database/sql"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/test/pgtest"
 )
 
 func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
@@ -97,4 +100,35 @@ func TestMigrationKeepsRowsOfThePreviousVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, retrying.Retries, "the previous version counted every attempt after the first")
 	require.True(t, retrying.RetryAt.Equal(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)))
+}
+
+// TestDatabasesOfOneServerMigrateAtOnce: roles belong to the server, not to a database, so
+// operators whose databases share a server (several deployments, parallel tests) create them
+// at the same time; the loser of that race must take the winner's role, whichever error
+// PostgreSQL reports for it. A server of the test's own, so the roles do not exist yet.
+func TestDatabasesOfOneServerMigrateAtOnce(t *testing.T) {
+	ctx := testCtx(t)
+	own, err := pgtest.Start(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = own.Close() })
+	const databases = 6
+	dbs := make([]*sql.DB, databases)
+	for i := range dbs {
+		url, err := own.CreateDatabase(ctx, fmt.Sprintf("concurrent_%d", i))
+		require.NoError(t, err)
+		cfg, err := pgx.ParseConfig(url)
+		require.NoError(t, err)
+		dbs[i] = stdlib.OpenDB(*cfg)
+		t.Cleanup(func() { _ = dbs[i].Close() })
+		require.NoError(t, dbs[i].PingContext(ctx))
+	}
+	errs := make([]error, databases)
+	var wg sync.WaitGroup
+	for i, db := range dbs {
+		wg.Go(func() { errs[i] = Migrate(ctx, db) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "database %d", i)
+	}
 }

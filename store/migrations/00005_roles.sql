@@ -21,7 +21,9 @@ BEGIN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', r);
             EXCEPTION
-                WHEN duplicate_object THEN NULL; -- another database of the server made it meanwhile
+                -- Another database of the server made it meanwhile: roles are the server's, and a
+                -- concurrent CREATE ROLE fails with either error.
+                WHEN duplicate_object OR unique_violation THEN NULL;
                 WHEN insufficient_privilege THEN
                     RAISE NOTICE 'taskpilot: cannot create role %: create it (NOLOGIN) and grant it to the operator''s or the readers'' login role', r;
             END;
