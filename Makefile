@@ -19,6 +19,13 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
+# The version stamped into binaries, images and the chart (hack/version.sh: the v* tag at HEAD,
+# else v0.0.0-<commit>); a release passes VERSION=vX.Y.Z.
+VERSION ?= $(shell hack/version.sh)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION_PKG := github.com/taskpilot/taskpilot/internal/version
+GO_LDFLAGS := -X $(VERSION_PKG).stamped=$(VERSION) -X $(VERSION_PKG).stampedRevision=$(REVISION)
+
 IMG ?= taskpilot:dev
 TEST_FLAGS ?=
 GO_TEST := go test -race -count=1 $(TEST_FLAGS)
@@ -113,11 +120,11 @@ test-unit: ## Fast tests only (no apiserver/Postgres needed): runner and pure re
 
 .PHONY: build
 build: ## Build the operator binary into bin/taskpilot.
-	go build -trimpath -o $(LOCALBIN)/taskpilot .
+	go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(LOCALBIN)/taskpilot .
 
 .PHONY: build-plugin
 build-plugin: ## Build the kubectl plugin into bin/kubectl-taskpilot.
-	go build -trimpath -o $(LOCALBIN)/kubectl-taskpilot ./cmd/kubectl-taskpilot
+	go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(LOCALBIN)/kubectl-taskpilot ./cmd/kubectl-taskpilot
 
 .PHONY: install-plugin
 install-plugin: ## Install the kubectl plugin (`kubectl taskpilot`) into $GOBIN (or ~/go/bin); it must be on PATH.
@@ -133,9 +140,22 @@ dev: envtest build ## Bring up taskpilot locally: etcd + kube-apiserver + Postgr
 run: manifests ## Run the operator against $KUBECONFIG and $DATABASE_URL (a real cluster and database).
 	go run . --leader-elect=false --zap-devel
 
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: image
+image: ## Build taskpilot's OCI image for $(IMAGE_PLATFORMS) into bin/image/taskpilot (an OCI layout, plus docker-loadable tarballs), without Docker.
+	go run ./hack/image -version $(VERSION) -revision $(REVISION) -platforms $(IMAGE_PLATFORMS) \
+		-out $(LOCALBIN)/image/taskpilot -tarballs $(LOCALBIN)/image
+
+.PHONY: image-examples
+image-examples: ## The same for the example team's operator (examples/cmd/linkcheck-operator), into bin/image/linkcheck-operator.
+	go run ./hack/image -module examples -main ./cmd/linkcheck-operator -binary linkcheck-operator \
+		-version $(VERSION) -revision $(REVISION) -platforms $(IMAGE_PLATFORMS) \
+		-out $(LOCALBIN)/image/linkcheck-operator -tarballs $(LOCALBIN)/image
+
 .PHONY: docker-build
-docker-build: ## Build the container image (needs a Docker engine).
-	docker build -t $(IMG) .
+docker-build: ## Build the same image with a Docker engine (Dockerfile), for one platform.
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMG) .
 
 ##@ Deployment
 

@@ -1,8 +1,11 @@
 package operator
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +98,18 @@ func TestQuantitiesAreParsedByTheFlags(t *testing.T) {
 	half := int64(512 << 20)
 	require.Equal(t, int64(float64(half)*0.6), AutoMemoryBudget())
 	require.Zero(t, parseLimit("max"), "cgroup without a limit")
+}
+
+// TestVersionPrintsTheBuild: `taskpilot version` prints one line, or JSON with -o json, and
+// refuses an unknown format.
+func TestVersionPrintsTheBuild(t *testing.T) {
+	var line, js bytes.Buffer
+	require.NoError(t, printVersion(&line, nil))
+	require.Contains(t, line.String(), runtime.Version())
+	require.NoError(t, printVersion(&js, []string{"-o", "json"}))
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(js.Bytes(), &got))
+	require.NotEmpty(t, got["version"])
+	require.Equal(t, runtime.GOOS+"/"+runtime.GOARCH, got["platform"])
+	require.Error(t, printVersion(&js, []string{"-o", "yaml"}))
 }

@@ -2,9 +2,11 @@ package operator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/taskpilot/taskpilot/internal/version"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
@@ -53,11 +56,17 @@ func Run(register Register) int {
 // taskpilot binary, this repository's main.go included, is this call.
 //
 // With "migrate" as its first argument it migrates the schema (with --migrate-database-url, or
-// --database-url) and exits: an init container runs it with the owner's credentials, so the
-// operator itself needs only the runtime role's.
+// --database-url) and exits: a Job or an init container runs it with the owner's credentials,
+// so the operator itself needs only the runtime role's. With "version" it prints the binary's
+// version (-o json: as JSON) and exits.
 func Main(ctx context.Context, args []string, register Register) error {
-	if len(args) > 0 && args[0] == "migrate" {
-		return migrateOnly(ctx, args[1:])
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			return migrateOnly(ctx, args[1:])
+		case "version":
+			return printVersion(os.Stdout, args[1:])
+		}
 	}
 	fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
 	o, p, zopts, err := parseFlags(fs, args)
@@ -115,12 +124,30 @@ func Main(ctx context.Context, args []string, register Register) error {
 			return err
 		}
 	}
-	ctrl.Log.WithName("setup").Info("starting taskpilot", "deployment", o.Deployment, "identity", o.Identity,
+	ctrl.Log.WithName("setup").Info("starting taskpilot", "version", version.Get().String(), "deployment", o.Deployment, "identity", o.Identity,
 		"task-types", op.registry.Names(), "max-concurrent-tasks", o.MaxConcurrentTasks, "leader-elect", o.LeaderElect, "sharding", o.Sharding)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	return nil
+}
+
+// printVersion is `taskpilot version`.
+func printVersion(w io.Writer, args []string) error {
+	fs := flag.NewFlagSet("taskpilot version", flag.ContinueOnError)
+	output := fs.String("o", "", `output format: "" (one line) or "json"`)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	info := version.Get()
+	switch *output {
+	case "":
+		_, err := fmt.Fprintln(w, info)
+		return err
+	case "json":
+		return json.NewEncoder(w).Encode(info)
+	}
+	return fmt.Errorf("taskpilot version: unknown output format %q (want json, or nothing)", *output)
 }
 
 // migrateOnly is `taskpilot migrate`: the schema, brought up to date, and nothing else.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/controllers"
+	"github.com/taskpilot/taskpilot/internal/version"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
@@ -99,8 +100,13 @@ func (op *Operator) SetupWithManager(mgr manager.Manager) error {
 		setupLog.Info("database ready, schema migrated", "database", redactedDatabase(o.DatabaseURL))
 		return nil
 	}
+	reg := cmp.Or[prometheus.Registerer](o.Metrics, metrics.Registry)
+	if err := reg.Register(buildInfo(version.Get())); err != nil {
+		_ = repo.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
 	core, err := controllers.Setup(mgr, controllers.Options{Settings: o.Settings, Prepare: prepare, Store: repo,
-		Registry: op.registry, Metrics: cmp.Or[prometheus.Registerer](o.Metrics, metrics.Registry)})
+		Registry: op.registry, Metrics: reg})
 	if err != nil {
 		_ = repo.Close()
 		return err
