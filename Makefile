@@ -42,8 +42,9 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests under config/ from markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests under config/ from markers (and copy the CRDs into the chart).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="{./api/...,./controllers/...}" output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/*.yaml charts/taskpilot/crds/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods (zz_generated.deepcopy.go).
@@ -157,6 +158,23 @@ image-examples: ## The same for the example team's operator (examples/cmd/linkch
 docker-build: ## Build the same image with a Docker engine (Dockerfile), for one platform.
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMG) .
 
+##@ Release
+
+DIST ?= $(CURDIR)/dist
+RELEASE_IMAGE ?= ghcr.io/taskpilot/taskpilot
+
+.PHONY: release
+release: $(KUSTOMIZE) ## Write a release into dist/: install.yaml, the chart, the images (OCI layout and tarballs), SHA256SUMS. VERSION=vX.Y.Z; nothing is pushed.
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || { echo "VERSION=$(VERSION) is not vX.Y.Z"; exit 1; }
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	KUSTOMIZE=$(KUSTOMIZE) hack/image-overlay.sh $(RELEASE_IMAGE):$(VERSION) bin/release-overlay > $(DIST)/install.yaml
+	go run ./hack/chart package -version $(VERSION) -app-version $(VERSION) -out $(DIST)
+	go run ./hack/image -version $(VERSION) -revision $(REVISION) -platforms $(IMAGE_PLATFORMS) \
+		-ref $(RELEASE_IMAGE):$(VERSION) -out $(DIST)/taskpilot-$(VERSION)-oci -tarballs $(DIST)
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C $(DIST) -cf $(DIST)/taskpilot-$(VERSION)-oci.tar taskpilot-$(VERSION)-oci
+	rm -rf $(DIST)/taskpilot-$(VERSION)-oci
+	cd $(DIST) && sha256sum -- * > SHA256SUMS && ls -l
+
 ##@ Deployment
 
 .PHONY: install
@@ -168,9 +186,8 @@ uninstall: manifests $(KUSTOMIZE) ## Remove the CRD (and every BackgroundTask) f
 	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
 
 .PHONY: deploy
-deploy: manifests $(KUSTOMIZE) ## Deploy the operator (config/default) with image $(IMG).
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+deploy: manifests $(KUSTOMIZE) ## Deploy the operator (config/default, admission policies included: Kubernetes 1.30+) with image $(IMG).
+	KUSTOMIZE=$(KUSTOMIZE) hack/image-overlay.sh $(IMG) bin/deploy-overlay | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: $(KUSTOMIZE) ## Remove the operator from the cluster.

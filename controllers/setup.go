@@ -34,6 +34,8 @@ type Operator struct {
 	owner   *taskOwner
 	caches  interface{ WaitForCacheSync(context.Context) bool }
 	opts    Options
+	// privileges checks the database role for DatabaseCheck.
+	privileges *privilegeCheck
 }
 
 // Elected is closed when this replica is first elected leader (at once without leader
@@ -123,7 +125,14 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("setup: runner: %w", err)
 	}
 
-	eng := &taskOwner{prepare: o.Prepare, member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
+	privileges := newPrivilegeCheck(o.Store)
+	if o.Metrics != nil {
+		if err := o.Metrics.Register(privileges.missing); err != nil {
+			return nil, fmt.Errorf("setup: metrics: %w", err)
+		}
+	}
+	op.privileges = privileges
+	eng := &taskOwner{prepare: o.Prepare, privileges: privileges, member: op.Member, journal: op.Journal, runner: op.Runner, sweep: &sweeper{
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal, member: op.Member,
 		decide: decide.Notify, timeout: o.DatabaseTimeout, retention: o.HistoryRetention, purged: purged, sharding: o.Sharding,
 		leading: op.leader.Leading, log: log.WithName("sweep"),
@@ -223,13 +232,21 @@ func (op *Operator) KubernetesCheck() healthz.Checker {
 	}
 }
 
-// DatabaseCheck is a readyz check: not ready while PostgreSQL does not answer.
+// DatabaseCheck is a readyz check: not ready while PostgreSQL does not answer, nor while the
+// operator's role lacks privileges it needs (saying which).
 func (op *Operator) DatabaseCheck() healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), op.opts.DatabaseTimeout)
 		defer cancel()
 		if err := op.opts.Store.Ping(ctx); err != nil {
 			return fmt.Errorf("database unreachable: %w", err)
+		}
+		why, err := op.privileges.check(ctx)
+		if err != nil {
+			return fmt.Errorf("database: cannot check the role's privileges: %w", err)
+		}
+		if why != "" {
+			return errors.New(why)
 		}
 		return nil
 	}

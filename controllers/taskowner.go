@@ -33,8 +33,11 @@ type taskOwner struct {
 	runner        *engine.Runner
 	sweep         *sweeper
 	sweepInterval time.Duration
-	ready         chan struct{} // closed once tasks may be handed to the runner
-	log           logr.Logger
+	// privileges checks the database role before joining (a role that lacks what the
+	// operator needs is told apart from an outage).
+	privileges *privilegeCheck
+	ready      chan struct{} // closed once tasks may be handed to the runner
+	log        logr.Logger
 }
 
 // NeedLeaderElection: every replica owns tasks (the leader adopts the new ones, without
@@ -78,9 +81,39 @@ func (e *taskOwner) prepareDatabase(ctx context.Context) error {
 	}
 }
 
+// waitForPrivileges checks that the database role has what the operator needs before it joins,
+// and while it has not, says which role lacks what (log, /readyz, taskpilot_database_missing_privileges)
+// and checks again every 10 s: a grant, not a retry, mends it.
+func (e *taskOwner) waitForPrivileges(ctx context.Context) error {
+	if e.privileges == nil {
+		return nil
+	}
+	for {
+		why, err := e.privileges.check(ctx)
+		switch {
+		case err == nil && why == "":
+			return nil
+		case err != nil:
+			e.log.Info("cannot check the database role's privileges; joining anyway", "error", err.Error())
+			return nil
+		}
+		e.setStage(why)
+		e.log.Info("the database role lacks privileges the operator needs; checking again in 10s (this process stays up, not ready)",
+			"problem", why)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
 // Start implements manager.Runnable.
 func (e *taskOwner) Start(ctx context.Context) error {
 	if err := e.prepareDatabase(ctx); err != nil {
+		return nil // ctx ended
+	}
+	if err := e.waitForPrivileges(ctx); err != nil {
 		return nil // ctx ended
 	}
 	e.setStage("joining as a task owner (an epoch and a membership row from PostgreSQL)")

@@ -24,6 +24,7 @@ check() { # $1 generated, $2 committed, $3 name
   output:crd:artifacts:config="$tmp/crd" output:rbac:artifacts:config="$tmp/rbac"
 for f in "$tmp"/crd/*.yaml; do
   check "$f" "config/crd/bases/$(basename "$f")" "config/crd/bases/$(basename "$f")"
+  check "$f" "charts/taskpilot/crds/$(basename "$f")" "charts/taskpilot/crds/$(basename "$f")"
 done
 check "$tmp/rbac/role.yaml" config/rbac/role.yaml config/rbac/role.yaml
 

@@ -5,12 +5,17 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/taskpilot/taskpilot/test/kubetest"
 )
 
 func TestRedactedDatabaseNeverShowsThePassword(t *testing.T) {
@@ -112,4 +117,30 @@ func TestVersionPrintsTheBuild(t *testing.T) {
 	require.NotEmpty(t, got["version"])
 	require.Equal(t, runtime.GOOS+"/"+runtime.GOARCH, got["platform"])
 	require.Error(t, printVersion(&js, []string{"-o", "yaml"}))
+}
+
+// TestEveryFlagIsInTheREADME: the README's configuration table lists every flag of the
+// operator (a flag of a group such as --leader-elect-renew-deadline as `-renew-deadline`, and
+// controller-runtime's logging flags as `--zap-*`), so that what an operator of taskpilot reads
+// is what the binary takes.
+func TestEveryFlagIsInTheREADME(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(kubetest.RepoRoot(), "README.md"))
+	require.NoError(t, err)
+	table := string(readme)
+	fs := flag.NewFlagSet("taskpilot", flag.ContinueOnError)
+	o, p := NewOptions(), NewProcessOptions()
+	o.BindFlags(fs)
+	p.BindFlags(fs)
+	zopts := zap.Options{}
+	zopts.BindFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		documented := strings.Contains(table, "`--"+f.Name+"`") ||
+			strings.HasPrefix(f.Name, "zap-") && strings.Contains(table, "`--zap-*`")
+		if group, rest, ok := strings.Cut(f.Name, "-elect-"); ok && group == "leader" {
+			documented = documented || strings.Contains(table, "`-"+rest+"`")
+		}
+		if !documented {
+			t.Errorf("--%s is not in the README's configuration table", f.Name)
+		}
+	})
 }

@@ -63,10 +63,20 @@ func newWorld(t *testing.T) *world {
 // manager as the package documents (New, CacheByObject, SetupWithManager), until the test ends.
 func (w *world) start(deployment string, register operator.Register) {
 	w.t.Helper()
+	w.startWith(deployment, register, prometheus.NewRegistry(), nil)
+}
+
+// startWith is start with the options changed by set, and the metrics in reg.
+func (w *world) startWith(deployment string, register operator.Register, reg *prometheus.Registry,
+	set func(*operator.Options)) *operator.Operator {
+	w.t.Helper()
 	o := operator.NewOptions()
 	o.DatabaseURL, o.Deployment, o.Namespace, o.Identity = w.dbURL, deployment, w.ns, deployment+"-0"
-	o.Metrics = prometheus.NewRegistry() // several operators share the test process
+	o.Metrics = reg // several operators share the test process
 	o.StopGrace = 2 * time.Second
+	if set != nil {
+		set(&o)
+	}
 	op, err := operator.New(o, register)
 	require.NoError(w.t, err)
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
@@ -86,6 +96,7 @@ func (w *world) start(deployment string, register operator.Register) {
 		require.NoError(w.t, <-done)
 		require.NoError(w.t, op.Close())
 	})
+	return op
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -61,6 +61,8 @@ type Repository struct {
 	sqlDB *sql.DB
 	log   logr.Logger
 	cfg   Config
+	// role is the role the URL logs in as, for errors that name it.
+	role string
 }
 
 // Open connects, checks the connection, applies pending migrations and
@@ -126,7 +128,7 @@ func OpenLazy(cfg Config) (*Repository, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("initialise gorm: %w", err)
 	}
-	return &Repository{db: gdb, sqlDB: sqlDB, log: log, cfg: cfg}, nil
+	return &Repository{db: gdb, sqlDB: sqlDB, log: log, cfg: cfg, role: pgxCfg.User}, nil
 }
 
 // Migrate applies the pending migrations, as the owner when Config.MigrateURL says so.

@@ -187,7 +187,10 @@ func (d *devEnv) writeEnvFile() error {
 func (d *devEnv) envExports() string {
 	return "# Written by hack/dev (make dev) for the local taskpilot; load it with: source " + d.displayPath(d.envFile) + "\n" +
 		"export KUBECONFIG=" + shellQuote(d.kubeconfig) + "\n" +
-		"export DATABASE_URL=" + shellQuote(d.postgres.readerURL) + "\n"
+		"export DATABASE_URL=" + shellQuote(d.postgres.readerURL) + "\n" +
+		"# An operator of your own (docs/runner.md, step 6) runs as the runtime role, as taskpilot's does:\n" +
+		"#   DATABASE_URL=$OPERATOR_DATABASE_URL go run ./cmd/my-operator ...\n" +
+		"export OPERATOR_DATABASE_URL=" + shellQuote(d.postgres.url) + "\n"
 }
 
 // printNextSteps tells the user what to type in another terminal (the README's tour).

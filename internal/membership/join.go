@@ -38,7 +38,7 @@ func (m *Member) Join(ctx context.Context) (store.Owner, error) {
 			m.dbRenewed.Store(max(start, 1))
 			break
 		}
-		log.Info("cannot join yet: PostgreSQL does not answer; retrying", "error", err.Error(), "in", backoff)
+		log.Info("cannot join yet (PostgreSQL does not answer, or refuses); retrying", "error", err.Error(), "in", backoff)
 		select {
 		case <-ctx.Done():
 			return store.Owner{}, fmt.Errorf("join: %w", context.Cause(ctx))

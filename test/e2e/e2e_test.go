@@ -72,6 +72,9 @@ func TestDevEnvironment(t *testing.T) {
 	u.kubectl("patch", "bgt", "checksum", "--type=merge", "-p",
 		`{"spec":{"restartGeneration":1,"params":{"blocks":3000,"blockSize":65536,"seed":42}}}`)
 
+	t.Log("docs/runner.md step 6, as written: a team's operator beside taskpilot's")
+	runTutorial(t, u)
+
 	t.Log("kubectl: pause, resume, stop, run again, restart")
 	lifecycle(t, u)
 
