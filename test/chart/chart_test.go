@@ -28,13 +28,16 @@ import (
 
 func chartDir() string { return filepath.Join(kubetest.RepoRoot(), "charts", "taskpilot") }
 
-// valuesFiles are the chart's test values: none (the defaults), then each file of ci/.
+// valuesFiles are the chart's test values: none (the defaults), the example team's, then each
+// file of ci/.
 func valuesFiles(t *testing.T) map[string][]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(chartDir(), "ci", "*.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
-	out := map[string][]string{"defaults": nil}
+	out := map[string][]string{"defaults": nil,
+		// The example team's operator, installed with this chart beside taskpilot's.
+		"examples/config/values.yaml": {filepath.Join(kubetest.RepoRoot(), "examples", "config", "values.yaml")}}
 	for _, f := range files {
 		out[filepath.Base(f)] = []string{f}
 	}

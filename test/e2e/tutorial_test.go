@@ -92,8 +92,7 @@ func runTutorial(t *testing.T, u *user) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
-				_ = syscall.Kill(-operator.Process.Pid, syscall.SIGTERM)
-				_ = operator.Wait()
+				_ = syscall.Kill(-operator.Process.Pid, syscall.SIGKILL) // if the test failed before stopping it
 				_ = logFile.Close()
 			})
 			// It compiles first: wait until it published its task type, as `kubectl get
@@ -130,6 +129,27 @@ func runTutorial(t *testing.T, u *user) {
 		t.Fatalf("the primes TaskType describes itself as %q", out)
 	}
 	u.kubectl("delete", "bgt", "primes", "--wait=true")
+	// Stopped now, as the reader's Ctrl-C would: a client still watching would hold the API
+	// server's shutdown back when the dev environment stops.
+	stopGroup(t, operator)
+}
+
+// stopGroup sends SIGTERM to cmd's process group and waits for it (SIGKILL after 30 s).
+func stopGroup(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		t.Errorf("the primes operator did not stop within 30 s of SIGTERM")
+	}
 }
 
 // runForIn is runFor in dir.
