@@ -177,9 +177,12 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	if o.Sharding {
 		children = mgr.GetAPIReader() // this replica's cache holds its own share of the tasks only
 	}
-	sch := schedule.New(schedule.Options{Client: mgr.GetClient(), Children: children, API: mgr.GetAPIReader(),
+	sch, err := schedule.New(schedule.Options{Client: mgr.GetClient(), Children: children, API: mgr.GetAPIReader(),
 		Store: o.Store, Clock: o.Clock, Events: mgr.GetEventRecorder("taskpilot"), Leading: op.leader.Leading,
-		Identity: o.Identity, Workers: o.MaxConcurrentReconciles, Log: log.WithName("schedule")})
+		Identity: o.Identity, Workers: o.MaxConcurrentReconciles, Metrics: o.Metrics, Log: log.WithName("schedule")})
+	if err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
 	if err := sch.SetupWithManager(mgr, look); err != nil {
 		return nil, fmt.Errorf("setup: schedule controller: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
@@ -45,6 +46,7 @@ type Client struct {
 	kube      client.WithWatch
 	namespace string
 	history   *taskdb.DB
+	enqueued  *prometheus.CounterVec
 }
 
 // ClientOptions configure NewClient.
@@ -54,6 +56,8 @@ type ClientOptions struct {
 	// DatabaseURL is the taskpilot database, for History (a read-only role is enough; empty:
 	// History returns ErrNoDatabase).
 	DatabaseURL string
+	// Metrics registers the client's metric, taskpilot_client_enqueued_total (none when nil).
+	Metrics prometheus.Registerer
 }
 
 // NewClient connects to the API server of cfg (and to PostgreSQL when opts name it).
@@ -69,7 +73,15 @@ func NewClient(ctx context.Context, cfg *rest.Config, opts ClientOptions) (*Clie
 	if err != nil {
 		return nil, fmt.Errorf("operator: connect to the API server: %w", err)
 	}
-	c := &Client{kube: kube, namespace: opts.Namespace}
+	c := &Client{kube: kube, namespace: opts.Namespace, enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskpilot_client_enqueued_total",
+		Help: "Tasks this program enqueued with operator.Client, by task type and result: created, exists (the name was taken by a task of the type: idempotent), invalid (params refused before sending), error.",
+	}, []string{"task_type", "result"})}
+	if opts.Metrics != nil {
+		if err := opts.Metrics.Register(c.enqueued); err != nil {
+			return nil, fmt.Errorf("operator: client metrics: %w", err)
+		}
+	}
 	if opts.DatabaseURL != "" {
 		if c.history, err = taskdb.Open(ctx, opts.DatabaseURL); err != nil {
 			return nil, fmt.Errorf("operator: %w", err)
@@ -119,7 +131,23 @@ func WithSpec(set func(*v1alpha1.BackgroundTaskSpec)) TaskOption {
 // created). It is idempotent by name: when a task of that name exists already and runs the same
 // type, it is returned as it is (created false), so a request retried after a timeout creates
 // one task. A task of that name running another type is ErrOtherTaskType.
-func (c *Client) Enqueue(ctx context.Context, name string, params runner.Params, opts ...TaskOption) (*v1alpha1.BackgroundTask, bool, error) {
+func (c *Client) Enqueue(ctx context.Context, name string, params runner.Params, opts ...TaskOption) (bt *v1alpha1.BackgroundTask, created bool, err error) {
+	defer func() {
+		result := "created"
+		switch {
+		case errors.Is(err, runner.ErrInvalidParams):
+			result = "invalid"
+		case err != nil:
+			result = "error"
+		case !created:
+			result = "exists"
+		}
+		c.enqueued.WithLabelValues(params.TaskName(), result).Inc()
+	}()
+	return c.enqueue(ctx, name, params, opts...)
+}
+
+func (c *Client) enqueue(ctx context.Context, name string, params runner.Params, opts ...TaskOption) (*v1alpha1.BackgroundTask, bool, error) {
 	if v, ok := params.(runner.Validator); ok {
 		if err := v.Validate(); err != nil {
 			return nil, false, fmt.Errorf("operator: enqueue %s/%s: %w", c.namespace, name, &runner.ParamsError{TaskName: params.TaskName(), Err: err})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -21,7 +22,8 @@ import (
 func TestTheClientDrivesTasks(t *testing.T) {
 	w := newWorld(t)
 	w.start("builtins", builtin.Register)
-	cl, err := operator.NewClient(w.ctx, kube.Config, operator.ClientOptions{Namespace: w.ns, DatabaseURL: w.dbURL})
+	reg := prometheus.NewRegistry()
+	cl, err := operator.NewClient(w.ctx, kube.Config, operator.ClientOptions{Namespace: w.ns, DatabaseURL: w.dbURL, Metrics: reg})
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)
 
@@ -42,6 +44,11 @@ func TestTheClientDrivesTasks(t *testing.T) {
 	for _, r := range results {
 		require.True(t, r.Created)
 	}
+	_, created, err := cl.Enqueue(w.ctx, "nap-0", batch[0].Params)
+	require.NoError(t, err)
+	require.False(t, created, "enqueueing a name again is idempotent")
+	enqueued := counts(t, reg, "taskpilot_client_enqueued_total", "result")
+	require.Equal(t, map[string]float64{"invalid": 1, "created": 3, "exists": 1}, enqueued)
 	listed, err := cl.List(w.ctx, labels.SelectorFromSet(labels.Set{"batch": "naps"}))
 	require.NoError(t, err)
 	require.Len(t, listed, 3)
@@ -72,4 +79,25 @@ func TestTheClientDrivesTasks(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, operator.IsNotFound(err), "the missing one is named: %v", err)
 	require.ErrorContains(t, err, "no-such-task")
+}
+
+// counts sums a metric's samples by the value of label.
+func counts(t *testing.T, reg *prometheus.Registry, name, label string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -55,6 +56,7 @@ type Scheduler struct {
 	identity  string
 	workers   int
 	templates templateChecks
+	metrics   *metrics
 	log       logr.Logger
 }
 
@@ -74,13 +76,19 @@ type Options struct {
 	Identity string
 	// Workers is how many schedules are looked at in parallel.
 	Workers int
+	// Metrics registers the controller's metrics (none when nil).
+	Metrics prometheus.Registerer
 	Log     logr.Logger
 }
 
 // New returns the schedule controller; SetupWithManager adds it.
-func New(o Options) *Scheduler {
+func New(o Options) (*Scheduler, error) {
+	m, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	return &Scheduler{client: o.Client, children: o.Children, api: o.API, store: o.Store, clock: o.Clock,
-		events: o.Events, leading: o.Leading, identity: o.Identity, workers: o.Workers, log: o.Log}
+		events: o.Events, leading: o.Leading, identity: o.Identity, workers: o.Workers, metrics: m, log: o.Log}, nil
 }
 
 // replaceWait bounds how long a replacing slot waits for the runs it stopped to end before it

@@ -30,6 +30,7 @@ func (s *Scheduler) fire(ctx context.Context, l *look, plan []plannedFiring) (ti
 	record := func() (lost bool, won []store.Firing, err error) {
 		won, lost, err = s.store.RecordFirings(ctx, batch)
 		batch = batch[:0]
+		s.metrics.recorded(won, s.clock.Now())
 		for _, f := range won {
 			if f.Outcome == store.FiringMissed {
 				l.missed = append(l.missed, f)
