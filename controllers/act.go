@@ -45,6 +45,7 @@ func (r *reconciler) act(ctx context.Context, bt *v1alpha1.BackgroundTask, view 
 			if d.Resume {
 				spec.Checkpoint = view.Checkpoint
 			}
+			spec.Previous = engine.ParseTraceParent(view.LastSpan)
 			r.journal.Hand(uid, d.Attempt, d.RestartGeneration)
 			err = r.runner.StartTask(key, spec)
 		}
@@ -113,7 +114,7 @@ func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask,
 		bt = &full
 	}
 	spec := engine.StartSpec{TaskName: bt.Spec.TaskName, Attempt: attempt, Namespace: bt.Namespace, Name: bt.Name,
-		Labels: bt.Labels, Annotations: bt.Annotations}
+		Labels: bt.Labels, Annotations: bt.Annotations, Parent: engine.ParseTraceParent(bt.Annotations[v1alpha1.AnnotationTraceParent])}
 	if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > 0 {
 		if n := len(bt.Spec.Params.Raw); n > v1alpha1.MaxParamsBytes {
 			return spec, fmt.Errorf("spec.params is %d bytes, more than the %d allowed: %w", n, v1alpha1.MaxParamsBytes, runner.ErrInvalidParams)

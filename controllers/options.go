@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 
 	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/journal"
 	"github.com/taskpilot/taskpilot/internal/membership"
+	"github.com/taskpilot/taskpilot/internal/version"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
 )
@@ -117,9 +119,23 @@ type Options struct {
 	// Metrics registers taskpilot's metrics (controller-runtime's registry in main; a fresh
 	// registry in tests, where several operators share a process). Nil: none.
 	Metrics prometheus.Registerer
+	// TracerProvider receives a span per execution of a task and per schedule firing (see
+	// docs/operations.md, Tracing). Nil: nothing is traced.
+	TracerProvider trace.TracerProvider
 	// Clock defaults to the real clock.
 	Clock clock.WithTicker
 }
+
+// tracer is the instrumentation scope of taskpilot's spans (nil without a provider).
+func (o Options) tracer() trace.Tracer {
+	if o.TracerProvider == nil {
+		return nil
+	}
+	return o.TracerProvider.Tracer(InstrumentationScope, trace.WithInstrumentationVersion(version.Get().Version))
+}
+
+// InstrumentationScope names the tracer of taskpilot's spans.
+const InstrumentationScope = "github.com/taskpilot/taskpilot"
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Store == nil || o.Registry == nil || o.Identity == "" || o.Namespace == "" {

@@ -119,7 +119,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 			}
 		},
 		MaxConcurrent: o.MaxConcurrentTasks, MemoryBudget: o.MemoryBudget, StopGrace: o.StopGrace, Clock: o.Clock.Now,
-		Logger: log.WithName("runner"),
+		Logger: log.WithName("runner"), Tracer: o.tracer(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setup: runner: %w", err)
@@ -179,7 +179,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	sch, err := schedule.New(schedule.Options{Client: mgr.GetClient(), Children: children, API: mgr.GetAPIReader(),
 		Store: o.Store, Clock: o.Clock, Events: mgr.GetEventRecorder("taskpilot"), Leading: op.leader.Leading,
-		Identity: o.Identity, Workers: o.MaxConcurrentReconciles, Metrics: o.Metrics, Log: log.WithName("schedule")})
+		Identity: o.Identity, Workers: o.MaxConcurrentReconciles, Metrics: o.Metrics, Tracer: o.tracer(), Log: log.WithName("schedule")})
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
+	"github.com/taskpilot/taskpilot/internal/engine"
 	"github.com/taskpilot/taskpilot/internal/plugin/bulk"
 	"github.com/taskpilot/taskpilot/internal/plugin/kube"
 	"github.com/taskpilot/taskpilot/internal/taskdb"
@@ -128,7 +130,8 @@ func WithSpec(set func(*v1alpha1.BackgroundTaskSpec)) TaskOption {
 
 // Enqueue creates the BackgroundTask name that runs params' task type with params, once they
 // pass their own Validate (an error wrapping runner.ErrInvalidParams otherwise, and nothing is
-// created). It is idempotent by name: when a task of that name exists already and runs the same
+// created). The span in ctx, if any, becomes the parent of the task's runs' spans (the
+// traceparent annotation). It is idempotent by name: when a task of that name exists already and runs the same
 // type, it is returned as it is (created false), so a request retried after a timeout creates
 // one task. A task of that name running another type is ErrOtherTaskType.
 func (c *Client) Enqueue(ctx context.Context, name string, params runner.Params, opts ...TaskOption) (bt *v1alpha1.BackgroundTask, created bool, err error) {
@@ -160,6 +163,11 @@ func (c *Client) enqueue(ctx context.Context, name string, params runner.Params,
 	bt := &v1alpha1.BackgroundTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: name},
 		Spec:       v1alpha1.BackgroundTaskSpec{TaskName: params.TaskName(), Params: &runtime.RawExtension{Raw: raw}},
+	}
+	// The caller's span, when there is one, is the parent of every run of the task (with
+	// tracing on in the operator). An explicit annotation (WithAnnotations) wins.
+	if tp := engine.TraceParent(trace.SpanContextFromContext(ctx)); tp != "" {
+		bt.Annotations = map[string]string{v1alpha1.AnnotationTraceParent: tp}
 	}
 	for _, o := range opts {
 		o(bt)

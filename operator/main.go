@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/taskpilot/taskpilot/internal/tracing"
 	"github.com/taskpilot/taskpilot/internal/version"
 	"github.com/taskpilot/taskpilot/runner"
 	"github.com/taskpilot/taskpilot/store"
@@ -74,6 +75,23 @@ func Main(ctx context.Context, args []string, register Register) error {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+	if err := o.Complete(); err != nil { // the replica's identity names its spans' resource
+		return err
+	}
+	tracer, err := tracing.New(ctx, tracing.Config{Endpoint: p.OTLPEndpoint, Identity: o.Identity, Deployment: o.Deployment,
+		Version: version.Get().Version})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A span ends when its execution ends here: flush what the batch still holds.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tracing.ShutdownTimeout)
+		defer cancel()
+		if err := tracer.Shutdown(ctx); err != nil {
+			ctrl.Log.WithName("tracing").Error(err, "exporting the last spans")
+		}
+	}()
+	o.TracerProvider = tracer.TracerProvider
 	op, err := New(o, register)
 	if err != nil {
 		return err
@@ -125,7 +143,8 @@ func Main(ctx context.Context, args []string, register Register) error {
 		}
 	}
 	ctrl.Log.WithName("setup").Info("starting taskpilot", "version", version.Get().String(), "deployment", o.Deployment, "identity", o.Identity,
-		"task-types", op.registry.Names(), "max-concurrent-tasks", o.MaxConcurrentTasks, "leader-elect", o.LeaderElect, "sharding", o.Sharding)
+		"task-types", op.registry.Names(), "max-concurrent-tasks", o.MaxConcurrentTasks, "leader-elect", o.LeaderElect, "sharding", o.Sharding,
+		"tracing", o.TracerProvider != nil)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}

@@ -106,7 +106,7 @@ func (op *Operator) SetupWithManager(mgr manager.Manager) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	core, err := controllers.Setup(mgr, controllers.Options{Settings: o.Settings, Prepare: prepare, Store: repo,
-		Registry: op.registry, Metrics: reg})
+		Registry: op.registry, Metrics: reg, TracerProvider: op.opts.TracerProvider})
 	if err != nil {
 		_ = repo.Close()
 		return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskpilot/taskpilot/controllers"
 	"github.com/taskpilot/taskpilot/internal/engine"
@@ -44,6 +45,10 @@ type Options struct {
 	// Metrics registers the operator's metrics (default: controller-runtime's registry, which
 	// the manager serves). A program that adds two operators sets its own for one of them.
 	Metrics prometheus.Registerer
+	// TracerProvider receives a span per execution of a task and per schedule firing (nil:
+	// nothing is traced). Main builds one from --otlp-endpoint and the OTEL_* variables; a
+	// program that has its own passes that.
+	TracerProvider trace.TracerProvider
 }
 
 // ProcessOptions are what a whole operator process needs around the operator: Main and Run
@@ -57,6 +62,7 @@ type ProcessOptions struct {
 	Kubeconfig    string  // --kubeconfig
 	KubeAPIQPS    float64 // --kube-api-qps
 	KubeAPIBurst  int     // --kube-api-burst
+	OTLPEndpoint  string  // --otlp-endpoint
 }
 
 // NewOptions returns the defaults. Each comes from the component's exported Default constant,
@@ -101,6 +107,7 @@ func (p *ProcessOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&p.Kubeconfig, "kubeconfig", p.Kubeconfig, "Path to a kubeconfig (default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config).")
 	fs.Float64Var(&p.KubeAPIQPS, "kube-api-qps", p.KubeAPIQPS, "Queries per second to the Kubernetes API (client-side limit).")
 	fs.IntVar(&p.KubeAPIBurst, "kube-api-burst", p.KubeAPIBurst, "Burst of queries to the Kubernetes API.")
+	fs.StringVar(&p.OTLPEndpoint, "otlp-endpoint", p.OTLPEndpoint, "OTLP endpoint URL that receives the traces, e.g. http://otel-collector:4317 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; neither: no tracing). The other OTEL_* variables apply (docs/operations.md, Tracing).")
 }
 
 // BindFlags defines a flag for every field, with o's values as defaults; quantities are parsed

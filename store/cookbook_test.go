@@ -45,6 +45,9 @@ func TestSQLCookbook(t *testing.T) {
 		"avg-run-time-by-type": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"report", "2", "200.0"}}, project(rows, "task_name", "finished", "avg_seconds"))
 		},
+		"failed-task-traces": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"ops", "failing-backup", "4bf92f3577b34da6a3ce929d0e0e4736"}}, project(rows, "namespace", "name", "trace_id"))
+		},
 		"paused-over-a-day": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"default", "paused-old", "cleanup"}}, project(rows, "namespace", "name", "task_name"))
 		},
@@ -217,7 +220,10 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 
 	// backup: failed for good 40 minutes ago.
 	k = createTask(t, repo, "uid-failing-backup", "ops", "failing-backup", "backup")
-	k.apply(t, repo, L.Running, 1, ago(41*time.Minute), reason("Started", ""))
+	w = k.write(t, L.Running, 1, ago(41*time.Minute), reason("Started", ""))
+	w.Span = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" // a traced execution
+	require.NoError(t, repo.RecordTransition(testCtx(t), w))
+	k.advance(w)
 	k.apply(t, repo, L.Failed, 1, ago(40*time.Minute), reason("Error", "timeout"))
 
 	// cleanup: paused two days ago, and paused an hour ago.

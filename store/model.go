@@ -26,14 +26,16 @@ type Task struct {
 	Result       json.RawMessage   `gorm:"column:result"`
 	Checkpoint   json.RawMessage   `gorm:"column:checkpoint"`
 	// CheckpointAttempt is the attempt Checkpoint belongs to (nil exactly when there is none).
-	CheckpointAttempt *int       `gorm:"column:checkpoint_attempt"`
-	LastSeq           int64      `gorm:"column:last_seq"`
-	StartTime         *time.Time `gorm:"column:start_time"`
-	EndTime           *time.Time `gorm:"column:end_time"`
-	LastRunTime       *time.Time `gorm:"column:last_run_time"`
-	RetryAt           *time.Time `gorm:"column:retry_at"`
-	TransitionedAt    *time.Time `gorm:"column:transitioned_at"`
-	Retries           int        `gorm:"column:retries"`
+	CheckpointAttempt *int  `gorm:"column:checkpoint_attempt"`
+	LastSeq           int64 `gorm:"column:last_seq"`
+	// RunSpan is the W3C traceparent of the latest traced execution ("" when none).
+	RunSpan        string     `gorm:"column:run_span"`
+	StartTime      *time.Time `gorm:"column:start_time"`
+	EndTime        *time.Time `gorm:"column:end_time"`
+	LastRunTime    *time.Time `gorm:"column:last_run_time"`
+	RetryAt        *time.Time `gorm:"column:retry_at"`
+	TransitionedAt *time.Time `gorm:"column:transitioned_at"`
+	Retries        int        `gorm:"column:retries"`
 	// ObservedRestartGeneration is the highest spec.restartGeneration honoured.
 	ObservedRestartGeneration int64          `gorm:"column:observed_restart_generation"`
 	Owner                     *string        `gorm:"column:owner"`

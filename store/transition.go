@@ -33,6 +33,7 @@ WITH upd AS (
         transitioned_at             = CAST(@at AS timestamptz),
         result                      = CAST(@result AS jsonb),
         progress                    = COALESCE(CAST(@progress AS text), t.progress),
+        run_span                    = COALESCE(CAST(@run_span AS text), t.run_span),
         checkpoint                  = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint END,
         checkpoint_attempt          = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint_attempt END,
         updated_at                  = now()
@@ -86,6 +87,8 @@ type TransitionWrite struct {
 	Result json.RawMessage
 	// Progress replaces the row's progress when non-nil.
 	Progress *string
+	// Span, a W3C traceparent, replaces the row's run_span when not "".
+	Span string
 }
 
 // RecordTransition applies w.Transition to the row and appends it to the history, atomically,
@@ -129,7 +132,12 @@ func transitionArgs(w TransitionWrite) map[string]any {
 	case lifecycle.NewAttempt(w.Prev, tr):
 		progress = "" // a new attempt has reported nothing yet
 	}
+	var span any
+	if w.Span != "" {
+		span = w.Span
+	}
 	return map[string]any{
+		"run_span":           span,
 		"uid":                w.UID,
 		"epoch":              w.Owner.Epoch,
 		"prev_seq":           w.Prev.Seq,

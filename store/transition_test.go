@@ -327,3 +327,29 @@ func TestReleaseHandsTheRowOverAtOnce(t *testing.T) {
 	require.Equal(t, owner2, o)
 	require.ErrorIs(t, repo.Release(ctx, "rel", owner1), ErrFenced)
 }
+
+// The row keeps the traceparent of the latest traced execution: a transition without one (the
+// controller's, an untraced run) leaves it, and only a well-formed traceparent is stored.
+func TestTheRowKeepsTheLatestExecutionsSpan(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	k := createTask(t, repo, "us", "ns", "n", "demo")
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	got, err := repo.GetTask(ctx, "us")
+	require.NoError(t, err)
+	require.Empty(t, got.RunSpan, "no execution traced yet")
+
+	const span = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	w := k.write(t, lifecycle.Running, 1, t0)
+	w.Span = span
+	require.NoError(t, repo.RecordTransition(ctx, w))
+	k.advance(w)
+	k.apply(t, repo, lifecycle.Paused, 1, t0.Add(time.Second))
+	got, err = repo.GetTask(ctx, "us")
+	require.NoError(t, err)
+	require.Equal(t, span, got.RunSpan, "kept by a transition without a span")
+
+	w = k.write(t, lifecycle.Running, 1, t0.Add(2*time.Second))
+	w.Span = "not a traceparent"
+	require.Error(t, repo.RecordTransition(ctx, w), "the CHECK constraint refuses a malformed span")
+}

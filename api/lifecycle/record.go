@@ -61,6 +61,10 @@ type Event struct {
 	// RestartGeneration is the spec.restartGeneration this event honours; lower values than
 	// the record's keep the record's.
 	RestartGeneration int64
+	// Span is the W3C traceparent of the execution that made the change ("" when it was not
+	// traced or the controller decided it): the row keeps the latest one, so the task's next
+	// execution, in any process, links its span to it. It plays no part in any decision.
+	Span string
 }
 
 // Create returns the record of a new task and its history row seq 1 (NULL -> PENDING).

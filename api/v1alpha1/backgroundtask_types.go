@@ -113,6 +113,12 @@ const (
 	ConditionAbandoned = "Abandoned"
 )
 
+// AnnotationTraceParent on a BackgroundTask is the W3C traceparent of the span that created it
+// (operator.Client sets it from its ctx, a schedule from its firing's span; a manifest or a
+// script may set it by hand). With tracing on, every execution's span is a child of it,
+// so the run appears in its creator's trace. A malformed value is ignored.
+const AnnotationTraceParent = "tasks.taskpilot.dev/traceparent"
+
 // MaxParamsBytes bounds spec.params once serialized: larger params fail with reason
 // InvalidParams (params belong in the object only as much as a run needs to start).
 const MaxParamsBytes = 32 << 10

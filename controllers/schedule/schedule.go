@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -57,6 +58,7 @@ type Scheduler struct {
 	workers   int
 	templates templateChecks
 	metrics   *metrics
+	tracer    trace.Tracer
 	log       logr.Logger
 }
 
@@ -78,7 +80,10 @@ type Options struct {
 	Workers int
 	// Metrics registers the controller's metrics (none when nil).
 	Metrics prometheus.Registerer
-	Log     logr.Logger
+	// Tracer, when set, makes a span per child created (taskpilot.fire); the child's
+	// traceparent annotation makes its runs' spans children of it.
+	Tracer trace.Tracer
+	Log    logr.Logger
 }
 
 // New returns the schedule controller; SetupWithManager adds it.
@@ -88,7 +93,7 @@ func New(o Options) (*Scheduler, error) {
 		return nil, err
 	}
 	return &Scheduler{client: o.Client, children: o.Children, api: o.API, store: o.Store, clock: o.Clock,
-		events: o.Events, leading: o.Leading, identity: o.Identity, workers: o.Workers, metrics: m, log: o.Log}, nil
+		events: o.Events, leading: o.Leading, identity: o.Identity, workers: o.Workers, metrics: m, tracer: o.Tracer, log: o.Log}, nil
 }
 
 // replaceWait bounds how long a replacing slot waits for the runs it stopped to end before it

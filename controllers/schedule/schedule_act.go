@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -182,10 +183,15 @@ func (s *Scheduler) stopEarlier(ctx context.Context, l *look, slot time.Time) (e
 // UID. AlreadyExists is an earlier create of the same slot, whose UID is read back; an object
 // of that name this schedule does not control, or one the API server refuses for good, is a
 // refusedError.
-func (s *Scheduler) createChild(ctx context.Context, ts *v1alpha1.TaskSchedule, name string, slot time.Time, manual bool) (types.UID, error) {
+func (s *Scheduler) createChild(ctx context.Context, ts *v1alpha1.TaskSchedule, name string, slot time.Time, manual bool) (_ types.UID, err error) {
 	bt, err := childOf(ts, name, slot, manual, s.client)
 	if err != nil {
 		return "", err
+	}
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.startFiring(ctx, ts, bt, slot, manual)
+		defer func() { endFiring(span, err) }()
 	}
 	err = s.client.Create(ctx, bt)
 	switch {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
@@ -83,6 +85,9 @@ func (e *entry) SaveCheckpoint(ctx context.Context, v any) error {
 	e.mu.Lock()
 	e.checkpoint = data
 	e.mu.Unlock()
+	if e.span != nil {
+		e.span.AddEvent(EventCheckpoint, trace.WithAttributes(attribute.Int("bytes", size)))
+	}
 	return nil
 }
 

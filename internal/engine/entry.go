@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
@@ -33,6 +34,11 @@ type StartSpec struct {
 	Namespace, Name string
 	// Labels and Annotations are the BackgroundTask's (Control.Labels, Control.Annotations).
 	Labels, Annotations map[string]string
+	// Parent is the span of whoever created the task (its traceparent annotation): the
+	// execution's span is its child. Previous is the span of the task's earlier execution (on
+	// this process or another), which the new span links to. Both are ignored without
+	// Options.Tracer.
+	Parent, Previous trace.SpanContext
 }
 
 // entry is one run of one key: the state machine plus the Control handle the
@@ -47,6 +53,11 @@ type entry struct {
 	ctx    context.Context // run context; cause runner.ErrStopped/runner.ErrDeadlineExceeded/runner.ErrShutdown/runner.ErrLeaseLost/runner.ErrHandedOver
 	cancel context.CancelCauseFunc
 	log    logr.Logger
+	// span is the execution's span (nil when not tracing) and traceParent its W3C form, reported
+	// with every transition so the row remembers which execution made it.
+	span        trace.Span
+	traceParent string
+	spanEnded   bool // under mu
 
 	// pauseReq is read lock-free by Yield's fast path, so a task that is not
 	// being paused pays one atomic load per Yield.
@@ -89,18 +100,21 @@ type entry struct {
 func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
 	log := r.opts.Logger.WithValues("namespace", spec.Namespace, "name", spec.Name, "uid", key,
 		"taskType", spec.TaskName, "attempt", spec.Attempt)
-	ctx, cancel := context.WithCancelCause(logr.NewContext(r.base, log))
+	ctx, span, traceParent := r.startSpan(logr.NewContext(r.base, log), key, spec)
+	ctx, cancel := context.WithCancelCause(ctx)
 	e := &entry{
-		log:      log,
-		r:        r,
-		key:      key,
-		spec:     spec,
-		task:     task,
-		ctx:      ctx,
-		cancel:   cancel,
-		wake:     make(chan struct{}, 1),
-		terminal: make(chan struct{}),
-		exited:   make(chan struct{}),
+		span:        span,
+		traceParent: traceParent,
+		log:         log,
+		r:           r,
+		key:         key,
+		spec:        spec,
+		task:        task,
+		ctx:         ctx,
+		cancel:      cancel,
+		wake:        make(chan struct{}, 1),
+		terminal:    make(chan struct{}),
+		exited:      make(chan struct{}),
 	}
 	if len(spec.Checkpoint) > 0 {
 		e.checkpoint = append(json.RawMessage(nil), spec.Checkpoint...)
@@ -148,9 +162,10 @@ func (e *entry) transitionLocked(to lifecycle.Status, reason, msg string) {
 	if e.r.base.Err() != nil || e.handedOver {
 		return
 	}
+	e.spanTransitionLocked(from, to, reason, msg)
 	t := Transition{
 		Key: e.key, From: from, To: to, Attempt: e.spec.Attempt, At: now,
-		Reason: reason, Message: msg, Progress: e.progress, StartedAt: e.startedAt,
+		Reason: reason, Message: msg, Progress: e.progress, StartedAt: e.startedAt, Span: e.traceParent,
 	}
 	if to == lifecycle.Finished {
 		t.Result = e.result

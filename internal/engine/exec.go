@@ -178,6 +178,7 @@ func (e *entry) cleanup() (abandoned bool) {
 	e.withdrawLocked()
 	e.releaseSlotLocked()
 	e.releaseMemoryLocked()
+	e.endSpanUnreportedLocked(context.Cause(e.ctx))
 	e.task = nil // a terminal entry may be kept until Forget; do not pin the task's memory
 	return abandoned
 }

@@ -48,6 +48,9 @@ func (r *Runner) HandOver(key Key) (done bool, err error) {
 		e.handedOver = true
 		e.pauseReq.Store(false)
 		e.cancel(runner.ErrHandedOver)
+		if e.span != nil {
+			e.span.AddEvent(EventHandOver)
+		}
 		e.signal()
 		r.opts.Logger.V(1).Info("handing the run over", "key", key, "task", e.spec.TaskName, "attempt", e.spec.Attempt, "state", e.state)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Lease tells the runner whether this process may still run tasks. The operator backs it
@@ -80,6 +81,9 @@ type Options struct {
 	Clock func() time.Time
 	// Logger defaults to logr.Discard().
 	Logger logr.Logger
+	// Tracer, when set, opens a span per execution (see SpanName) that is in the task's ctx;
+	// nil traces nothing.
+	Tracer trace.Tracer
 }
 
 // budget is the memory semaphore's capacity: the budget, or unlimited.

@@ -20,6 +20,8 @@ type Transition struct {
 	Result   json.RawMessage // set when To is Finished
 	// StartedAt is when this attempt first became Running (zero if never).
 	StartedAt time.Time
+	// Span is the W3C traceparent of the execution's span ("" when not tracing).
+	Span string
 }
 
 // TaskSnapshot is a point-in-time copy of one entry, for status endpoints and

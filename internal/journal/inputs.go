@@ -71,7 +71,7 @@ func (j *Journal) Hand(uid string, attempt int, restartGeneration int64) {
 // the runner's lock held, so it only touches memory.
 func (j *Journal) Transition(t engine.Transition) {
 	uid := string(t.Key)
-	ev := lifecycle.Event{To: t.To, Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At}
+	ev := lifecycle.Event{To: t.To, Attempt: t.Attempt, Reason: t.Reason, Message: t.Message, At: t.At, Span: t.Span}
 	var result json.RawMessage
 	if ev.To == lifecycle.Finished {
 		result = t.Result
@@ -91,6 +91,9 @@ func (j *Journal) Transition(t engine.Transition) {
 	if !e.ownership.Writes() {
 		j.mu.Unlock()
 		return
+	}
+	if t.Span != "" {
+		e.lastSpan = t.Span
 	}
 	if t.Attempt != e.projected.Attempt && t.Attempt == e.handed.attempt {
 		ev.RestartGeneration = e.handed.restartGeneration

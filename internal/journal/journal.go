@@ -129,6 +129,9 @@ type View struct {
 	Checkpoint json.RawMessage
 	// HandedAttempt is the attempt this process last handed to the runner (0: none).
 	HandedAttempt int
+	// LastSpan is the W3C traceparent of the task's latest traced execution, here or (read
+	// from the row when adopted) in another process; "" when none was traced.
+	LastSpan string
 	// Backlog counts transitions not yet committed.
 	Backlog int
 	// Ownership says whether this process still owns the row; FencedBy is the owner that
@@ -202,8 +205,9 @@ type entry struct {
 	deleteRefused      bool
 	releaseRequested   bool
 
-	adopted json.RawMessage
-	handed  struct {
+	adopted  json.RawMessage
+	lastSpan string
+	handed   struct {
 		attempt           int
 		restartGeneration int64
 	}
@@ -239,7 +243,7 @@ func (j *Journal) Track(nn types.NamespacedName, row *store.Task) View {
 	}
 	rec := row.Record()
 	e := &entry{nn: nn, committed: rec, projected: rec, progress: row.Progress, desired: row.DesiredState,
-		adopted: bytes.Clone(row.CurrentCheckpoint()), changedAt: j.opts.Clock.Now()}
+		adopted: bytes.Clone(row.CurrentCheckpoint()), lastSpan: row.RunSpan, changedAt: j.opts.Clock.Now()}
 	if rec.Status == lifecycle.Finished {
 		e.result = boundResult(row.Result)
 	}
@@ -322,7 +326,7 @@ func (j *Journal) TakeAnnouncements(uid string) []Announcement {
 }
 
 func (e *entry) view() View {
-	v := View{NamespacedName: e.nn, Record: e.projected, HandedAttempt: e.handed.attempt, Backlog: len(e.events),
+	v := View{NamespacedName: e.nn, Record: e.projected, HandedAttempt: e.handed.attempt, LastSpan: e.lastSpan, Backlog: len(e.events),
 		Ownership: e.ownership, FencedBy: e.fencedBy, DeleteRefused: e.deleteRefused}
 	if len(e.adopted) > 0 {
 		v.Checkpoint = e.adopted

@@ -125,7 +125,7 @@ func (j *Journal) next(uid string) (item, bool) {
 				e.reproject(j.log)
 				continue
 			}
-			w := store.TransitionWrite{UID: uid, Owner: j.opts.Owner(), Prev: e.committed, Transition: tr, Result: p.result, Progress: p.progress}
+			w := store.TransitionWrite{UID: uid, Owner: j.opts.Owner(), Prev: e.committed, Transition: tr, Result: p.result, Progress: p.progress, Span: p.ev.Span}
 			return item{transition: &w, pending: p}, true
 		case e.columns.Progress != nil || e.columns.Desired != nil:
 			cols := e.columns
