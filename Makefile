@@ -72,6 +72,10 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml) on this mo
 api: ## Rewrite the public API listings in docs/api (a test fails while they are stale): review their diff.
 	go run ./hack/apilist
 
+.PHONY: monitoring
+monitoring: ## Rewrite config/monitoring and the chart's alert and dashboard files from hack/monitoring (a test fails while they are stale).
+	go run ./hack/monitoring/gen
+
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from Go modules into bin/k8s (once; ~10 min cold).
 	ENVTEST_ASSETS=$(ENVTEST_ASSETS) hack/build-controlplane.sh

@@ -59,17 +59,17 @@ func Alerts() []Alert {
 			Name: "TaskpilotReplicaWithoutMembership", Severity: Critical, For: time.Minute,
 			Expr:        `max without (backend) (taskpilot_membership_backend_renewed) == 0`,
 			Summary:     "taskpilot replica {{ $labels.pod }} is cut off from both PostgreSQL and the API server",
-			Description: "Neither backend renewed its membership: it stops its tasks at their next pause point, and another replica takes them over once its membership expires.",
+			Description: "Neither backend has renewed its membership for a minute: it stopped its tasks and restarted, and waits, not ready, to join again; another replica takes its tasks over once its membership expired.",
 		},
 		{
 			Name: "TaskpilotFencedWrites", Severity: Warning,
-			Expr:        `increase(taskpilot_fenced_tasks_total[10m]) > 0`,
+			Expr:        risen(`taskpilot_fenced_tasks_total`, "10m", ""),
 			Summary:     "taskpilot replica {{ $labels.pod }} wrote for tasks another process owns",
 			Description: "{{ $value | humanize }} writes were refused in 10 minutes because another process had claimed the task (a split brain, a frozen or partitioned replica). Nothing was overwritten; the replica dropped those tasks.",
 		},
 		{
 			Name: "TaskpilotTaskStalled", Severity: Warning,
-			Expr:        `increase(taskpilot_transitions_by_reason_total{reason="Stalled"}[15m]) > 0`,
+			Expr:        risen(`taskpilot_transitions_by_reason_total{reason="Stalled"}`, "15m", ""),
 			Summary:     "tasks on taskpilot replica {{ $labels.pod }} stalled",
 			Description: "{{ $value | humanize }} tasks showed no sign of life (pause point, progress, checkpoint, heartbeat) for their spec.stallTimeout in 15 minutes.",
 		},
@@ -81,9 +81,9 @@ func Alerts() []Alert {
 		},
 		{
 			Name: "TaskpilotScheduleSlotsMissed", Severity: Warning,
-			Expr:        `sum without (reason) (increase(taskpilot_schedule_slots_total{outcome="missed"}[30m])) > 0`,
+			Expr:        risen(`taskpilot_schedule_slots_total{outcome="missed"}`, "30m", "reason"),
 			Summary:     "TaskSchedule slots did not run",
-			Description: "{{ $value | humanize }} slots were recorded missed in 30 minutes (Late, CatchUp, Forbid or Refused): those runs did not happen.",
+			Description: "{{ $value | humanize }} slots were recorded missed in 30 minutes (Late, CatchUp or Refused): those runs did not happen.",
 		},
 		{
 			Name: "TaskpilotDatabasePrivilegesMissing", Severity: Critical, For: 5 * time.Minute,
@@ -92,6 +92,20 @@ func Alerts() []Alert {
 			Description: "Its role lacks {{ $value }} privileges it needs: it stays up and not ready, and owns no task, until granted.",
 		},
 	}
+}
+
+// risen is "the counter grew within window": increase() > 0, or a series that was born with a
+// positive value within the window (a labelled counter appears at its first increment, and a
+// new pod's first scrape may already count some), which increase() cannot see. without, when
+// set, is a label summed away first (one alert per replica, not per reason).
+func risen(selector, window, without string) string {
+	inc := "increase(" + selector + "[" + window + "])"
+	born := selector + " > 0 unless " + selector + " offset " + window
+	if without != "" {
+		inc = "sum without (" + without + ") (" + inc + ")"
+		born = "sum without (" + without + ") (" + born + ")"
+	}
+	return inc + " > 0 or " + born
 }
 
 // Validate checks what a PromQL parser cannot: every field is set and names are unique.

@@ -65,7 +65,7 @@ func ServiceMonitor() *monitoringv1.ServiceMonitor {
 				Path:            "/metrics",
 				Scheme:          ptr.To(monitoringv1.Scheme("https")),
 				Interval:        "30s",
-				BearerTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", //nolint:staticcheck // the form every Prometheus version understands
+				BearerTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token",
 				HTTPConfigWithProxyAndTLSFiles: monitoringv1.HTTPConfigWithProxyAndTLSFiles{
 					HTTPConfigWithTLSFiles: monitoringv1.HTTPConfigWithTLSFiles{
 						TLSConfig: &monitoringv1.TLSConfig{SafeTLSConfig: monitoringv1.SafeTLSConfig{InsecureSkipVerify: ptr.To(true)}},

@@ -61,6 +61,11 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 		Name: "taskpilot_unrecorded_bytes",
 		Help: "Memory held by changes waiting to be written to PostgreSQL; past --journal-max-bytes, starts, pauses and resumes wait.",
 	}, func() float64 { return float64(backlogBytes()) })
+	// Every kind is exported from the start, at 0: a series born at its first increment is
+	// one increase() cannot see, and a dashboard would show no data instead of none rejected.
+	for _, kind := range writeKinds() {
+		m.rejected.WithLabelValues(kind)
+	}
 	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, m.tracked, gauge, bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -58,15 +58,29 @@ type item struct {
 func (it item) kind() string {
 	switch {
 	case it.transition != nil:
-		return "transition"
+		return kindTransition
 	case it.checkpoint != nil:
-		return "checkpoint"
+		return kindCheckpoint
 	case it.columns != nil:
-		return "columns"
+		return kindColumns
 	case it.release:
-		return "release"
+		return kindRelease
 	}
-	return "delete"
+	return kindDelete
+}
+
+// The kinds of write, as taskpilot_rejected_writes_total labels them.
+const (
+	kindTransition = "transition"
+	kindCheckpoint = "checkpoint"
+	kindColumns    = "columns"
+	kindRelease    = "release"
+	kindDelete     = "delete"
+)
+
+// writeKinds are every kind of write.
+func writeKinds() []string {
+	return []string{kindTransition, kindCheckpoint, kindColumns, kindRelease, kindDelete}
 }
 
 // writeNext writes one item of one task, then puts the task back at the end of the queue if

@@ -255,6 +255,9 @@ func (s *Server) stop(sig syscall.Signal) error {
 // URL is the connection URL of the admin database ("postgres").
 func (s *Server) URL() string { return s.adminURL }
 
+// External reports whether the server came from DATABASE_URL: Stop and Restart refuse it.
+func (s *Server) External() bool { return s.external }
+
 // LogPath is the server log of a throwaway server ("" when external).
 func (s *Server) LogPath() string { return s.logPath }
 
