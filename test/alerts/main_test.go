@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,10 +54,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		binary = filepath.Join(workDir, "taskpilot")
-		build := exec.Command("go", "build", "-o", binary, ".")
-		build.Dir, build.Stdout, build.Stderr = kubetest.RepoRoot(), os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build the operator:", err)
+		if err := harness.Build(binary, "."); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		code := pgtest.Main(m, &pg)

@@ -170,3 +170,14 @@ func (o *Operator) Kill() error {
 	<-o.exited
 	return nil
 }
+
+// Build compiles the main package pkg of this repository (a path relative to its root, such
+// as "." or "./test/witness/operator") into out, with the build's output on stderr.
+func Build(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = kubetest.RepoRoot(), os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build %s: %w", pkg, err)
+	}
+	return nil
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -70,10 +69,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	binary = filepath.Join(workDir, "taskpilot-witness")
-	build := exec.Command("go", "build", "-o", binary, "./test/witness/operator")
-	build.Dir, build.Stdout, build.Stderr = kubetest.RepoRoot(), os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build the witness operator:", err)
+	if err := harness.Build(binary, "./test/witness/operator"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if kube, err = kubetest.Start(); err != nil {

@@ -36,7 +36,7 @@ import (
 )
 
 // previousRelease is the release upgraded from. Until the first tag it is a fixed commit: the
-// last one before the schema's newest migration (00008), so that the upgrade migrates.
+// last one before migration 00008, so that the upgrade migrates (00008 and 00009 today).
 const previousRelease = "22fd88267933777a249b930fc86d438354c0f49e"
 
 var (
