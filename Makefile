@@ -28,7 +28,11 @@ GO_LDFLAGS := -X $(VERSION_PKG).stamped=$(VERSION) -X $(VERSION_PKG).stampedRevi
 
 IMG ?= taskpilot:dev
 TEST_FLAGS ?=
-GO_TEST := go test -race -count=1 $(TEST_FLAGS)
+# One test package at a time (-p 1): the integration packages each run their own control plane,
+# PostgreSQL and operator processes, and on a 2-core machine two of them at once starved the
+# schedule tests' 1-2 s slots (a look late by a second records a slot CatchUp, not Refused). Each
+# package still runs its own tests in parallel. On a machine with more cores, TEST_FLAGS=-p=4.
+GO_TEST := go test -race -count=1 -p 1 $(TEST_FLAGS)
 
 .PHONY: all
 all: build
