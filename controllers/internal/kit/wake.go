@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 )
@@ -35,4 +36,20 @@ func (w *Wake) Notify(nn types.NamespacedName) {
 	if q := w.queue.Load(); q != nil {
 		(*q).Add(reconcile.Request{NamespacedName: nn})
 	}
+}
+
+// NotifyWithPriority queues a reconcile of nn at priority: a controller's priority queue hands
+// out higher priorities first (0 is an ordinary event's; handler.LowPriority an initial list's).
+// On a plain queue it is Notify.
+func (w *Wake) NotifyWithPriority(nn types.NamespacedName, priority int) {
+	q := w.queue.Load()
+	if q == nil {
+		return
+	}
+	req := reconcile.Request{NamespacedName: nn}
+	if pq, ok := (*q).(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: &priority}, req)
+		return
+	}
+	(*q).Add(req)
 }
