@@ -79,9 +79,18 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 		}
 	}
 	r.tasks.track(nn, uid)
+	r.seedPlace(row)
 	view := r.journal.Track(nn, row)
 	r.report(nn)
 	return view, ctrl.Result{}, true, nil
+}
+
+// seedPlace remembers the place in its queue an adopted row holds or asked for, so that a task
+// that no longer wants it gives it back (the process that asked may be gone).
+func (r *reconciler) seedPlace(row *store.Task) {
+	if row.QueueState != "" {
+		r.tasks.setPlace(row.UID, queuePlace{queue: row.Queue, seq: -1, admitted: row.QueueState == store.QueueAdmitted})
+	}
 }
 
 // adoptionFailed reports a task whose record cannot be read or written (the status writer

@@ -23,6 +23,8 @@ import (
 // Defaults of Options; main's flags use them too, so there is one value for each.
 const (
 	DefaultMaxConcurrentReconciles = 16
+	// DefaultQueueInterval is Settings.QueueInterval's default.
+	DefaultQueueInterval = 250 * time.Millisecond
 	// DefaultStatusWorkers bounds the status writes in flight. Status writes share the API
 	// server with the users' own patches and with the watch that brings their changes here, so
 	// fewer in flight let a spec change reach the runner sooner, and more let statuses catch up
@@ -101,6 +103,10 @@ type Settings struct {
 	// LeaseDuration, RenewDeadline and RetryPeriod time the leader Lease and the membership
 	// (see package membership).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// QueueInterval is how often a replica runs an admission round of each queue its tasks
+	// wait in (default 250ms): the longest a task waits to learn that another replica's task
+	// gave its place back. A place given back on this replica starts a round at once.
+	QueueInterval time.Duration
 }
 
 // Options configure Setup: the settings, and what the controllers run on.
@@ -152,6 +158,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.ProgressUpdateInterval = orDuration(o.ProgressUpdateInterval, DefaultProgressInterval)
 	o.StatusCoalesceWindow = max(o.StatusCoalesceWindow, 0)
 	o.SweepInterval = orDuration(o.SweepInterval, DefaultSweepInterval)
+	o.QueueInterval = orDuration(o.QueueInterval, DefaultQueueInterval)
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}

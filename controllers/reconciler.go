@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -54,6 +55,8 @@ type reconciler struct {
 	// decideWake queues a task for a reconcile; takeovers serialises takeOver.
 	decideWake *kit.Wake
 	takeovers  sync.Mutex
+	// admitter runs the admission rounds of the queues this replica's tasks wait in.
+	admitter *admitter
 }
 
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=backgroundtasks,verbs=get;list;watch;update;patch;delete
@@ -68,8 +71,19 @@ func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *kit.Wake) error 
 	r.decideWake = decide
 	// Spec changes; with sharding also the assignment labels (a drain request).
 	changes := taskChanges()
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.BackgroundTask{}, indexQueue, func(o client.Object) []string {
+		if q := o.(*v1alpha1.BackgroundTask).Spec.Queue; q != "" {
+			return []string{q}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index tasks by queue: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.BackgroundTask{}, builder.WithPredicates(changes)).
+		// A queue's spec change (paused, drained, deleted) concerns every task that names it.
+		Watches(&v1alpha1.TaskQueue{}, handler.EnqueueRequestsFromMapFunc(r.tasksOfQueue),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(decide.Source()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
@@ -83,6 +97,23 @@ func (r *reconciler) setupWithManager(mgr ctrl.Manager, decide *kit.Wake) error 
 		}).
 		Named("backgroundtask").
 		Complete(r)
+}
+
+// indexQueue indexes the cached BackgroundTasks by spec.queue.
+const indexQueue = "spec.queue"
+
+// tasksOfQueue lists the tasks (of this replica's cache) that name a queue.
+func (r *reconciler) tasksOfQueue(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.BackgroundTaskList
+	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexQueue: o.GetName()},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
+	}
+	return out
 }
 
 // taskChanges passes the changes of a BackgroundTask the reconciler acts on: its spec, its
@@ -207,11 +238,14 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if in.RunnerActive && snap.Attempt == view.Record.Attempt {
 		in.LastActivity = snap.LastActivity
 	}
-	d := decide(in)
+	d, err := r.queueGate(ctx, &bt, view, in, decide(in))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if d.Action != actNone {
 		logf.FromContext(ctx).V(1).Info("acting", "action", d.Action, "policy", d.Policy, "why", d.Why, "attempt", d.Attempt)
 	}
-	if err := r.act(ctx, &bt, view, d); err != nil {
+	if err = r.act(ctx, &bt, view, d); err != nil {
 		if errors.Is(err, errDeferred) {
 			return ctrl.Result{RequeueAfter: deferRecheck}, nil
 		}

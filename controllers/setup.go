@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -150,6 +152,24 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), store: o.Store, journal: op.Journal,
 		runner: op.Runner, member: op.Member, ready: eng.ready, events: mgr.GetEventRecorder("taskpilot"),
 		clock: o.Clock, tasks: tasks, report: report.Notify, leading: op.leader.Leading, opts: o,
+	}
+	rec.admitter = newAdmitter(o.Store, op.Member.Owner, eng.ready, o.Clock, o.QueueInterval, o.DatabaseTimeout, decide,
+		tasks.admitPlace, func(uid string, nn types.NamespacedName, why string) {
+			if tasks.setQueueWhy(uid, why) {
+				report.Notify(nn)
+			}
+		}, log.WithName("queue"))
+	if err := mgr.Add(rec.admitter); err != nil {
+		return nil, fmt.Errorf("setup: add the queue admitter: %w", err)
+	}
+	qm, err := newQueueMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	qc := &queueController{client: mgr.GetClient(), store: o.Store, clock: o.Clock, leading: op.leader.Leading,
+		timeout: o.DatabaseTimeout, metrics: qm}
+	if err := qc.setupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setup: queue controller: %w", err)
 	}
 	if err := rec.setupWithManager(mgr, decide); err != nil {
 		return nil, fmt.Errorf("setup: controller: %w", err)

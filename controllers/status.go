@@ -49,7 +49,9 @@ type statusInput struct {
 	// Deferred says why the action that would bring the task to its desired state waits (the
 	// journal's backlog is full); "" when it does not.
 	Deferred string
-	Now      time.Time
+	// QueueWaiting says why the task waits for its queue (spec.queue); "" when it does not.
+	QueueWaiting string
+	Now          time.Time
 
 	specState v1alpha1.DesiredState // spec.state, while Desired is what is driven (desiredAt)
 }
@@ -110,6 +112,8 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 	}
 	if in.waitsForStartAfter(out.Phase) {
 		out.Message = in.startAfterMessage()
+	} else if in.QueueWaiting != "" && (out.Phase == v1alpha1.PhasePending || out.Phase == v1alpha1.PhasePaused) {
+		out.Message = in.QueueWaiting
 	}
 	if in.LiveProgress != "" && (rec.Status == lifecycle.Running || rec.Status == lifecycle.Paused) {
 		out.Progress = kit.TruncateRunes(in.LiveProgress, maxStatusProgress)
@@ -153,6 +157,8 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, "AsDesired", fmt.Sprintf("%s as desired", phase)
 	case in.Deferred != "":
 		ready.Reason, ready.Message = "Deferred", in.Deferred
+	case in.QueueWaiting != "" && (phase == v1alpha1.PhasePending || phase == v1alpha1.PhasePaused):
+		ready.Reason, ready.Message = v1alpha1.ReasonQueueWaiting, in.QueueWaiting
 	case phase == v1alpha1.PhasePending && rec.Reason == lifecycle.ReasonQueued && in.Desired == v1alpha1.DesiredRunning:
 		ready.Reason, ready.Message = lifecycle.ReasonQueued, rec.Message // what the run waits for
 	default:
@@ -167,6 +173,8 @@ func conditionsFor(in statusInput, phase v1alpha1.Phase) []metav1.Condition {
 		progressing.Message = rec.Message
 		if in.waitsForStartAfter(phase) {
 			progressing.Reason, progressing.Message = v1alpha1.ReasonScheduled, in.startAfterMessage()
+		} else if in.QueueWaiting != "" && phase == v1alpha1.PhasePending {
+			progressing.Reason, progressing.Message = v1alpha1.ReasonQueueWaiting, in.QueueWaiting
 		}
 	}
 

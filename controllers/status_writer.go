@@ -118,7 +118,8 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	next := buildStatus(statusInput{Generation: bt.Generation, Desired: bt.Spec.State, Previous: bt.Status,
 		StartAfter: timeOf(bt.Spec.StartAfter), ResumeAt: timeOf(bt.Spec.ResumeAt),
 		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now,
-		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned, Deferred: s.tasks.deferredWhy(uid)})
+		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned, Deferred: s.tasks.deferredWhy(uid),
+		QueueWaiting: s.tasks.queueWhyOf(uid)})
 	after := s.requeueAfter(committed, now)
 	if tracked && passing(bt.Spec, committed.Record) && now.Sub(committed.Since) < passingPatience {
 		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil // its next step is on its way and wakes us

@@ -55,6 +55,7 @@ func (r *reconciler) takeOver(ctx context.Context, gone store.Owner) (int, error
 	for i := range rows {
 		nn := names[rows[i].UID]
 		r.tasks.track(nn, rows[i].UID)
+		r.seedPlace(&rows[i])
 		r.journal.Track(nn, &rows[i])
 		r.report(nn)
 		r.decideWake.Notify(nn)

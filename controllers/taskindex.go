@@ -34,6 +34,10 @@ type taskIndex struct {
 	// readopt marks a task whose row changed under this process (Stale): it is adopted again
 	// from the row without waiting for leadership (reloading a row it owns claims nothing).
 	readopt shrink.Map[string, bool]
+	// places are what this process knows of the tasks' places in their queues (queue.go), and
+	// queueWhy why a task waits for its queue (its status says so).
+	places   shrink.Map[string, queuePlace]
+	queueWhy shrink.Map[string, string]
 }
 
 // foreignOwner is another process that owns a task; it is asked about again at recheckAt.
@@ -102,6 +106,8 @@ func (x *taskIndex) dropUID(uid string) {
 	x.deferred.Delete(uid)
 	x.handing.Delete(uid)
 	x.readopt.Delete(uid)
+	x.places.Delete(uid)
+	x.queueWhy.Delete(uid)
 }
 
 // setForeign records that owner holds uid and reports whether this is news (to be told once).
@@ -213,4 +219,61 @@ func (x *taskIndex) entries() int {
 	defer x.mu.Unlock()
 	return x.byName.Len() + x.untracked.Len() + x.foreign.Len() + x.problems.Len() + x.handing.Len() +
 		x.deferred.Len() + x.readopt.Len()
+}
+
+// placeOf is what this process knows of uid's place in its queue.
+func (x *taskIndex) placeOf(uid string) (queuePlace, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.places.Lookup(uid)
+}
+
+// setPlace records uid's place in its queue.
+func (x *taskIndex) setPlace(uid string, p queuePlace) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.places.Set(uid, p)
+}
+
+// admitPlace marks uid admitted by its queue, if it is known to wait in queue.
+func (x *taskIndex) admitPlace(uid, queue string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	p, ok := x.places.Lookup(uid)
+	if !ok || p.queue != queue {
+		return false
+	}
+	p.admitted = true
+	x.places.Set(uid, p)
+	return true
+}
+
+// dropPlace forgets uid's place in its queue.
+func (x *taskIndex) dropPlace(uid string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.places.Delete(uid)
+}
+
+// setQueueWhy records why uid waits for its queue ("" when it does not) and reports whether
+// that changed.
+func (x *taskIndex) setQueueWhy(uid, why string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.queueWhy.Get(uid) == why {
+		return false
+	}
+	if why == "" {
+		x.queueWhy.Delete(uid)
+	} else {
+		x.queueWhy.Set(uid, why)
+	}
+	return true
+}
+
+// queueWhyOf is why uid waits for its queue, or "".
+func (x *taskIndex) queueWhyOf(uid string) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.queueWhy.Get(uid)
 }

@@ -123,6 +123,13 @@ func WithAnnotations(annotations map[string]string) TaskOption {
 	}
 }
 
+// WithQueue starts the task through TaskQueue queue (in the task's namespace) with priority:
+// the queue bounds how many of its tasks run at once across every replica, and orders them
+// (higher priority first). See README, Queues.
+func WithQueue(queue string, priority int32) TaskOption {
+	return func(bt *v1alpha1.BackgroundTask) { bt.Spec.Queue, bt.Spec.Priority = queue, priority }
+}
+
 // WithSpec sets other spec fields: retries, backoff, timeouts, state (created Paused, say).
 func WithSpec(set func(*v1alpha1.BackgroundTaskSpec)) TaskOption {
 	return func(bt *v1alpha1.BackgroundTask) { set(&bt.Spec) }

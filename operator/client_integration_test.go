@@ -3,6 +3,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,16 @@ func TestTheClientDrivesTasks(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, listed, 3)
 	names := []string{"nap-0", "nap-1", "nap-2"}
+
+	// A task started through a queue that does not exist yet waits, and says so.
+	queued, _, err := cl.Enqueue(w.ctx, "queued", builtin.SleepParams{Duration: runner.Duration(time.Second)}, operator.WithQueue("later", 3))
+	require.NoError(t, err)
+	require.Equal(t, "later", queued.Spec.Queue)
+	require.Equal(t, int32(3), queued.Spec.Priority)
+	require.Eventually(t, func() bool {
+		bt, err := cl.Get(w.ctx, "queued")
+		return err == nil && bt.Status.Phase == v1alpha1.PhasePending && strings.Contains(bt.Status.Message, `queue "later" does not exist`)
+	}, waitTimeout, 50*time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(w.ctx, waitTimeout)
 	defer cancel()

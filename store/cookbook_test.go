@@ -95,6 +95,13 @@ func TestSQLCookbook(t *testing.T) {
 				{"default", "nightly-checksum", "missed", "Late: 3h0m0s late, past its starting deadline of 1m0s (catchUp Skip)"},
 			}, project(rows, "namespace", "schedule", "outcome", "reason"))
 		},
+		"queue-wait-per-hour": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"default", "mail", "2", "60.0"}}, project(rows, "namespace", "queue", "admitted", "avg_wait_seconds"))
+		},
+		"queue-tenants": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"default", "mail", "", "1", "0"}, {"default", "mail", "acme", "0", "1"}, {"default", "mail", "globex", "0", "1"}},
+				project(rows, "namespace", "queue", "tenant", "waiting", "running"))
+		},
 		"tasks-per-owner": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"op-1", "1", "4", "8"}, {"op-2", "2", "1", "1"}}, project(rows, "owner", "owner_epoch", "active", "tasks"))
 		},
@@ -236,6 +243,16 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	// ...and another operator process owns it now.
 	_, err := repo.Claim(testCtx(t), "uid-paused-new", owner2, owner1.Epoch)
 	require.NoError(t, err)
+
+	// Queue mail: send-a (tenant acme) and send-b (tenant globex) were admitted a minute ago
+	// after waiting 30 s and 90 s; paused-old waits in it (asked to resume ten minutes ago).
+	require.NoError(t, repo.db.WithContext(testCtx(t)).Exec(`UPDATE background_tasks SET queue = 'mail',
+    fair_value = CASE name WHEN 'send-a' THEN 'acme' WHEN 'send-b' THEN 'globex' ELSE '' END,
+    queue_state = CASE name WHEN 'paused-old' THEN 'waiting' ELSE 'admitted' END,
+    queue_waiting_since = now() - CASE name WHEN 'send-a' THEN interval '90 seconds' WHEN 'send-b' THEN interval '150 seconds'
+        ELSE interval '10 minutes' END,
+    queue_admitted_at = CASE name WHEN 'paused-old' THEN NULL ELSE now() - interval '60 seconds' END
+WHERE name IN ('send-a', 'send-b', 'paused-old')`).Error)
 
 	// report: its result was refused by PostgreSQL three hours ago.
 	k = createTask(t, repo, "uid-rejected", "default", "rejected-one", "report")

@@ -37,12 +37,20 @@ type Task struct {
 	TransitionedAt *time.Time `gorm:"column:transitioned_at"`
 	Retries        int        `gorm:"column:retries"`
 	// ObservedRestartGeneration is the highest spec.restartGeneration honoured.
-	ObservedRestartGeneration int64          `gorm:"column:observed_restart_generation"`
-	Owner                     *string        `gorm:"column:owner"`
-	OwnerEpoch                *int64         `gorm:"column:owner_epoch"`
-	CreatedAt                 time.Time      `gorm:"column:created_at"`
-	UpdatedAt                 time.Time      `gorm:"column:updated_at"`
-	DeletedAt                 gorm.DeletedAt `gorm:"column:deleted_at"`
+	ObservedRestartGeneration int64 `gorm:"column:observed_restart_generation"`
+	// Queue, Priority and FairValue are the task's queue, priority and tenant as it last asked
+	// its queue for a place; QueueState is "", QueueWaiting or QueueAdmitted (migration 00010).
+	Queue             string         `gorm:"column:queue"`
+	Priority          int            `gorm:"column:priority"`
+	FairValue         string         `gorm:"column:fair_value"`
+	QueueState        string         `gorm:"column:queue_state"`
+	QueueWaitingSince *time.Time     `gorm:"column:queue_waiting_since"`
+	QueueAdmittedAt   *time.Time     `gorm:"column:queue_admitted_at"`
+	Owner             *string        `gorm:"column:owner"`
+	OwnerEpoch        *int64         `gorm:"column:owner_epoch"`
+	CreatedAt         time.Time      `gorm:"column:created_at"`
+	UpdatedAt         time.Time      `gorm:"column:updated_at"`
+	DeletedAt         gorm.DeletedAt `gorm:"column:deleted_at"`
 }
 
 // TableName is part of the public SQL contract.

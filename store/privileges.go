@@ -18,6 +18,7 @@ func runtimePrivileges() [][3]string {
 		{"table", "background_task_firings", "SELECT, INSERT"},
 		{"table", "background_task_schedule_revisions", "SELECT, INSERT, UPDATE"},
 		{"table", "taskpilot_members", "SELECT, INSERT, UPDATE, DELETE"},
+		{"table", "background_task_queues", "SELECT, INSERT, UPDATE, DELETE"},
 		{"table", "background_task_purges", "SELECT"},
 		{"sequence", "taskpilot_owner_epoch", "USAGE"},
 		{"sequence", "background_tasks_id_seq", "USAGE"},

@@ -36,6 +36,7 @@ WITH upd AS (
         run_span                    = COALESCE(CAST(@run_span AS text), t.run_span),
         checkpoint                  = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint END,
         checkpoint_attempt          = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint_attempt END,
+        queue_state                 = CASE WHEN CAST(@leaves_queue AS boolean) THEN '' ELSE t.queue_state END,
         updated_at                  = now()
     WHERE t.uid = CAST(@uid AS text)
       AND t.last_seq = CAST(@prev_seq AS bigint)
@@ -158,7 +159,23 @@ func transitionArgs(w TransitionWrite) map[string]any {
 		"result":             result,
 		"progress":           progress,
 		"keep_checkpoint":    !lifecycle.NewAttempt(w.Prev, tr),
+		"leaves_queue":       LeavesQueue(tr.From, next.Status),
 	}
+}
+
+// LeavesQueue reports whether a transition gives the task's place in its queue back: it no
+// longer runs (paused, ended, or back to Pending for a retry) or never will (stopped while
+// waiting). A start (Pending -> Running) and a run moving on (Running -> Running) keep it, and
+// so does a Pending -> Pending step (queued in the runner, admitted already).
+func LeavesQueue(from, to lifecycle.Status) bool {
+	switch to {
+	case lifecycle.Running:
+		return false
+	case lifecycle.Pending:
+		return from == lifecycle.Running
+	case lifecycle.Paused, lifecycle.Finished, lifecycle.Failed, lifecycle.Stopped:
+	}
+	return true
 }
 
 // diagnose explains why a guarded write of owner matched no row: nil when replayed(d) says

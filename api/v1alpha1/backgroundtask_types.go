@@ -218,6 +218,26 @@ type BackgroundTaskSpec struct {
 	// +optional
 	ResumeAt *metav1.Time `json:"resumeAt,omitempty"`
 
+	// queue names the TaskQueue, in this namespace, the task starts through: the queue bounds
+	// how many of its tasks run at once across every replica, how fast they start and in which
+	// order (spec.priority, fairness between tenants), and can be paused. A task waits Pending
+	// (condition Ready False, reason QueueWaiting) until its queue admits it; a run that was
+	// admitted keeps its place until it ends or pauses. Empty: the task starts as soon as it can.
+	// A queue that does not exist holds its tasks back until it is created.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Queue string `json:"queue,omitempty"`
+
+	// priority orders the tasks waiting in the same queue: higher starts first, first come first
+	// served within a priority. A waiting task gains one priority for every priorityAging of its
+	// queue (default 1m) it has waited, so a low priority waits longer but never for ever.
+	// Without spec.queue it has no effect.
+	// +optional
+	// +kubebuilder:validation:Minimum=-1000
+	// +kubebuilder:validation:Maximum=1000
+	Priority int32 `json:"priority,omitempty"`
+
 	// ttlSecondsAfterFinished deletes the BackgroundTask this many seconds after it reached a
 	// terminal phase (Finished, Failed or Stopped), like a Job's, once its last transition is
 	// committed to PostgreSQL; the history stays in the database. Leave it unset for objects a

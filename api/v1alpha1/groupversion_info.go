@@ -30,12 +30,12 @@ func GroupVersion() schema.GroupVersion {
 	return schema.GroupVersion{Group: Group, Version: Version}
 }
 
-// AddToScheme registers the API's kinds (BackgroundTask, TaskType, TaskSchedule and their
-// lists) with s.
+// AddToScheme registers the API's kinds (BackgroundTask, TaskType, TaskSchedule, TaskQueue and
+// their lists) with s.
 func AddToScheme(s *runtime.Scheme) error {
 	gv := GroupVersion()
 	s.AddKnownTypes(gv, &BackgroundTask{}, &BackgroundTaskList{}, &TaskType{}, &TaskTypeList{},
-		&TaskSchedule{}, &TaskScheduleList{})
+		&TaskSchedule{}, &TaskScheduleList{}, &TaskQueue{}, &TaskQueueList{})
 	metav1.AddToGroupVersion(s, gv)
 	return nil
 }
