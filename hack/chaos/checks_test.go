@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
 	"github.com/taskpilot/taskpilot/test/witness"
 )
@@ -264,4 +266,52 @@ func TestInvariant6CatchesALeakNotTheCaches(t *testing.T) {
 	if r := checkMemory(left, probeOf(0, noise), memSample{}, memSample{}); r.held() {
 		t.Fatal("task entries left after every task was deleted must break it")
 	}
+}
+
+// Invariant 9 counts the tasks of a queue working at once from the witness's steps: three
+// overlapping tasks break a concurrency of 2, a place handed on at the same instant does not,
+// and a task that held no place doing a step while its queue was paused breaks it too.
+func TestInvariant9CountsWorkFromTheWitness(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	exec := func(uid string, marks ...float64) []witness.Execution {
+		e := witness.Execution{ID: uid, TaskUID: uid, Attempt: 1, Start: at(marks[0])}
+		for i, m := range marks {
+			e.Marks = append(e.Marks, witness.Mark{Step: i, At: at(m)})
+		}
+		return []witness.Execution{e}
+	}
+	interval := map[string]time.Duration{"a": time.Second, "b": time.Second, "c": time.Second}
+	queueOf := map[string]string{"a": "q", "b": "q", "c": "q"}
+	limit := map[string]int{"q": 2}
+	none := func(time.Time) (string, string) { return "", "" }
+	names := map[string]string{"a": "a", "b": "b", "c": "c"}
+
+	// a works [0,2), b [1,3), c starts at 2 when a's place is handed on: two at once.
+	execs := map[string][]witness.Execution{"a": exec("a", 0, 1), "b": exec("b", 1, 2), "c": exec("c", 2)}
+	r := checkQueues(execs, queueOf, interval, limit, nil, names, none)
+	require.True(t, r.held(), "%+v", r.examples)
+
+	// c starts at 1.5 while a and b both work.
+	execs["c"] = exec("c", 1.5)
+	r = checkQueues(execs, queueOf, interval, limit, nil, names, none)
+	require.False(t, r.held())
+	require.Contains(t, r.examples[0].what, "3 of its tasks worked at once")
+
+	// c starts at 1.5, when b failed right after its mark at 1 (its end row) and gave its place
+	// back: not three at once.
+	execs["b"][0].Ended, execs["b"][0].End = true, at(1.2)
+	execs["b"][0].Marks = execs["b"][0].Marks[:1]
+	r = checkQueues(execs, queueOf, interval, limit, nil, names, none)
+	require.True(t, r.held(), "%+v", r.examples)
+
+	// Paused from 5 to 10 with only a holding a place: a may go on, c may not start.
+	execs = map[string][]witness.Execution{"a": exec("a", 4.5, 5.5), "c": exec("c", 7)}
+	pause := []queuePause{{queue: "q", paused: at(5), until: at(10), held: map[string]bool{"a": true}}}
+	r = checkQueues(execs, queueOf, interval, limit, pause, names, none)
+	require.False(t, r.held())
+	require.Equal(t, "c (c)", r.examples[0].task)
+	delete(execs, "c")
+	r = checkQueues(execs, queueOf, interval, limit, pause, names, none)
+	require.True(t, r.held())
 }

@@ -94,8 +94,11 @@ func (d *driver) create(ctx context.Context, i int) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: t.name},
 		Spec: v1alpha1.BackgroundTaskSpec{
 			TaskName: t.taskName, Params: &runtime.RawExtension{Raw: []byte(t.params)},
-			State: t.state, MaxRetries: t.maxRetries,
+			State: t.state, MaxRetries: t.maxRetries, Queue: t.queue,
 		},
+	}
+	if t.tenant != "" {
+		bt.Labels = map[string]string{tenantLabel: t.tenant}
 	}
 	if t.timeout > 0 {
 		bt.Spec.Timeout = &metav1.Duration{Duration: t.timeout}

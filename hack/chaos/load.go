@@ -22,6 +22,8 @@ type taskPlan struct {
 	createAt   time.Duration // offset from the start of the chaos phase
 	// interval is the length of one witness step (0 for built-ins): redone work in seconds.
 	interval time.Duration
+	// queue is the TaskQueue it starts through ("" for none); tenant its fairness label.
+	queue, tenant string
 }
 
 // shape is a kind of task and its share of the load.
@@ -106,6 +108,7 @@ func planTasks(r *rand.Rand, n int, createOver time.Duration) []taskPlan {
 			}
 			pick -= s.weight
 		}
+		assignQueue(r, t)
 	}
 	return tasks
 }

@@ -45,6 +45,8 @@ type results struct {
 	specChanges map[string][]time.Time
 	// rowsClosed is how long after the last object vanished every row was soft-deleted.
 	rowsClosed time.Duration
+	// queuePauses are the pauses of a queue the run made (invariant 9).
+	queuePauses []queuePause
 }
 
 // rowsClosedWithin bounds the wait for the rows of deleted objects to be soft-deleted: a
@@ -136,8 +138,21 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 	if err := startSchedules(ctx, e); err != nil {
 		return err
 	}
+	if err := startQueues(ctx, e); err != nil {
+		return err
+	}
 	start := time.Now()
 	res.chaosStart = start
+	// The limited queue is paused once, in the middle of the faults, for a fifth of them.
+	pauser := &queuePauser{c: e.client, db: e.db, log: e.log}
+	pauseCtx, stopPauser := context.WithCancel(ctx)
+	pauserDone := make(chan struct{})
+	go func() {
+		defer close(pauserDone)
+		p := res.opts.profile
+		pauser.run(pauseCtx, start, (p.faultsFrom+p.faultsUntil)/2, (p.faultsUntil-p.faultsFrom)/5)
+	}()
+	defer func() { stopPauser(); <-pauserDone }()
 	// Bounds, so that a control plane that never comes back ends the run instead of hanging it.
 	p := res.opts.profile
 	driverCtx, stopDriver := context.WithDeadline(ctx, start.Add(max(p.faultsUntil, p.createOver)+2*time.Minute))
@@ -212,6 +227,9 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 			return err
 		}
 	}
+	stopPauser()
+	<-pauserDone
+	res.queuePauses = pauser.taken()
 	res.invs = append(res.invs, checkNotStuck(final), checkAttempts(attemptInputs(final, d, res.pl)))
 	stopMon()
 	res.samples = mon.samples()
@@ -287,7 +305,16 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 	}
 	checkDeleted(res.inv("4"), final, deleted)
 	res.inv("4").checked += fmt.Sprintf(" (every row closed %.1f s after the objects vanished)", res.rowsClosed.Seconds())
+	queueOf := map[string]string{}
+	for uid, name := range names {
+		queueOf[uid] = byName[name].queue
+	}
+	limit := map[string]int{}
+	for _, q := range chaosQueues() {
+		limit[q.Name] = int(q.Spec.Concurrency)
+	}
 	res.invs = append([]result{
+		checkQueues(final.execs, queueOf, interval, limit, res.queuePauses, names, res.during),
 		checkNoDoubleRun(final.execs, names, res.during),
 		checkHistory(final.trans, final.rows),
 		checkOutagesStopNothing(final.execs, res.faults, res.specChanges, names),
