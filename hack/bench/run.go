@@ -29,6 +29,7 @@ type results struct {
 	footprint []footprintResult
 	bigParams *bigParamsResult
 	sharding  []*shardingResult
+	queue     *queueResult
 	schedules *schedulesResult
 	failures  []string
 }
@@ -109,6 +110,11 @@ func run(ctx context.Context, opts options) (err error) {
 		{"schedules", func() error {
 			sr, err := runSchedules(ctx, e, opts.schedulesN, opts.schedulesMinutes)
 			r.schedules = sr
+			return err
+		}},
+		{"queue", func() error {
+			qr, err := runQueue(ctx, e, opts.queueN)
+			r.queue = qr
 			return err
 		}},
 		{"sharding", func() error {

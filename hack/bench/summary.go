@@ -127,6 +127,15 @@ func summaryRows(r *results) []summaryRow {
 			fmt.Sprintf("p50 %s, p99 %s (%d firings)", ms(s.lag.p50), ms(s.lag.p99), s.firings), "measured", "–"},
 			summaryRow{"API writes per schedule firing", fmt.Sprintf("%.2f", s.writesPerFiring), "measured", "–"})
 	}
+	if q := r.queue; q != nil {
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("%d noop tasks through a TaskQueue of concurrency %d vs none", q.n, q.concurrency),
+			fmt.Sprintf("%.0f vs %.0f tasks/s = ×%.2f", q.queued, q.plain, q.ratio()), "measured (the cost of global admission)", "–"},
+			summaryRow{
+				fmt.Sprintf("fairness: %d tasks of one tenant, then %d of another, concurrency %d", q.big, q.small, q.fairConcurrency),
+				fmt.Sprintf("the small tenant's last task started after %d of the big tenant's", q.bigBeforeSmall),
+				"< 20", verdict(q.bigBeforeSmall < 20)})
+	}
 	return rows
 }
 

@@ -19,6 +19,9 @@ type taskSpec struct {
 	taskName string
 	params   string // JSON
 	state    v1alpha1.DesiredState
+	// queue is the TaskQueue it starts through ("" for none); labels its labels.
+	queue  string
+	labels map[string]string
 }
 
 func taskName(prefix string, i int) string { return fmt.Sprintf("%s-%05d", prefix, i) }
@@ -56,11 +59,12 @@ func createTasks(ctx context.Context, c client.Client, ns, prefix string, n, wor
 	err := parallel(ctx, n, workers, func(ctx context.Context, i int) error {
 		s := spec(i)
 		bt := &v1alpha1.BackgroundTask{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: taskName(prefix, i)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: taskName(prefix, i), Labels: s.labels},
 			Spec: v1alpha1.BackgroundTaskSpec{
 				TaskName: s.taskName,
 				Params:   &runtime.RawExtension{Raw: []byte(s.params)},
 				State:    s.state,
+				Queue:    s.queue,
 			},
 		}
 		if err := c.Create(ctx, bt); err != nil {
