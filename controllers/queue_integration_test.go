@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
@@ -121,4 +122,105 @@ func TestDrainAndAMissingQueue(t *testing.T) {
 	h.waitRow(string(orphan.UID), lifecycle.Finished)
 	h.patchSpec("long", `{"state":"Stopped"}`)
 	h.waitPhase("long", v1alpha1.PhaseStopped)
+}
+
+// Two tenants share a queue of concurrency 4: 200 tasks of one, which began to wait first,
+// then 10 of the other; the small tenant's tasks all start before the big tenant's 20th. (The
+// queue is paused while they are created, so that all of them wait when it opens: first come,
+// first served alone would start all 200 first.)
+func TestFairnessBetweenTenants(t *testing.T) {
+	h := newHarness(t)
+	h.createQueue("shared", v1alpha1.TaskQueueSpec{Concurrency: 4, Paused: true, Fairness: &v1alpha1.QueueFairness{Key: "tenant"}})
+	h.startOperator(operatorConfig{maxConcurrent: 300})
+	tenant := func(name string) func(*v1alpha1.BackgroundTask) {
+		return func(b *v1alpha1.BackgroundTask) { b.Labels = map[string]string{"tenant": name} }
+	}
+	var big, small []string
+	for i := range 200 {
+		big = append(big, fmt.Sprintf("big-%03d", i))
+		h.create(big[i], "steps", `{"steps":2,"interval":"50ms"}`, inQueue("shared", 0), tenant("big"))
+	}
+	for i := range 10 {
+		small = append(small, fmt.Sprintf("small-%d", i))
+		h.create(small[i], "steps", `{"steps":2,"interval":"50ms"}`, inQueue("shared", 0), tenant("small"))
+	}
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, h.sql.QueryRow(h.ctx, `SELECT count(*) FROM background_tasks WHERE namespace = $1 AND queue_state = 'waiting'`,
+			h.ns).Scan(&waiting))
+		return waiting == 210
+	}, waitTimeout, 50*time.Millisecond, "every task waits in the paused queue")
+	h.patchQueue("shared", `{"paused":false}`)
+	for _, n := range append(append([]string{}, small...), big...) {
+		h.waitPhase(n, v1alpha1.PhaseFinished)
+	}
+	starts := h.startTimes(append(append([]string{}, small...), big...)...)
+	var lastSmall time.Time
+	for _, n := range small {
+		if starts[n].After(lastSmall) {
+			lastSmall = starts[n]
+		}
+	}
+	before := 0
+	for _, n := range big {
+		if starts[n].Before(lastSmall) {
+			before++
+		}
+	}
+	require.Less(t, before, 20, "the small tenant's last task started after %d of the big tenant's", before)
+	require.LessOrEqual(t, h.probes.maxRunning.Load(), int64(4))
+}
+
+// A rate limit of 5 starts a second with a burst of 2: in every second of admissions (the
+// operator's clock, recorded with each admission) at most 2 + 5 tasks are admitted, and the
+// tasks still all run.
+func TestARateLimitSpacesTheStarts(t *testing.T) {
+	h := newHarness(t)
+	h.createQueue("paced", v1alpha1.TaskQueueSpec{Concurrency: 100,
+		RateLimit: &v1alpha1.QueueRateLimit{Starts: 5, Period: &metav1.Duration{Duration: time.Second}, Burst: ptr.To[int32](2)}})
+	h.startOperator(operatorConfig{})
+	var names []string
+	for i := range 15 {
+		names = append(names, fmt.Sprintf("paced-%02d", i))
+		h.create(names[i], "steps", `{"steps":1,"interval":"10ms"}`, inQueue("paced", 0))
+	}
+	for _, n := range names {
+		h.waitPhase(n, v1alpha1.PhaseFinished)
+	}
+	rows, err := h.sql.Query(h.ctx, `SELECT queue_admitted_at FROM background_tasks WHERE namespace = $1 AND queue = 'paced' ORDER BY 1`, h.ns)
+	require.NoError(t, err)
+	var at []time.Time
+	for rows.Next() {
+		var a time.Time
+		require.NoError(t, rows.Scan(&a))
+		at = append(at, a)
+	}
+	require.NoError(t, rows.Err())
+	require.Len(t, at, 15)
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
+			n++
+		}
+		require.LessOrEqual(t, n, 7, "admissions in the second from %s", at[i].Format(time.StampMilli))
+	}
+	require.GreaterOrEqual(t, at[len(at)-1].Sub(at[0]), 2*time.Second, "15 starts at 5 a second after a burst of 2 take over 2 s")
+}
+
+// pausedUntil is judged by the operator's clock: a queue paused until an hour from now admits
+// at once on an operator whose clock runs an hour and a minute ahead, and the queue's status
+// says the pause ended.
+func TestPausedUntilFollowsTheOperatorsClock(t *testing.T) {
+	h := newHarness(t)
+	until := metav1.NewTime(time.Now().Add(time.Hour))
+	h.createQueue("window", v1alpha1.TaskQueueSpec{Concurrency: 1, Paused: true, PausedUntil: &until})
+	h.startOperator(operatorConfig{clock: skewedClock{skew: time.Hour + time.Minute}})
+	task := h.create("after-window", "steps", `{"steps":1,"interval":"10ms"}`, inQueue("window", 0))
+	h.waitRow(string(task.UID), lifecycle.Finished)
+	require.Eventually(t, func() bool {
+		var q v1alpha1.TaskQueue
+		require.NoError(t, h.c.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "window"}, &q))
+		c := meta.FindStatusCondition(q.Status.Conditions, v1alpha1.ConditionPaused)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "PauseEnded"
+	}, waitTimeout, 50*time.Millisecond)
 }
