@@ -103,6 +103,9 @@ func TestPluginAndWebView(t *testing.T) {
 	t.Log("a TaskSchedule: run-now, its child, and its firings")
 	checkSchedules(t, u)
 
+	t.Log("a TaskQueue: paused with the plugin, a task waits for it, resumed, the task runs")
+	checkQueues(t, u)
+
 	t.Log("bulk: pause by label, again, and a task that does not exist")
 	bulkPause(t, u)
 
@@ -146,6 +149,41 @@ spec:
 	out = u.kubectl("taskpilot", "history", "bts/nightly")
 	requireLine(t, out, `^SLOT\s+OUTCOME\s+TASK\s+MANUAL\s+REASON$`)
 	requireLine(t, out, `\s+created\s+`+m[1]+`\s+true\s+run now: requested with the tasks.taskpilot.dev/run-now annotation$`)
+}
+
+// checkQueues pauses a TaskQueue with the plugin, sees a task that names it wait (and say why),
+// resumes it, and sees the task run.
+func checkQueues(t *testing.T, u *user) {
+	t.Helper()
+	path := filepath.Join(u.t.TempDir(), "queue.yaml")
+	manifest := `apiVersion: tasks.taskpilot.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: imports}
+spec: {concurrency: 1}
+`
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.kubectl("apply", "-f", path)
+	out := u.kubectl("taskpilot", "queue", "pause", "imports", "--until", "1h")
+	requireLine(t, out, `^taskqueue/imports paused until \S+Z$`)
+	path = filepath.Join(u.t.TempDir(), "queued.yaml")
+	if err := os.WriteFile(path, []byte(`apiVersion: tasks.taskpilot.dev/v1alpha1
+kind: BackgroundTask
+metadata: {name: queued-import}
+spec: {taskName: countdown, params: {from: 1, interval: 10ms}, queue: imports}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.kubectl("apply", "-f", path)
+	u.kubectl("wait", "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=QueueWaiting", "bgt/queued-import", "--timeout=120s")
+	requireLine(t, u.kubectl("get", "bgt", "queued-import", "-o", "jsonpath={.status.message}"), `^queue "imports" is paused until `)
+	poll(t, time.Minute, "the queue's status says paused", func() (bool, string) {
+		out := u.kubectl("taskpilot", "queue")
+		return regexp.MustCompile(`(?m)^\S+\s+imports\s+1\s+0\s+1\s+0\s+paused until `).MatchString(out), out
+	})
+	requireLine(t, u.kubectl("taskpilot", "queue", "resume", "imports"), `^taskqueue/imports resumed$`)
+	u.waitFor("queued-import", ".status.phase", "Finished")
 }
 
 // phaseIs is a JavaScript test of the list row's phase.

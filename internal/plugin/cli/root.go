@@ -42,6 +42,8 @@ history from PostgreSQL.
   kubectl taskpilot history bts/nightly             # every slot of a TaskSchedule, and why
   kubectl taskpilot run-now nightly                 # one run of a TaskSchedule now
   kubectl taskpilot types checksum                  # a task type's params, with an example
+  kubectl taskpilot queue pause imports --until 2h  # start nothing of a TaskQueue for two hours
+  kubectl taskpilot queue                           # the TaskQueues: running, pending, oldest wait
   kubectl taskpilot ui                              # a live, read-only web view on 127.0.0.1
 
 Changes are merge patches of spec under the field manager "kubectl-taskpilot", made with your
@@ -61,7 +63,7 @@ own kubeconfig and permissions. History comes from DATABASE_URL (or --database-u
 	for _, v := range bulk.Verbs() {
 		cmd.AddCommand(newVerbCommand(o, v))
 	}
-	cmd.AddCommand(newGetCommand(o), newHistoryCommand(o), newRunNowCommand(o), newTypesCommand(o), newUICommand(o))
+	cmd.AddCommand(newGetCommand(o), newHistoryCommand(o), newRunNowCommand(o), newTypesCommand(o), newUICommand(o), newQueueCommand(o))
 	return cmd
 }
 

@@ -55,7 +55,7 @@ func runUI(ctx context.Context, o *options, port int, allNamespaces bool) error 
 		scopeText = "namespace " + ns
 	}
 
-	opts := webui.Options{Events: webui.ClientEvents{Client: c}, Scope: scopeText, Namespace: ns}
+	opts := webui.Options{Events: webui.ClientEvents{Client: c}, Queues: webui.ClientQueues{Client: c}, Scope: scopeText, Namespace: ns}
 	if o.database() == "" {
 		opts.HistoryNote = "No DATABASE_URL (or --database-url): history and charts need the taskpilot database."
 	} else {

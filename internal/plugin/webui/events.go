@@ -24,3 +24,19 @@ func (e ClientEvents) TaskEvents(ctx context.Context, t *v1alpha1.BackgroundTask
 	}
 	return l.Items, nil
 }
+
+// ClientQueues reads TaskQueues with a client (Queues).
+type ClientQueues struct{ Client client.Client }
+
+// TaskQueues implements Queues.
+func (q ClientQueues) TaskQueues(ctx context.Context, namespace string) ([]v1alpha1.TaskQueue, error) {
+	var l v1alpha1.TaskQueueList
+	var opts []client.ListOption
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if err := q.Client.List(ctx, &l, opts...); err != nil {
+		return nil, fmt.Errorf("list TaskQueues: %w", err)
+	}
+	return l.Items, nil
+}

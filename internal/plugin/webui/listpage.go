@@ -1,11 +1,14 @@
 package webui
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -38,6 +41,14 @@ type listPage struct {
 	Total                     int
 	Chart                     PhaseChart
 	ChartNote, ChartSpan      string
+	// Queues are the TaskQueues in view (the namespace filter), QueueNote why they are not.
+	Queues    []queueRow
+	QueueNote string
+}
+
+type queueRow struct {
+	Namespace, Name, State, Oldest          string
+	Concurrency, Running, Pending, PausedIn int32
 }
 
 type listRow struct {
@@ -91,6 +102,7 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Chart, p.ChartSpan, p.ChartNote = s.phaseChart(r, p.Filter.Namespace, inNamespace)
+	p.Queues, p.QueueNote = s.queues(r, p.Filter.Namespace)
 	s.render(w, "list", "layout", p)
 }
 
@@ -148,4 +160,38 @@ func phases() []string {
 		out = append(out, s.Phase())
 	}
 	return out
+}
+
+// queues are the TaskQueues of namespace ("" : all in view), as their status says (what
+// PostgreSQL holds, read by the elected operator every few seconds).
+func (s *Server) queues(r *http.Request, namespace string) ([]queueRow, string) {
+	if s.opts.Queues == nil {
+		return nil, ""
+	}
+	if namespace == "" {
+		namespace = s.opts.Namespace
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	list, err := s.opts.Queues.TaskQueues(ctx, namespace)
+	if err != nil {
+		return nil, "cannot list the TaskQueues: " + err.Error()
+	}
+	out := make([]queueRow, 0, len(list))
+	for _, q := range list {
+		row := queueRow{Namespace: q.Namespace, Name: q.Name, State: "admitting", Oldest: "-",
+			Concurrency: q.Spec.Concurrency, Running: q.Status.Running, Pending: q.Status.Pending, PausedIn: q.Status.Paused}
+		if meta.IsStatusConditionTrue(q.Status.Conditions, v1alpha1.ConditionPaused) {
+			row.State = "paused"
+			if q.Spec.PausedUntil != nil {
+				row.State += " until " + q.Spec.PausedUntil.UTC().Format(time.RFC3339)
+			}
+		}
+		if q.Status.OldestPendingSince != nil {
+			row.Oldest = s.age(q.Status.OldestPendingSince.Time)
+		}
+		out = append(out, row)
+	}
+	slices.SortFunc(out, func(a, b queueRow) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) })
+	return out, ""
 }

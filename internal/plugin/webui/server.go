@@ -34,9 +34,16 @@ type Events interface {
 	TaskEvents(ctx context.Context, t *v1alpha1.BackgroundTask) ([]corev1.Event, error)
 }
 
+// Queues lists the TaskQueues of a namespace ("" : every namespace).
+type Queues interface {
+	TaskQueues(ctx context.Context, namespace string) ([]v1alpha1.TaskQueue, error)
+}
+
 // Options are the server's data sources.
 type Options struct {
 	Tasks TaskSource
+	// Queues lists the TaskQueues shown above the tasks (nil: none shown).
+	Queues Queues
 	// History is nil without a database; pages then say so instead of charts.
 	History History
 	// HistoryNote explains a nil History ("no DATABASE_URL").

@@ -106,7 +106,10 @@ func newFixture(t *testing.T) *fixture {
 		{Type: "Normal", Reason: "Started", Message: "Pending → Running (attempt 1)", EventTime: metav1.NewMicroTime(t0.Add(-5 * time.Minute))},
 		{Type: "Warning", Reason: "Stopped", Message: "Running → Stopped (attempt 1)", EventTime: metav1.NewMicroTime(t0.Add(-2 * time.Minute))},
 	}
-	s, err := New(Options{Tasks: f.tasks, History: f.history, Events: events, Scope: "all namespaces",
+	queues := fakeQueues{{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "reports"}, Spec: v1alpha1.TaskQueueSpec{Concurrency: 5},
+		Status: v1alpha1.TaskQueueStatus{Running: 5, Pending: 37, OldestPendingSince: &metav1.Time{Time: t0.Add(-3 * time.Minute)},
+			Conditions: []metav1.Condition{{Type: v1alpha1.ConditionPaused, Status: metav1.ConditionTrue}}}}}
+	s, err := New(Options{Tasks: f.tasks, History: f.history, Events: events, Queues: queues, Scope: "all namespaces",
 		Now: func() time.Time { return t0 }, RefreshGap: time.Millisecond})
 	require.NoError(t, err)
 	f.srv = httptest.NewServer(s.Handler())
@@ -143,6 +146,8 @@ func TestListPage(t *testing.T) {
 	require.Contains(t, html, `<svg class="phasechart"`, "the phase chart is drawn")
 	require.Contains(t, html, `class="st-running"`)
 	require.Empty(t, f.history.ns, "all namespaces: the chart counts every namespace")
+	require.Contains(t, html, `<tr data-queue="reports"><td>default</td><td>reports</td><td>5</td><td class="running">5</td><td class="pending">37</td><td>0</td><td class="state">paused</td><td>3m</td></tr>`,
+		"the queues, with what their status holds")
 
 	for query, want := range map[string][]string{
 		"?phase=Paused":             {"nap"},
@@ -344,4 +349,17 @@ func TestBuildPhaseChart(t *testing.T) {
 	require.Equal(t, pcHeight, first.Boxes[0].H+first.Boxes[1].H, "the tallest bar fills the chart")
 	require.Empty(t, pc.Bars[2].Boxes)
 	require.True(t, buildPhaseChart(nil, t0, t0.Add(time.Minute), time.Minute).Empty)
+}
+
+// fakeQueues are the TaskQueues of the fixture.
+type fakeQueues []v1alpha1.TaskQueue
+
+func (f fakeQueues) TaskQueues(_ context.Context, namespace string) ([]v1alpha1.TaskQueue, error) {
+	var out []v1alpha1.TaskQueue
+	for _, q := range f {
+		if namespace == "" || q.Namespace == namespace {
+			out = append(out, q)
+		}
+	}
+	return out, nil
 }
