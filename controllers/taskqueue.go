@@ -188,7 +188,8 @@ type queueMetrics struct {
 }
 
 func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
-	labels := []string{"namespace", "queue"}
+	// Not "namespace": Prometheus's target labels name the pod's namespace so.
+	labels := []string{"queue_namespace", "queue"}
 	m := &queueMetrics{
 		running: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "taskpilot_queue_running",
 			Help: "Tasks holding a place in the queue (running, or admitted and starting), from PostgreSQL; set by the elected operator."}, labels),

@@ -61,11 +61,17 @@ func TestAlertsFireWhenTheyShouldAndOnlyThen(t *testing.T) {
 		s := newScenario(t)
 		s.rec.run(s.ctx)
 		s.start("healthy-a", true, []string{"--leader-elect"})
+		// Half of them start through a queue with room for all: a queue at work is no alert.
+		require.NoError(t, s.c.Create(s.ctx, &v1alpha1.TaskQueue{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "roomy"},
+			Spec: v1alpha1.TaskQueueSpec{Concurrency: 3}}))
 		var names []string
 		for i := range 6 {
 			name := fmt.Sprintf("count-%d", i)
 			s.task(name, "countdown", `{"from":150,"interval":"100ms","checkpointEvery":1}`, func(sp *v1alpha1.BackgroundTaskSpec) {
 				sp.StallTimeout = &metav1.Duration{Duration: 10 * time.Second}
+				if i%2 == 0 {
+					sp.Queue = "roomy"
+				}
 			})
 			names = append(names, name)
 		}
