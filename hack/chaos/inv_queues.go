@@ -6,7 +6,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -137,89 +136,40 @@ func (p *queuePauser) taken() []queuePause {
 	return slices.Clone(p.pauses)
 }
 
-// span is a time interval [from, to).
-type span struct{ from, to time.Time }
-
-// workSpans are the intervals a task did work in, from the witness: each step starts at its
-// mark and lasts one interval, or less when the execution ended sooner (a planned failure
-// right after its mark, a stop or a timeout cancelling the step's wait). A pause waits at the
-// next pause point, after the step, and gives the queue's place back only once parked there,
-// so a paused run holds no span. Overlapping spans of one task (two executions at once:
-// invariant 1's business) count once, so a double run is not counted twice against its queue.
-func workSpans(es []witness.Execution, interval time.Duration) []span {
-	var out []span
-	for _, e := range es {
-		for i, m := range e.Marks {
-			to := m.At.Add(interval)
-			if i+1 < len(e.Marks) && e.Marks[i+1].At.Before(to) {
-				to = e.Marks[i+1].At
-			}
-			if e.Ended && e.End.Before(to) {
-				to = e.End
-			}
-			out = append(out, span{m.At, to})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].from.Before(out[j].from) })
-	merged := out[:0]
-	for _, s := range out {
-		if n := len(merged); n > 0 && !s.from.After(merged[n-1].to) {
-			if s.to.After(merged[n-1].to) {
-				merged[n-1].to = s.to
-			}
-			continue
-		}
-		merged = append(merged, s)
-	}
-	return merged
-}
-
 // checkQueues is invariant 9: (a) at no moment did more tasks of a queue do work than its
 // concurrency, counted from the witness's steps (not from the operator's record); (b) no task
 // that held no place when its queue's pause took effect did work while it was paused.
 func checkQueues(execs map[string][]witness.Execution, queueOf map[string]string, interval map[string]time.Duration,
 	limit map[string]int, pauses []queuePause, names map[string]string, during func(time.Time) (string, string)) result {
 	r := result{id: "9", title: "no queue ran more tasks than its concurrency; no waiting task of a paused queue started"}
-	type edge struct {
-		at    time.Time
-		delta int
-		uid   string
-	}
-	edges := map[string][]edge{}
-	spans := map[string][]span{}
+	spans := map[string][]witness.Span{}
+	byQueue := map[string]map[string][]witness.Span{}
 	tasks := map[string]int{}
 	for uid, q := range queueOf {
 		if q == "" || len(execs[uid]) == 0 {
 			continue
 		}
 		tasks[q]++
-		spans[uid] = workSpans(execs[uid], interval[uid])
-		for _, s := range spans[uid] {
-			edges[q] = append(edges[q], edge{s.from, 1, uid}, edge{s.to, -1, uid})
+		spans[uid] = witness.WorkSpans(execs[uid], interval[uid])
+		if byQueue[q] == nil {
+			byQueue[q] = map[string][]witness.Span{}
 		}
+		byQueue[q][uid] = spans[uid]
 	}
 	peaks := map[string]int{}
-	for q, es := range edges {
-		// Ends before starts at the same instant: a place handed on is not two at once.
-		sort.Slice(es, func(i, j int) bool {
-			if es[i].at.Equal(es[j].at) {
-				return es[i].delta < es[j].delta
+	for q, ss := range byQueue {
+		for _, p := range witness.Peaks(ss) {
+			peaks[q] = max(peaks[q], p.Tasks)
+			if p.Tasks <= limit[q] {
+				continue
 			}
-			return es[i].at.Before(es[j].at)
-		})
-		n := 0
-		for _, e := range es {
-			n += e.delta
-			peaks[q] = max(peaks[q], n)
-			if e.delta > 0 && n > limit[q] {
-				fault, phrase := during(e.at)
-				kind := "with no fault going on"
-				if fault != "" {
-					kind = "around " + fault
-				}
-				r.add(kind, example{task: taskLabel(names[e.uid], e.uid),
-					what: fmt.Sprintf("queue %s: %d of its tasks worked at once at %s (concurrency %d)%s", q, n, clock(e.at), limit[q], phrase)})
+			fault, phrase := during(p.At)
+			kind := "with no fault going on"
+			if fault != "" {
+				kind = "around " + fault
 			}
+			r.add(kind, example{task: taskLabel(names[p.Task], p.Task),
+				what: fmt.Sprintf("queue %s: %d of its tasks worked at once at %s (concurrency %d)%s", q, p.Tasks, clock(p.At), limit[q], phrase)})
 		}
 	}
 	for _, p := range pauses {
@@ -228,10 +178,10 @@ func checkQueues(execs map[string][]witness.Execution, queueOf map[string]string
 				continue
 			}
 			for _, s := range spans[uid] {
-				if s.from.After(p.paused) && s.from.Before(p.until) {
+				if s.From.After(p.paused) && s.From.Before(p.until) {
 					r.add("while paused", example{task: taskLabel(names[uid], uid),
 						what: fmt.Sprintf("queue %s was paused from %s to %s, and this task, which held no place, did a step at %s",
-							q, clock(p.paused), clock(p.until), clock(s.from))})
+							q, clock(p.paused), clock(p.until), clock(s.From))})
 					break
 				}
 			}

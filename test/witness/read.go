@@ -3,6 +3,7 @@ package witness
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -105,4 +106,80 @@ func sortByStart(es []Execution) {
 			es[j], es[j-1] = es[j-1], es[j]
 		}
 	}
+}
+
+// Span is an interval of time [From, To).
+type Span struct{ From, To time.Time }
+
+// WorkSpans are the intervals a task did work in, from its executions: each step starts at
+// its mark and lasts one interval (the step's work), or less when the execution ended sooner
+// or marked its next step sooner (a planned failure right after its mark, a stop or a timeout
+// cancelling the step's wait). A pause waits at the next pause point, after the step, so a
+// paused run has no span. Overlapping spans (two executions at once: a double run, which
+// the no-double-run checks report) are merged, so a task counts once at any instant.
+func WorkSpans(es []Execution, interval time.Duration) []Span {
+	var out []Span
+	for _, e := range es {
+		for i, m := range e.Marks {
+			to := m.At.Add(interval)
+			if i+1 < len(e.Marks) && e.Marks[i+1].At.Before(to) {
+				to = e.Marks[i+1].At
+			}
+			if e.Ended && e.End.Before(to) {
+				to = e.End
+			}
+			out = append(out, Span{m.At, to})
+		}
+	}
+	slices.SortFunc(out, func(a, b Span) int { return a.From.Compare(b.From) })
+	merged := out[:0]
+	for _, s := range out {
+		if n := len(merged); n > 0 && !s.From.After(merged[n-1].To) {
+			if s.To.After(merged[n-1].To) {
+				merged[n-1].To = s.To
+			}
+			continue
+		}
+		merged = append(merged, s)
+	}
+	return merged
+}
+
+// AtOnce is a moment some tasks worked at once.
+type AtOnce struct {
+	At    time.Time
+	Tasks int
+	// Task is the task whose start made the count.
+	Task string
+}
+
+// Peaks lists, for spans of several tasks (by task uid), every moment a task began to work,
+// with how many were working then (a span that ends as another begins does not count with it).
+func Peaks(spans map[string][]Span) []AtOnce {
+	type edge struct {
+		at    time.Time
+		delta int
+		uid   string
+	}
+	var edges []edge
+	for uid, ss := range spans {
+		for _, s := range ss {
+			edges = append(edges, edge{s.From, 1, uid}, edge{s.To, -1, uid})
+		}
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta // ends first
+	})
+	var out []AtOnce
+	n := 0
+	for _, e := range edges {
+		n += e.delta
+		if e.delta > 0 {
+			out = append(out, AtOnce{At: e.at, Tasks: n, Task: e.uid})
+		}
+	}
+	return out
 }
