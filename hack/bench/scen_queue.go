@@ -65,7 +65,7 @@ func runQueue(ctx context.Context, e *env, n int) (*queueResult, error) {
 		return nil, err
 	}
 	if err := st.cp.client.Create(ctx, &v1alpha1.TaskQueue{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"},
-		Spec: v1alpha1.TaskQueueSpec{Concurrency: int32(res.concurrency)}}); err != nil { //nolint:gosec // 64
+		Spec: v1alpha1.TaskQueueSpec{Concurrency: int32(res.concurrency)}}); err != nil {
 		return nil, fmt.Errorf("queue: create: %w", err)
 	}
 	sleepCtx(ctx, 2*time.Second) // the leader writes the queue's row
@@ -80,7 +80,7 @@ func runQueue(ctx context.Context, e *env, n int) (*queueResult, error) {
 
 	// Fairness.
 	if err := st.cp.client.Create(ctx, &v1alpha1.TaskQueue{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fair"},
-		Spec: v1alpha1.TaskQueueSpec{Concurrency: int32(res.fairConcurrency), //nolint:gosec // 4
+		Spec: v1alpha1.TaskQueueSpec{Concurrency: int32(res.fairConcurrency),
 			Fairness: &v1alpha1.QueueFairness{Key: "tenant"}}}); err != nil {
 		return nil, fmt.Errorf("queue: create fair: %w", err)
 	}
