@@ -89,7 +89,7 @@ func (r *reconciler) adopt(ctx context.Context, bt *v1alpha1.BackgroundTask) (jo
 // that no longer wants it gives it back (the process that asked may be gone).
 func (r *reconciler) seedPlace(row *store.Task) {
 	if row.QueueState != "" {
-		r.tasks.setPlace(row.UID, queuePlace{queue: row.Queue, seq: -1, admitted: row.QueueState == store.QueueAdmitted})
+		r.tasks.setPlace(row.UID, queuePlace{queue: row.Queue, seq: row.LastSeq, admitted: row.QueueState == store.QueueAdmitted})
 	}
 }
 

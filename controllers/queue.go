@@ -33,13 +33,8 @@ func (r *reconciler) queueGate(ctx context.Context, bt *v1alpha1.BackgroundTask,
 	rec := view.Record
 	wants := d.Action == actStart || d.Action == actResume
 	if !wants {
-		if known && rec.Status != lifecycle.Pending && !in.RunnerActive {
-			// Its transitions gave the place back (paused, ended): let the queue hand it on.
-			r.tasks.dropPlace(uid)
-			r.admitter.poke(bt.Namespace, place.queue)
-		}
-		if known && rec.Status == lifecycle.Pending && !in.RunnerActive && !in.settling() && view.Backlog == 0 {
-			if err := r.leaveQueue(ctx, bt, place.queue, false); err != nil {
+		if known {
+			if err := r.leaveUnwanted(ctx, bt, view, in, place); err != nil {
 				return d, err
 			}
 		}
@@ -64,7 +59,7 @@ func (r *reconciler) queueGate(ctx context.Context, bt *v1alpha1.BackgroundTask,
 		wait.RequeueAfter, wait.Why = deferRecheck, "waiting for the record to be written before asking queue "+queue
 		return wait, nil
 	}
-	if known && place.queue == queue && place.seq == rec.Seq && !place.admitted {
+	if known && place.queue == queue && place.seq == rec.Seq && !place.admitted && r.admitter.isWaiting(uid, bt.Namespace, queue) {
 		return wait, nil // the admitter wakes it when the queue admits it
 	}
 	dbctx, cancel := context.WithTimeout(ctx, r.opts.DatabaseTimeout)
@@ -86,6 +81,29 @@ func (r *reconciler) queueGate(ctx context.Context, bt *v1alpha1.BackgroundTask,
 		r.setQueueWhy(bt, r.admitter.why(bt.Namespace, queue))
 	}
 	return wait, nil
+}
+
+// leaveUnwanted handles a task that asked its queue (place) and no longer wants to start: a
+// request, or a place it has not used, is given back (a Pending task that runs nowhere here, or
+// a Paused one that asked to resume and was paused again: its record did not move since it
+// asked); a place its transitions gave back (a run that paused or ended since) is only
+// forgotten here, and the queue told, so another task gets it at once. A Pending task the
+// runner holds (waiting for a runner slot, or handed and not started yet) keeps its place: it
+// runs next; so does a Running one (its transitions give it back).
+func (r *reconciler) leaveUnwanted(ctx context.Context, bt *v1alpha1.BackgroundTask, view journal.View, in decisionInput, place queuePlace) error {
+	rec := view.Record
+	switch {
+	case rec.Status == lifecycle.Running, rec.Status == lifecycle.Pending && (in.RunnerActive || in.settling()):
+		return nil
+	case view.Backlog > 0:
+		return nil // looked at again once committed
+	case rec.Status == lifecycle.Pending, rec.Status == lifecycle.Paused && place.seq == rec.Seq:
+		return r.leaveQueue(ctx, bt, place.queue, false)
+	}
+	r.tasks.dropPlace(string(bt.UID))
+	r.admitter.forget(string(bt.UID))
+	r.admitter.poke(bt.Namespace, place.queue)
+	return nil
 }
 
 // leaveQueue gives back uid's request or unused place; forget also forgets the queue (the spec

@@ -41,8 +41,11 @@ type admitter struct {
 	mu      sync.Mutex
 	waiting map[queueKey]map[string]types.NamespacedName // queue -> uid -> name
 	queueOf map[string]queueKey
-	poked   map[queueKey]bool
-	last    map[queueKey]store.Admission
+	// since is when each uid was registered: a round that began later and did not find it
+	// waiting (deleted, handed over, taken by another owner) forgets it.
+	since map[string]time.Time
+	poked map[queueKey]bool
+	last  map[queueKey]store.Admission
 	// told is the kind of wait (waitKind) the queue's waiting tasks were last told of.
 	told map[queueKey]string
 	kick chan struct{}
@@ -53,7 +56,7 @@ func newAdmitter(st *store.Repository, owner func() store.Owner, ready <-chan st
 	tell func(uid string, nn types.NamespacedName, why string), log logr.Logger) *admitter {
 	return &admitter{store: st, owner: owner, ready: ready, clock: clk, interval: interval, timeout: timeout, wake: wake,
 		admitted: admitted, tell: tell, log: log, told: map[queueKey]string{},
-		waiting: map[queueKey]map[string]types.NamespacedName{}, queueOf: map[string]queueKey{},
+		waiting: map[queueKey]map[string]types.NamespacedName{}, queueOf: map[string]queueKey{}, since: map[string]time.Time{},
 		poked: map[queueKey]bool{}, last: map[queueKey]store.Admission{}, kick: make(chan struct{}, 1)}
 }
 
@@ -69,6 +72,7 @@ func (a *admitter) wait(namespace, queue, uid string, nn types.NamespacedName) {
 	}
 	a.waiting[k][uid] = nn
 	a.queueOf[uid] = k
+	a.since[uid] = a.clock.Now()
 	a.poked[k] = true
 	a.mu.Unlock()
 	a.signal()
@@ -87,10 +91,20 @@ func (a *admitter) dropLocked(uid string) {
 		return
 	}
 	delete(a.queueOf, uid)
+	delete(a.since, uid)
 	delete(a.waiting[k], uid)
 	if len(a.waiting[k]) == 0 {
 		delete(a.waiting, k)
 	}
+}
+
+// isWaiting reports whether uid is registered as waiting in namespace/queue: the admitter
+// wakes it when it is admitted.
+func (a *admitter) isWaiting(uid, namespace, queue string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k, ok := a.queueOf[uid]
+	return ok && k == queueKey{namespace, queue}
 }
 
 // poke runs a round of queue soon: a place was given back here.
@@ -165,7 +179,8 @@ func (a *admitter) due(all bool) []queueKey {
 func (a *admitter) round(ctx context.Context, k queueKey) {
 	dbctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	res, err := a.store.Admit(dbctx, k.namespace, k.name, a.owner(), a.clock.Now())
+	began := a.clock.Now()
+	res, err := a.store.Admit(dbctx, k.namespace, k.name, a.owner(), began)
 	if err != nil {
 		a.log.V(1).Info("admission round failed; the next tick tries again", "namespace", k.namespace, "queue", k.name, "error", err.Error())
 		return
@@ -182,6 +197,17 @@ func (a *admitter) round(ctx context.Context, k queueKey) {
 	for _, uid := range res.Mine {
 		if nn, ok := a.waiting[k][uid]; ok {
 			wake, uids = append(wake, nn), append(uids, uid)
+			a.dropLocked(uid)
+		}
+	}
+	// A task registered before the round and not waiting in this queue any more (deleted,
+	// handed over, owned by another replica now) is forgotten, not looked at for ever.
+	still := map[string]bool{}
+	for _, uid := range res.MineWaiting {
+		still[uid] = true
+	}
+	for uid := range a.waiting[k] {
+		if !still[uid] && a.since[uid].Before(began) {
 			a.dropLocked(uid)
 		}
 	}

@@ -224,3 +224,73 @@ func TestPausedUntilFollowsTheOperatorsClock(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "PauseEnded"
 	}, waitTimeout, 50*time.Millisecond)
 }
+
+// queueState reads a task's place in its queue from PostgreSQL.
+func (h *harness) queueState(uid string) string {
+	h.t.Helper()
+	var st string
+	require.NoError(h.t, h.sql.QueryRow(h.ctx, `SELECT queue_state FROM background_tasks WHERE uid = $1`, uid).Scan(&st))
+	return st
+}
+
+// A paused task set Running asks its full queue for a place; paused again before it gets one,
+// it gives its request back, so a place that frees up goes to a task that wants it.
+func TestAResumeTakenBackGivesItsRequestBack(t *testing.T) {
+	h := newHarness(t)
+	h.createQueue("one", v1alpha1.TaskQueueSpec{Concurrency: 1})
+	h.startOperator(operatorConfig{})
+	a := h.create("a", "steps", `{"steps":1000,"interval":"20ms"}`, inQueue("one", 0))
+	h.waitRow(string(a.UID), lifecycle.Running)
+	h.patchSpec("a", `{"state":"Paused"}`)
+	h.waitRow(string(a.UID), lifecycle.Paused)
+	b := h.create("b", "steps", `{"steps":1000,"interval":"20ms"}`, inQueue("one", 0))
+	h.waitRow(string(b.UID), lifecycle.Running)
+	h.patchSpec("a", `{"state":"Running"}`)
+	require.Eventually(t, func() bool { return h.queueState(string(a.UID)) == "waiting" }, waitTimeout, 20*time.Millisecond)
+	h.patchSpec("a", `{"state":"Paused"}`)
+	require.Eventually(t, func() bool { return h.queueState(string(a.UID)) == "" }, waitTimeout, 20*time.Millisecond,
+		"paused again, it gave its request back")
+	c := h.create("c", "steps", `{"steps":2,"interval":"20ms"}`, inQueue("one", 0))
+	h.patchSpec("b", `{"state":"Stopped"}`)
+	h.waitRow(string(c.UID), lifecycle.Finished)
+	require.Equal(t, "", h.queueState(string(a.UID)), "the paused task took no place")
+	require.Equal(t, v1alpha1.PhasePaused, h.get("a").Status.Phase)
+}
+
+// A queue deleted while no operator ran loses its row when the next one comes to lead (it
+// looks at every queue row then: no event will ever tell it of that deletion), so its tasks
+// say the queue is missing rather than being admitted by a queue that is gone.
+func TestAQueueDeletedWhileNobodyLedLosesItsRow(t *testing.T) {
+	h := newHarness(t)
+	h.createQueue("gone", v1alpha1.TaskQueueSpec{Concurrency: 2})
+	rows := func() int {
+		var n int
+		require.NoError(t, h.sql.QueryRow(h.ctx, `SELECT count(*) FROM background_task_queues WHERE namespace = $1`, h.ns).Scan(&n))
+		return n
+	}
+	first := h.startOperator(operatorConfig{leaderElect: true})
+	require.Eventually(t, func() bool { return rows() == 1 }, waitTimeout, 20*time.Millisecond, "the leader writes the queue's row")
+	first.stop()
+	require.NoError(t, h.c.Delete(h.ctx, &v1alpha1.TaskQueue{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "gone"}}))
+	h.startOperator(operatorConfig{leaderElect: true})
+	require.Eventually(t, func() bool { return rows() == 0 }, waitTimeout, 20*time.Millisecond, "the new leader removes the row")
+	task := h.create("orphaned", "steps", `{"steps":1,"interval":"10ms"}`, inQueue("gone", 0))
+	bt := h.waitPhase("orphaned", v1alpha1.PhasePending, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonQueueWaiting))
+	require.Contains(t, bt.Status.Message, "does not exist")
+	require.Equal(t, "waiting", h.queueState(string(task.UID)))
+}
+
+// A run that was recorded Running before its task named a queue, adopted by another operator
+// after the first stopped, asks the queue, waits for a place and resumes once admitted.
+func TestARunAdoptedIntoAQueueResumesOnceAdmitted(t *testing.T) {
+	h := newHarness(t)
+	h.createQueue("late", v1alpha1.TaskQueueSpec{Concurrency: 1})
+	first := h.startOperator(operatorConfig{})
+	task := h.create("moving", "steps", `{"steps":40,"interval":"50ms"}`)
+	h.waitRow(string(task.UID), lifecycle.Running)
+	first.stop()
+	h.patchSpec("moving", `{"queue":"late"}`)
+	h.startOperator(operatorConfig{})
+	h.waitRow(string(task.UID), lifecycle.Finished)
+	require.Empty(t, h.probes.doubles())
+}

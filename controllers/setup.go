@@ -168,9 +168,11 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	}
 	qc := &queueController{client: mgr.GetClient(), store: o.Store, clock: o.Clock, leading: op.leader.Leading,
 		timeout: o.DatabaseTimeout, metrics: qm}
-	if err := qc.setupWithManager(mgr); err != nil {
+	lookQueues := kit.NewWake()
+	if err := qc.setupWithManager(mgr, lookQueues); err != nil {
 		return nil, fmt.Errorf("setup: queue controller: %w", err)
 	}
+	op.leader.OnGain(func() { qc.lookAtEveryQueue(context.Background(), lookQueues) })
 	if err := rec.setupWithManager(mgr, decide); err != nil {
 		return nil, fmt.Errorf("setup: controller: %w", err)
 	}

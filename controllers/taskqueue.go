@@ -43,12 +43,32 @@ type queueController struct {
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskqueues,verbs=get;list;watch
 // +kubebuilder:rbac:groups=tasks.taskpilot.dev,resources=taskqueues/status,verbs=get;update;patch
 
-func (c *queueController) setupWithManager(mgr ctrl.Manager) error {
+func (c *queueController) setupWithManager(mgr ctrl.Manager, look *kit.Wake) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TaskQueue{}).
+		WatchesRawSource(look.Source()).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), CacheSyncTimeout: kit.CacheSyncForever}).
 		Named("taskqueue").
 		Complete(kit.LeaderOnly(c.leading, c))
+}
+
+// lookAtEveryQueue queues every TaskQueue, and every queue row, on becoming leader: the looks
+// of the other replicas were dropped (LeaderOnly), so a queue created, changed or deleted while
+// nobody led is written, and one deleted meanwhile has its row removed.
+func (c *queueController) lookAtEveryQueue(ctx context.Context, look *kit.Wake) {
+	var list v1alpha1.TaskQueueList
+	if err := c.client.List(ctx, &list); err == nil {
+		for i := range list.Items {
+			look.Notify(types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
+		}
+	}
+	dbctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if rows, err := c.store.Queues(dbctx); err == nil {
+		for _, row := range rows {
+			look.Notify(types.NamespacedName{Namespace: row.Namespace, Name: row.Name})
+		}
+	}
 }
 
 // Reconcile writes the queue's row and status (reconcile.Reconciler).

@@ -191,9 +191,9 @@ type Admission struct {
 	NextToken   time.Time
 	// Granted are the tasks this round admitted, of any owner.
 	Granted []string
-	// Mine are the tasks of the asking owner that hold a place and have not started: they
-	// may start (those admitted by any replica's round).
-	Mine []string
+	// Mine are the tasks of the asking owner that hold a place (admitted by any replica's
+	// round): those waiting to start may start. MineWaiting are its tasks still waiting.
+	Mine, MineWaiting []string
 }
 
 // admitSQL gives the free places to the best waiting tasks. Order: the fairness turn first (a
@@ -213,13 +213,16 @@ WITH running AS (
 ), ranked AS (
     SELECT w.uid, w.effective, w.queue_waiting_since,
            (coalesce(r.n, 0) + row_number() OVER (PARTITION BY w.fair_value ORDER BY w.effective DESC, w.queue_waiting_since, w.uid) - 1)
-             / coalesce(CAST(CAST(@weights AS jsonb) ->> w.fair_value AS double precision), 1) AS turn
+             / greatest(coalesce(CAST(CAST(@weights AS jsonb) ->> w.fair_value AS double precision), 1), 1) AS turn
     FROM waiting w LEFT JOIN running r ON r.fair_value = w.fair_value
 ), chosen AS (
     SELECT uid FROM ranked ORDER BY turn, effective DESC, queue_waiting_since, uid LIMIT @free
 )
 UPDATE background_tasks t SET queue_state = 'admitted', queue_admitted_at = CAST(@now AS timestamptz)
-FROM chosen WHERE t.uid = chosen.uid AND t.queue_state = 'waiting'
+FROM chosen
+-- Re-checked on the row as it is now: a task that moved to another queue meanwhile (asking does
+-- not take this queue's lock) is not admitted under this one's count.
+WHERE t.uid = chosen.uid AND t.queue_state = 'waiting' AND t.namespace = @namespace AND t.queue = @queue AND t.deleted_at IS NULL
 RETURNING t.uid`
 
 // Admit runs one admission round of a queue, in one transaction that holds the queue row's
@@ -285,10 +288,21 @@ FROM background_tasks WHERE namespace = ? AND queue = ? AND queue <> '' AND dele
 	if err != nil {
 		return Admission{}, fmt.Errorf("admit from queue %s/%s: %w", namespace, queue, err)
 	}
-	if err := r.db.WithContext(ctx).Raw(`SELECT uid FROM background_tasks
-WHERE namespace = ? AND queue = ? AND queue_state = 'admitted' AND owner_epoch = ? AND status <> 'RUNNING' AND deleted_at IS NULL`,
-		namespace, queue, me.Epoch).Scan(&out.Mine).Error; err != nil {
-		return Admission{}, fmt.Errorf("admitted tasks of queue %s/%s: %w", namespace, queue, err)
+	var mine []struct {
+		UID        string
+		QueueState string
+	}
+	if err := r.db.WithContext(ctx).Raw(`SELECT uid, queue_state FROM background_tasks
+WHERE namespace = ? AND queue = ? AND queue_state <> '' AND owner_epoch = ? AND deleted_at IS NULL`,
+		namespace, queue, me.Epoch).Scan(&mine).Error; err != nil {
+		return Admission{}, fmt.Errorf("the tasks of queue %s/%s: %w", namespace, queue, err)
+	}
+	for _, m := range mine {
+		if m.QueueState == QueueAdmitted {
+			out.Mine = append(out.Mine, m.UID)
+		} else {
+			out.MineWaiting = append(out.MineWaiting, m.UID)
+		}
 	}
 	return out, nil
 }

@@ -69,8 +69,9 @@ func TestAConcurrencyHoldsAcrossConcurrentRounds(t *testing.T) {
 	require.Equal(t, 5, total, "five places, however many rounds ran at once")
 	a, err := repo.Admit(testCtx(t), "ns", "reports", owner1, now)
 	require.NoError(t, err)
-	require.Equal(t, Admission{Concurrency: 5, Running: 5, Waiting: 35, Mine: a.Mine}, a)
-	require.Len(t, a.Mine, 5, "the owner's admitted tasks that have not started")
+	require.Equal(t, Admission{Concurrency: 5, Running: 5, Waiting: 35, Mine: a.Mine, MineWaiting: a.MineWaiting}, a)
+	require.Len(t, a.Mine, 5, "the owner's tasks that hold a place")
+	require.Len(t, a.MineWaiting, 35, "and those that wait")
 }
 
 func TestAPlaceIsGivenBackWhenTheRunPausesOrEnds(t *testing.T) {
@@ -90,7 +91,14 @@ func TestAPlaceIsGivenBackWhenTheRunPausesOrEnds(t *testing.T) {
 	a, err = repo.Admit(ctx, "ns", "q", owner1, now)
 	require.NoError(t, err)
 	require.Empty(t, a.Granted, "a running task keeps its place")
-	require.Empty(t, a.Mine, "it started")
+	require.Equal(t, []string{"t-000"}, a.Mine, "it holds it")
+	// A resumed run waiting for a runner slot (Running -> Pending, Queued), then starting,
+	// keeps it too: it runs next.
+	first.apply(t, repo, lifecycle.Pending, 1, now, func(ev *lifecycle.Event) { ev.Reason = lifecycle.ReasonQueued })
+	first.apply(t, repo, lifecycle.Running, 1, now)
+	a, err = repo.Admit(ctx, "ns", "q", owner1, now)
+	require.NoError(t, err)
+	require.Empty(t, a.Granted, "a run that waited for a runner slot kept its place")
 
 	first.apply(t, repo, lifecycle.Paused, 1, now)
 	a, err = repo.Admit(ctx, "ns", "q", owner1, now)
@@ -107,7 +115,10 @@ func TestAPlaceIsGivenBackWhenTheRunPausesOrEnds(t *testing.T) {
 	second.apply(t, repo, lifecycle.Finished, 1, now)
 	a, err = repo.Admit(ctx, "ns", "q", owner1, now)
 	require.NoError(t, err)
-	require.Equal(t, Admission{Concurrency: 1}, a, "everything given back, nobody waits")
+	require.Zero(t, a.Running, "everything given back")
+	require.Zero(t, a.Waiting, "nobody waits")
+	require.Empty(t, a.Mine)
+	require.Empty(t, a.MineWaiting)
 
 	// Resuming the paused one asks again, at the end of the line.
 	admitted, err = repo.AskQueue(ctx, QueueAsk{UID: "t-000", Owner: owner1, Queue: "q", At: now})
@@ -199,4 +210,17 @@ func TestPauseAndRateLimitFollowTheGivenClock(t *testing.T) {
 	require.Equal(t, 4, stats.Pending)
 	require.Equal(t, 6, stats.AdmittedLastMinute)
 	require.WithinDuration(t, now.Add(6*time.Millisecond), *stats.OldestWaitingSince, time.Millisecond)
+}
+
+// A weight of 0 (the API refuses it; the row could still hold one) counts as 1 rather than
+// failing every round of the queue with a division by zero.
+func TestAZeroWeightDoesNotStallTheQueue(t *testing.T) {
+	repo := newRepo(t)
+	now := time.Now()
+	saveQueue(t, repo, Queue{Name: "q", Concurrency: 2, FairnessKey: "tenant", Weights: json.RawMessage(`{"a":0,"b":-3}`)}, now)
+	queued(t, repo, "q", "a", 2, 0, "a", now)
+	queued(t, repo, "q", "b", 2, 0, "b", now)
+	a, err := repo.Admit(testCtx(t), "ns", "q", owner1, now)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"a-000", "b-000"}, a.Granted, "one each: weights under 1 count as 1")
 }

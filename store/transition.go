@@ -163,16 +163,15 @@ func transitionArgs(w TransitionWrite) map[string]any {
 	}
 }
 
-// LeavesQueue reports whether a transition gives the task's place in its queue back: it no
-// longer runs (paused, ended, or back to Pending for a retry) or never will (stopped while
-// waiting). A start (Pending -> Running) and a run moving on (Running -> Running) keep it, and
-// so does a Pending -> Pending step (queued in the runner, admitted already).
-func LeavesQueue(from, to lifecycle.Status) bool {
+// LeavesQueue reports whether a transition gives the task's place in its queue back: its run
+// paused or ended. A start (Pending -> Running), a run moving on (Running -> Running) and every
+// step to Pending keep it: Pending -> Pending is a run queued in the runner, Running -> Pending
+// a resumed run waiting for a runner slot, Paused -> Pending a resume waiting for one; each
+// still runs next (a retry's Failed -> Pending comes after the Failed that gave it back).
+func LeavesQueue(_, to lifecycle.Status) bool {
 	switch to {
-	case lifecycle.Running:
+	case lifecycle.Running, lifecycle.Pending:
 		return false
-	case lifecycle.Pending:
-		return from == lifecycle.Running
 	case lifecycle.Paused, lifecycle.Finished, lifecycle.Failed, lifecycle.Stopped:
 	}
 	return true

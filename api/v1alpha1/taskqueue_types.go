@@ -51,6 +51,7 @@ type QueueFairness struct {
 	// places for every one of a tenant of weight 1 (the default).
 	// +optional
 	// +kubebuilder:validation:MaxProperties=1000
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k] >= 1 && self[k] <= 1000)",message="every weight is between 1 and 1000"
 	Weights map[string]int32 `json:"weights,omitempty"`
 }
 
