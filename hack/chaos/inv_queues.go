@@ -142,7 +142,6 @@ func (p *queuePauser) taken() []queuePause {
 func checkQueues(execs map[string][]witness.Execution, queueOf map[string]string, interval map[string]time.Duration,
 	limit map[string]int, pauses []queuePause, names map[string]string, during func(time.Time) (string, string)) result {
 	r := result{id: "9", title: "no queue ran more tasks than its concurrency; no waiting task of a paused queue started"}
-	spans := map[string][]witness.Span{}
 	byQueue := map[string]map[string][]witness.Span{}
 	tasks := map[string]int{}
 	for uid, q := range queueOf {
@@ -150,11 +149,10 @@ func checkQueues(execs map[string][]witness.Execution, queueOf map[string]string
 			continue
 		}
 		tasks[q]++
-		spans[uid] = witness.WorkSpans(execs[uid], interval[uid])
 		if byQueue[q] == nil {
 			byQueue[q] = map[string][]witness.Span{}
 		}
-		byQueue[q][uid] = spans[uid]
+		byQueue[q][uid] = witness.WorkSpans(execs[uid], interval[uid])
 	}
 	peaks := map[string]int{}
 	for q, ss := range byQueue {
@@ -177,7 +175,7 @@ func checkQueues(execs map[string][]witness.Execution, queueOf map[string]string
 			if q != p.queue || p.held[uid] {
 				continue
 			}
-			for _, s := range spans[uid] {
+			for _, s := range byQueue[q][uid] {
 				if s.From.After(p.paused) && s.From.Before(p.until) {
 					r.add("while paused", example{task: taskLabel(names[uid], uid),
 						what: fmt.Sprintf("queue %s was paused from %s to %s, and this task, which held no place, did a step at %s",
