@@ -123,10 +123,10 @@ func TestWitnessAgreement(t *testing.T) {
 	now := at(100)
 	alive := map[int]bool{1: true}
 	running := rowObs{status: "RUNNING", attempt: 1, lastAt: at(50)}
-	if why := witnessDisagrees(running, []witness.Execution{exec(1, 1, 90, 98, 99)}, alive, now); why != "" {
+	if why := witnessDisagrees(running, []witness.Execution{exec(1, 1, 90, 98, 99)}, alive, nil, now); why != "" {
 		t.Fatalf("a live execution: %s", why)
 	}
-	if why := witnessDisagrees(running, []witness.Execution{exec(2, 1, 90, 98, 99)}, alive, now); why == "" {
+	if why := witnessDisagrees(running, []witness.Execution{exec(2, 1, 90, 98, 99)}, alive, nil, now); why == "" {
 		t.Fatal("an execution in a dead process is not live")
 	}
 	done := exec(1, 1, 10, 11)
@@ -134,14 +134,24 @@ func TestWitnessAgreement(t *testing.T) {
 	twice := done
 	twice.PID = 2
 	finished := rowObs{status: "FINISHED", attempt: 1, lastAt: at(12)}
-	if why := witnessDisagrees(finished, []witness.Execution{done}, alive, now); why != "" {
+	if why := witnessDisagrees(finished, []witness.Execution{done}, alive, nil, now); why != "" {
 		t.Fatalf("completed once: %s", why)
 	}
-	if why := witnessDisagrees(finished, []witness.Execution{done, twice}, alive, now); why == "" {
+	if why := witnessDisagrees(finished, []witness.Execution{done, twice}, alive, nil, now); why == "" {
 		t.Fatal("completed twice must disagree")
 	}
+	// SIGKILL 0.2 s after a completion, before its commit: the next owner ran it again
+	// (at-least-once), which is not a double run.
+	killed := done
+	killed.PID = 2
+	if why := witnessDisagrees(finished, []witness.Execution{killed, done}, alive, map[int]time.Time{2: at(12).Add(200 * time.Millisecond)}, now); why != "" {
+		t.Fatalf("a completion cut short by a kill, then the committed one: %s", why)
+	}
+	if why := witnessDisagrees(finished, []witness.Execution{killed, done}, alive, map[int]time.Time{2: at(30)}, now); why == "" {
+		t.Fatal("a process that lived on after its completion committed it; completing again must disagree")
+	}
 	paused := rowObs{status: "PAUSED", attempt: 1, lastAt: at(50)}
-	if why := witnessDisagrees(paused, []witness.Execution{exec(1, 1, 10, 49, 60)}, alive, now); why == "" {
+	if why := witnessDisagrees(paused, []witness.Execution{exec(1, 1, 10, 49, 60)}, alive, nil, now); why == "" {
 		t.Fatal("a step after the pause must disagree")
 	}
 }

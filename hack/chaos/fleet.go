@@ -266,6 +266,17 @@ func (f *fleet) records() []procRecord {
 	return out
 }
 
+// diedAt returns when each ended process ended, by pid.
+func (f *fleet) diedAt() map[int]time.Time {
+	out := map[int]time.Time{}
+	for _, p := range f.records() {
+		if !p.ended.IsZero() {
+			out[p.pid] = p.ended
+		}
+	}
+	return out
+}
+
 // stopAll thaws frozen processes and stops every process (SIGTERM, then SIGKILL); the caller
 // has cancelled the supervisors' context first.
 func (f *fleet) stopAll() {

@@ -202,7 +202,7 @@ func chaosPhase(ctx context.Context, e *env, res *results) error {
 	if err != nil {
 		return err
 	}
-	res.invs = append(res.invs, checkAgreement(first, second, firstAlive, e.fleet.alivePIDs(), lastRecovered))
+	res.invs = append(res.invs, checkAgreement(first, second, firstAlive, e.fleet.alivePIDs(), e.fleet.diedAt(), lastRecovered))
 
 	// Invariant 4 and 5 need every task to have done what its spec says.
 	var final observation
