@@ -50,7 +50,7 @@ func disagreements(o observation, alive map[int]bool, died map[int]time.Time) ma
 // witnessDisagrees says what the witness saw that contradicts the row ("" : nothing).
 func witnessDisagrees(row rowObs, es []witness.Execution, alive map[int]bool, died map[int]time.Time, now time.Time) string {
 	var active []witness.Execution // open, in a live process, wrote recently
-	completed, cutShort := 0, 0 // cutShort: completions whose process died within commitWindow
+	completed, cutShort := 0, 0    // cutShort: completions whose process died within commitWindow
 	for _, e := range es {
 		if !e.Ended && alive[e.PID] && now.Sub(e.LastActivity()) < activeWithin {
 			active = append(active, e)
