@@ -40,7 +40,7 @@ func (r *reconciler) act(ctx context.Context, bt *v1alpha1.BackgroundTask, view 
 	switch d.Action {
 	case actNone:
 	case actStart:
-		spec, err := r.startSpec(ctx, bt, d.Attempt)
+		spec, err := r.startSpec(ctx, bt, d.Attempt, d.RestartGeneration)
 		if err == nil {
 			if d.Resume {
 				spec.Checkpoint = view.Checkpoint
@@ -100,10 +100,11 @@ func (r *reconciler) startFailed(bt *v1alpha1.BackgroundTask, d decision, err er
 	return reconcile.TerminalError(err)
 }
 
-// startSpec builds the runner's spec for attempt; oversized params are InvalidParams. Params
-// the cache left out are read from the API server.
-func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask, attempt int) (engine.StartSpec, error) {
-	if _, leftOut := bt.Annotations[annotationParamsLeftOut]; leftOut {
+// startSpec builds the runner's spec for attempt of restart generation gen; oversized params
+// are InvalidParams. Params and items the cache left out are read from the API server.
+func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask, attempt int, gen int64) (engine.StartSpec, error) {
+	_, paramsLeftOut := bt.Annotations[annotationParamsLeftOut]
+	if _, itemsLeftOut := bt.Annotations[annotationItemsLeftOut]; paramsLeftOut || itemsLeftOut {
 		var full v1alpha1.BackgroundTask
 		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(bt), &full); err != nil {
 			return engine.StartSpec{}, fmt.Errorf("read the params of %s/%s: %w", bt.Namespace, bt.Name, err)
@@ -123,6 +124,16 @@ func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask,
 	}
 	if bt.Spec.Timeout != nil {
 		spec.Timeout = bt.Spec.Timeout.Duration
+	}
+	if info, ok := r.opts.Registry.Info(bt.Spec.TaskName); ok && info.Items != (bt.Spec.Items != nil) {
+		if info.Items {
+			return spec, fmt.Errorf("task type %q runs items: set spec.items: %w", bt.Spec.TaskName, runner.ErrInvalidParams)
+		}
+		return spec, fmt.Errorf("task type %q does not run items: remove spec.items: %w", bt.Spec.TaskName, runner.ErrInvalidParams)
+	}
+	if items := bt.Spec.Items; items != nil {
+		spec.Items = &itemSource{rows: r.store, uid: string(bt.UID), owner: r.member.Owner, attempt: attempt,
+			plan: itemPlan(items, gen), parallelism: int(max(1, items.Parallelism))}
 	}
 	return spec, nil
 }

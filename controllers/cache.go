@@ -47,23 +47,44 @@ const paramsInCache = 1 << 10
 // bytes). It exists only in the cached copy, which is never written back.
 const annotationParamsLeftOut = "tasks.taskpilot.dev/params-left-out"
 
+// annotationItemsLeftOut marks a cached task whose spec.items.list the cache left out (its size
+// in bytes), like annotationParamsLeftOut.
+const annotationItemsLeftOut = "tasks.taskpilot.dev/items-left-out"
+
 // withoutLargeParams is the cache transform of BackgroundTasks: objects without managedFields,
-// and without params larger than paramsInCache. Every replica caches every task it may run, so
-// a tenant's large params (up to what etcd takes) would otherwise cost each replica memory per
-// object, whether the task runs or not.
+// and without params or an items list larger than paramsInCache. Every replica caches every
+// task it may run, so a tenant's large params (up to what etcd takes) would otherwise cost each
+// replica memory per object, whether the task runs or not.
 func withoutLargeParams() toolscache.TransformFunc {
 	strip := cache.TransformStripManagedFields()
 	return func(obj any) (any, error) {
 		obj, err := strip(obj)
 		bt, ok := obj.(*v1alpha1.BackgroundTask)
-		if !ok || err != nil || bt.Spec.Params == nil || len(bt.Spec.Params.Raw) <= paramsInCache {
+		if !ok || err != nil {
 			return obj, err
 		}
-		if bt.Annotations == nil {
-			bt.Annotations = map[string]string{}
+		if bt.Spec.Params != nil && len(bt.Spec.Params.Raw) > paramsInCache {
+			leaveOut(bt, annotationParamsLeftOut, len(bt.Spec.Params.Raw))
+			bt.Spec.Params = nil
 		}
-		bt.Annotations[annotationParamsLeftOut] = strconv.Itoa(len(bt.Spec.Params.Raw))
-		bt.Spec.Params = nil
+		if items := bt.Spec.Items; items != nil && len(items.List) > 0 {
+			size := 0
+			for _, v := range items.List {
+				size += len(v.Raw)
+			}
+			if size > paramsInCache {
+				leaveOut(bt, annotationItemsLeftOut, size)
+				items.List = nil
+			}
+		}
 		return bt, nil
 	}
+}
+
+// leaveOut marks the cached bt as missing size bytes of what annotation names.
+func leaveOut(bt *v1alpha1.BackgroundTask, annotation string, size int) {
+	if bt.Annotations == nil {
+		bt.Annotations = map[string]string{}
+	}
+	bt.Annotations[annotation] = strconv.Itoa(size)
 }

@@ -51,7 +51,9 @@ type statusInput struct {
 	Deferred string
 	// QueueWaiting says why the task waits for its queue (spec.queue); "" when it does not.
 	QueueWaiting string
-	Now          time.Time
+	// Items are the counts of the task's items (spec.items); nil keeps the previous ones.
+	Items *v1alpha1.ItemsStatus
+	Now   time.Time
 
 	specState v1alpha1.DesiredState // spec.state, while Desired is what is driven (desiredAt)
 }
@@ -109,6 +111,10 @@ func buildStatus(in statusInput) v1alpha1.BackgroundTaskStatus {
 		Message:                   kit.TruncateRunes(rec.Message, kit.MaxStatusMessage),
 		Result:                    statusResult(in.Committed.Result),
 		ScheduledTime:             kit.APITime(in.scheduled()),
+		Items:                     in.Previous.Items,
+	}
+	if in.Items != nil {
+		out.Items = in.Items
 	}
 	if in.waitsForStartAfter(out.Phase) {
 		out.Message = in.startAfterMessage()

@@ -53,14 +53,16 @@ type statusWriter struct {
 	events   events.EventRecorder
 	clock    clock.PassiveClock
 	progress *rate.Limiter
-	opts     Options
+	// items reads the counts of a task's items that no run here reports.
+	items itemCounts
+	opts  Options
 }
 
 func newStatusWriter(mgr ctrl.Manager, op *Operator, tasks *taskIndex, o Options) *statusWriter {
 	burst := max(1, int(o.ProgressUpdateQPS))
 	return &statusWriter{
 		client: mgr.GetClient(), journal: op.Journal, runner: op.Runner, member: op.Member, tasks: tasks,
-		events: mgr.GetEventRecorder("taskpilot"), clock: o.Clock, opts: o,
+		events: mgr.GetEventRecorder("taskpilot"), clock: o.Clock, opts: o, items: o.Store,
 		progress: rate.NewLimiter(rate.Limit(o.ProgressUpdateQPS), burst),
 	}
 }
@@ -106,20 +108,31 @@ func (s *statusWriter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	}
 	now := s.clock.Now()
 	live, abandoned := "", 0
+	var items *v1alpha1.ItemsStatus
 	if snap, ok := s.runner.Snapshot(runner.Key(uid)); ok && tracked {
 		if snap.Attempt == committed.Record.Attempt {
 			live = snap.Progress
 			s.journal.SetProgress(uid, live)
+			if snap.Items != nil && !snap.Status.Terminal() {
+				items = itemsStatus(*snap.Items)
+			}
 		}
 		if snap.Abandoned {
 			abandoned = snap.Attempt
+		}
+	}
+	if items == nil && bt.Spec.Items != nil {
+		// No run here reports them: PostgreSQL holds them (a terminal, paused or waiting task).
+		var err error
+		if items, err = storedItems(ctx, s.items, uid); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	next := buildStatus(statusInput{Generation: bt.Generation, Desired: bt.Spec.State, Previous: bt.Status,
 		StartAfter: timeOf(bt.Spec.StartAfter), ResumeAt: timeOf(bt.Spec.ResumeAt),
 		Committed: committed, Tracked: tracked, LoadProblem: problem, LiveProgress: live, Now: now,
 		StallWatched: bt.Spec.StallTimeout != nil, AbandonedAttempt: abandoned, Deferred: s.tasks.deferredWhy(uid),
-		QueueWaiting: s.tasks.queueWhyOf(uid)})
+		QueueWaiting: s.tasks.queueWhyOf(uid), Items: items})
 	after := s.requeueAfter(committed, now)
 	if tracked && passing(bt.Spec, committed.Record) && now.Sub(committed.Since) < passingPatience {
 		return ctrl.Result{RequeueAfter: kit.SettleDelay}, nil // its next step is on its way and wakes us
@@ -192,12 +205,13 @@ func (s *statusWriter) coalesceWait(current, next v1alpha1.Phase, age time.Durat
 	return window - age
 }
 
-// progressOnly reports whether next differs from current in the progress text alone.
+// progressOnly reports whether next differs from current in the progress text and the item
+// counts alone: what a running task changes all the time, written at most ProgressUpdateQPS.
 func progressOnly(current, next v1alpha1.BackgroundTaskStatus) bool {
-	if current.Progress == next.Progress {
+	if current.Progress == next.Progress && equality.Semantic.DeepEqual(current.Items, next.Items) {
 		return false
 	}
 	same := next
-	same.Progress = current.Progress
+	same.Progress, same.Items = current.Progress, current.Items
 	return equality.Semantic.DeepEqual(current, same)
 }

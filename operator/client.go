@@ -276,6 +276,13 @@ func (c *Client) Restart(ctx context.Context, names ...string) error {
 	return c.apply(ctx, bulk.Restart, names)
 }
 
+// RetryFailed runs again the items that did not succeed of tasks with items (spec.items): a
+// restart (spec.restartGeneration + 1) that keeps the items that succeeded
+// (spec.items.retryFailedGeneration). A task without items is left as it is.
+func (c *Client) RetryFailed(ctx context.Context, names ...string) error {
+	return c.apply(ctx, bulk.RetryFailed, names)
+}
+
 // apply runs verb on the named tasks with the plugin's bulk verbs.
 func (c *Client) apply(ctx context.Context, verb bulk.Verb, names []string) error {
 	targets := make([]bulk.Target, 0, len(names))

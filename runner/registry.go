@@ -35,6 +35,9 @@ type TypeInfo struct {
 	// Example is a params object built from the examples and defaults in the schema (nil
 	// when it has none).
 	Example json.RawMessage
+	// Items: the type was registered with RegisterItems, so its BackgroundTasks carry
+	// spec.items.
+	Items bool
 }
 
 // NewRegistry returns an empty registry; builtin.Register adds taskpilot's own task types.
@@ -91,6 +94,14 @@ func (r *Registry) Has(name string) bool {
 	defer r.mu.RUnlock()
 	_, ok := r.types[name]
 	return ok
+}
+
+// Info describes the type registered as name.
+func (r *Registry) Info(name string) (TypeInfo, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	reg, ok := r.types[name]
+	return reg.info, ok
 }
 
 // Names lists the registered types, sorted, for validation messages and

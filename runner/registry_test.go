@@ -43,7 +43,7 @@ func TestRegistry(t *testing.T) {
 
 	builtins := runner.NewRegistry()
 	require.NoError(t, builtin.Register(builtins))
-	require.Equal(t, []string{"checksum", "countdown", "noop", "sleep"}, builtins.Names())
+	require.Equal(t, []string{"checksum", "countdown", "foreach", "noop", "sleep"}, builtins.Names())
 	require.Error(t, builtin.Register(builtins), "registering twice is a duplicate")
 }
 

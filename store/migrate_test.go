@@ -24,7 +24,7 @@ func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
 	require.NoError(t, repo.db.WithContext(ctx).Raw(`
 		SELECT table_name FROM information_schema.tables
 		WHERE table_schema = 'public' ORDER BY table_name`).Scan(&tables).Error)
-	require.Equal(t, []string{"background_task_firings", "background_task_purges", "background_task_queues", "background_task_schedule_revisions", "background_task_transitions",
+	require.Equal(t, []string{"background_task_firings", "background_task_item_transitions", "background_task_items", "background_task_purges", "background_task_queues", "background_task_schedule_revisions", "background_task_transitions",
 		"background_tasks", "taskpilot_members", SchemaVersionTable}, tables)
 
 	versions := func() []int64 {
@@ -33,11 +33,11 @@ func TestMigrateFromEmptyAndIdempotent(t *testing.T) {
 			`SELECT version_id FROM `+SchemaVersionTable+` WHERE is_applied ORDER BY id`).Scan(&v).Error)
 		return v
 	}
-	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, versions())
+	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, versions())
 
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
 	require.NoError(t, Migrate(ctx, repo.sqlDB))
-	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, versions(), "re-running applies nothing")
+	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, versions(), "re-running applies nothing")
 }
 
 func TestMigrateConcurrent(t *testing.T) {

@@ -238,6 +238,14 @@ type BackgroundTaskSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	Priority int32 `json:"priority,omitempty"`
 
+	// items makes the task many units of work: a row per item in PostgreSQL, each with its own
+	// state, executions, retries and history, run by a task type registered with
+	// runner.RegisterItems. The task finishes when every item succeeded and fails when any failed
+	// for good; pause, resume, stop and restart act on all its items, and the API server sees a
+	// handful of writes for the whole object.
+	// +optional
+	Items *ItemsSpec `json:"items,omitempty"`
+
 	// ttlSecondsAfterFinished deletes the BackgroundTask this many seconds after it reached a
 	// terminal phase (Finished, Failed or Stopped), like a Job's, once its last transition is
 	// committed to PostgreSQL; the history stays in the database. Leave it unset for objects a
@@ -250,6 +258,103 @@ type BackgroundTaskSpec struct {
 	// keep failed tasks longer than finished ones.
 	// +optional
 	TTLSecondsAfterOutcome *OutcomeTTL `json:"ttlSecondsAfterOutcome,omitempty"`
+}
+
+// MaxItems bounds spec.items.count, and MaxListItems spec.items.list.
+const (
+	MaxItems     = 1_000_000
+	MaxListItems = 1000
+)
+
+// ItemsSpec declares a task's items: a count (items 0..count-1, like an Indexed Job) or a short
+// inline list (one item per element, its value).
+// +kubebuilder:validation:XValidation:rule="has(self.count) != has(self.list)",message="items needs exactly one of count and list"
+// +kubebuilder:validation:XValidation:rule="has(self.count) == has(oldSelf.count)",message="items.count and items.list are immutable: create a new BackgroundTask for other items"
+type ItemsSpec struct {
+	// count is how many items the task has; the task type gets each one's index.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="items.count is immutable: create a new BackgroundTask for other items"
+	Count *int32 `json:"count,omitempty"`
+
+	// list holds the items' values, one item per element, each a JSON object whose fields the
+	// task type defines (at most 1000: use count for more).
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="items.list is immutable: create a new BackgroundTask for other items"
+	// +listType=atomic
+	List []ItemValue `json:"list,omitempty"`
+
+	// parallelism is how many items run at once (on the replica that runs the task). It may
+	// change at any time and applies from the task's next run (a resume counts).
+	// +optional
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Parallelism int32 `json:"parallelism,omitempty"`
+
+	// maxRetries is how often a failed item is executed again, at once, before it fails for
+	// good; spec.maxRetries then retries the whole task, which runs its failed items only.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxRetries int32 `json:"maxRetries,omitempty"`
+
+	// retryFailedGeneration makes the restart to this spec.restartGeneration run only the items
+	// that did not succeed; any other restart runs every item again. Set it with
+	// restartGeneration (`kubectl taskpilot retry-failed` does both).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RetryFailedGeneration int64 `json:"retryFailedGeneration,omitempty"`
+}
+
+// ItemValue is one item's value: a JSON object, its fields the task type's to define.
+// +kubebuilder:validation:XPreserveUnknownFields
+// +kubebuilder:validation:Type=object
+type ItemValue struct {
+	Raw []byte `json:"-"`
+}
+
+// MarshalJSON writes the value as it is (null when empty).
+func (v ItemValue) MarshalJSON() ([]byte, error) {
+	if len(v.Raw) == 0 {
+		return []byte("null"), nil
+	}
+	return v.Raw, nil
+}
+
+// UnmarshalJSON keeps the value as it is.
+func (v *ItemValue) UnmarshalJSON(b []byte) error {
+	v.Raw = append(v.Raw[:0], b...)
+	return nil
+}
+
+// ItemsStatus counts a task's items by state.
+type ItemsStatus struct {
+	// total is the number of items.
+	Total int64 `json:"total"`
+	// pending, running, succeeded and failed count the items in each state (failed: for good,
+	// their retries spent).
+	Pending   int64 `json:"pending"`
+	Running   int64 `json:"running"`
+	Succeeded int64 `json:"succeeded"`
+	Failed    int64 `json:"failed"`
+	// firstFailures are up to five failed items, lowest index first, with their last error.
+	// +optional
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=atomic
+	FirstFailures []ItemFailure `json:"firstFailures,omitempty"`
+}
+
+// ItemFailure is one item that failed for good.
+type ItemFailure struct {
+	// index is the item's index.
+	Index int64 `json:"index"`
+	// error is its last error, cut to 256 characters.
+	// +kubebuilder:validation:MaxLength=256
+	Error string `json:"error"`
 }
 
 // Backoff is the wait before retries.
@@ -360,6 +465,11 @@ type BackgroundTaskStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	Message string `json:"message,omitempty"`
+
+	// items counts the task's items by state (spec.items), as its last run reported them or
+	// PostgreSQL holds them.
+	// +optional
+	Items *ItemsStatus `json:"items,omitempty"`
 }
 
 // BackgroundTask runs a registered task type inside the taskpilot operator's pod and gives it a

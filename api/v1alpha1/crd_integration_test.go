@@ -107,6 +107,52 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 		require.Contains(t, err.Error(), "restartGeneration may only grow: increase it to restart the task")
 	})
 
+	t.Run("items: one of count and list, any JSON values, immutable", func(t *testing.T) {
+		list := &v1alpha1.BackgroundTask{
+			ObjectMeta: metav1.ObjectMeta{Name: "items-list", Namespace: "default"},
+			Spec: v1alpha1.BackgroundTaskSpec{TaskName: "mail", Items: &v1alpha1.ItemsSpec{List: []v1alpha1.ItemValue{
+				{Raw: []byte(`{"to":"a"}`)}, {Raw: []byte(`{"to":"b","n":2}`)}, {Raw: []byte(`{"to":"c","tags":["x"]}`)},
+			}}},
+		}
+		require.NoError(t, c.Create(ctx, list))
+		got := &v1alpha1.BackgroundTask{}
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(list), got))
+		require.Equal(t, int32(4), got.Spec.Items.Parallelism, "defaulted")
+		require.JSONEq(t, `{"to":"b","n":2}`, string(got.Spec.Items.List[1].Raw), "values are kept as they are, unknown fields too")
+		require.JSONEq(t, `{"to":"c","tags":["x"]}`, string(got.Spec.Items.List[2].Raw))
+
+		got.Spec.Items.Parallelism = 16
+		got.Spec.Items.RetryFailedGeneration = 1
+		require.NoError(t, c.Update(ctx, got), "parallelism and retryFailedGeneration may change")
+		got.Spec.Items.List = got.Spec.Items.List[:2]
+		err := c.Update(ctx, got)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "items.list is immutable")
+
+		counted := &v1alpha1.BackgroundTask{
+			ObjectMeta: metav1.ObjectMeta{Name: "items-count", Namespace: "default"},
+			Spec:       v1alpha1.BackgroundTaskSpec{TaskName: "mail", Items: &v1alpha1.ItemsSpec{Count: ptr.To[int32](100000)}},
+		}
+		require.NoError(t, c.Create(ctx, counted))
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(counted), got))
+		got.Spec.Items.Count = ptr.To[int32](5)
+		err = c.Update(ctx, got)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "items.count is immutable")
+
+		for name, items := range map[string]*v1alpha1.ItemsSpec{
+			"both":        {Count: ptr.To[int32](2), List: []v1alpha1.ItemValue{{Raw: []byte(`{}`)}}},
+			"not objects": {List: []v1alpha1.ItemValue{{Raw: []byte(`1`)}}},
+			"neither":     {},
+			"too many":    {Count: ptr.To[int32](v1alpha1.MaxItems + 1)},
+			"parallelism": {Count: ptr.To[int32](2), Parallelism: 1001},
+		} {
+			bad := &v1alpha1.BackgroundTask{ObjectMeta: metav1.ObjectMeta{Name: "bad-items", Namespace: "default"},
+				Spec: v1alpha1.BackgroundTaskSpec{TaskName: "mail", Items: items}}
+			require.Error(t, c.Create(ctx, bad), name)
+		}
+	})
+
 	t.Run("status subresource", func(t *testing.T) {
 		got := &v1alpha1.BackgroundTask{}
 		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(bt), got))

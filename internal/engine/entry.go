@@ -34,6 +34,9 @@ type StartSpec struct {
 	Namespace, Name string
 	// Labels and Annotations are the BackgroundTask's (Control.Labels, Control.Annotations).
 	Labels, Annotations map[string]string
+	// Items is where the run's items live, for a task type with items (runner.RegisterItems);
+	// nil for a BackgroundTask without spec.items.
+	Items runner.ItemSource
 	// Parent is the span of whoever created the task (its traceparent annotation): the
 	// execution's span is its child. Previous is the span of the task's earlier execution (on
 	// this process or another), which the new span links to. Both are ignored without
@@ -88,6 +91,8 @@ type entry struct {
 	cost       int64 // bytes the run reserves from Options.MemoryBudget
 	// stopReason and stopMessage explain a requested stop in its Stopped transition.
 	stopReason, stopMessage string
+	// items are the counts the run last reported (runner.ItemsHost.ReportItems); nil before.
+	items atomic.Pointer[runner.ItemCounts]
 	// activity is when the run last showed a sign of life (a pause point, progress, a
 	// checkpoint, a heartbeat), in nanoseconds since the runner's epoch.
 	activity atomic.Int64
@@ -356,7 +361,7 @@ func (e *entry) snapshot() TaskSnapshot {
 		Key: e.key, TaskName: e.spec.TaskName, Status: e.state, Attempt: e.spec.Attempt,
 		Reason: e.reason, Message: e.message, Progress: e.progress, StartedAt: e.startedAt,
 		PauseRequested: e.pauseReq.Load(), StopRequested: e.stopReq, RunTime: rt,
-		MemoryBytes: e.cost, Abandoned: e.abandoned,
+		MemoryBytes: e.cost, Abandoned: e.abandoned, Items: e.items.Load(),
 	}
 	if a := e.activity.Load(); a > 0 {
 		snap.LastActivity = e.r.epoch.Add(time.Duration(a))

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/runner"
 )
 
 // Transition is one state change, reported to the Sink exactly once, in
@@ -49,6 +50,9 @@ type TaskSnapshot struct {
 	// Abandoned: the run was reported over after it ignored its cancellation for the stop
 	// grace, and its goroutine has not returned yet (a new run of the key waits for it).
 	Abandoned bool
+	// Items are the counts the run of a task with items last reported (nil: none yet). Do
+	// not modify them.
+	Items *runner.ItemCounts
 }
 
 // Stats are cheap counters for metrics.

@@ -72,6 +72,7 @@ type settings struct {
 	attempt             int
 	timeout             time.Duration
 	labels, annotations map[string]string
+	items               *Items
 }
 
 // WithCheckpoint resumes the run from checkpoint, encoded as JSON (what a new owner does after
@@ -147,6 +148,9 @@ func Start[P runner.Params](t testing.TB, reg *runner.Registry, params P, opts .
 	<-r.Started()
 	spec := engine.StartSpec{TaskName: name, Params: raw, Attempt: max(s.attempt, 1), Timeout: s.timeout,
 		Checkpoint: s.checkpoint, Namespace: "runnertest", Name: name, Labels: s.labels, Annotations: s.annotations}
+	if s.items != nil {
+		spec.Items = s.items.bind(spec.Attempt)
+	}
 	if err := r.StartTask(key, spec); err != nil {
 		reason, ok := refusal(err)
 		if !ok {

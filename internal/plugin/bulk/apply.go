@@ -120,7 +120,7 @@ func applyOne(ctx context.Context, c client.Client, verb Verb, tg Target) Outcom
 			return nil
 		}
 		patched := cur.DeepCopy()
-		if verb == Restart {
+		if verb.restarts() {
 			// restartGeneration+1 is computed from what was read, so the write must apply to
 			// exactly that: a resourceVersion in a merge patch is a precondition, and the API
 			// server answers a conflict if the task changed meanwhile (then it is read again).

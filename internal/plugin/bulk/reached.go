@@ -52,7 +52,7 @@ func reached(verb Verb, b before, t *v1alpha1.BackgroundTask) (bool, string) {
 			return true, fmt.Sprintf("%s before it could be stopped", phase)
 		case v1alpha1.PhasePending, v1alpha1.PhaseRunning, v1alpha1.PhasePaused:
 		}
-	case Restart:
+	case Restart, RetryFailed:
 		return restarted(b, t)
 	}
 	return false, ""

@@ -43,6 +43,20 @@ func TestChange(t *testing.T) {
 	require.JSONEq(t, `{"spec":{"restartGeneration":5}}`, string(body), "restart always bumps, from the object read")
 	require.Equal(t, "restartGeneration 4 → 5", what)
 
+	body, what = RetryFailed.change(running)
+	require.Nil(t, body, "a task without items has nothing to retry")
+	require.Equal(t, "has no spec.items: nothing to retry", what)
+	failed := task(v1alpha1.DesiredRunning, v1alpha1.PhaseFailed, 2, 1, 1)
+	failed.Spec.Items, failed.Spec.RestartGeneration = &v1alpha1.ItemsSpec{}, 2
+	failed.Status.Items = &v1alpha1.ItemsStatus{Total: 10, Succeeded: 7, Failed: 3}
+	body, what = RetryFailed.change(failed)
+	require.JSONEq(t, `{"spec":{"restartGeneration":3,"items":{"retryFailedGeneration":3}}}`, string(body))
+	require.Equal(t, "restartGeneration 2 → 3, keeping the items that succeeded", what)
+	failed.Status.Items = &v1alpha1.ItemsStatus{Total: 10, Succeeded: 10}
+	body, what = RetryFailed.change(failed)
+	require.Nil(t, body)
+	require.Equal(t, "no item failed", what)
+
 	resumed := task(v1alpha1.DesiredPaused, v1alpha1.PhaseRunning, 1, 1, 1)
 	resumed.Spec.ResumeAt = &metav1.Time{Time: time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)}
 	body, what = Pause.change(resumed)

@@ -20,10 +20,16 @@ const (
 	Resume  Verb = "resume"  // spec.state Running
 	Stop    Verb = "stop"    // spec.state Stopped
 	Restart Verb = "restart" // spec.restartGeneration + 1
+	// RetryFailed restarts a task with items keeping those that succeeded:
+	// spec.restartGeneration + 1 and spec.items.retryFailedGeneration set to it.
+	RetryFailed Verb = "retry-failed"
 )
 
 // Verbs lists every verb, in the order help text shows them.
-func Verbs() []Verb { return []Verb{Pause, Resume, Stop, Restart} }
+func Verbs() []Verb { return []Verb{Pause, Resume, Stop, Restart, RetryFailed} }
+
+// restarts reports whether the verb bumps spec.restartGeneration.
+func (v Verb) restarts() bool { return v == Restart || v == RetryFailed }
 
 // Done is the verb's past tense, as the summary prints it ("paused").
 func (v Verb) Done() string {
@@ -36,6 +42,8 @@ func (v Verb) Done() string {
 		return "stopped"
 	case Restart:
 		return "restarted"
+	case RetryFailed:
+		return "retried"
 	}
 	return string(v)
 }
@@ -49,7 +57,7 @@ func (v Verb) state() v1alpha1.DesiredState {
 		return v1alpha1.DesiredRunning
 	case Stop:
 		return v1alpha1.DesiredStopped
-	case Restart:
+	case Restart, RetryFailed:
 	}
 	return ""
 }
@@ -70,6 +78,17 @@ func (v Verb) change(t *v1alpha1.BackgroundTask) (patch []byte, describe string)
 		next := t.Spec.RestartGeneration + 1
 		return fmt.Appendf(nil, `{"spec":{"restartGeneration":%d}}`, next),
 			fmt.Sprintf("restartGeneration %d → %d", t.Spec.RestartGeneration, next)
+	}
+	if v == RetryFailed {
+		if t.Spec.Items == nil {
+			return nil, "has no spec.items: nothing to retry"
+		}
+		if items := t.Status.Items; items != nil && t.Status.Phase.Terminal() && items.Failed == 0 && items.Pending == 0 && items.Running == 0 {
+			return nil, "no item failed"
+		}
+		next := t.Spec.RestartGeneration + 1
+		return fmt.Appendf(nil, `{"spec":{"restartGeneration":%d,"items":{"retryFailedGeneration":%d}}}`, next, next),
+			fmt.Sprintf("restartGeneration %d → %d, keeping the items that succeeded", t.Spec.RestartGeneration, next)
 	}
 	want, have := v.state(), specState(t)
 	if v == Pause && t.Spec.ResumeAt != nil {

@@ -37,6 +37,7 @@ history from PostgreSQL.
   kubectl taskpilot pause -l batch=nightly         # every matching task, one patch each
   kubectl taskpilot resume --all -n reports --wait  # and wait until they run again
   kubectl taskpilot restart countdown               # restartGeneration + 1
+  kubectl taskpilot retry-failed mailing            # run again the items that did not succeed
   kubectl taskpilot get -A                          # kubectl get bgt plus the last transition
   kubectl taskpilot history countdown -o yaml       # every transition, from PostgreSQL
   kubectl taskpilot history bts/nightly             # every slot of a TaskSchedule, and why

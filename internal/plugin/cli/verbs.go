@@ -25,6 +25,9 @@ func verbHelp(v bulk.Verb) (short, wait string) {
 		return "Set spec.state Stopped: runs are cancelled", "Stopped (or Finished/Failed if it ended first)"
 	case bulk.Restart:
 		return "Bump spec.restartGeneration: each task starts a new attempt from scratch", "a new attempt is Running (or already ended)"
+	case bulk.RetryFailed:
+		return "Run again the items of tasks with items (spec.items) that did not succeed: a restart that keeps the succeeded ones",
+			"a new attempt is Running (or already ended)"
 	}
 	return string(v), ""
 }

@@ -1,0 +1,316 @@
+package runner
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+)
+
+const (
+	// itemFlushEvery bounds how long an outcome waits to be written with others; itemFlushBatch
+	// writes at once when that many have ended.
+	itemFlushEvery = 20 * time.Millisecond
+	itemFlushBatch = 512
+	// itemFinishGrace is how long a cancelled run still tries to record its items' outcomes.
+	itemFinishGrace = 10 * time.Second
+	// maxItemFailuresShown: the failures a run keeps for its status and its message.
+	maxItemFailuresShown = 5
+)
+
+// errNoItems: a task type with items was given a BackgroundTask without spec.items.
+var errNoItems = errors.New("this task type runs items: its BackgroundTask needs spec.items")
+
+// itemsRun is the run of a task type with items: it claims items in batches, executes up to
+// Parallelism at once on goroutines of its own, records their outcomes in batches, pauses
+// between items and reports the counts. Its loop runs on the run goroutine, so Yield is called
+// where it must be.
+type itemsRun[V any] struct {
+	Base
+	task ItemTask[V]
+}
+
+// itemDone is an execution's end, sent by an item goroutine.
+type itemDone struct {
+	item ClaimedItem
+	err  error
+}
+
+// itemsLoop is one run's state, owned by the run goroutine.
+type itemsLoop[V any] struct {
+	ctx      context.Context
+	ctl      Control
+	host     ItemsHost
+	src      ItemSource
+	task     ItemTask[V]
+	done     chan itemDone
+	inflight int
+	outcomes []ItemOutcome
+	oldest   time.Time // when the oldest unwritten outcome ended
+	counts   ItemCounts
+}
+
+func (r *itemsRun[V]) Run(ctx context.Context, ctl Control) (json.RawMessage, error) {
+	host, ok := ctl.(ItemsHost)
+	if !ok {
+		return nil, Permanent(errNoItems)
+	}
+	src, ok := host.Items()
+	if !ok {
+		return nil, Permanent(errNoItems)
+	}
+	counts, err := src.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin the items: %w", err)
+	}
+	l := &itemsLoop[V]{ctx: ctx, ctl: ctl, host: host, src: src, task: r.task, counts: counts,
+		done: make(chan itemDone, max(1, src.Parallelism()))}
+	l.report()
+	if err := l.run(); err != nil {
+		return nil, err
+	}
+	if l.counts.Failed > 0 {
+		return nil, l.failedError()
+	}
+	return json.Marshal(ItemsResult{Items: l.counts.Total()})
+}
+
+// run executes items until none is pending and none runs, or the run is cancelled.
+func (l *itemsLoop[V]) run() error {
+	par := max(1, l.src.Parallelism())
+	drained := false // the last claim found nothing pending since the last write
+	for {
+		if l.host.Pausing() {
+			// Let the items in flight end and record them, then park.
+			if err := l.settle(); err != nil {
+				return err
+			}
+		}
+		if err := l.ctl.Yield(l.ctx); err != nil {
+			return l.cancelled(err)
+		}
+		free := par - l.inflight
+		wantClaim := !drained && free > 0 && (l.inflight == 0 || free >= max(1, par/4))
+		if wantClaim {
+			items, err := l.src.Claim(l.ctx, free)
+			if err != nil {
+				return l.failed(fmt.Errorf("claim items: %w", err))
+			}
+			for _, it := range items {
+				l.start(it)
+			}
+			if len(items) == 0 {
+				drained = true
+			}
+		}
+		if drained && l.inflight == 0 {
+			if len(l.outcomes) == 0 {
+				return nil // nothing pending, nothing running, nothing to write
+			}
+			if err := l.flush(l.ctx); err != nil {
+				return l.failed(err)
+			}
+			drained = false // a retried item may be pending again
+			continue
+		}
+		if err := l.wait(!wantClaim || drained); err != nil {
+			return l.failed(err)
+		}
+		if len(l.outcomes) >= itemFlushBatch || (len(l.outcomes) > 0 && time.Since(l.oldest) >= itemFlushEvery) {
+			if err := l.flush(l.ctx); err != nil {
+				return l.failed(err)
+			}
+			drained = false
+		}
+	}
+}
+
+// wait collects ended items: blocking until one ends or the flush is due when block, else only
+// those already done.
+func (l *itemsLoop[V]) wait(block bool) error {
+	if block && l.inflight > 0 {
+		timer := time.NewTimer(itemFlushEvery)
+		defer timer.Stop()
+		select {
+		case d := <-l.done:
+			l.collect(d)
+		case <-timer.C:
+		case <-l.ctx.Done():
+			return nil // the next Yield reports the cause
+		}
+	}
+	for {
+		select {
+		case d := <-l.done:
+			l.collect(d)
+		default:
+			return nil
+		}
+	}
+}
+
+// start executes one item on a goroutine of its own.
+func (l *itemsLoop[V]) start(it ClaimedItem) {
+	l.inflight++
+	l.counts.Pending--
+	l.counts.Running++
+	go func() {
+		l.done <- itemDone{item: it, err: l.execute(it)}
+	}()
+}
+
+// execute runs one item, turning a panic into its error.
+func (l *itemsLoop[V]) execute(it ClaimedItem) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, trimStack(debug.Stack()))
+		}
+	}()
+	var v V
+	if len(it.Value) > 0 {
+		if err := json.Unmarshal(it.Value, &v); err != nil {
+			return fmt.Errorf("decode item %d's value: %w", it.Index, err)
+		}
+	}
+	l.ctl.Heartbeat()
+	return l.task.RunItem(l.ctx, l.ctl, Item[V]{Index: it.Index, Value: v})
+}
+
+// collect turns an ended execution into an outcome to write.
+func (l *itemsLoop[V]) collect(d itemDone) {
+	l.inflight--
+	o := ItemOutcome{Index: d.item.Index, Execution: d.item.Execution, Err: d.err}
+	if d.err != nil && l.ctx.Err() != nil {
+		o.Interrupted, o.Err = true, nil
+	}
+	if len(l.outcomes) == 0 {
+		l.oldest = time.Now()
+	}
+	l.outcomes = append(l.outcomes, o)
+}
+
+// flush writes the collected outcomes and updates the counts.
+func (l *itemsLoop[V]) flush(ctx context.Context) error {
+	if len(l.outcomes) == 0 {
+		return nil
+	}
+	failed, err := l.src.Finish(ctx, l.outcomes)
+	if err != nil {
+		return fmt.Errorf("record %d item outcomes: %w", len(l.outcomes), err)
+	}
+	gone := map[int]bool{}
+	for _, idx := range failed {
+		gone[idx] = true
+	}
+	for _, o := range l.outcomes {
+		l.counts.Running--
+		switch {
+		case o.Interrupted:
+			l.counts.Pending++
+		case o.Err == nil:
+			l.counts.Succeeded++
+		case gone[o.Index]:
+			l.counts.Failed++
+			l.keepFailure(ItemFailure{Index: o.Index, Error: o.Err.Error()})
+		default:
+			l.counts.Pending++ // retried
+		}
+	}
+	l.outcomes = l.outcomes[:0]
+	l.report()
+	return nil
+}
+
+// keepFailure keeps the failures of the lowest indexes, as PostgreSQL lists them.
+func (l *itemsLoop[V]) keepFailure(f ItemFailure) {
+	fs := l.counts.FirstFailures
+	i, _ := slices.BinarySearchFunc(fs, f.Index, func(a ItemFailure, idx int) int { return cmp.Compare(a.Index, idx) })
+	if i >= maxItemFailuresShown {
+		return
+	}
+	fs = slices.Insert(fs, i, f)
+	l.counts.FirstFailures = fs[:min(len(fs), maxItemFailuresShown)]
+}
+
+// report publishes the counts as status.items and as progress.
+func (l *itemsLoop[V]) report() {
+	c := l.counts
+	c.FirstFailures = append([]ItemFailure(nil), c.FirstFailures...)
+	l.host.ReportItems(c)
+	done := c.Succeeded + c.Failed
+	progress := fmt.Sprintf("%d/%d items", done, c.Total())
+	if c.Failed > 0 {
+		progress += fmt.Sprintf(", %d failed", c.Failed)
+	}
+	l.ctl.SetProgress(progress)
+}
+
+// settle waits for every item in flight to end and records them.
+func (l *itemsLoop[V]) settle() error {
+	for l.inflight > 0 {
+		l.collect(<-l.done)
+	}
+	return l.flush(l.ctx)
+}
+
+// cancelled ends a cancelled run: its items are interrupted (their ctx is the run's), and
+// their outcomes are recorded while the row is still this run's, so the next run finds them
+// pending rather than left running.
+func (l *itemsLoop[V]) cancelled(cause error) error {
+	for l.inflight > 0 {
+		l.collect(<-l.done)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
+	defer cancel()
+	_ = l.flush(ctx) // items not recorded stay running: the next run's Begin takes them back
+	return cause
+}
+
+// failed ends a run whose items could not be claimed or recorded: the items in flight end
+// first (a run never leaves goroutines behind).
+func (l *itemsLoop[V]) failed(err error) error {
+	for l.inflight > 0 {
+		l.collect(<-l.done)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
+	defer cancel()
+	_ = l.flush(ctx)
+	return err
+}
+
+// failedError says which items failed.
+func (l *itemsLoop[V]) failedError() error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d items failed", l.counts.Failed, l.counts.Total())
+	for i, f := range l.counts.FirstFailures {
+		sep := ", e.g. "
+		if i > 0 {
+			sep = "; "
+		}
+		fmt.Fprintf(&b, "%sitem %d: %s", sep, f.Index, firstLine(f.Error))
+	}
+	return errors.New(b.String())
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	const maxLen = 200
+	if len(line) > maxLen {
+		line = line[:maxLen] + "..."
+	}
+	return line
+}
+
+// trimStack keeps the first lines of a panic's stack.
+func trimStack(stack []byte) string {
+	lines := strings.SplitN(string(stack), "\n", 24)
+	if len(lines) > 23 {
+		lines = lines[:23]
+	}
+	return strings.Join(lines, "\n")
+}
