@@ -102,6 +102,18 @@ func TestSQLCookbook(t *testing.T) {
 			require.Equal(t, [][]string{{"default", "mail", "", "1", "0"}, {"default", "mail", "acme", "0", "1"}, {"default", "mail", "globex", "0", "1"}},
 				project(rows, "namespace", "queue", "tenant", "waiting", "running"))
 		},
+		"items-by-state": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"send-b", "failed", "2"}, {"send-b", "running", "1"}, {"send-b", "succeeded", "7"}},
+				project(rows, "name", "state", "items"))
+		},
+		"slowest-items": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"send-b", "4", "90.0"}, {"send-b", "2", "30.0"}, {"send-b", "0", "0.0"}},
+				project(rows, "name", "idx", "seconds")[:3])
+		},
+		"item-failures": func(t *testing.T, rows []map[string]string) {
+			require.Equal(t, [][]string{{"send-b", "550 no such user", "1", "8"}, {"send-b", "mailbox full", "1", "7"}},
+				project(rows, "name", "error", "items", "first_item"))
+		},
 		"tasks-per-owner": func(t *testing.T, rows []map[string]string) {
 			require.Equal(t, [][]string{{"op-1", "1", "4", "8"}, {"op-2", "2", "1", "1"}}, project(rows, "owner", "owner_epoch", "active", "tasks"))
 		},
@@ -212,6 +224,27 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	k = createTask(t, repo, "uid-send-b", "default", "send-b", "email")
 	k.apply(t, repo, L.Running, 1, ago(5*time.Minute), reason("Started", ""))
 	withProgress(k, "7/10")
+	// send-b has ten items (spec.items.count): items 0-6 succeeded (item 4 in 90 s, item 2 in
+	// 30 s, the others at once), 7 and 8 failed, 9 is still running.
+	_, err := repo.BeginItems(testCtx(t), "uid-send-b", owner1, 1, ItemPlan{Count: 10})
+	require.NoError(t, err)
+	_, err = repo.ClaimItems(testCtx(t), "uid-send-b", owner1, 1, 10)
+	require.NoError(t, err)
+	var outcomes []ItemOutcome
+	for i := range 9 {
+		o := ItemOutcome{Index: i, Execution: 1, Outcome: OutcomeSucceeded}
+		if i >= 7 {
+			o.Outcome, o.Error = OutcomeFailed, "mailbox full"
+		}
+		outcomes = append(outcomes, o)
+	}
+	outcomes[8].Error = "550 no such user"
+	_, err = repo.FinishItems(testCtx(t), "uid-send-b", owner1, 1, 0, outcomes)
+	require.NoError(t, err)
+	// How long they took (the claim and the outcome above were a moment apart).
+	require.NoError(t, repo.db.Exec(`UPDATE background_task_items SET started_at = finished_at - CASE idx
+		WHEN 4 THEN interval '90 seconds' WHEN 2 THEN interval '30 seconds' ELSE interval '0' END
+		WHERE task_uid = 'uid-send-b' AND state = 'succeeded'`).Error)
 
 	// backup: retried twice, now running its third attempt.
 	k = createTask(t, repo, "uid-db-backup", "ops", "db-backup", "backup")
@@ -241,7 +274,7 @@ func loadCookbookFixture(t *testing.T, repo *Repository) {
 	k.apply(t, repo, L.Running, 1, ago(2*time.Hour), reason("Started", ""))
 	k.apply(t, repo, L.Paused, 1, ago(time.Hour), reason("Paused", ""))
 	// ...and another operator process owns it now.
-	_, err := repo.Claim(testCtx(t), "uid-paused-new", owner2, owner1.Epoch)
+	_, err = repo.Claim(testCtx(t), "uid-paused-new", owner2, owner1.Epoch)
 	require.NoError(t, err)
 
 	// Queue mail: send-a (tenant acme) and send-b (tenant globex) were admitted a minute ago
