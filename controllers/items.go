@@ -16,7 +16,7 @@ const maxItemErrorInStatus = 256
 // itemRows is what a run of a task with items needs of PostgreSQL.
 type itemRows interface {
 	BeginItems(ctx context.Context, uid string, owner store.Owner, attempt int, plan store.ItemPlan) (store.ItemCounts, error)
-	ClaimItems(ctx context.Context, uid string, owner store.Owner, attempt, n int) ([]store.ClaimedItem, error)
+	ClaimItemsFrom(ctx context.Context, uid string, owner store.Owner, attempt, n, from int) ([]store.ClaimedItem, error)
 	FinishItems(ctx context.Context, uid string, owner store.Owner, attempt, maxRetries int, outcomes []store.ItemOutcome) ([]int, error)
 }
 
@@ -29,6 +29,8 @@ type itemSource struct {
 	attempt     int
 	plan        store.ItemPlan
 	parallelism int
+	// next is where the next claim starts: past the last item claimed (see ClaimItemsFrom).
+	next int
 }
 
 var _ runner.ItemSource = (*itemSource)(nil)
@@ -58,13 +60,16 @@ func (s *itemSource) Begin(ctx context.Context) (runner.ItemCounts, error) {
 }
 
 func (s *itemSource) Claim(ctx context.Context, n int) ([]runner.ClaimedItem, error) {
-	got, err := s.rows.ClaimItems(ctx, s.uid, s.owner(), s.attempt, n)
+	got, err := s.rows.ClaimItemsFrom(ctx, s.uid, s.owner(), s.attempt, n, s.next)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]runner.ClaimedItem, len(got))
 	for i, it := range got {
-		out[i] = runner.ClaimedItem{Index: it.Index, Value: it.Value, Execution: it.Execution}
+		out[i] = runner.ClaimedItem{Index: it.Index, Value: it.Value, Execution: it.Execution, Generation: it.Generation}
+		if it.Index >= s.next {
+			s.next = it.Index + 1
+		}
 	}
 	return out, nil
 }
@@ -98,13 +103,16 @@ type itemCounts interface {
 	FirstFailedItems(ctx context.Context, uid string, n int) ([]store.ItemFailure, error)
 }
 
-// storedItems reads uid's counts and first failures from PostgreSQL (nil without items).
+// storedItems reads uid's counts and first failures from PostgreSQL (nil without items). It is
+// read when no run of the task executes here, and this process writes the task's status only
+// while it owns it, so no run executes anywhere: items a crashed run left running are pending
+// (the next run takes them back).
 func storedItems(ctx context.Context, rows itemCounts, uid string) (*v1alpha1.ItemsStatus, error) {
 	c, err := rows.ItemCountsOf(ctx, uid)
 	if err != nil || c.Total() == 0 {
 		return nil, err
 	}
-	rc := runner.ItemCounts{Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded, Failed: c.Failed}
+	rc := runner.ItemCounts{Pending: c.Pending + c.Running, Succeeded: c.Succeeded, Failed: c.Failed}
 	if c.Failed > 0 {
 		failed, err := rows.FirstFailedItems(ctx, uid, 5)
 		if err != nil {

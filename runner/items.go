@@ -14,6 +14,12 @@ import (
 type Item[V any] struct {
 	Index int
 	Value V
+	// IdempotencyKey is a key for the item's side effects on external systems: the same for
+	// every execution of this item, in any attempt, retry, resume or replica, until the task
+	// restarts (spec.restartGeneration; a retry-failed too). Pass it to an API that
+	// de-duplicates requests, so an item executed again after a crash or a stop has its effect
+	// once.
+	IdempotencyKey string
 }
 
 // ItemTask runs the items of one run of a task type registered with RegisterItems. RunItem is
@@ -24,7 +30,7 @@ type Item[V any] struct {
 // is retried while the item failed at most spec.items.maxRetries times (a Permanent error too:
 // the item's own retries are the author's to bound). An item is executed at least once and
 // again after a crash, a move or a stop that interrupted it: make its effect idempotent
-// (ItemControl.IdempotencyKey). ctx is cancelled on stop, timeout, shutdown, hand-over and the
+// (Item.IdempotencyKey). ctx is cancelled on stop, timeout, shutdown, hand-over and the
 // loss of the membership lease; an item that then returns is interrupted, not failed, and runs
 // again with the next run. A pause lets the items in flight end and starts no more.
 type ItemTask[V any] interface {
@@ -40,17 +46,19 @@ type ItemControl interface {
 	Logger() logr.Logger
 	Labels() map[string]string
 	Annotations() map[string]string
-	// IdempotencyKey is Control.IdempotencyKey: give each item a step of its own
-	// (fmt.Sprint("item-", item.Index)).
+	// IdempotencyKey is Control.IdempotencyKey: a key per attempt of the task. For an item's
+	// own side effects use Item.IdempotencyKey, which stays the same across attempts.
 	IdempotencyKey(step string) string
 	Heartbeat()
 }
 
-// ClaimedItem is an item a run claimed: it runs as the item's execution Execution.
+// ClaimedItem is an item a run claimed: it runs as the item's execution Execution, in the
+// task's restart generation Generation.
 type ClaimedItem struct {
-	Index     int
-	Value     json.RawMessage
-	Execution int
+	Index      int
+	Value      json.RawMessage
+	Execution  int
+	Generation int64
 }
 
 // ItemOutcome is how an execution of an item ended: Err nil (succeeded), Interrupted (the
@@ -114,7 +122,7 @@ type ItemsResult struct {
 
 // RegisterItems adds a task type whose BackgroundTasks carry many items (spec.items): one
 // object, a row per item in PostgreSQL, each item run by newTask's ItemTask with its index and
-// value (decoded strictly into V). The run of the object is the runner's: it claims items in
+// value (decoded strictly into V: an unknown field fails the item). The run of the object is the runner's: it claims items in
 // batches, runs spec.items.parallelism of them at once, records their outcomes in batches, and
 // ends Finished when every item succeeded, Failed (reason Error, "N of M items failed; ...")
 // when any failed for good, so spec.maxRetries retries the failed items only. Pause, resume,

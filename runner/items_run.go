@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -88,11 +89,17 @@ func (l *itemsLoop[V]) run() error {
 		if l.host.Pausing() {
 			// Let the items in flight end and record them, then park.
 			if err := l.settle(); err != nil {
-				return err
+				return l.failed(err)
 			}
 		}
-		if err := l.ctl.Yield(l.ctx); err != nil {
-			return l.cancelled(err)
+		// The pause point only with nothing in flight: a pause requested after the check above
+		// must not park the run (and free its slot) while items still execute.
+		if l.inflight == 0 {
+			if err := l.ctl.Yield(l.ctx); err != nil {
+				return l.cancelled(err)
+			}
+		} else if l.ctx.Err() != nil {
+			return l.cancelled(context.Cause(l.ctx))
 		}
 		free := par - l.inflight
 		wantClaim := !drained && free > 0 && (l.inflight == 0 || free >= max(1, par/4))
@@ -173,12 +180,15 @@ func (l *itemsLoop[V]) execute(it ClaimedItem) (err error) {
 	}()
 	var v V
 	if len(it.Value) > 0 {
-		if err := json.Unmarshal(it.Value, &v); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(it.Value))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil {
 			return fmt.Errorf("decode item %d's value: %w", it.Index, err)
 		}
 	}
 	l.ctl.Heartbeat()
-	return l.task.RunItem(l.ctx, l.ctl, Item[V]{Index: it.Index, Value: v})
+	return l.task.RunItem(l.ctx, l.ctl, Item[V]{Index: it.Index, Value: v,
+		IdempotencyKey: itemIdempotencyKey(l.ctl.Key(), it.Generation, it.Index)})
 }
 
 // collect turns an ended execution into an outcome to write.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"gorm.io/gorm"
 
@@ -67,6 +69,8 @@ type ClaimedItem struct {
 	Index     int             `gorm:"column:idx"`
 	Value     json.RawMessage `gorm:"column:value"`
 	Execution int             `gorm:"column:executions"`
+	// Generation is the restart generation the item runs in.
+	Generation int64 `gorm:"column:generation"`
 }
 
 // ItemOutcome is how one execution of an item ended.
@@ -83,13 +87,18 @@ type ItemFailure struct {
 	Error string `gorm:"column:error"`
 }
 
-// ownedBy is the fence of every item write: the task's row is still owner's.
+// ownedBy is the fence of every item write: the task's row is still owner's. It locks the row
+// FOR SHARE, so a takeover (an UPDATE of the row's owner) waits for the item write to commit,
+// and the new owner's BeginItems sees the items it claimed (and takes them back); an item
+// write that waited for a takeover re-reads the row and finds it is no longer owner's.
 const ownedBy = `EXISTS (SELECT 1 FROM background_tasks t
-    WHERE t.uid = CAST(@uid AS text) AND t.owner_epoch = CAST(@epoch AS bigint) AND t.deleted_at IS NULL)`
+    WHERE t.uid = CAST(@uid AS text) AND t.owner_epoch = CAST(@epoch AS bigint) AND t.deleted_at IS NULL
+    FOR SHARE)`
 
 // resetItemsSQL puts the items %s selects back to pending (or, for succeeded ones kept by a
 // retry-failed, leaves their state), in their restart generation, recording a transition for
-// every item whose state changes.
+// every item whose state changes. Their failures start again from 0, except for an interrupted
+// execution (@interrupted): a crash does not give an item fresh retries.
 const resetItemsSQL = `
 WITH o AS (
   SELECT idx, state AS old FROM background_task_items
@@ -98,8 +107,8 @@ WITH o AS (
 ), u AS (
   UPDATE background_task_items i SET
     state = CASE WHEN o.old = 'succeeded' AND CAST(@keep AS boolean) THEN 'succeeded' ELSE 'pending' END,
-    failures = CASE WHEN o.old = 'succeeded' AND CAST(@keep AS boolean) THEN i.failures ELSE 0 END,
-    error = CASE WHEN o.old = 'succeeded' AND CAST(@keep AS boolean) THEN i.error ELSE '' END,
+    failures = CASE WHEN (o.old = 'succeeded' AND CAST(@keep AS boolean)) OR CAST(@interrupted AS boolean) THEN i.failures ELSE 0 END,
+    error = CASE WHEN (o.old = 'succeeded' AND CAST(@keep AS boolean)) OR CAST(@interrupted AS boolean) THEN i.error ELSE '' END,
     generation = CAST(@gen AS bigint),
     seq = i.seq + CASE WHEN o.old = 'pending' OR (o.old = 'succeeded' AND CAST(@keep AS boolean)) THEN 0 ELSE 1 END
   FROM o
@@ -140,15 +149,15 @@ func (r *Repository) BeginItems(ctx context.Context, uid string, owner Owner, at
 	err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		args := map[string]any{"uid": uid, "epoch": owner.Epoch, "gen": plan.Generation, "attempt": attempt}
 		steps := []struct {
-			where, reason string
-			keep          bool
+			where, reason     string
+			keep, interrupted bool
 		}{
-			{"generation < CAST(@gen AS bigint)", "Restarted", plan.KeepSucceeded},
-			{"state = 'running'", "Interrupted", false},
-			{"state = 'failed' AND task_attempt < CAST(@attempt AS integer)", "Retried", false},
+			{"generation < CAST(@gen AS bigint)", "Restarted", plan.KeepSucceeded, false},
+			{"state = 'running'", "Interrupted", false, true},
+			{"state = 'failed' AND task_attempt < CAST(@attempt AS integer)", "Retried", false, false},
 		}
 		for _, s := range steps {
-			args["keep"], args["reason"] = s.keep, s.reason
+			args["keep"], args["reason"], args["interrupted"] = s.keep, s.reason, s.interrupted
 			if err := tx.Exec(fmt.Sprintf(resetItemsSQL, s.where), args).Error; err != nil {
 				return fmt.Errorf("reset items (%s): %w", s.reason, err)
 			}
@@ -224,7 +233,7 @@ func countItems(db *gorm.DB, uid string) (ItemCounts, error) {
 const claimItemsSQL = `
 WITH c AS (
   SELECT idx FROM background_task_items
-  WHERE task_uid = CAST(@uid AS text) AND state = 'pending' AND ` + ownedBy + `
+  WHERE task_uid = CAST(@uid AS text) AND state = 'pending' AND idx >= CAST(@from AS integer) AND ` + ownedBy + `
   ORDER BY idx LIMIT CAST(@n AS integer)
   FOR UPDATE SKIP LOCKED
 ), u AS (
@@ -232,30 +241,50 @@ WITH c AS (
     task_attempt = CAST(@attempt AS integer), owner_epoch = CAST(@epoch AS bigint),
     started_at = now(), finished_at = NULL, seq = i.seq + 1
   FROM c WHERE i.task_uid = CAST(@uid AS text) AND i.idx = c.idx
-  RETURNING i.idx, i.value, i.executions, i.seq
+  RETURNING i.idx, i.value, i.executions, i.seq, i.generation
 ), h AS (
   INSERT INTO background_task_item_transitions
     (task_uid, idx, seq, from_state, to_state, execution, task_attempt, reason, at, owner_epoch)
   SELECT CAST(@uid AS text), idx, seq, 'pending', 'running', executions, CAST(@attempt AS integer), 'Claimed', now(), CAST(@epoch AS bigint)
   FROM u
 )
-SELECT idx, value, executions FROM u ORDER BY idx`
+SELECT idx, value, executions, generation FROM u ORDER BY idx`
 
 // ClaimItems marks up to n pending items of uid running for owner's run of attempt, lowest
 // index first, with their transitions, in one statement, and returns them. None when no item is
 // pending; ErrFenced when the row is not owner's.
 func (r *Repository) ClaimItems(ctx context.Context, uid string, owner Owner, attempt, n int) ([]ClaimedItem, error) {
-	var out []ClaimedItem
-	err := r.db.WithContext(ctx).Raw(claimItemsSQL, map[string]any{
-		"uid": uid, "epoch": owner.Epoch, "attempt": attempt, "n": n,
-	}).Scan(&out).Error
+	return r.ClaimItemsFrom(ctx, uid, owner, attempt, n, 0)
+}
+
+// ClaimItemsFrom is ClaimItems from index from on, then from 0 when that found fewer than n. A
+// run claims from past the last index it claimed: the pending index keeps the entries of the
+// items claimed before until VACUUM, and a scan from 0 would step over all of them every time.
+func (r *Repository) ClaimItemsFrom(ctx context.Context, uid string, owner Owner, attempt, n, from int) ([]ClaimedItem, error) {
+	out, err := r.claimItems(ctx, uid, owner, attempt, n, from)
+	if err == nil && len(out) < n && from > 0 {
+		var more []ClaimedItem
+		more, err = r.claimItems(ctx, uid, owner, attempt, n-len(out), 0)
+		out = append(out, more...)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("claim %d items of %s: %w", n, uid, err)
+		return nil, err
 	}
 	if len(out) == 0 {
 		if ferr := r.fenced(ctx, uid, owner, "claim items"); ferr != nil {
 			return nil, ferr
 		}
+	}
+	return out, nil
+}
+
+func (r *Repository) claimItems(ctx context.Context, uid string, owner Owner, attempt, n, from int) ([]ClaimedItem, error) {
+	var out []ClaimedItem
+	err := r.db.WithContext(ctx).Raw(claimItemsSQL, map[string]any{
+		"uid": uid, "epoch": owner.Epoch, "attempt": attempt, "n": n, "from": from,
+	}).Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim %d items of %s: %w", n, uid, err)
 	}
 	return out, nil
 }
@@ -273,7 +302,7 @@ WITH o AS (
     error = CASE WHEN o.outcome = 'failed' THEN o.err ELSE i.error END,
     finished_at = now(), seq = i.seq + 1
   FROM o
-  WHERE i.task_uid = CAST(@uid AS text) AND i.idx = o.idx AND i.state = 'running'
+  WHERE i.task_uid = CAST(@uid AS text) AND i.idx = ANY(CAST(@idxs AS integer[])) AND i.idx = o.idx AND i.state = 'running'
     AND i.executions = o.execution AND i.owner_epoch = CAST(@epoch AS bigint) AND ` + ownedBy + `
   RETURNING i.idx, i.state, i.seq, i.executions, o.outcome, o.err
 ), h AS (
@@ -305,12 +334,19 @@ func (r *Repository) FinishItems(ctx context.Context, uid string, owner Owner, a
 	if err != nil {
 		return nil, fmt.Errorf("finish items of %s: encode: %w", uid, err)
 	}
+	// The indexes again as an array: an index condition the planner uses whatever its
+	// statistics say (a join on the JSON alone was planned as a scan of every item of the task).
+	idxs := make([]string, len(clean))
+	for i, o := range clean {
+		idxs[i] = strconv.Itoa(o.Index)
+	}
 	var done []struct {
 		Idx   int
 		State string
 	}
 	err = r.db.WithContext(ctx).Raw(finishItemsSQL, map[string]any{
 		"uid": uid, "epoch": owner.Epoch, "attempt": attempt, "retries": maxRetries, "outcomes": string(doc),
+		"idxs": "{" + strings.Join(idxs, ",") + "}",
 	}).Scan(&done).Error
 	if err != nil {
 		return nil, fmt.Errorf("finish %d items of %s: %w", len(outcomes), uid, err)

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -145,4 +146,58 @@ func indexes(items []ClaimedItem) []int {
 		out[i] = it.Index
 	}
 	return out
+}
+
+// A crash does not give an item fresh retries: an execution interrupted by it keeps the
+// item's failures, so the next run fails it for good at its next failure.
+func TestAnInterruptedItemKeepsItsFailures(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	createTask(t, repo, "u1", "ns", "bulk", "noop")
+	plan := ItemPlan{Count: 1, MaxRetries: 1}
+	_, err := repo.BeginItems(ctx, "u1", owner1, 1, plan)
+	require.NoError(t, err)
+	_, err = repo.ClaimItems(ctx, "u1", owner1, 1, 1)
+	require.NoError(t, err)
+	_, err = repo.FinishItems(ctx, "u1", owner1, 1, 1, []ItemOutcome{{Index: 0, Execution: 1, Outcome: OutcomeFailed, Error: "boom"}})
+	require.NoError(t, err)
+	_, err = repo.ClaimItems(ctx, "u1", owner1, 1, 1) // execution 2 is running when the process dies
+	require.NoError(t, err)
+
+	_, err = repo.BeginItems(ctx, "u1", owner1, 1, plan) // the next run of the same attempt
+	require.NoError(t, err)
+	got, err := repo.ClaimItems(ctx, "u1", owner1, 1, 1)
+	require.NoError(t, err)
+	failed, err := repo.FinishItems(ctx, "u1", owner1, 1, 1, []ItemOutcome{{Index: 0, Execution: got[0].Execution, Outcome: OutcomeFailed, Error: "boom"}})
+	require.NoError(t, err)
+	require.Equal(t, []int{0}, failed, "one retry in all, crash or not")
+}
+
+// A claim that races a takeover waits for it and then claims nothing: had it claimed under
+// the old epoch after the new owner prepared the items, the new owner would never run them.
+func TestAClaimRacingATakeoverWaitsAndIsFenced(t *testing.T) {
+	repo := newRepo(t)
+	ctx := testCtx(t)
+	createTask(t, repo, "u1", "ns", "bulk", "noop")
+	_, err := repo.BeginItems(ctx, "u1", owner1, 1, ItemPlan{Count: 5})
+	require.NoError(t, err)
+
+	takeover := repo.db.WithContext(ctx).Begin()
+	require.NoError(t, takeover.Error)
+	require.NoError(t, takeover.Exec(`UPDATE background_tasks SET owner = 'op-2', owner_epoch = 2 WHERE uid = 'u1'`).Error)
+	claimed := make(chan error, 1)
+	go func() {
+		_, err := repo.ClaimItems(ctx, "u1", owner1, 1, 5)
+		claimed <- err
+	}()
+	select {
+	case err := <-claimed:
+		t.Fatalf("the claim did not wait for the takeover in progress: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, takeover.Commit().Error)
+	require.ErrorIs(t, <-claimed, ErrFenced)
+	c, err := repo.BeginItems(ctx, "u1", owner2, 1, ItemPlan{Count: 5})
+	require.NoError(t, err)
+	require.Equal(t, ItemCounts{Pending: 5}, c)
 }

@@ -20,6 +20,8 @@ func runtimePrivileges() [][3]string {
 		{"table", "taskpilot_members", "SELECT, INSERT, UPDATE, DELETE"},
 		{"table", "background_task_queues", "SELECT, INSERT, UPDATE, DELETE"},
 		{"table", "background_task_purges", "SELECT"},
+		{"table", "background_task_items", "SELECT, INSERT, UPDATE"},
+		{"table", "background_task_item_transitions", "SELECT, INSERT"},
 		{"sequence", "taskpilot_owner_epoch", "USAGE"},
 		{"sequence", "background_tasks_id_seq", "USAGE"},
 		{"sequence", "background_task_transitions_id_seq", "USAGE"},

@@ -133,7 +133,6 @@ type BackgroundTaskSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="taskName is immutable: create a new BackgroundTask to run another task type"
 	TaskName string `json:"taskName"`
 
 	// params are the task type's parameters, a JSON object passed to the task type, which
@@ -269,13 +268,11 @@ const (
 // ItemsSpec declares a task's items: a count (items 0..count-1, like an Indexed Job) or a short
 // inline list (one item per element, its value).
 // +kubebuilder:validation:XValidation:rule="has(self.count) != has(self.list)",message="items needs exactly one of count and list"
-// +kubebuilder:validation:XValidation:rule="has(self.count) == has(oldSelf.count)",message="items.count and items.list are immutable: create a new BackgroundTask for other items"
 type ItemsSpec struct {
 	// count is how many items the task has; the task type gets each one's index.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="items.count is immutable: create a new BackgroundTask for other items"
 	Count *int32 `json:"count,omitempty"`
 
 	// list holds the items' values, one item per element, each a JSON object whose fields the
@@ -283,12 +280,12 @@ type ItemsSpec struct {
 	// +optional
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=1000
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="items.list is immutable: create a new BackgroundTask for other items"
 	// +listType=atomic
 	List []ItemValue `json:"list,omitempty"`
 
 	// parallelism is how many items run at once (on the replica that runs the task). It may
-	// change at any time and applies from the task's next run (a resume counts).
+	// change at any time and applies from the task's next run: a restart, a retry, a stop and
+	// start, a move to another replica (not a resume after a pause in the same process).
 	// +optional
 	// +kubebuilder:default=4
 	// +kubebuilder:validation:Minimum=1
@@ -479,6 +476,9 @@ type BackgroundTaskStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=bgt,categories=taskpilot
+// +kubebuilder:validation:XValidation:rule="self.spec.taskName == oldSelf.spec.taskName",message="taskName is immutable: create a new BackgroundTask to run another task type"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.items) == has(oldSelf.spec.items)",message="spec.items can be neither added nor removed: create a new BackgroundTask"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.items) || !has(oldSelf.spec.items) || ((has(self.spec.items.count) ? self.spec.items.count : 0) == (has(oldSelf.spec.items.count) ? oldSelf.spec.items.count : 0) && (has(self.spec.items.list) ? self.spec.items.list : []) == (has(oldSelf.spec.items.list) ? oldSelf.spec.items.list : []))",message="items.count and items.list are immutable: create a new BackgroundTask for other items"
 // +kubebuilder:printcolumn:name="Task",type=string,JSONPath=`.spec.taskName`
 // +kubebuilder:printcolumn:name="Desired",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

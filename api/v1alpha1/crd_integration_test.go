@@ -127,7 +127,12 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 		got.Spec.Items.List = got.Spec.Items.List[:2]
 		err := c.Update(ctx, got)
 		require.Error(t, err)
-		require.Contains(t, err.Error(), "items.list is immutable")
+		require.Contains(t, err.Error(), "items.count and items.list are immutable")
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(list), got))
+		got.Spec.Items = nil
+		err = c.Update(ctx, got)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "spec.items can be neither added nor removed")
 
 		counted := &v1alpha1.BackgroundTask{
 			ObjectMeta: metav1.ObjectMeta{Name: "items-count", Namespace: "default"},
@@ -138,7 +143,7 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 		got.Spec.Items.Count = ptr.To[int32](5)
 		err = c.Update(ctx, got)
 		require.Error(t, err)
-		require.Contains(t, err.Error(), "items.count is immutable")
+		require.Contains(t, err.Error(), "items.count and items.list are immutable")
 
 		for name, items := range map[string]*v1alpha1.ItemsSpec{
 			"both":        {Count: ptr.To[int32](2), List: []v1alpha1.ItemValue{{Raw: []byte(`{}`)}}},
@@ -151,6 +156,18 @@ func TestCRDOnRealAPIServer(t *testing.T) {
 				Spec: v1alpha1.BackgroundTaskSpec{TaskName: "mail", Items: items}}
 			require.Error(t, c.Create(ctx, bad), name)
 		}
+	})
+
+	t.Run("a schedule's template may change what the BackgroundTask may not", func(t *testing.T) {
+		ts := &v1alpha1.TaskSchedule{
+			ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "default"},
+			Spec: v1alpha1.TaskScheduleSpec{Schedule: "@daily", Template: v1alpha1.TaskTemplate{
+				Spec: v1alpha1.BackgroundTaskSpec{TaskName: "mail", Items: &v1alpha1.ItemsSpec{Count: ptr.To[int32](10)}}}},
+		}
+		require.NoError(t, c.Create(ctx, ts))
+		ts.Spec.Template.Spec.TaskName = "mail-v2"
+		ts.Spec.Template.Spec.Items.Count = ptr.To[int32](20)
+		require.NoError(t, c.Update(ctx, ts), "the next child is a new BackgroundTask")
 	})
 
 	t.Run("status subresource", func(t *testing.T) {

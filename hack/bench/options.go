@@ -30,6 +30,7 @@ type options struct {
 	footprintN                   []int
 	bigParamsN                   int // Paused tasks with 1.2 MB params
 	queueN                       int // noop tasks with and without a TaskQueue
+	itemsN                       int // no-op items of the one task of the items scenario
 	workers                      int
 	qps                          int
 	burst                        int
@@ -59,6 +60,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.shardingN, "sharding-n", 0, "Noop tasks in the 1-vs-3-replicas scenario (default 1000; quick 100).")
 	fs.IntVar(&o.shardingLong, "sharding-long", 0, "Long tasks running at once in the 1-vs-3-replicas scenario (default 600; quick 60).")
 	fs.IntVar(&o.queueN, "queue-n", 0, "Noop tasks with and without a TaskQueue in the queue scenario (default 1000; quick 200).")
+	fs.IntVar(&o.itemsN, "items-n", 0, "No-op items of the one task in the items scenario (default 100000; quick 10000).")
 	fs.IntVar(&o.bigParamsN, "bigparams-n", 0, "Paused tasks with 1.2 MB params in the params-footprint scenario (default 300; quick 50).")
 	fs.StringVar(&fps, "footprint", "", "Footprint sizes (default 1000,10000; quick 200).")
 	fs.IntVar(&o.workers, "workers", 16, "Parallel API clients creating and patching tasks (and in the ceilings).")
@@ -66,7 +68,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.burst, "kube-api-burst", 2000, "Operator's --kube-api-burst.")
 	fs.IntVar(&o.profileSec, "profile-seconds", 0, "CPU profile length during the biggest lifecycle run (default 15; quick 3).")
 	fs.DurationVar(&o.crashStep, "crash-interval", time.Second, "Countdown step (= checkpoint) interval in the crash scenario.")
-	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,outage,footprint,bigparams,queue,sharding,schedules", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
+	fs.StringVar(&scen, "scenarios", "lifecycle,pause,crash,takeover,outage,footprint,bigparams,queue,items,sharding,schedules", "Scenarios to run (lifecycle includes ceilings, cost and mirror lag).")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -100,6 +102,7 @@ func parseOptions(args []string) (options, error) {
 	def(&o.shardingLong, 600, 60)
 	def(&o.bigParamsN, 300, 50)
 	def(&o.queueN, 1000, 200)
+	def(&o.itemsN, 100000, 10000)
 	def(&o.profileSec, 15, 3)
 	var err error
 	if o.sizes, err = intList(sizes, "100,1000,5000", "50,200", o.quick); err != nil {
@@ -111,7 +114,7 @@ func parseOptions(args []string) (options, error) {
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "lifecycle", "pause", "crash", "takeover", "outage", "footprint", "bigparams", "queue", "sharding", "schedules":
+		case "lifecycle", "pause", "crash", "takeover", "outage", "footprint", "bigparams", "queue", "items", "sharding", "schedules":
 			o.scenarios[s] = true
 		case "":
 		default:

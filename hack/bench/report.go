@@ -60,6 +60,7 @@ func writeReport(path string, r *results) error {
 	writeSharding(&b, r)
 	writeSchedules(&b, r)
 	writeQueue(&b, r)
+	writeItems(&b, r)
 	md("## How the numbers are taken")
 	md("")
 	md("- **Throughput**: N `noop` BackgroundTasks are created at once; the clock stops when the last CR is seen `Finished` through a watch *and* every row is `FINISHED` (latest `updated_at`) with a contiguous history (`count(transitions) = last_seq`, last one to `FINISHED`).")

@@ -30,6 +30,7 @@ type results struct {
 	bigParams *bigParamsResult
 	sharding  []*shardingResult
 	queue     *queueResult
+	items     *itemsResult
 	schedules *schedulesResult
 	failures  []string
 }
@@ -115,6 +116,11 @@ func run(ctx context.Context, opts options) (err error) {
 		{"queue", func() error {
 			qr, err := runQueue(ctx, e, opts.queueN)
 			r.queue = qr
+			return err
+		}},
+		{"items", func() error {
+			ir, err := runItems(ctx, e, opts.itemsN)
+			r.items = ir
 			return err
 		}},
 		{"sharding", func() error {

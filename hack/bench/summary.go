@@ -136,6 +136,16 @@ func summaryRows(r *results) []summaryRow {
 				fmt.Sprintf("the small tenant's last task started after %d of the big tenant's", q.bigBeforeSmall),
 				"< 20", verdict(q.bigBeforeSmall < 20)})
 	}
+	if it := r.items; it != nil {
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("one task of %d no-op items (parallelism %d)", it.n, itemsParallelism),
+			fmt.Sprintf("%.0f items/s", it.itemsSec()), "≥ 5,000 items/s", verdict(it.itemsSec() >= 5000)},
+			summaryRow{"items against the same-run PostgreSQL ceiling of their statements",
+				fmt.Sprintf("×%.2f (ceiling %.0f items/s)", it.itemsSec()/it.ceilingSec(), it.ceilingSec()), "≥ 0.5",
+				verdict(it.itemsSec()/it.ceilingSec() >= 0.5)},
+			summaryRow{fmt.Sprintf("API writes for the object of %d items; operator RSS peak", it.n),
+				fmt.Sprintf("%.0f writes; %d MiB", it.writes.total(), it.rssPeak>>20), "a handful, whatever the number of items", "–"})
+	}
 	return rows
 }
 

@@ -95,18 +95,21 @@ func (s *memSource) Begin(context.Context) (runner.ItemCounts, error) {
 	m.mu.Lock()
 	for i := range m.items {
 		it := &m.items[i]
-		if it.state == "running" || (it.state == "failed" && it.attempt < s.attempt) {
+		switch {
+		case it.state == "running": // interrupted: its failures count on
 			it.state = "pending"
-			if it.attempt < s.attempt {
-				it.failures = 0
-			}
+		case it.state == "failed" && it.attempt < s.attempt: // the task's retry
+			it.state, it.failures = "pending", 0
 		}
 	}
 	m.mu.Unlock()
 	return m.Counts(), nil
 }
 
-func (s *memSource) Claim(_ context.Context, n int) ([]runner.ClaimedItem, error) {
+func (s *memSource) Claim(ctx context.Context, n int) ([]runner.ClaimedItem, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -126,7 +129,10 @@ func (s *memSource) Claim(_ context.Context, n int) ([]runner.ClaimedItem, error
 	return out, nil
 }
 
-func (s *memSource) Finish(_ context.Context, outcomes []runner.ItemOutcome) ([]int, error) {
+func (s *memSource) Finish(ctx context.Context, outcomes []runner.ItemOutcome) ([]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // as a database call would
+	}
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()

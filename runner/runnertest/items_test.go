@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,4 +170,86 @@ type itemFunc func(runner.Item[int]) error
 
 func (f itemFunc) RunItem(_ context.Context, _ runner.ItemControl, it runner.Item[int]) error {
 	return f(it)
+}
+
+// Pausing many times while items execute: whenever the run is Paused, no item executes, and
+// every outcome was recorded (a pause requested while items were in flight used to park the
+// run with them still executing).
+func TestEveryPauseWaitsForTheItemsInFlight(t *testing.T) {
+	reg, m := mailRegistry(t)
+	items := runnertest.NewItems(3000, 16, 0)
+	run := runnertest.Start(t, reg, mailParams{HoldMS: 3}, runnertest.WithItems(items))
+	run.WaitFor(v1alpha1.PhaseRunning)
+	for i := range 15 {
+		time.Sleep(time.Duration(5+i) * time.Millisecond)
+		run.Pause()
+		res := run.WaitForTransitions(2*i + 2)
+		if res.Phase.Terminal() {
+			break
+		}
+		require.Equal(t, v1alpha1.PhasePaused, res.Phase)
+		require.Zero(t, m.now.Load(), "pause %d: no item executes while Paused", i)
+		require.Zero(t, items.Counts().Running, "pause %d: every outcome recorded", i)
+		run.Resume()
+		run.WaitForTransitions(2*i + 3)
+	}
+	res := run.Wait()
+	require.Equal(t, v1alpha1.PhaseFinished, res.Phase, res.Message)
+	require.Equal(t, runner.ItemCounts{Succeeded: 3000}, items.Counts())
+}
+
+type strictValue struct {
+	To string `json:"to"`
+}
+
+// An item's value is decoded strictly, like params; an item's idempotency key is the same in
+// every attempt of the task.
+func TestItemValuesAreStrictAndKeysOutliveAttempts(t *testing.T) {
+	keys := map[int][]string{}
+	var mu sync.Mutex
+	reg := runner.NewRegistry()
+	require.NoError(t, runner.RegisterItems(reg, "Records keys", func(mailParams) (runner.ItemTask[strictValue], error) {
+		return strictFunc(func(ctl runner.ItemControl, it runner.Item[strictValue]) error {
+			mu.Lock()
+			keys[it.Index] = append(keys[it.Index], it.IdempotencyKey)
+			mu.Unlock()
+			if ctl.Attempt() == 1 {
+				return errors.New("not yet")
+			}
+			return nil
+		}), nil
+	}))
+	items := runnertest.NewItemList(2, 0, map[string]any{"to": "a"}, map[string]any{"to": "b", "cc": "c"})
+	res := runnertest.Run(t, reg, mailParams{}, runnertest.WithItems(items))
+	require.Equal(t, v1alpha1.PhaseFailed, res.Phase)
+	require.Contains(t, res.Message, `item 1: decode item 1's value: json: unknown field "cc"`)
+	require.Len(t, keys[1], 0, "an item whose value does not decode does not run")
+	res = runnertest.Run(t, reg, mailParams{}, runnertest.WithItems(items), runnertest.WithAttempt(2))
+	require.Equal(t, v1alpha1.PhaseFailed, res.Phase, "item 1 fails again")
+	require.Len(t, keys[0], 2)
+	require.Equal(t, keys[0][0], keys[0][1], "the same key in attempts 1 and 2")
+	require.NotEqual(t, keys[0][0], "")
+}
+
+type strictFunc func(runner.ItemControl, runner.Item[strictValue]) error
+
+func (f strictFunc) RunItem(_ context.Context, ctl runner.ItemControl, it runner.Item[strictValue]) error {
+	return f(ctl, it)
+}
+
+// A stop while a pause waits for the items in flight: they are interrupted and recorded
+// pending, not left running.
+func TestAStopDuringAPauseRecordsTheInterruptedItems(t *testing.T) {
+	reg, m := mailRegistry(t)
+	items := runnertest.NewItems(100, 4, 0)
+	run := runnertest.Start(t, reg, mailParams{HoldMS: 2000}, runnertest.WithItems(items))
+	require.Eventually(t, func() bool { return m.now.Load() == 4 }, 10*time.Second, time.Millisecond)
+	run.Pause()
+	time.Sleep(50 * time.Millisecond) // the run waits for its four items to end
+	run.Stop()
+	res := run.Wait()
+	require.Equal(t, v1alpha1.PhaseStopped, res.Phase)
+	c := items.Counts()
+	require.Zero(t, c.Running, "%+v", c)
+	require.EqualValues(t, 100, c.Pending)
 }

@@ -200,6 +200,13 @@ func (k *Task) WaitFor(phase v1alpha1.Phase) Result {
 	})
 }
 
+// WaitForTransitions waits until the run reported n transitions (Running, Paused, Running, ...:
+// a pause and a resume are two), for a test that pauses and resumes again and again.
+func (k *Task) WaitForTransitions(n int) Result {
+	k.t.Helper()
+	return k.waitUntil(fmt.Sprintf("%d transitions", n), func(r Result) bool { return len(r.Transitions) >= n || r.Phase.Terminal() })
+}
+
 // WaitForCheckpoints waits until the run saved n checkpoints.
 func (k *Task) WaitForCheckpoints(n int) Result {
 	k.t.Helper()

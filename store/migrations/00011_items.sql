@@ -36,9 +36,10 @@ CREATE TABLE background_task_items (
     CONSTRAINT background_task_items_ended CHECK (state NOT IN ('succeeded', 'failed') OR finished_at IS NOT NULL)
 );
 
--- The claim reads pending items of a task in index order; counts read a task's items by state.
+-- The claim reads pending items of a task in index order. No index on (task_uid, state): the
+-- planner would pick it for the claim and sort every pending item (O(items) per claim), and
+-- counting a task's items reads them all through the primary key anyway.
 CREATE INDEX background_task_items_pending ON background_task_items (task_uid, idx) WHERE state = 'pending';
-CREATE INDEX background_task_items_by_state ON background_task_items (task_uid, state);
 
 -- One row per item transition, numbered per item without gaps (seq), written in the statement
 -- that changes the item.
@@ -62,7 +63,9 @@ CREATE TABLE background_task_item_transitions (
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'taskpilot_runtime') THEN
-        GRANT SELECT, INSERT, UPDATE ON background_task_items, background_task_item_transitions TO taskpilot_runtime;
+        GRANT SELECT, INSERT, UPDATE ON background_task_items TO taskpilot_runtime;
+        -- Item history is appended to, never changed.
+        GRANT SELECT, INSERT ON background_task_item_transitions TO taskpilot_runtime;
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'taskpilot_readonly') THEN
         GRANT SELECT ON background_task_items, background_task_item_transitions TO taskpilot_readonly;

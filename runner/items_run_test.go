@@ -1,0 +1,85 @@
+package runner
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeRun is a Control, ItemsHost and ItemSource in one: n items, all pending, and a pause
+// point that records how many items were executing when the run reached it.
+type fakeRun struct {
+	n           int
+	mu          sync.Mutex
+	next        int
+	executing   *atomic.Int64
+	yields      atomic.Int64
+	yieldedBusy atomic.Int64
+}
+
+func (f *fakeRun) Key() Key                                   { return "k" }
+func (f *fakeRun) Attempt() int                               { return 1 }
+func (f *fakeRun) Deadline() (time.Time, bool)                { return time.Time{}, false }
+func (f *fakeRun) SetProgress(string)                         {}
+func (f *fakeRun) SaveCheckpoint(context.Context, any) error  { return nil }
+func (f *fakeRun) LoadCheckpoint(any) (bool, error)           { return false, nil }
+func (f *fakeRun) Sleep(context.Context, time.Duration) error { return nil }
+func (f *fakeRun) Heartbeat()                                 {}
+func (f *fakeRun) Logger() logr.Logger                        { return logr.Discard() }
+func (f *fakeRun) Labels() map[string]string                  { return nil }
+func (f *fakeRun) Annotations() map[string]string             { return nil }
+func (f *fakeRun) IdempotencyKey(string) string               { return "" }
+func (f *fakeRun) Items() (ItemSource, bool)                  { return f, true }
+func (f *fakeRun) Pausing() bool                              { return false }
+func (f *fakeRun) ReportItems(ItemCounts)                     {}
+func (f *fakeRun) Parallelism() int                           { return 8 }
+func (f *fakeRun) Begin(context.Context) (ItemCounts, error) {
+	return ItemCounts{Pending: int64(f.n)}, nil
+}
+func (f *fakeRun) Finish(context.Context, []ItemOutcome) ([]int, error) { return nil, nil }
+
+// Yield stands for a pause requested between the run's look at Pausing and its pause point:
+// it would park the run here, so nothing may be executing.
+func (f *fakeRun) Yield(context.Context) error {
+	f.yields.Add(1)
+	if f.executing.Load() > 0 {
+		f.yieldedBusy.Add(1)
+	}
+	return nil
+}
+
+func (f *fakeRun) Claim(_ context.Context, n int) ([]ClaimedItem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []ClaimedItem
+	for ; f.next < f.n && len(out) < n; f.next++ {
+		out = append(out, ClaimedItem{Index: f.next, Execution: 1})
+	}
+	return out, nil
+}
+
+type slowItem struct{ executing *atomic.Int64 }
+
+func (s slowItem) RunItem(context.Context, ItemControl, Item[struct{}]) error {
+	s.executing.Add(1)
+	defer s.executing.Add(-1)
+	time.Sleep(time.Millisecond)
+	return nil
+}
+
+// The run reaches its pause point only when no item executes: a pause that lands after its
+// look at Pausing parks a run that has nothing in flight.
+func TestTheRunYieldsOnlyWithNoItemInFlight(t *testing.T) {
+	executing := new(atomic.Int64)
+	f := &fakeRun{n: 2000, executing: executing}
+	run := &itemsRun[struct{}]{task: slowItem{executing: executing}}
+	_, err := run.Run(context.Background(), f)
+	require.NoError(t, err)
+	require.Positive(t, f.yields.Load())
+	require.Zero(t, f.yieldedBusy.Load(), "pause points reached with items executing")
+}
