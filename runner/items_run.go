@@ -42,7 +42,8 @@ type itemDone struct {
 	err  error
 }
 
-// itemsLoop is one run's state, owned by the run goroutine.
+// itemsLoop is one run's state, owned by the run goroutine. Outcomes are recorded by a writer
+// goroutine, one batch at a time, while the loop goes on claiming and running items.
 type itemsLoop[V any] struct {
 	ctx      context.Context
 	ctl      Control
@@ -54,6 +55,17 @@ type itemsLoop[V any] struct {
 	outcomes []ItemOutcome
 	oldest   time.Time // when the oldest unwritten outcome ended
 	counts   ItemCounts
+	// writes hands a batch to the writer, written hands back how it went; writing is the batch
+	// being written (nil: none), at most one at a time.
+	writes  chan []ItemOutcome
+	written chan itemsWritten
+	writing []ItemOutcome
+}
+
+// itemsWritten is the writer's answer for one batch.
+type itemsWritten struct {
+	failed []int
+	err    error
 }
 
 func (r *itemsRun[V]) Run(ctx context.Context, ctl Control) (json.RawMessage, error) {
@@ -70,7 +82,9 @@ func (r *itemsRun[V]) Run(ctx context.Context, ctl Control) (json.RawMessage, er
 		return nil, fmt.Errorf("begin the items: %w", err)
 	}
 	l := &itemsLoop[V]{ctx: ctx, ctl: ctl, host: host, src: src, task: r.task, counts: counts,
-		done: make(chan itemDone, max(1, src.Parallelism()))}
+		done: make(chan itemDone, max(1, src.Parallelism())), writes: make(chan []ItemOutcome), written: make(chan itemsWritten, 1)}
+	go l.writer()
+	defer close(l.writes) // every way out of run has its last batch written first
 	l.report()
 	if err := l.run(); err != nil {
 		return nil, err
@@ -79,6 +93,17 @@ func (r *itemsRun[V]) Run(ctx context.Context, ctl Control) (json.RawMessage, er
 		return nil, l.failedError()
 	}
 	return json.Marshal(ItemsResult{Items: l.counts.Total()})
+}
+
+// writer records the batches it is handed. A write outlives the run's cancellation (up to
+// itemFinishGrace), so a stopped run's items are recorded interrupted rather than left running.
+func (l *itemsLoop[V]) writer() {
+	for batch := range l.writes {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
+		failed, err := l.src.Finish(ctx, batch)
+		cancel()
+		l.written <- itemsWritten{failed: failed, err: err}
+	}
 }
 
 // run executes items until none is pending and none runs, or the run is cancelled.
@@ -115,48 +140,63 @@ func (l *itemsLoop[V]) run() error {
 				drained = true
 			}
 		}
-		if drained && l.inflight == 0 {
+		if drained && l.inflight == 0 && l.writing == nil {
 			if len(l.outcomes) == 0 {
 				return nil // nothing pending, nothing running, nothing to write
 			}
-			if err := l.flush(l.ctx); err != nil {
-				return l.failed(err)
-			}
-			drained = false // a retried item may be pending again
-			continue
+			l.write()
 		}
-		if err := l.wait(!wantClaim || drained); err != nil {
+		wrote, err := l.wait(!wantClaim || drained)
+		if err != nil {
 			return l.failed(err)
 		}
-		if len(l.outcomes) >= itemFlushBatch || (len(l.outcomes) > 0 && time.Since(l.oldest) >= itemFlushEvery) {
-			if err := l.flush(l.ctx); err != nil {
-				return l.failed(err)
-			}
-			drained = false
+		if wrote {
+			drained = false // a retried item may be pending again
+		}
+		if l.writing == nil && (len(l.outcomes) >= itemFlushBatch || (len(l.outcomes) > 0 && time.Since(l.oldest) >= itemFlushEvery)) {
+			l.write()
 		}
 	}
 }
 
-// wait collects ended items: blocking until one ends or the flush is due when block, else only
-// those already done.
-func (l *itemsLoop[V]) wait(block bool) error {
-	if block && l.inflight > 0 {
+// write hands the oldest collected outcomes, at most itemFlushBatch, to the writer.
+func (l *itemsLoop[V]) write() {
+	n := min(len(l.outcomes), itemFlushBatch)
+	l.writing = l.outcomes[:n:n]
+	l.outcomes = append([]ItemOutcome(nil), l.outcomes[n:]...)
+	l.writes <- l.writing
+}
+
+// wait collects ended items and the writer's answer: when block, until one of them comes or
+// the flush is due; then whatever else is ready. wrote says a batch was recorded.
+func (l *itemsLoop[V]) wait(block bool) (wrote bool, err error) {
+	if block && (l.inflight > 0 || l.writing != nil) {
 		timer := time.NewTimer(itemFlushEvery)
 		defer timer.Stop()
 		select {
 		case d := <-l.done:
 			l.collect(d)
+		case w := <-l.written:
+			if err := l.applied(w); err != nil {
+				return false, err
+			}
+			wrote = true
 		case <-timer.C:
 		case <-l.ctx.Done():
-			return nil // the next Yield reports the cause
+			return false, nil // the next look at ctx reports the cause
 		}
 	}
 	for {
 		select {
 		case d := <-l.done:
 			l.collect(d)
+		case w := <-l.written:
+			if err := l.applied(w); err != nil {
+				return wrote, err
+			}
+			wrote = true
 		default:
-			return nil
+			return wrote, nil
 		}
 	}
 }
@@ -204,20 +244,18 @@ func (l *itemsLoop[V]) collect(d itemDone) {
 	l.outcomes = append(l.outcomes, o)
 }
 
-// flush writes the collected outcomes and updates the counts.
-func (l *itemsLoop[V]) flush(ctx context.Context) error {
-	if len(l.outcomes) == 0 {
-		return nil
-	}
-	failed, err := l.src.Finish(ctx, l.outcomes)
-	if err != nil {
-		return fmt.Errorf("record %d item outcomes: %w", len(l.outcomes), err)
+// applied takes the writer's answer for the batch being written: the counts move on.
+func (l *itemsLoop[V]) applied(w itemsWritten) error {
+	batch := l.writing
+	l.writing = nil
+	if w.err != nil {
+		return fmt.Errorf("record %d item outcomes: %w", len(batch), w.err)
 	}
 	gone := map[int]bool{}
-	for _, idx := range failed {
+	for _, idx := range w.failed {
 		gone[idx] = true
 	}
-	for _, o := range l.outcomes {
+	for _, o := range batch {
 		l.counts.Running--
 		switch {
 		case o.Interrupted:
@@ -231,9 +269,27 @@ func (l *itemsLoop[V]) flush(ctx context.Context) error {
 			l.counts.Pending++ // retried
 		}
 	}
-	l.outcomes = l.outcomes[:0]
 	l.report()
 	return nil
+}
+
+// drain waits for every item in flight to end and for the batch being written, then writes
+// what is left and waits for that too.
+func (l *itemsLoop[V]) drain() error {
+	for l.inflight > 0 {
+		l.collect(<-l.done)
+	}
+	var first error
+	if l.writing != nil {
+		first = l.applied(<-l.written)
+	}
+	for len(l.outcomes) > 0 {
+		l.write()
+		if err := l.applied(<-l.written); first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // keepFailure keeps the failures of the lowest indexes, as PostgreSQL lists them.
@@ -260,36 +316,21 @@ func (l *itemsLoop[V]) report() {
 	l.ctl.SetProgress(progress)
 }
 
-// settle waits for every item in flight to end and records them.
-func (l *itemsLoop[V]) settle() error {
-	for l.inflight > 0 {
-		l.collect(<-l.done)
-	}
-	return l.flush(l.ctx)
-}
+// settle waits for every item in flight to end and records them, before a pause.
+func (l *itemsLoop[V]) settle() error { return l.drain() }
 
 // cancelled ends a cancelled run: its items are interrupted (their ctx is the run's), and
 // their outcomes are recorded while the row is still this run's, so the next run finds them
 // pending rather than left running.
 func (l *itemsLoop[V]) cancelled(cause error) error {
-	for l.inflight > 0 {
-		l.collect(<-l.done)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
-	defer cancel()
-	_ = l.flush(ctx) // items not recorded stay running: the next run's Begin takes them back
+	_ = l.drain() // items not recorded stay running: the next run's Begin takes them back
 	return cause
 }
 
 // failed ends a run whose items could not be claimed or recorded: the items in flight end
 // first (a run never leaves goroutines behind).
 func (l *itemsLoop[V]) failed(err error) error {
-	for l.inflight > 0 {
-		l.collect(<-l.done)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
-	defer cancel()
-	_ = l.flush(ctx)
+	_ = l.drain()
 	return err
 }
 

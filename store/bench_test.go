@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -93,13 +95,16 @@ func BenchmarkRecordTransition(b *testing.B) {
 	}
 }
 
-// BenchmarkItems times the three statements of a run of items: seeding 10,000 items, claiming
+// BenchmarkItems times the three statements of a run of items: seeding 10,000 items ($ITEMS), claiming
 // them 64 at a time (from past the last claim) and recording 512 outcomes at a time.
 func BenchmarkItems(b *testing.B) {
 	url := srv.NewDatabase(b)
 	repo := openRepo(b, url, Config{MaxOpenConns: 4})
 	ctx := testCtx(b)
-	const n = 10000
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("ITEMS")); err == nil {
+		n = v // ITEMS=100000 for a large task
+	}
 	var seed, claim, finish time.Duration
 	for i := range b.N {
 		uid := fmt.Sprintf("items-%d", i)

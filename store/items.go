@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"gorm.io/gorm"
 
@@ -290,21 +288,35 @@ func (r *Repository) claimItems(ctx context.Context, uid string, owner Owner, at
 }
 
 const finishItemsSQL = `
-WITH o AS (
+WITH o AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset(CAST(@outcomes AS jsonb)) AS o(idx integer, execution integer, outcome text, err text)
+), t AS MATERIALIZED (
+  -- Each outcome finds its item by the primary key: one probe per outcome, whatever the
+  -- statistics say (a join left to the planner, with stale statistics after the seeding,
+  -- was a nested loop over every pair: quadratic in the batch).
+  SELECT x.tid, o.*, CAST(@uid AS text) AS uid, CAST(@epoch AS bigint) AS epoch FROM o
+  CROSS JOIN LATERAL (
+    SELECT ctid AS tid FROM background_task_items
+    WHERE task_uid = CAST(@uid AS text) AND idx = o.idx AND state = 'running'
+      AND executions = o.execution AND owner_epoch = CAST(@epoch AS bigint)
+    LIMIT 1 -- (idx is unique) keeps the planner from flattening the probe into a join
+  ) x
 ), u AS (
   UPDATE background_task_items i SET
     state = CASE
-      WHEN o.outcome = 'succeeded' THEN 'succeeded'
-      WHEN o.outcome = 'failed' AND i.failures >= CAST(@retries AS integer) THEN 'failed'
+      WHEN t.outcome = 'succeeded' THEN 'succeeded'
+      WHEN t.outcome = 'failed' AND i.failures >= CAST(@retries AS integer) THEN 'failed'
       ELSE 'pending' END,
-    failures = i.failures + CASE WHEN o.outcome = 'failed' THEN 1 ELSE 0 END,
-    error = CASE WHEN o.outcome = 'failed' THEN o.err ELSE i.error END,
+    failures = i.failures + CASE WHEN t.outcome = 'failed' THEN 1 ELSE 0 END,
+    error = CASE WHEN t.outcome = 'failed' THEN t.err ELSE i.error END,
     finished_at = now(), seq = i.seq + 1
-  FROM o
-  WHERE i.task_uid = CAST(@uid AS text) AND i.idx = ANY(CAST(@idxs AS integer[])) AND i.idx = o.idx AND i.state = 'running'
-    AND i.executions = o.execution AND i.owner_epoch = CAST(@epoch AS bigint) AND ` + ownedBy + `
-  RETURNING i.idx, i.state, i.seq, i.executions, o.outcome, o.err
+  FROM t
+  -- The guard again, for a row changed since t read it (the update re-checks the latest one),
+  -- written against t's columns so that it is a join condition: as conditions on the items
+  -- alone they made the planner expect one row and scan the items first.
+  WHERE i.ctid = t.tid AND (i.task_uid, i.idx, i.state, i.executions, i.owner_epoch) = (t.uid, t.idx, 'running', t.execution, t.epoch)
+    AND ` + ownedBy + `
+  RETURNING i.idx, i.state, i.seq, i.executions, t.outcome, t.err
 ), h AS (
   INSERT INTO background_task_item_transitions
     (task_uid, idx, seq, from_state, to_state, execution, task_attempt, reason, message, at, owner_epoch)
@@ -334,19 +346,12 @@ func (r *Repository) FinishItems(ctx context.Context, uid string, owner Owner, a
 	if err != nil {
 		return nil, fmt.Errorf("finish items of %s: encode: %w", uid, err)
 	}
-	// The indexes again as an array: an index condition the planner uses whatever its
-	// statistics say (a join on the JSON alone was planned as a scan of every item of the task).
-	idxs := make([]string, len(clean))
-	for i, o := range clean {
-		idxs[i] = strconv.Itoa(o.Index)
-	}
 	var done []struct {
 		Idx   int
 		State string
 	}
 	err = r.db.WithContext(ctx).Raw(finishItemsSQL, map[string]any{
 		"uid": uid, "epoch": owner.Epoch, "attempt": attempt, "retries": maxRetries, "outcomes": string(doc),
-		"idxs": "{" + strings.Join(idxs, ",") + "}",
 	}).Scan(&done).Error
 	if err != nil {
 		return nil, fmt.Errorf("finish %d items of %s: %w", len(outcomes), uid, err)

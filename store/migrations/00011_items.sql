@@ -1,14 +1,19 @@
 -- Items (spec.items): one BackgroundTask, many units of work. Each item is a row of its own,
 -- with its state, its executions and its history, so a million items cost the API server
 -- nothing and cost PostgreSQL one narrow row each. Items are never deleted by the operator (its
--- role has no DELETE): a restart resets them; they go with their task when its history is
--- purged (ON DELETE CASCADE).
+-- role has no DELETE): a restart resets them; taskpilot_purge_history deletes them with their
+-- task's history.
+--
+-- No foreign keys: their per-row checks were a third of the cost of seeding, claiming and
+-- recording items (store BenchmarkItems). Every item write is fenced by its task's row instead
+-- (the row must exist, be owned by the writer and not be deleted; the row is locked FOR SHARE
+-- meanwhile), and the purge deletes items and their history before the task.
 -- NEVER edit this file once released: add a new numbered migration instead.
 
 -- +goose Up
 -- +goose StatementBegin
 CREATE TABLE background_task_items (
-    task_uid      text        NOT NULL REFERENCES background_tasks (uid) ON DELETE CASCADE,
+    task_uid      text        NOT NULL,
     -- idx is the item's index: 0..count-1, or its place in spec.items.list.
     idx           integer     NOT NULL CHECK (idx >= 0),
     -- value is the list's element (NULL for counted items).
@@ -56,9 +61,42 @@ CREATE TABLE background_task_item_transitions (
     message       text        NOT NULL DEFAULT '',
     at            timestamptz NOT NULL,
     owner_epoch   bigint,
-    PRIMARY KEY (task_uid, idx, seq),
-    FOREIGN KEY (task_uid, idx) REFERENCES background_task_items (task_uid, idx) ON DELETE CASCADE
+    PRIMARY KEY (task_uid, idx, seq)
 );
+
+-- The purge deletes a task's items and their history too (see taskpilot_purge_history in
+-- 00005_roles.sql; only the two item DELETEs are new).
+CREATE OR REPLACE FUNCTION taskpilot_purge_history(deleted_before timestamptz, max_tasks integer,
+                                                   OUT tasks bigint, OUT transitions bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    uids text[];
+BEGIN
+    IF deleted_before > now() - interval '1 hour' THEN
+        RAISE EXCEPTION 'history is purged at least an hour after its task was deleted (asked: deleted before %)', deleted_before
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(uid) INTO uids FROM (
+        SELECT uid FROM background_tasks WHERE deleted_at < deleted_before
+        ORDER BY deleted_at LIMIT max_tasks FOR UPDATE SKIP LOCKED) s;
+    tasks := 0;
+    transitions := 0;
+    IF uids IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('taskpilot.allow_history_purge', 'on', true);
+    DELETE FROM background_task_item_transitions WHERE task_uid = ANY (uids);
+    DELETE FROM background_task_items WHERE task_uid = ANY (uids);
+    DELETE FROM background_task_transitions WHERE task_uid = ANY (uids);
+    GET DIAGNOSTICS transitions = ROW_COUNT;
+    DELETE FROM background_tasks WHERE uid = ANY (uids);
+    GET DIAGNOSTICS tasks = ROW_COUNT;
+    PERFORM set_config('taskpilot.allow_history_purge', '', true);
+    INSERT INTO background_task_purges (day, tasks, transitions) VALUES (current_date, tasks, transitions)
+    ON CONFLICT (day) DO UPDATE SET tasks = background_task_purges.tasks + EXCLUDED.tasks,
+                                    transitions = background_task_purges.transitions + EXCLUDED.transitions;
+END;
+$$;
 
 DO $$
 BEGIN
@@ -76,6 +114,36 @@ $$;
 
 -- +goose Down
 -- +goose StatementBegin
+-- The purge as 00005_roles.sql made it.
+CREATE OR REPLACE FUNCTION taskpilot_purge_history(deleted_before timestamptz, max_tasks integer,
+                                                   OUT tasks bigint, OUT transitions bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    uids text[];
+BEGIN
+    IF deleted_before > now() - interval '1 hour' THEN
+        RAISE EXCEPTION 'history is purged at least an hour after its task was deleted (asked: deleted before %)', deleted_before
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(uid) INTO uids FROM (
+        SELECT uid FROM background_tasks WHERE deleted_at < deleted_before
+        ORDER BY deleted_at LIMIT max_tasks FOR UPDATE SKIP LOCKED) s;
+    tasks := 0;
+    transitions := 0;
+    IF uids IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('taskpilot.allow_history_purge', 'on', true);
+    DELETE FROM background_task_transitions WHERE task_uid = ANY (uids);
+    GET DIAGNOSTICS transitions = ROW_COUNT;
+    DELETE FROM background_tasks WHERE uid = ANY (uids);
+    GET DIAGNOSTICS tasks = ROW_COUNT;
+    PERFORM set_config('taskpilot.allow_history_purge', '', true);
+    INSERT INTO background_task_purges (day, tasks, transitions) VALUES (current_date, tasks, transitions)
+    ON CONFLICT (day) DO UPDATE SET tasks = background_task_purges.tasks + EXCLUDED.tasks,
+                                    transitions = background_task_purges.transitions + EXCLUDED.transitions;
+END;
+$$;
 DROP TABLE background_task_item_transitions;
 DROP TABLE background_task_items;
 -- +goose StatementEnd
