@@ -108,7 +108,7 @@ CHAOS_REPORT ?= docs/reliability.md
 ARGS ?=
 
 .PHONY: chaos
-chaos: ## Reliability run (<= 20 min): faults against two replicas (outages of the API server and of PostgreSQL included), nine invariants (schedules and queues included); rewrites docs/reliability.md. ARGS=--seed=N; make chaos-quick for a short run.
+chaos: ## Reliability run (<= 20 min): faults against two replicas (outages of the API server and of PostgreSQL included), ten invariants (schedules, queues and a task of 2000 items included); rewrites docs/reliability.md. ARGS=--seed=N; make chaos-quick for a short run.
 	go build -o $(LOCALBIN)/taskpilot-chaos ./test/witness/operator
 	go build -o $(LOCALBIN)/chaos ./hack/chaos
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(LOCALBIN)/chaos --operator $(LOCALBIN)/taskpilot-chaos --report $(CHAOS_REPORT) $(ARGS)

@@ -108,7 +108,16 @@ func pprofTop(file string, cum bool) string {
 	if cum {
 		args = append(args, "-cum")
 	}
-	out, err := exec.Command("go", append(args, file)...).CombinedOutput()
+	return pprofRun(append(args, file))
+}
+
+// pprofHeapTop is pprofTop of a heap profile's in-use space, by allocation site.
+func pprofHeapTop(file string) string {
+	return pprofRun([]string{"tool", "pprof", "-top", "-nodecount=20", "-sample_index=inuse_space", file})
+}
+
+func pprofRun(args []string) string {
+	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("(go tool pprof failed: %v)", err)
 	}

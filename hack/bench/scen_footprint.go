@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
@@ -15,6 +16,9 @@ type footprintResult struct {
 	idleGoroutines, goroutines float64
 	heapIdle, heap             float64 // go_memstats_heap_inuse_bytes
 	setup                      time.Duration
+	// heapTop is `go tool pprof -top` of the operator's in-use heap at the end (with
+	// --pprof-bind-address): what holds the memory.
+	heapTop string
 }
 
 func (f footprintResult) bytesPerTask() float64 { return float64(f.rss-f.idleRSS) / float64(f.n) }
@@ -72,6 +76,14 @@ func runFootprint(ctx context.Context, e *env, n int) (footprintResult, error) {
 	}
 	logf("footprint %d: RSS %.0f MiB (idle %.0f MiB), goroutines %.0f (idle %.0f), %.1f KiB/task",
 		n, mib(res.rss), mib(res.idleRSS), res.goroutines, res.idleGoroutines, res.bytesPerTask()/1024)
+	if st.op.pprofURL != "" {
+		f := filepath.Join(st.dir, "operator.heap.pprof")
+		if err := fetchToFile(ctx, st.op.pprofURL+"/heap", f); err != nil {
+			logf("footprint %d: heap profile: %v", n, err)
+		} else {
+			res.heapTop = pprofHeapTop(f)
+		}
+	}
 	return res, nil
 }
 

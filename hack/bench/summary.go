@@ -37,6 +37,15 @@ func summaryRows(r *results) []summaryRow {
 			"≥ 1.0× ceiling", verdict(l.ratio() >= 1.0),
 		})
 	}
+	for _, l := range r.lifecycle {
+		if l.n < 1000 || l.apiCeilWatched.tasksSec == 0 {
+			continue
+		}
+		rows = append(rows, summaryRow{
+			fmt.Sprintf("throughput, %d noop tasks, against the same-run ceiling with a watch", l.n),
+			fmt.Sprintf("%.0f tasks/s = %.2f× (%.0f tasks/s)", l.tasksSec, l.watchedRatio(), l.apiCeilWatched.tasksSec),
+			"≥ 0.9×", verdict(l.watchedRatio() >= 0.9)})
+	}
 	if len(r.lifecycle) > 0 {
 		l := r.lifecycle[len(r.lifecycle)-1]
 		per := float64(l.stmts) / float64(l.transitions)

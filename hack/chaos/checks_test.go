@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +325,55 @@ func TestInvariant9CountsWorkFromTheWitness(t *testing.T) {
 	delete(execs, "c")
 	r = checkQueues(execs, queueOf, interval, limit, pause, names, none)
 	require.True(t, r.held())
+}
+
+// Invariant 10 from a constructed record of a task with three items.
+func TestInvariant10ChecksEachItem(t *testing.T) {
+	done := func(pid int, start, end float64) witness.ItemExecution {
+		return witness.ItemExecution{ID: fmt.Sprint(pid, start), PID: pid, Start: at(start), Ended: true, End: at(end), Completed: true}
+	}
+	succeeded := []itemTransObs{{1, "pending", "running"}, {2, "running", "succeeded"}}
+	good := func() itemsObs {
+		o := itemsObs{uid: "u", name: "chaos-items", status: "FINISHED", count: 3,
+			rows: map[int]itemRowObs{}, hist: map[int][]itemTransObs{}, execs: map[int][]witness.ItemExecution{}}
+		for i := range 3 {
+			o.rows[i] = itemRowObs{state: "succeeded", seq: 2, executions: 1}
+			o.hist[i] = succeeded
+			o.execs[i] = []witness.ItemExecution{done(1, float64(i), float64(i)+0.2)}
+		}
+		return o
+	}
+	never := func(int, time.Time, time.Time) bool { return false }
+	if r := checkItems(good(), never); !r.held() {
+		t.Fatalf("a clean record: %+v", r)
+	}
+
+	twice := good()
+	twice.execs[1] = []witness.ItemExecution{done(1, 1, 3), done(2, 2, 2.2)}
+	if r := checkItems(twice, never); r.kinds["two executions at once"] != 1 {
+		t.Fatalf("a completion after another execution started: %+v", r)
+	}
+	frozen := func(pid int, _, _ time.Time) bool { return pid == 1 }
+	if r := checkItems(twice, frozen); !r.held() || !strings.Contains(r.checked, "1 completions by a process frozen") {
+		t.Fatalf("a frozen process finishing its item is at-least-once: %+v", r)
+	}
+
+	gap := good()
+	gap.hist[2] = []itemTransObs{{1, "pending", "running"}, {3, "running", "succeeded"}}
+	if r := checkItems(gap, never); r.kinds["history"] != 1 {
+		t.Fatalf("a gap in an item's history: %+v", r)
+	}
+
+	again := good()
+	again.hist[0] = append(succeeded, itemTransObs{3, "succeeded", "succeeded"})
+	again.rows[0] = itemRowObs{state: "succeeded", seq: 3}
+	if r := checkItems(again, never); r.kinds["did not end once"] != 1 {
+		t.Fatalf("an item succeeded twice: %+v", r)
+	}
+
+	unseen := good()
+	unseen.execs[2] = nil
+	if r := checkItems(unseen, never); r.kinds["did not end once"] != 1 {
+		t.Fatalf("an item the witness never saw complete: %+v", r)
+	}
 }

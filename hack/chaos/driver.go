@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,7 +77,13 @@ func (d *driver) sleepUntil(ctx context.Context, offset time.Duration) bool {
 func (d *driver) createAll(ctx context.Context) {
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for i := range d.pl.tasks {
+	// In the order of their creation times (the task with items is planned last).
+	order := make([]int, len(d.pl.tasks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(d.pl.tasks[a].createAt, d.pl.tasks[b].createAt) })
+	for _, i := range order {
 		if !d.sleepUntil(ctx, d.pl.tasks[i].createAt) {
 			break
 		}
@@ -102,6 +110,9 @@ func (d *driver) create(ctx context.Context, i int) {
 	}
 	if t.timeout > 0 {
 		bt.Spec.Timeout = &metav1.Duration{Duration: t.timeout}
+	}
+	if t.items > 0 {
+		bt.Spec.Items = &v1alpha1.ItemsSpec{Count: &t.items, Parallelism: t.parallelism}
 	}
 	sent, err := d.retry(ctx, func() error {
 		err := d.c.Create(ctx, bt.DeepCopy())

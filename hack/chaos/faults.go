@@ -16,6 +16,8 @@ type faultRecord struct {
 	recovered time.Time // when its last step was done (thawed, started again, rogue stopped)
 	target    string
 	detail    string
+	// frozenPID is the process a SIGSTOP froze, from injected to recovered (0: none).
+	frozenPID int
 	// takeover is how long after the injection a ready leader (another process) led.
 	takeover time.Duration
 	// converged is how long after recovered the system was converged again (-1: it was not
@@ -120,6 +122,7 @@ func freezeLeader(ctx context.Context, e *env, rec *faultRecord) error {
 		return err
 	}
 	rec.target = fmt.Sprintf("replica %s (pid %d), frozen %s", r.name, pid, rec.hold)
+	rec.frozenPID = pid
 	rec.injected = time.Now()
 	if _, err := r.signal(syscall.SIGSTOP); err != nil {
 		return err

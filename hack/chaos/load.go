@@ -24,6 +24,28 @@ type taskPlan struct {
 	interval time.Duration
 	// queue is the TaskQueue it starts through ("" for none); tenant its fairness label.
 	queue, tenant string
+	// items and parallelism make it a task with items (spec.items); fixed: its actions are
+	// planned, not drawn (planActions leaves it alone).
+	items, parallelism int32
+	fixed              bool
+}
+
+// The task with items of every run (invariant 10): 2000 items of 200 ms, 8 at a time, so that
+// about a minute of item work lives through the faults; paused once for 10 s.
+const (
+	itemsTaskName    = "chaos-items"
+	itemsCount       = 2000
+	itemsParallelism = 8
+	itemsInterval    = 200 * time.Millisecond
+	itemsPauseAfter  = 20 * time.Second
+	itemsPausedFor   = 10 * time.Second
+)
+
+// itemsTask is the plan of the task with items, created at createAt.
+func itemsTask(createAt time.Duration) taskPlan {
+	return taskPlan{name: itemsTaskName, shape: fmt.Sprintf("items (%d, %d at a time)", itemsCount, itemsParallelism),
+		taskName: witness.ItemsTaskType, params: fmt.Sprintf(`{"interval":%q}`, itemsInterval),
+		state: v1alpha1.DesiredRunning, createAt: createAt, items: itemsCount, parallelism: itemsParallelism, fixed: true}
 }
 
 // shape is a kind of task and its share of the load.

@@ -5,7 +5,7 @@
 // seed: the leader SIGKILLed and SIGSTOPped past its lease, PostgreSQL down for 2 minutes, the
 // API server down for 3 minutes and then answering Lease requests late, a third operator
 // without leader election (split brain). A witness task type records every execution apart
-// from the operator's own record. At the end nine invariants are checked and docs/reliability.md is rewritten with the verdicts and the first
+// from the operator's own record. At the end ten invariants are checked and docs/reliability.md is rewritten with the verdicts and the first
 // counter-examples.
 //
 //	make chaos                          # full run, at most 20 minutes on 2 cores

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/taskpilot/taskpilot/api/v1alpha1"
@@ -69,6 +71,13 @@ func makePlan(seed uint64, p profile) plan {
 	pl := plan{seed: seed, tasks: planTasks(r, p.tasks, p.createOver)}
 	pl.actions = planActions(r, pl.tasks, p)
 	pl.faults = planFaults(r, p)
+	// The task with items, created a little before the first fault, paused once.
+	created := max(p.faultsFrom-5*time.Second, 0)
+	pl.tasks = append(pl.tasks, itemsTask(created))
+	i := len(pl.tasks) - 1
+	pl.actions = append(pl.actions, action{at: created + itemsPauseAfter, kind: actPause, task: i},
+		action{at: created + itemsPauseAfter + itemsPausedFor, kind: actResume, task: i})
+	slices.SortStableFunc(pl.actions, func(a, b action) int { return cmp.Compare(a.at, b.at) })
 	return pl
 }
 

@@ -19,8 +19,12 @@ func TestPlanIsAFunctionOfTheSeed(t *testing.T) {
 func TestPlanShape(t *testing.T) {
 	for _, p := range []profile{fullProfile(), quickProfile()} {
 		pl := makePlan(1, p)
-		if len(pl.tasks) != p.tasks || len(pl.faults) != len(p.faults) {
-			t.Fatalf("%s: %d tasks, %d faults", p.name, len(pl.tasks), len(pl.faults))
+		if len(pl.tasks) != p.tasks+1 || len(pl.faults) != len(p.faults) {
+			t.Fatalf("%s: %d tasks (and the one with items), %d faults", p.name, len(pl.tasks), len(pl.faults))
+		}
+		items := pl.tasks[len(pl.tasks)-1]
+		if items.items != itemsCount || items.createAt >= p.faultsFrom {
+			t.Fatalf("%s: the task with items has %d items, created at %v", p.name, items.items, items.createAt)
 		}
 		kinds := map[faultKind]int{}
 		last := time.Duration(0)
@@ -40,7 +44,10 @@ func TestPlanShape(t *testing.T) {
 			}
 		}
 		deleted := map[int]bool{}
-		for _, a := range pl.actions {
+		for i, a := range pl.actions {
+			if i > 0 && a.at < pl.actions[i-1].at {
+				t.Fatalf("%s: actions out of order at %d", p.name, i)
+			}
 			if deleted[a.task] {
 				t.Fatalf("%s: action %s on task %d after its deletion", p.name, a.kind, a.task)
 			}

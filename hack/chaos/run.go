@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -313,7 +314,12 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 	for _, q := range chaosQueues() {
 		limit[q.Name] = int(q.Spec.Concurrency)
 	}
+	items, err := observeTaskWithItems(ctx, e, final)
+	if err != nil {
+		return err
+	}
 	res.invs = append([]result{
+		checkItems(items, res.frozen),
 		checkQueues(final.execs, queueOf, interval, limit, res.queuePauses, names, res.during),
 		checkNoDoubleRun(final.execs, names, res.during),
 		checkHistory(final.trans, final.rows),
@@ -346,7 +352,7 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 		}
 	}
 	res.procs = e.fleet.records()
-	sort.Slice(res.invs, func(i, j int) bool { return res.invs[i].id < res.invs[j].id })
+	sort.Slice(res.invs, func(i, j int) bool { return invOrder(res.invs[i].id) < invOrder(res.invs[j].id) })
 	phase("final checks")
 	res.wall = time.Since(res.started)
 	printSummary(os.Stdout, res)
@@ -366,6 +372,38 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 		return fmt.Errorf("%w: %v (see %s)", errBroken, broken, reportName(res))
 	}
 	return nil
+}
+
+// invOrder orders invariant ids as numbers ("10" after "9").
+func invOrder(id string) int {
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return 1 << 30
+	}
+	return n
+}
+
+// frozen reports whether process pid was frozen (SIGSTOP) at some time in [from, to].
+func (res *results) frozen(pid int, from, to time.Time) bool {
+	for _, f := range res.faults {
+		if f.frozenPID == pid && f.injected.Before(to) && (f.recovered.IsZero() || f.recovered.After(from)) {
+			return true
+		}
+	}
+	return false
+}
+
+// observeTaskWithItems reads the task with items (invariant 10) as it ended.
+func observeTaskWithItems(ctx context.Context, e *env, final observation) (itemsObs, error) {
+	for uid, r := range final.rows {
+		if r.name != itemsTaskName {
+			continue
+		}
+		o, err := observeItems(ctx, e.db, e.wdb, uid)
+		o.name, o.status, o.count = r.name, r.status, itemsCount
+		return o, err
+	}
+	return itemsObs{}, nil
 }
 
 // inv returns the result of invariant id.

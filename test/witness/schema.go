@@ -42,10 +42,13 @@ CREATE TABLE IF NOT EXISTS chaos_witness (
 );
 CREATE INDEX IF NOT EXISTS chaos_witness_task_idx ON chaos_witness (task_uid, exec_id)`
 
-// CreateTable creates the witness table (the harness does, before any operator starts).
+// CreateTable creates the witness tables (the harness does, before any operator starts).
 func CreateTable(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := pool.Exec(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("create witness table: %w", err)
+	}
+	if _, err := pool.Exec(ctx, itemsSchemaSQL); err != nil {
+		return fmt.Errorf("create items witness table: %w", err)
 	}
 	return nil
 }

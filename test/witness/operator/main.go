@@ -23,7 +23,10 @@ func main() {
 		if err := builtin.Register(r); err != nil {
 			return err
 		}
-		return witness.Register(r, rec)
+		if err := witness.Register(r, rec); err != nil {
+			return err
+		}
+		return witness.RegisterItems(r, rec)
 	})
 	rec.Close()
 	os.Exit(code)
