@@ -103,7 +103,7 @@ type entry struct {
 }
 
 func newEntry(r *Runner, key Key, spec StartSpec, task Task) *entry {
-	log := r.opts.Logger.WithValues("namespace", spec.Namespace, "name", spec.Name, "uid", key,
+	log := lazyLogger(r.opts.Logger, "namespace", spec.Namespace, "name", spec.Name, "uid", key,
 		"taskType", spec.TaskName, "attempt", spec.Attempt)
 	ctx, span, traceParent := r.startSpan(logr.NewContext(r.base, log), key, spec)
 	ctx, cancel := context.WithCancelCause(ctx)
