@@ -89,6 +89,10 @@ func (r *itemsRun[V]) Run(ctx context.Context, ctl Control) (json.RawMessage, er
 	if err := l.run(); err != nil {
 		return nil, err
 	}
+	if n := l.counts.Pending + l.counts.Running; n > 0 {
+		// Never Finished with work left: the counts say the loop ended early (a retry)
+		return nil, fmt.Errorf("%d of %d items still to run when the run ended", n, l.counts.Total())
+	}
 	if l.counts.Failed > 0 {
 		return nil, l.failedError()
 	}
@@ -99,11 +103,22 @@ func (r *itemsRun[V]) Run(ctx context.Context, ctl Control) (json.RawMessage, er
 // itemFinishGrace), so a stopped run's items are recorded interrupted rather than left running.
 func (l *itemsLoop[V]) writer() {
 	for batch := range l.writes {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
-		failed, err := l.src.Finish(ctx, batch)
-		cancel()
-		l.written <- itemsWritten{failed: failed, err: err}
+		l.written <- l.finish(batch)
 	}
+}
+
+// finish records one batch; a panic in the source is the batch's error, as a panic in a hook
+// is the run's.
+func (l *itemsLoop[V]) finish(batch []ItemOutcome) (w itemsWritten) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.err = fmt.Errorf("panic recording item outcomes: %v\n%s", p, trimStack(debug.Stack()))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
+	defer cancel()
+	w.failed, w.err = l.src.Finish(ctx, batch)
+	return w
 }
 
 // run executes items until none is pending and none runs, or the run is cancelled.
@@ -116,10 +131,12 @@ func (l *itemsLoop[V]) run() error {
 			if err := l.settle(); err != nil {
 				return l.failed(err)
 			}
+			drained = false // an item retried by what settle recorded may be pending again
 		}
-		// The pause point only with nothing in flight: a pause requested after the check above
-		// must not park the run (and free its slot) while items still execute.
-		if l.inflight == 0 {
+		// The pause point only with nothing in flight and everything recorded: a pause requested
+		// after the check above must not park the run (and free its slot) while items still
+		// execute or their outcomes are not yet in PostgreSQL.
+		if l.inflight == 0 && l.writing == nil && len(l.outcomes) == 0 {
 			if err := l.ctl.Yield(l.ctx); err != nil {
 				return l.cancelled(err)
 			}
@@ -127,7 +144,9 @@ func (l *itemsLoop[V]) run() error {
 			return l.cancelled(context.Cause(l.ctx))
 		}
 		free := par - l.inflight
-		wantClaim := !drained && free > 0 && (l.inflight == 0 || free >= max(1, par/4))
+		// Backpressure: no more claims while a batch is written and a full one waits behind it.
+		backlogged := l.writing != nil && len(l.outcomes) >= itemFlushBatch
+		wantClaim := !drained && !backlogged && free > 0 && (l.inflight == 0 || free >= max(1, par/4))
 		if wantClaim {
 			items, err := l.src.Claim(l.ctx, free)
 			if err != nil {
@@ -285,8 +304,12 @@ func (l *itemsLoop[V]) drain() error {
 	}
 	for len(l.outcomes) > 0 {
 		l.write()
-		if err := l.applied(<-l.written); first == nil {
+		err := l.applied(<-l.written)
+		if first == nil {
 			first = err
+		}
+		if err != nil && l.ctx.Err() != nil {
+			break // cancelled and PostgreSQL refuses: the next run's Begin takes the rest back
 		}
 	}
 	return first

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,8 @@ type fakeRun struct {
 	executing   *atomic.Int64
 	yields      atomic.Int64
 	yieldedBusy atomic.Int64
+	// claimed and recorded count items: at a pause point every claimed item is recorded.
+	claimed, recorded atomic.Int64
 }
 
 func (f *fakeRun) Key() Key                                   { return "k" }
@@ -41,13 +44,16 @@ func (f *fakeRun) Parallelism() int                           { return 8 }
 func (f *fakeRun) Begin(context.Context) (ItemCounts, error) {
 	return ItemCounts{Pending: int64(f.n)}, nil
 }
-func (f *fakeRun) Finish(context.Context, []ItemOutcome) ([]int, error) { return nil, nil }
+func (f *fakeRun) Finish(_ context.Context, o []ItemOutcome) ([]int, error) {
+	f.recorded.Add(int64(len(o)))
+	return nil, nil
+}
 
 // Yield stands for a pause requested between the run's look at Pausing and its pause point:
 // it would park the run here, so nothing may be executing.
 func (f *fakeRun) Yield(context.Context) error {
 	f.yields.Add(1)
-	if f.executing.Load() > 0 {
+	if f.executing.Load() > 0 || f.claimed.Load() != f.recorded.Load() {
 		f.yieldedBusy.Add(1)
 	}
 	return nil
@@ -60,6 +66,7 @@ func (f *fakeRun) Claim(_ context.Context, n int) ([]ClaimedItem, error) {
 	for ; f.next < f.n && len(out) < n; f.next++ {
 		out = append(out, ClaimedItem{Index: f.next, Execution: 1})
 	}
+	f.claimed.Add(int64(len(out)))
 	return out, nil
 }
 
@@ -81,5 +88,75 @@ func TestTheRunYieldsOnlyWithNoItemInFlight(t *testing.T) {
 	_, err := run.Run(context.Background(), f)
 	require.NoError(t, err)
 	require.Positive(t, f.yields.Load())
-	require.Zero(t, f.yieldedBusy.Load(), "pause points reached with items executing")
+	require.Zero(t, f.yieldedBusy.Load(), "pause points reached with items executing or not yet recorded")
+}
+
+// retryRun has one item that fails its first execution (with a retry left) and a pause that
+// comes once the run found nothing more to claim: the settle before the pause records the
+// failure, which makes the item pending again.
+type retryRun struct {
+	fakeRun
+	claims, executions int
+	pending            bool
+	paused             bool
+}
+
+func (f *retryRun) Pausing() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.claims >= 2 && !f.paused {
+		f.paused = true
+		return true
+	}
+	return false
+}
+
+func (f *retryRun) Items() (ItemSource, bool) { return f, true }
+
+func (f *retryRun) Begin(context.Context) (ItemCounts, error) { return ItemCounts{Pending: 1}, nil }
+
+func (f *retryRun) Claim(_ context.Context, _ int) ([]ClaimedItem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.claims++
+	if !f.pending {
+		return nil, nil
+	}
+	f.pending = false
+	f.executions++
+	return []ClaimedItem{{Index: 0, Execution: f.executions}}, nil
+}
+
+func (f *retryRun) Finish(_ context.Context, outcomes []ItemOutcome) ([]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range outcomes {
+		if o.Err != nil {
+			f.pending = true // retried
+		}
+	}
+	return nil, nil
+}
+
+func (f *retryRun) Yield(context.Context) error { return nil }
+
+type failOnce struct{ failed atomic.Bool }
+
+func (f *failOnce) RunItem(context.Context, ItemControl, Item[struct{}]) error {
+	if f.failed.CompareAndSwap(false, true) {
+		time.Sleep(30 * time.Millisecond) // the run claims again meanwhile, and finds nothing
+		return errors.New("first execution fails")
+	}
+	return nil
+}
+
+// A pause that records a failure with a retry left must not end the run: the item is pending
+// again and runs once the run goes on (it used to end Finished with the item never run).
+func TestARetryRecordedByAPauseStillRuns(t *testing.T) {
+	f := &retryRun{fakeRun: fakeRun{executing: new(atomic.Int64)}, pending: true}
+	run := &itemsRun[struct{}]{task: &failOnce{}}
+	res, err := run.Run(context.Background(), f)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"items":1}`, string(res))
+	require.Equal(t, 2, f.executions, "the retry ran")
 }

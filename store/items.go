@@ -260,13 +260,17 @@ func (r *Repository) ClaimItems(ctx context.Context, uid string, owner Owner, at
 // items claimed before until VACUUM, and a scan from 0 would step over all of them every time.
 func (r *Repository) ClaimItemsFrom(ctx context.Context, uid string, owner Owner, attempt, n, from int) ([]ClaimedItem, error) {
 	out, err := r.claimItems(ctx, uid, owner, attempt, n, from)
-	if err == nil && len(out) < n && from > 0 {
-		var more []ClaimedItem
-		more, err = r.claimItems(ctx, uid, owner, attempt, n-len(out), 0)
-		out = append(out, more...)
-	}
 	if err != nil {
 		return nil, err
+	}
+	if len(out) < n && from > 0 {
+		more, err := r.claimItems(ctx, uid, owner, attempt, n-len(out), 0)
+		if err != nil && len(out) == 0 {
+			return nil, err
+		}
+		// With some claimed, a failed second claim is no error: those are running for this run
+		// now, and must not be dropped.
+		out = append(out, more...)
 	}
 	if len(out) == 0 {
 		if ferr := r.fenced(ctx, uid, owner, "claim items"); ferr != nil {

@@ -376,4 +376,10 @@ func TestInvariant10ChecksEachItem(t *testing.T) {
 	if r := checkItems(unseen, never); r.kinds["did not end once"] != 1 {
 		t.Fatalf("an item the witness never saw complete: %+v", r)
 	}
+
+	paused := good()
+	paused.paused = [][2]time.Time{{at(0.1), at(1.5)}} // item 0 runs 0..0.2, item 1 starts at 1
+	if r := checkItems(paused, never); r.kinds["while paused"] != 2 {
+		t.Fatalf("an item ending after the pause was recorded, another starting while paused: %+v", r)
+	}
 }

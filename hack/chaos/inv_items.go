@@ -31,6 +31,25 @@ type itemsObs struct {
 	rows              map[int]itemRowObs
 	hist              map[int][]itemTransObs
 	execs             map[int][]witness.ItemExecution
+	// paused are the task's PAUSED spans, from its history: [recorded, left] (left zero: it
+	// never left).
+	paused [][2]time.Time
+}
+
+// pausedSpans are the spans the history shows the task PAUSED.
+func pausedSpans(trs []transition) [][2]time.Time {
+	var out [][2]time.Time
+	for i, t := range trs {
+		if t.to != "PAUSED" {
+			continue
+		}
+		span := [2]time.Time{t.at}
+		if i+1 < len(trs) {
+			span[1] = trs[i+1].at
+		}
+		out = append(out, span)
+	}
+	return out
 }
 
 // observeItems reads the task with items of uid.
@@ -86,7 +105,10 @@ WHERE task_uid = $1 ORDER BY idx, seq`, uid)
 //   - each item's history is contiguous (seq 1..n, each transition starting where the previous
 //     ended, the first from pending) and ends in the item's state;
 //   - when the task finished, every item succeeded exactly once (one transition to succeeded)
-//     and the witness saw it complete.
+//     and the witness saw it complete;
+//   - no item executes while the task is Paused: none starts in a PAUSED span of its history,
+//     and none that started before the pause was recorded ends after it (a pause lets the items
+//     in flight end, and records them, before the task parks).
 //
 // frozen reports whether process pid was frozen at some time in [from, to].
 func checkItems(o itemsObs, frozen func(pid int, from, to time.Time) bool) result {
@@ -113,6 +135,9 @@ func checkItems(o itemsObs, frozen func(pid int, from, to time.Time) bool) resul
 				r.add("two executions at once", example{task: label, what: fmt.Sprintf(
 					"item %d: pid %d's execution (started %s) completed at %s, after pid %d's started at %s",
 					idx, a.PID, clock(a.Start), clock(a.End), b.PID, clock(b.Start))})
+			}
+			if why := whilePaused(es[i], o.paused); why != "" {
+				r.add("while paused", example{task: label, what: fmt.Sprintf("item %d: pid %d's execution %s", idx, es[i].PID, why)})
 			}
 		}
 		row, ok := o.rows[idx]
@@ -152,6 +177,20 @@ func checkItems(o itemsObs, frozen func(pid int, from, to time.Time) bool) resul
 		r.checked += fmt.Sprintf("; %d completions by a process frozen meanwhile (at-least-once)", tolerated)
 	}
 	return r
+}
+
+// whilePaused says how e executed while the task was paused ("" : it did not).
+func whilePaused(e witness.ItemExecution, paused [][2]time.Time) string {
+	for _, p := range paused {
+		left := p[1]
+		if e.Start.After(p[0]) && (left.IsZero() || e.Start.Before(left)) {
+			return fmt.Sprintf("started at %s, while the task was PAUSED (from %s)", clock(e.Start), clock(p[0]))
+		}
+		if e.Start.Before(p[0]) && e.Ended && e.End.After(p[0]) {
+			return fmt.Sprintf("started at %s and ended at %s, after the pause was recorded at %s", clock(e.Start), clock(e.End), clock(p[0]))
+		}
+	}
+	return ""
 }
 
 // itemHistoryBroken says how an item's history breaks the rules ("" : it does not).

@@ -400,7 +400,7 @@ func observeTaskWithItems(ctx context.Context, e *env, final observation) (items
 			continue
 		}
 		o, err := observeItems(ctx, e.db, e.wdb, uid)
-		o.name, o.status, o.count = r.name, r.status, itemsCount
+		o.name, o.status, o.count, o.paused = r.name, r.status, itemsCount, pausedSpans(final.trans[uid])
 		return o, err
 	}
 	return itemsObs{}, nil

@@ -22,7 +22,8 @@ func lazyLogger(base logr.Logger, kv ...any) logr.Logger {
 	return logr.New(&lazySink{base: sink, kv: kv}).V(base.GetV())
 }
 
-// lazySink defers base.WithValues(kv...) until something is logged.
+// lazySink defers base.WithValues(kv...) until something is logged. Values are encoded when
+// first logged, not when given: pass values, not pointers to what may change.
 type lazySink struct {
 	base logr.LogSink
 	kv   []any
@@ -50,4 +51,12 @@ func (l *lazySink) WithValues(kv ...any) logr.LogSink {
 
 func (l *lazySink) WithName(name string) logr.LogSink {
 	return &lazySink{base: l.base.WithName(name), kv: l.kv}
+}
+
+// WithCallDepth keeps logr.Logger.WithCallDepth working for code that logs through helpers.
+func (l *lazySink) WithCallDepth(depth int) logr.LogSink {
+	if cd, ok := l.base.(logr.CallDepthLogSink); ok {
+		return &lazySink{base: cd.WithCallDepth(depth), kv: l.kv}
+	}
+	return l
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -23,4 +25,8 @@ func TestALazyLoggerLogsLikeTheEagerOne(t *testing.T) {
 	require.True(t, strings.HasPrefix(lines[1], "items "), lines[1])
 	require.Contains(t, lines[1], `"uid"="u1" "attempt"=2 "idx"=7`)
 	require.Equal(t, logr.Discard(), lazyLogger(logr.Discard()))
+	helper := func(l logr.Logger) { l.WithCallDepth(1).Info("through a helper") }
+	helper(log)
+	_, _, next, _ := runtime.Caller(0)
+	require.Contains(t, lines[2], fmt.Sprintf(`"line"=%d}`, next-1), "WithCallDepth skips the helper: %s", lines[2])
 }
