@@ -88,29 +88,13 @@ func (t *itemsTask) RunItem(ctx context.Context, ctl runner.ItemControl, item ru
 	return nil
 }
 
-// insertItemUntil writes one item row, retrying with backoff until it succeeds or ctx ends.
+// insertItemUntil writes one item row, retrying with backoff until it succeeds or ctx ends
+// (execUntil, as the task rows).
 func (r *Recorder) insertItemUntil(ctx context.Context, uid string, idx int, id, kind string, completed *bool) error {
 	const insertSQL = `INSERT INTO chaos_witness_items (task_uid, idx, exec_id, pid, kind, completed, at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (exec_id, kind) DO UPDATE SET at = greatest(chaos_witness_items.at, EXCLUDED.at), completed = EXCLUDED.completed`
-	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := r.pool.Exec(callCtx, insertSQL, uid, idx, id, r.pid, kind, completed, time.Now())
-		cancel()
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
-	}
+	return r.execUntil(ctx, insertSQL, func() []any { return []any{uid, idx, id, r.pid, kind, completed, time.Now()} })
 }
 
 // ItemExecution is one execution of one item as the witness recorded it.

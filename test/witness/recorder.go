@@ -95,12 +95,20 @@ func (e *execution) insertUntil(ctx context.Context, kind string, step int, comp
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (exec_id, kind, step) DO UPDATE SET at = greatest(chaos_witness.at, EXCLUDED.at),
     completed = EXCLUDED.completed, detail = EXCLUDED.detail`
+	return e.r.execUntil(ctx, insertSQL, func() []any {
+		return []any{e.uid, e.attempt, e.id, e.r.pid, kind, step, completed, detail, time.Now()}
+	})
+}
+
+// execUntil runs sql, with the arguments args gives for each attempt (a time in them is taken
+// just before the attempt), retrying with backoff until it succeeds or ctx ends.
+func (r *Recorder) execUntil(ctx context.Context, sql string, args func() []any) error {
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
 		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := e.r.pool.Exec(callCtx, insertSQL, e.uid, e.attempt, e.id, e.r.pid, kind, step, completed, detail, time.Now())
+		_, err := r.pool.Exec(callCtx, sql, args()...)
 		cancel()
 		if err == nil {
 			return nil
