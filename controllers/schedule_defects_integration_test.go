@@ -47,6 +47,7 @@ func TestTheRowDecidesTheSlot(t *testing.T) {
 	h.startOperator(operatorConfig{})
 	ts := h.createSchedule("contested", "*/2 * * * * *", "countdown", `{"from":1,"interval":"10ms"}`, func(s *v1alpha1.TaskSchedule) {
 		s.Spec.SuccessfulHistoryLimit = ptr.To[int32](100)
+		s.Spec.CatchUp = everySlot()
 	})
 	// Every slot divisible by 6 s is won by "another leader", which skips it.
 	h.exec(fmt.Sprintf(`CREATE FUNCTION other_leader() RETURNS trigger AS $$

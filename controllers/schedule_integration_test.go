@@ -50,6 +50,13 @@ func (h *harness) children(ts *v1alpha1.TaskSchedule) []v1alpha1.BackgroundTask 
 	return list.Items
 }
 
+// everySlot is catchUp All without a practical bound: tests that check every slot's outcome use
+// it, since on a loaded machine (make test runs packages side by side) an operator may get to a
+// 2 s slot only after the next one passed, and Skip then rightly records the older one missed.
+func everySlot() *v1alpha1.CatchUp {
+	return &v1alpha1.CatchUp{Policy: v1alpha1.CatchUpAll, MaxRuns: ptr.To[int32](1000)}
+}
+
 func count(firings []store.Firing, outcome store.FiringOutcome) int {
 	n := 0
 	for _, f := range firings {
@@ -69,6 +76,7 @@ func TestEverySlotFiresOnceWithTwoFiringOperators(t *testing.T) {
 	h.startOperator(operatorConfig{})
 	ts := h.createSchedule("every-2s", "*/2 * * * * *", "countdown", `{"from":1,"interval":"10ms"}`, func(s *v1alpha1.TaskSchedule) {
 		s.Spec.SuccessfulHistoryLimit = ptr.To[int32](100)
+		s.Spec.CatchUp = everySlot()
 		s.Spec.Template.Metadata.Labels["tasks.taskpilot.dev/shard"] = "elsewhere"
 	})
 	require.Eventually(t, func() bool { return count(h.firings(ts), store.FiringCreated) >= 5 }, 60*time.Second, 100*time.Millisecond)
@@ -111,10 +119,12 @@ func TestForbidSkipsAndReplaceStops(t *testing.T) {
 	long := `{"duration":"1h","tick":"100ms"}`
 	forbid := h.createSchedule("forbid", "*/2 * * * * *", "sleep", long, func(s *v1alpha1.TaskSchedule) {
 		s.Spec.ConcurrencyPolicy = v1alpha1.ConcurrencyForbid
+		s.Spec.CatchUp = everySlot() // a slot late under load is skipped, not missed
 	})
 	replace := h.createSchedule("replace", "*/2 * * * * *", "sleep", long, func(s *v1alpha1.TaskSchedule) {
 		s.Spec.ConcurrencyPolicy = v1alpha1.ConcurrencyReplace
 		s.Spec.FailedHistoryLimit = ptr.To[int32](10) // keep the stopped ones to look at
+		s.Spec.CatchUp = everySlot()                  // a slot late under load replaces, not missed
 	})
 	require.Eventually(t, func() bool { return count(h.firings(forbid), store.FiringSkipped) >= 2 }, 60*time.Second, 100*time.Millisecond)
 	firings := h.firings(forbid)
