@@ -148,11 +148,15 @@ func (l *itemsLoop[V]) run() error {
 		backlogged := l.writing != nil && len(l.outcomes) >= itemFlushBatch
 		wantClaim := !drained && !backlogged && free > 0 && (l.inflight == 0 || free >= max(1, par/4))
 		if wantClaim {
-			items, err := l.src.Claim(l.ctx, free)
+			items, err := l.claim(free)
 			if err != nil {
 				return l.failed(fmt.Errorf("claim items: %w", err))
 			}
 			for _, it := range items {
+				if l.ctx.Err() != nil {
+					l.interrupt(it) // claimed as the run was cancelled: never executed
+					continue
+				}
 				l.start(it)
 			}
 			if len(items) == 0 {
@@ -218,6 +222,25 @@ func (l *itemsLoop[V]) wait(block bool) (wrote bool, err error) {
 			return wrote, nil
 		}
 	}
+}
+
+// claim claims up to n pending items. The claim outlives the run's cancellation (up to
+// itemFinishGrace), as a write does: cut short, its statement may still commit in PostgreSQL,
+// and the items it took would be left running for a run that never hears of them.
+func (l *itemsLoop[V]) claim(n int) ([]ClaimedItem, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
+	defer cancel()
+	return l.src.Claim(ctx, n)
+}
+
+// interrupt records a claimed item as interrupted without executing it.
+func (l *itemsLoop[V]) interrupt(it ClaimedItem) {
+	l.counts.Pending--
+	l.counts.Running++
+	if len(l.outcomes) == 0 {
+		l.oldest = time.Now()
+	}
+	l.outcomes = append(l.outcomes, ItemOutcome{Index: it.Index, Execution: it.Execution, Interrupted: true})
 }
 
 // start executes one item on a goroutine of its own.

@@ -160,3 +160,39 @@ func TestARetryRecordedByAPauseStillRuns(t *testing.T) {
 	require.JSONEq(t, `{"items":1}`, string(res))
 	require.Equal(t, 2, f.executions, "the retry ran")
 }
+
+// cancelledClaimRun is cancelled while its second claim is in flight, and the claim commits
+// anyway, as a statement PostgreSQL finished before it heard of the cancellation does.
+type cancelledClaimRun struct {
+	fakeRun
+	cancel context.CancelFunc
+	claims int
+}
+
+func (f *cancelledClaimRun) Items() (ItemSource, bool) { return f, true }
+
+func (f *cancelledClaimRun) Claim(ctx context.Context, n int) ([]ClaimedItem, error) {
+	f.mu.Lock()
+	f.claims++
+	second := f.claims == 2
+	f.mu.Unlock()
+	if second {
+		f.cancel()
+	}
+	items, _ := f.fakeRun.Claim(ctx, n)
+	return items, ctx.Err()
+}
+
+// A run stopped while it claims items records the items that claim took as interrupted
+// (pending again), never executed: none is left running for nobody.
+func TestItemsClaimedAsTheRunIsStoppedAreNotLeftRunning(t *testing.T) {
+	executing := new(atomic.Int64)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &cancelledClaimRun{fakeRun: fakeRun{n: 100, executing: executing}, cancel: cancel}
+	run := &itemsRun[struct{}]{task: slowItem{executing: executing}}
+	_, err := run.Run(ctx, f)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 2, f.claims, "no claim after the cancellation")
+	require.Positive(t, f.claimed.Load())
+	require.Equal(t, f.claimed.Load(), f.recorded.Load(), "every claimed item is recorded, none left running")
+}
