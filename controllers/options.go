@@ -79,8 +79,11 @@ type Settings struct {
 	MaxConcurrentReconciles int
 	// StatusWorkers is the number of workers writing status (each waits on an API write).
 	StatusWorkers int
-	// JournalWriters is the number of goroutines writing to PostgreSQL.
+	// JournalWriters is the number of goroutines taking tasks' changes to PostgreSQL.
 	JournalWriters int
+	// JournalMaxBatch bounds the transitions of as many tasks written in one statement
+	// (journal.DefaultMaxBatch when 0; 1 writes each on its own).
+	JournalMaxBatch int
 	// JournalMaxBytes bounds the memory of changes waiting for PostgreSQL (during an outage):
 	// past it, starts, pauses and resumes wait (journal.DefaultMaxBacklogBytes when 0).
 	JournalMaxBytes int64

@@ -98,7 +98,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Operator, error) {
 	op.Journal, err = journal.New(journal.Options{
 		Store: o.Store, Owner: op.Member.Owner, Clock: o.Clock, Log: log,
 		Decide: decide.Notify, Report: report.Notify, Metrics: metrics,
-		Writers: o.JournalWriters, WriteTimeout: o.DatabaseTimeout, MaxBacklogBytes: o.JournalMaxBytes,
+		Writers: o.JournalWriters, MaxBatch: o.JournalMaxBatch, WriteTimeout: o.DatabaseTimeout, MaxBacklogBytes: o.JournalMaxBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)

@@ -78,6 +78,7 @@ func NewOptions() Options {
 			MaxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
 			StatusWorkers:           controllers.DefaultStatusWorkers,
 			JournalWriters:          journal.DefaultWriters,
+			JournalMaxBatch:         journal.DefaultMaxBatch,
 			JournalMaxBytes:         journal.DefaultMaxBacklogBytes,
 			ProgressUpdateInterval:  controllers.DefaultProgressInterval,
 			ProgressUpdateQPS:       controllers.DefaultProgressUpdateQPS,
@@ -127,7 +128,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentTasks, "max-concurrent-tasks", o.MaxConcurrentTasks, "Tasks running at once; more wait in FIFO order as Pending. Paused tasks do not count.")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "Workers acting on spec changes (pause, resume, stop, restart, delete). They never wait on API writes.")
 	fs.IntVar(&o.StatusWorkers, "status-workers", o.StatusWorkers, "Workers writing status. Each waits on an API write, so this is how many are in flight: they share the API server with users' own patches, so more make statuses catch up sooner after a burst and delay the patches' way to the runner.")
-	fs.IntVar(&o.JournalWriters, "journal-writers", o.JournalWriters, "Goroutines writing transitions to PostgreSQL.")
+	fs.IntVar(&o.JournalWriters, "journal-writers", o.JournalWriters, "Goroutines taking tasks' changes to PostgreSQL: each writes checkpoints and progress itself and hands transitions to the batch writers.")
+	fs.IntVar(&o.JournalMaxBatch, "journal-max-batch", o.JournalMaxBatch, "Transitions (of as many tasks) written to PostgreSQL in one statement, each still guarded and fenced on its own row; 1 writes each on its own.")
 	fs.Var((*quantityFlag)(&o.JournalMaxBytes), "journal-max-bytes", "Memory the changes waiting for PostgreSQL may hold (during an outage): past it, what runs goes on and is kept, but starts, pauses and resumes wait, and the tasks say why.")
 	fs.DurationVar(&o.StopGrace, "stop-grace", o.StopGrace, "How long a stopped task may ignore cancellation before it is reported Stopped anyway.")
 	fs.DurationVar(&o.ProgressUpdateInterval, "progress-update-interval", o.ProgressUpdateInterval, "How often a running task's progress is copied into its status and row.")

@@ -95,6 +95,49 @@ func BenchmarkRecordTransition(b *testing.B) {
 	}
 }
 
+// BenchmarkRecordTransitions measures the batched path the journal takes: one writer records
+// the next transition of each of `tasks` tasks in one statement, over and over; transitions per
+// second and statements per transition against BenchmarkRecordTransition's single writer.
+func BenchmarkRecordTransitions(b *testing.B) {
+	url := srv.NewDatabase(b)
+	var runs atomic.Int64
+	for _, tasks := range []int{1, 16, 64, 256} {
+		b.Run(fmt.Sprintf("batch-%d", tasks), func(b *testing.B) {
+			counter := &statementCounter{}
+			repo := openRepo(b, url, Config{MaxOpenConns: 4, QueryTracer: counter})
+			ctx := testCtx(b)
+			trackers := make([]*tracker, tasks)
+			for i := range trackers {
+				uid := fmt.Sprintf("batch-%d-%d", runs.Add(1), i)
+				trackers[i] = createTask(b, repo, uid, "bench", uid, "bench")
+			}
+			at := time.Now()
+			counter.n.Store(0)
+			b.ResetTimer()
+			ws := make([]TransitionWrite, 0, tasks)
+			for done := 0; done < b.N; done += len(ws) {
+				ws = ws[:0]
+				for _, k := range trackers[:min(tasks, b.N-done)] {
+					to := lifecycle.Running
+					if k.rec.Status == lifecycle.Running {
+						to = lifecycle.Paused
+					}
+					w, err := writeFor(k, to, at.Add(time.Duration(done)))
+					require.NoError(b, err)
+					ws = append(ws, w)
+				}
+				for i, err := range repo.RecordTransitions(ctx, ws) {
+					require.NoError(b, err)
+					trackers[i].advance(ws[i])
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "transitions/s")
+			b.ReportMetric(float64(counter.n.Load())/float64(b.N), "stmts/transition")
+		})
+	}
+}
+
 // BenchmarkItems times the three statements of a run of items: seeding 10,000 items ($ITEMS), claiming
 // them 64 at a time (from past the last claim) and recording 512 outcomes at a time.
 func BenchmarkItems(b *testing.B) {

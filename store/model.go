@@ -134,11 +134,3 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
-
-// nullTime maps the lifecycle's zero time to SQL NULL.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
-}

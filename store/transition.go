@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
-	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
 // recordTransitionSQL is the hot path: one statement, hence one implicit transaction and one
@@ -110,57 +110,64 @@ func (r *Repository) RecordTransition(ctx context.Context, w TransitionWrite) er
 	if res.RowsAffected == 1 {
 		return nil
 	}
+	return r.unmatchedTransition(ctx, w)
+}
+
+// unmatchedTransition explains why w's guarded write matched no row: nil when it is this
+// owner's own transition, recorded by an earlier try whose reply was lost.
+func (r *Repository) unmatchedTransition(ctx context.Context, w TransitionWrite) error {
+	tr := w.Transition
 	return r.diagnose(ctx, w.UID, w.Owner, fmt.Sprintf("record transition seq %d %s->%s", tr.Seq, tr.From, tr.To),
 		func(d diagnosis) bool {
-			// Our own transition, recorded by an earlier try whose reply was lost.
 			return d.RecTo != nil && *d.RecTo == tr.To && deref(d.RecAttempt) == tr.Attempt && deref(d.RecEpoch) == w.Owner.Epoch
 		}, tr.Seq)
 }
 
-// transitionArgs are the named parameters of recordTransitionSQL for w: the columns of the row
-// after the transition, as lifecycle.Apply computes them.
+// transitionArgs are the named parameters of recordTransitionSQL for w.
 func transitionArgs(w TransitionWrite) map[string]any {
-	tr := w.Transition
-	next := lifecycle.Apply(w.Prev, tr)
-	var result any
-	if next.Status == lifecycle.Finished && len(w.Result) > 0 {
-		result = string(w.Result)
+	b := transitionRow(w)
+	var result, progress, span any
+	if b.Result != nil {
+		result = string(b.Result)
 	}
-	var progress any
-	switch {
-	case w.Progress != nil:
-		progress = pgtext.Text(*w.Progress, lifecycle.MaxProgressChars)
-	case lifecycle.NewAttempt(w.Prev, tr):
-		progress = "" // a new attempt has reported nothing yet
+	if b.Progress != nil {
+		progress = *b.Progress
 	}
-	var span any
-	if w.Span != "" {
-		span = w.Span
+	if b.RunSpan != nil {
+		span = *b.RunSpan
 	}
 	return map[string]any{
 		"run_span":           span,
-		"uid":                w.UID,
-		"epoch":              w.Owner.Epoch,
-		"prev_seq":           w.Prev.Seq,
-		"from":               string(tr.From),
-		"prev_attempt":       w.Prev.Attempt,
-		"seq":                tr.Seq,
-		"to":                 string(next.Status),
-		"attempt":            next.Attempt,
-		"reason":             next.Reason,
-		"message":            pgtext.Text(next.Message, lifecycle.MaxMessageChars),
-		"at":                 tr.At,
-		"start_time":         nullTime(next.StartTime),
-		"end_time":           nullTime(next.EndTime),
-		"last_run_time":      nullTime(next.LastRunTime),
-		"retry_at":           nullTime(next.RetryAt),
-		"retries":            next.Retries,
-		"restart_generation": next.RestartGeneration,
+		"uid":                b.UID,
+		"epoch":              b.Epoch,
+		"prev_seq":           b.PrevSeq,
+		"from":               b.From,
+		"prev_attempt":       b.PrevAttempt,
+		"seq":                b.Seq,
+		"to":                 b.To,
+		"attempt":            b.Attempt,
+		"reason":             b.Reason,
+		"message":            b.Message,
+		"at":                 b.At,
+		"start_time":         timeArg(b.StartTime),
+		"end_time":           timeArg(b.EndTime),
+		"last_run_time":      timeArg(b.LastRunTime),
+		"retry_at":           timeArg(b.RetryAt),
+		"retries":            b.Retries,
+		"restart_generation": b.RestartGeneration,
 		"result":             result,
 		"progress":           progress,
-		"keep_checkpoint":    !lifecycle.NewAttempt(w.Prev, tr),
-		"leaves_queue":       LeavesQueue(tr.From, next.Status),
+		"keep_checkpoint":    b.KeepCheckpoint,
+		"leaves_queue":       b.LeavesQueue,
 	}
+}
+
+// timeArg is SQL NULL for nil.
+func timeArg(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
 }
 
 // LeavesQueue reports whether a transition gives the task's place in its queue back: its run

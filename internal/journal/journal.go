@@ -31,7 +31,9 @@ var (
 
 // Store is what the journal writes with; *store.Repository implements it.
 type Store interface {
-	RecordTransition(ctx context.Context, w store.TransitionWrite) error
+	// RecordTransitions records the transitions of distinct tasks in one round trip; errs[i]
+	// is the outcome of ws[i], as a write of its own would have had it.
+	RecordTransitions(ctx context.Context, ws []store.TransitionWrite) (errs []error)
 	SaveCheckpoint(ctx context.Context, uid string, owner store.Owner, attempt int, data json.RawMessage) error
 	UpdateColumns(ctx context.Context, uid string, owner store.Owner, u store.ColumnUpdate) error
 	MarkDeleted(ctx context.Context, uid string) error
@@ -44,6 +46,7 @@ const (
 	DefaultWriteTimeout = 5 * time.Second
 	DefaultFlushTimeout = 5 * time.Second
 	DefaultMaxBacklog   = 64
+	DefaultMaxBatch     = 256
 	// MaxResultInMemory bounds the committed result kept for the status; PostgreSQL has the
 	// whole result, the BackgroundTask shows at most this much.
 	MaxResultInMemory = 4 << 10
@@ -63,8 +66,11 @@ type Options struct {
 	// writes started or stopped failing.
 	Report  func(types.NamespacedName)
 	Metrics *Metrics
-	// Writers is the number of goroutines writing to PostgreSQL.
+	// Writers is the number of goroutines taking tasks from the queue: each writes a
+	// checkpoint, progress or deletion itself, and hands a transition to the batch writers.
 	Writers int
+	// MaxBatch bounds the transitions (of as many tasks) written in one statement.
+	MaxBatch int
 	// WriteTimeout bounds one write; FlushTimeout bounds the flush on shutdown.
 	WriteTimeout, FlushTimeout time.Duration
 	// MaxBacklog bounds the transitions of one task waiting for PostgreSQL before Record
@@ -80,6 +86,8 @@ type Journal struct {
 	opts  Options
 	log   logr.Logger
 	queue workqueue.TypedRateLimitingInterface[string]
+	// transitions carries the writers' transitions to the batch writers.
+	transitions chan queuedTransition
 
 	mu    sync.Mutex
 	tasks shrink.Map[string, *entry] // gives its memory back after a peak (a failover)
@@ -90,6 +98,9 @@ type Journal struct {
 func New(opts Options) (*Journal, error) {
 	if opts.Store == nil || opts.Owner == nil {
 		return nil, errors.New("journal: Store and Owner are required")
+	}
+	if opts.Writers < 0 || opts.MaxBatch < 0 {
+		return nil, fmt.Errorf("journal: Writers (%d) and MaxBatch (%d) must be positive (0: the default)", opts.Writers, opts.MaxBatch)
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -108,10 +119,12 @@ func New(opts Options) (*Journal, error) {
 	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
 	opts.FlushTimeout = cmp.Or(opts.FlushTimeout, DefaultFlushTimeout)
 	opts.MaxBacklog = cmp.Or(opts.MaxBacklog, DefaultMaxBacklog)
+	opts.MaxBatch = cmp.Or(opts.MaxBatch, DefaultMaxBatch)
 	opts.MaxBacklogBytes = cmp.Or(opts.MaxBacklogBytes, DefaultMaxBacklogBytes)
 	return &Journal{
-		opts: opts,
-		log:  opts.Log.WithName("journal"),
+		opts:        opts,
+		log:         opts.Log.WithName("journal"),
+		transitions: make(chan queuedTransition, batchLoops*opts.MaxBatch),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "taskpilot-journal"},

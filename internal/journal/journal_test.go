@@ -30,6 +30,9 @@ type fakeStore struct {
 	mu     sync.Mutex
 	writes []string // "uid kind detail", in order
 	fail   func(uid, kind string, w *store.TransitionWrite) error
+	// batches are the sizes of the RecordTransitions calls; each waits for gate when set.
+	batches []int
+	gate    chan struct{}
 }
 
 func (f *fakeStore) record(uid, kind, detail string, w *store.TransitionWrite) error {
@@ -47,6 +50,27 @@ func (f *fakeStore) record(uid, kind, detail string, w *store.TransitionWrite) e
 func (f *fakeStore) RecordTransition(_ context.Context, w store.TransitionWrite) error {
 	tr := w.Transition
 	return f.record(w.UID, "transition", fmt.Sprintf("%s>%s@%d %s", tr.From, tr.To, tr.Attempt, tr.Reason), &w)
+}
+
+func (f *fakeStore) RecordTransitions(ctx context.Context, ws []store.TransitionWrite) []error {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(ws))
+	gate := f.gate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	errs := make([]error, len(ws))
+	seen := map[string]bool{}
+	for i, w := range ws {
+		if seen[w.UID] { // as the real store refuses it
+			errs[i] = fmt.Errorf("%s twice in one batch: %w", w.UID, store.ErrInvalidArgument)
+			continue
+		}
+		seen[w.UID] = true
+		errs[i] = f.RecordTransition(ctx, w)
+	}
+	return errs
 }
 
 func (f *fakeStore) SaveCheckpoint(_ context.Context, uid string, _ store.Owner, attempt int, data json.RawMessage) error {

@@ -14,6 +14,7 @@ type Metrics struct {
 	transitions   *prometheus.CounterVec
 	reasons       *prometheus.CounterVec
 	commitLatency prometheus.Histogram
+	batchSize     prometheus.Histogram
 	rejected      *prometheus.CounterVec
 	fenced        prometheus.Counter
 	tracked       prometheus.Counter
@@ -39,6 +40,11 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 			Name:    "taskpilot_transition_commit_seconds",
 			Help:    "Time from a transition to its commit in PostgreSQL.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "taskpilot_transition_batch_size",
+			Help:    "Transitions (of as many tasks) written to PostgreSQL in one statement.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskpilot_rejected_writes_total",
@@ -66,12 +72,19 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 	for _, kind := range writeKinds() {
 		m.rejected.WithLabelValues(kind)
 	}
-	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.rejected, m.fenced, m.tracked, gauge, bytes} {
+	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.batchSize, m.rejected, m.fenced, m.tracked, gauge, bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+func (m *Metrics) batchWritten(n int) {
+	if m == nil {
+		return
+	}
+	m.batchSize.Observe(float64(n))
 }
 
 func (m *Metrics) committed(from, to lifecycle.Status, reason string, latency time.Duration) {

@@ -16,12 +16,16 @@ import (
 // written by then is lost with the process, and the next owner resumes from the last committed
 // record.
 func (j *Journal) Start(ctx context.Context) error {
-	j.log.Info("starting journal writers", "writers", j.opts.Writers)
+	j.log.Info("starting journal writers", "writers", j.opts.Writers, "maxBatch", j.opts.MaxBatch)
 	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWrites()
-	var wg sync.WaitGroup
+	stopBatches := make(chan struct{})
+	var batchers, writers sync.WaitGroup
+	for range batchLoops {
+		batchers.Go(func() { j.recordBatches(writeCtx, stopBatches) })
+	}
 	for range j.opts.Writers {
-		wg.Go(func() {
+		writers.Go(func() {
 			for j.writeNext(writeCtx) {
 			}
 		})
@@ -39,8 +43,10 @@ func (j *Journal) Start(ctx context.Context) error {
 		cancelWrites()
 		j.queue.ShutDown()
 	}
-	wg.Wait()
+	writers.Wait()
 	<-drained
+	close(stopBatches) // after the writers: none of them waits to hand a transition over
+	batchers.Wait()
 	j.queue.ShutDown() // ShutDownWithDrain leaves the delaying queue's goroutine running
 	return nil
 }
@@ -83,23 +89,35 @@ func writeKinds() []string {
 	return []string{kindTransition, kindCheckpoint, kindColumns, kindRelease, kindDelete}
 }
 
-// writeNext writes one item of one task, then puts the task back at the end of the queue if
-// it has more: tasks are served round-robin, so no task can hold a writer. It returns false
-// when the queue is shut down.
+// writeNext takes the next task from the queue and writes its next item: a transition is
+// handed to the batch writers (recordBatches) and this writer moves on to the next task, any
+// other item is written here. Once written, the task goes back to the end of the queue if it
+// has more: tasks are served round-robin, so no task can hold a writer. It returns false when
+// the queue is shut down.
 func (j *Journal) writeNext(ctx context.Context) bool {
 	uid, shutdown := j.queue.Get()
 	if shutdown {
 		return false
 	}
-	defer j.queue.Done(uid)
 	it, ok := j.next(uid)
-	if !ok {
+	switch {
+	case !ok:
 		j.queue.Forget(uid)
-		return true
+		j.queue.Done(uid)
+	case it.transition != nil:
+		j.transitions <- queuedTransition{uid: uid, it: it} // blocks while the batch writers are full
+	default:
+		j.finish(ctx, uid, it, j.write(ctx, uid, it))
 	}
-	err := j.write(ctx, uid, it)
+	return true
+}
+
+// finish applies the outcome of the task's write and hands the task back to the queue: again
+// at its end when it has more to write, later when the write failed for the moment.
+func (j *Journal) finish(ctx context.Context, uid string, it item, err error) {
+	defer j.queue.Done(uid)
 	if err != nil && ctx.Err() != nil {
-		return true // shutting down: the write was cut short, not refused
+		return // shutting down: the write was cut short, not refused
 	}
 	switch more := j.resolve(uid, it, err); {
 	case err != nil && store.IsTransient(err):
@@ -110,7 +128,6 @@ func (j *Journal) writeNext(ctx context.Context) bool {
 	default:
 		j.queue.Forget(uid)
 	}
-	return true
 }
 
 // next picks the task's next write: a checkpoint once the transitions queued before it are
@@ -158,8 +175,6 @@ func (j *Journal) write(ctx context.Context, uid string, it item) error {
 	defer cancel()
 	owner := j.opts.Owner()
 	switch {
-	case it.transition != nil:
-		return j.opts.Store.RecordTransition(ctx, *it.transition)
 	case it.checkpoint != nil:
 		return j.opts.Store.SaveCheckpoint(ctx, uid, owner, it.checkpoint.attempt, it.checkpoint.data)
 	case it.columns != nil:

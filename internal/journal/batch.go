@@ -1,0 +1,62 @@
+package journal
+
+import (
+	"context"
+
+	"github.com/taskpilot/taskpilot/store"
+)
+
+// batchLoops is how many batches of transitions may be written at once: one statement in
+// flight while the next fills (group commit: a batch holds what queued during the previous
+// one, so batches grow with the load and a lone transition waits for no one).
+const batchLoops = 2
+
+// queuedTransition is a task's next transition, handed over by a writer, with the task still
+// held in the queue (no other writer takes it) until finish.
+type queuedTransition struct {
+	uid string
+	it  item
+}
+
+// recordBatches writes the handed-over transitions of many tasks in one statement each (at
+// most MaxBatch, one per task: the queue hands a task to one writer at a time), each still
+// guarded and fenced on its own row, until stop is closed.
+func (j *Journal) recordBatches(ctx context.Context, stop <-chan struct{}) {
+	batch := make([]queuedTransition, 0, j.opts.MaxBatch)
+	writes := make([]store.TransitionWrite, 0, j.opts.MaxBatch)
+	for {
+		batch, writes = batch[:0], writes[:0]
+		select {
+		case q := <-j.transitions:
+			batch = append(batch, q)
+		case <-stop:
+			for { // handed over after the flush gave up: their tasks just leave the queue
+				select {
+				case q := <-j.transitions:
+					j.queue.Done(q.uid)
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < j.opts.MaxBatch {
+			select {
+			case q := <-j.transitions:
+				batch = append(batch, q)
+			default:
+				break fill
+			}
+		}
+		for _, q := range batch {
+			writes = append(writes, *q.it.transition)
+		}
+		writeCtx, cancel := context.WithTimeout(ctx, j.opts.WriteTimeout)
+		errs := j.opts.Store.RecordTransitions(writeCtx, writes)
+		cancel()
+		j.opts.Metrics.batchWritten(len(writes))
+		for i, q := range batch {
+			j.finish(ctx, q.uid, q.it, errs[i])
+		}
+	}
+}
