@@ -128,7 +128,7 @@ func transitionArgs(w TransitionWrite) map[string]any {
 	b := transitionRow(w)
 	var result, progress, span any
 	if b.Result != nil {
-		result = string(b.Result)
+		result = *b.Result
 	}
 	if b.Progress != nil {
 		progress = *b.Progress

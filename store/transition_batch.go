@@ -1,10 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/pgtext"
@@ -22,7 +27,7 @@ WITH w AS (
         uid text, epoch bigint, prev_seq bigint, from_status text, prev_attempt integer,
         seq bigint, to_status text, attempt integer, reason text, message text, at timestamptz,
         start_time timestamptz, end_time timestamptz, last_run_time timestamptz, retry_at timestamptz,
-        retries integer, restart_generation bigint, result jsonb, progress text, run_span text,
+        retries integer, restart_generation bigint, result text, progress text, run_span text,
         keep_checkpoint boolean, leaves_queue boolean)
 ), upd AS (
     UPDATE background_tasks t SET
@@ -38,7 +43,7 @@ WITH w AS (
         retries                     = w.retries,
         observed_restart_generation = w.restart_generation,
         transitioned_at             = w.at,
-        result                      = w.result,
+        result                      = CAST(w.result AS jsonb),
         progress                    = COALESCE(w.progress, t.progress),
         run_span                    = COALESCE(w.run_span, t.run_span),
         checkpoint                  = CASE WHEN w.keep_checkpoint THEN t.checkpoint END,
@@ -65,28 +70,28 @@ RETURNING task_uid`
 // its JSON array, recordTransitionSQL as named arguments). Times are cut to microseconds, as
 // pgx sends them, so a transition's time in PostgreSQL does not depend on the path it took.
 type batchedTransition struct {
-	UID               string          `json:"uid"`
-	Epoch             int64           `json:"epoch"`
-	PrevSeq           int64           `json:"prev_seq"`
-	From              string          `json:"from_status"`
-	PrevAttempt       int             `json:"prev_attempt"`
-	Seq               int64           `json:"seq"`
-	To                string          `json:"to_status"`
-	Attempt           int             `json:"attempt"`
-	Reason            string          `json:"reason"`
-	Message           string          `json:"message"`
-	At                time.Time       `json:"at"`
-	StartTime         *time.Time      `json:"start_time,omitempty"`
-	EndTime           *time.Time      `json:"end_time,omitempty"`
-	LastRunTime       *time.Time      `json:"last_run_time,omitempty"`
-	RetryAt           *time.Time      `json:"retry_at,omitempty"`
-	Retries           int             `json:"retries"`
-	RestartGeneration int64           `json:"restart_generation"`
-	Result            json.RawMessage `json:"result,omitempty"`
-	Progress          *string         `json:"progress,omitempty"`
-	RunSpan           *string         `json:"run_span,omitempty"`
-	KeepCheckpoint    bool            `json:"keep_checkpoint"`
-	LeavesQueue       bool            `json:"leaves_queue"`
+	UID               string     `json:"uid"`
+	Epoch             int64      `json:"epoch"`
+	PrevSeq           int64      `json:"prev_seq"`
+	From              string     `json:"from_status"`
+	PrevAttempt       int        `json:"prev_attempt"`
+	Seq               int64      `json:"seq"`
+	To                string     `json:"to_status"`
+	Attempt           int        `json:"attempt"`
+	Reason            string     `json:"reason"`
+	Message           string     `json:"message"`
+	At                time.Time  `json:"at"`
+	StartTime         *time.Time `json:"start_time,omitempty"`
+	EndTime           *time.Time `json:"end_time,omitempty"`
+	LastRunTime       *time.Time `json:"last_run_time,omitempty"`
+	RetryAt           *time.Time `json:"retry_at,omitempty"`
+	Retries           int        `json:"retries"`
+	RestartGeneration int64      `json:"restart_generation"`
+	Result            *string    `json:"result,omitempty"` // text: as a JSON value, null would be SQL NULL
+	Progress          *string    `json:"progress,omitempty"`
+	RunSpan           *string    `json:"run_span,omitempty"`
+	KeepCheckpoint    bool       `json:"keep_checkpoint"`
+	LeavesQueue       bool       `json:"leaves_queue"`
 }
 
 // transitionRow is the row w leaves behind: the columns after the transition, as
@@ -97,13 +102,14 @@ func transitionRow(w TransitionWrite) batchedTransition {
 	b := batchedTransition{
 		UID: w.UID, Epoch: w.Owner.Epoch, PrevSeq: w.Prev.Seq, From: string(tr.From), PrevAttempt: w.Prev.Attempt,
 		Seq: tr.Seq, To: string(next.Status), Attempt: next.Attempt, Reason: next.Reason,
-		Message: pgtext.Text(next.Message, lifecycle.MaxMessageChars), At: tr.At.Truncate(time.Microsecond),
+		Message: pgtext.Text(next.Message, lifecycle.MaxMessageChars), At: *optTime(tr.At),
 		StartTime: optTime(next.StartTime), EndTime: optTime(next.EndTime), LastRunTime: optTime(next.LastRunTime),
 		RetryAt: optTime(next.RetryAt), Retries: next.Retries, RestartGeneration: next.RestartGeneration,
 		KeepCheckpoint: !lifecycle.NewAttempt(w.Prev, tr), LeavesQueue: LeavesQueue(tr.From, next.Status),
 	}
 	if next.Status == lifecycle.Finished && len(w.Result) > 0 {
-		b.Result = w.Result
+		r := string(w.Result)
+		b.Result = &r
 	}
 	switch {
 	case w.Progress != nil:
@@ -124,8 +130,28 @@ func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	t = t.Truncate(time.Microsecond)
+	t = t.UTC().Truncate(time.Microsecond) // UTC: RFC 3339 offsets have no seconds, some zones' do
 	return &t
+}
+
+// recordBatch runs recordTransitionsSQL over rows and returns the uids it recorded. A deadlock
+// with another statement that locks many task rows (an admission, a claim) is retried once at
+// once: the other one has gone by then.
+func (r *Repository) recordBatch(ctx context.Context, rows []batchedTransition) ([]string, error) {
+	doc, err := json.Marshal(rows)
+	if err != nil {
+		return nil, fmt.Errorf("record %d transitions: encode: %w", len(rows), err)
+	}
+	var recorded []string
+	for try := 0; ; try++ {
+		recorded = recorded[:0]
+		err = r.db.WithContext(ctx).Raw(recordTransitionsSQL, map[string]any{"writes": string(doc)}).Scan(&recorded).Error
+		var pgErr *pgconn.PgError
+		if try == 0 && errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
+			continue
+		}
+		return recorded, err
+	}
 }
 
 // RecordTransitions records the transitions of many tasks, each as RecordTransition would, in
@@ -141,7 +167,7 @@ func (r *Repository) RecordTransitions(ctx context.Context, ws []TransitionWrite
 		return errs
 	}
 	rows := make([]batchedTransition, 0, len(ws))
-	at := make([]int, 0, len(ws)) // rows[k] is ws[at[k]]
+	at := make([]int, 0, len(ws)) // the writes in rows
 	seen := make(map[string]bool, len(ws))
 	for i, w := range ws {
 		tr := w.Transition
@@ -159,20 +185,17 @@ func (r *Repository) RecordTransitions(ctx context.Context, ws []TransitionWrite
 	if len(rows) == 0 {
 		return errs
 	}
-	doc, err := json.Marshal(rows)
+	// In uid order, the order the rows are locked in, so that two batches cannot deadlock.
+	slices.SortFunc(rows, func(a, b batchedTransition) int { return cmp.Compare(a.UID, b.UID) })
+	recorded, err := r.recordBatch(ctx, rows)
 	if err != nil {
 		for _, i := range at {
-			errs[i] = fmt.Errorf("record %d transitions: encode: %w", len(rows), err)
-		}
-		return errs
-	}
-	var recorded []string
-	err = r.db.WithContext(ctx).Raw(recordTransitionsSQL, map[string]any{"writes": string(doc)}).Scan(&recorded).Error
-	if err != nil {
-		for _, i := range at {
-			if IsTransient(err) || ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil: // time is up: the write was not refused, it was cut short
+				errs[i] = fmt.Errorf("record transition %s seq %d: %w", ws[i].UID, ws[i].Transition.Seq, ctx.Err())
+			case IsTransient(err):
 				errs[i] = fmt.Errorf("record %d transitions: %w", len(rows), err)
-			} else {
+			default: // refused for good: find the write it refuses, write by write
 				errs[i] = r.RecordTransition(ctx, ws[i])
 			}
 		}

@@ -246,6 +246,9 @@ func writePause(b *strings.Builder, r *results) {
 	md("Where the pause → row time goes: the patch's own round trip through the API server p50 %s, p99 %s; from its answer to the row's transition p50 %s, p99 %s (the watch event reaching the operator, its queue, the runner: the reconciler's queue wait p99 %s).",
 		ms(p.patchRTT.p50), ms(p.patchRTT.p99), ms(p.ackToRow.p50), ms(p.ackToRow.p99), secs(p.queueP99))
 	md("")
+	md("The operator's own share (`taskpilot_desired_state_seconds`: from its reconciler seeing the new `spec.state` to the commit of the row's transition; the rest of the time above is the patch's way through the API server and the watch back): pause p50 %s, p99 %s; resume p50 %s, p99 %s.",
+		secs(p.opPauseP50), secs(p.opPauseP99), secs(p.opResumeP50), secs(p.opResumeP99))
+	md("")
 	md("CPU during pause + resume:")
 	md("")
 	writeCPU(b, p.cpu, 0)

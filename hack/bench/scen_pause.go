@@ -25,6 +25,9 @@ type pauseResult struct {
 	// wait in the reconciler's queue (workqueue_queue_duration_seconds, p99).
 	patchRTT, ackToRow dist
 	queueP99           float64
+	// The operator's own share (taskpilot_desired_state_seconds): from its reconciler seeing
+	// the new spec.state to the commit of the row's transition, p50 and p99 in seconds.
+	opPauseP50, opPauseP99, opResumeP50, opResumeP99 float64
 }
 
 // crTarget is the pause → CR Paused p99 target: 1.2 × the least time the apiserver needs for n
@@ -92,6 +95,12 @@ func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
 	q := histDelta(opPaused.histogramWhere("workqueue_queue_duration_seconds", "name", "backgroundtask"),
 		opBefore.histogramWhere("workqueue_queue_duration_seconds", "name", "backgroundtask"))
 	res.queueP99 = histQuantile(0.99, q)
+	share := func(after, before metricSet, desired string) []bucket {
+		return histDelta(after.histogramWhere("taskpilot_desired_state_seconds", "desired", desired),
+			before.histogramWhere("taskpilot_desired_state_seconds", "desired", desired))
+	}
+	ps := share(opPaused, opBefore, "PAUSED")
+	res.opPauseP50, res.opPauseP99 = histQuantile(0.5, ps), histQuantile(0.99, ps)
 
 	t1 := time.Now()
 	sent, err = patchState(ctx, st.cp.client, ns, "p", n, e.opts.workers, v1alpha1.DesiredRunning)
@@ -115,6 +124,8 @@ func runPause(ctx context.Context, e *env, n int) (*pauseResult, error) {
 	}
 	h := histDelta(opAfter.histogram("taskpilot_transition_commit_seconds"), opBefore.histogram("taskpilot_transition_commit_seconds"))
 	res.commitP50, res.commitP99 = histQuantile(0.5, h), histQuantile(0.99, h)
+	rs := share(opAfter, opPaused, "RUNNING")
+	res.opResumeP50, res.opResumeP99 = histQuantile(0.5, rs), histQuantile(0.99, rs)
 
 	// The yardstick, same control plane, operator stopped.
 	stopWatch()

@@ -6,10 +6,11 @@ import (
 	"github.com/taskpilot/taskpilot/store"
 )
 
-// batchLoops is how many batches of transitions may be written at once: one statement in
-// flight while the next fills (group commit: a batch holds what queued during the previous
-// one, so batches grow with the load and a lone transition waits for no one).
-const batchLoops = 2
+// batchLoops is how many batches of transitions may be written at once: half as many as there
+// are writers, at least one. While they are all in flight the next batches fill (group commit:
+// a batch holds what queued during the previous one, so batches grow with the load and a lone
+// transition waits for no one); a batch stuck on a row lock holds up only its own tasks.
+func (j *Journal) batchLoops() int { return max(1, j.opts.Writers/2) }
 
 // queuedTransition is a task's next transition, handed over by a writer, with the task still
 // held in the queue (no other writer takes it) until finish.

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/store"
 )
 
 // TestTransitionsOfManyTasksShareAStatement: the transitions of many tasks that queue while
@@ -45,7 +47,7 @@ func TestTransitionsOfManyTasksShareAStatement(t *testing.T) {
 	batches := append([]int(nil), e.store.batches...)
 	e.store.mu.Unlock()
 	require.Equal(t, n, sum(batches), "each transition in one statement: %v", batches)
-	require.LessOrEqual(t, len(batches), 2*batchLoops, "%d statements for %d transitions, the waiting ones together: %v", len(batches), n, batches)
+	require.LessOrEqual(t, len(batches), 2*e.j.batchLoops(), "%d statements for %d transitions, the waiting ones together: %v", len(batches), n, batches)
 }
 
 func sum(xs []int) int {
@@ -101,4 +103,32 @@ func TestABatchNeverHoldsOneTaskTwice(t *testing.T) {
 	e.store.mu.Lock()
 	defer e.store.mu.Unlock()
 	require.GreaterOrEqual(t, len(e.store.batches), 3, "the task's three transitions took three statements: %v", e.store.batches)
+}
+
+// TestShutdownFlushesWhatQueuedBehindABatch: a transition queued while its task's previous
+// one is in a batch statement is written on shutdown too: the flush waits for what is left to
+// write, not for the queue to look empty.
+func TestShutdownFlushesWhatQueuedBehindABatch(t *testing.T) {
+	fs := &fakeStore{}
+	j, err := New(Options{Store: fs, Owner: func() store.Owner { return me }, Writers: 1, FlushTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	e := &env{j: j, store: fs}
+	open := e.closeGate(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = j.Start(ctx); close(done) }()
+
+	e.track("x")
+	e.run("x", "", lifecycle.Running, 1)
+	require.Eventually(t, func() bool { // the first statement waits at the gate
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return len(fs.batches) == 1
+	}, 5*time.Second, time.Millisecond)
+	e.run("x", lifecycle.Running, lifecycle.Paused, 1) // queued behind it
+	cancel()
+	time.Sleep(50 * time.Millisecond) // the shutdown has begun, the writer found the queue empty
+	open()
+	<-done
+	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning", "transition RUNNING>PAUSED@1 RPaused"}, fs.of("x"))
 }

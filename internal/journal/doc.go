@@ -17,7 +17,7 @@
 // with reason RecordRejected, or dropped with a warning, and later writes still apply: one bad
 // write cannot jam a task. Checkpoints, progress and the desired-state mirror are slots (only
 // the latest is written). Writers serve tasks round-robin, one write per turn, so a chatty task
-// cannot hold a writer. Transitions go to two batch writers, which record those of many tasks
+// cannot hold a writer. Transitions go to batch writers (half as many), which record those of many tasks
 // (one each) in one statement: what queued while a statement was in flight goes in the next,
 // so a lone transition waits for no one and a burst costs a few round trips, not one each. Every write is fenced by the process's owner epoch: when another
 // process has claimed the task, the write is refused and the journal reports the task fenced,

@@ -142,7 +142,7 @@ func (j *Journal) SetDesired(uid string, d lifecycle.Desired) {
 		j.mu.Unlock()
 		return
 	}
-	e.desired = d
+	e.desired, e.desiredSince = d, j.opts.Clock.Now()
 	e.columns.Desired = &d
 	j.mu.Unlock()
 	j.queue.Add(uid)

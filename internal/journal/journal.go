@@ -121,15 +121,16 @@ func New(opts Options) (*Journal, error) {
 	opts.MaxBacklog = cmp.Or(opts.MaxBacklog, DefaultMaxBacklog)
 	opts.MaxBatch = cmp.Or(opts.MaxBatch, DefaultMaxBatch)
 	opts.MaxBacklogBytes = cmp.Or(opts.MaxBacklogBytes, DefaultMaxBacklogBytes)
-	return &Journal{
-		opts:        opts,
-		log:         opts.Log.WithName("journal"),
-		transitions: make(chan queuedTransition, batchLoops*opts.MaxBatch),
+	j := &Journal{
+		opts: opts,
+		log:  opts.Log.WithName("journal"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "taskpilot-journal"},
 		),
-	}, nil
+	}
+	j.transitions = make(chan queuedTransition, j.batchLoops()*opts.MaxBatch)
+	return j, nil
 }
 
 // View is what decisions about a task are made from.
@@ -214,6 +215,7 @@ type entry struct {
 	checkpoint         *pendingCheckpoint
 	columns            store.ColumnUpdate
 	desired            lifecycle.Desired
+	desiredSince       time.Time // when desired last changed, until a transition reaches it
 	deleteRequested    bool
 	deleteRefused      bool
 	releaseRequested   bool

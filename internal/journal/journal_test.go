@@ -116,14 +116,18 @@ type env struct {
 	reported map[string]int
 }
 
-func newEnv(t *testing.T, writers int, fail func(uid, kind string, w *store.TransitionWrite) error) *env {
+func newEnv(t *testing.T, writers int, fail func(uid, kind string, w *store.TransitionWrite) error, opts ...func(*Options)) *env {
 	t.Helper()
 	e := &env{store: &fakeStore{fail: fail}, decided: map[string]int{}, reported: map[string]int{}}
-	j, err := New(Options{Store: e.store, Owner: func() store.Owner { return me }, Writers: writers, MaxBacklog: 4,
+	o := Options{Store: e.store, Owner: func() store.Owner { return me }, Writers: writers, MaxBacklog: 4,
 		WriteTimeout: time.Second, FlushTimeout: time.Second,
 		Decide: func(nn types.NamespacedName) { e.mu.Lock(); e.decided[nn.Name]++; e.mu.Unlock() },
 		Report: func(nn types.NamespacedName) { e.mu.Lock(); e.reported[nn.Name]++; e.mu.Unlock() },
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	j, err := New(o)
 	require.NoError(t, err)
 	e.j = j
 	ctx, cancel := context.WithCancel(context.Background())

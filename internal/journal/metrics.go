@@ -15,6 +15,7 @@ type Metrics struct {
 	reasons       *prometheus.CounterVec
 	commitLatency prometheus.Histogram
 	batchSize     prometheus.Histogram
+	desired       *prometheus.HistogramVec
 	rejected      *prometheus.CounterVec
 	fenced        prometheus.Counter
 	tracked       prometheus.Counter
@@ -46,6 +47,11 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 			Help:    "Transitions (of as many tasks) written to PostgreSQL in one statement.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
+		desired: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "taskpilot_desired_state_seconds",
+			Help:    "From this operator seeing a change of spec.state to the commit of the transition that reaches it (Paused, Running, Stopped): the operator's share of a pause, resume or stop.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"desired"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskpilot_rejected_writes_total",
 			Help: "Writes PostgreSQL rejected for good (replaced by a RecordRejected failure or dropped), by kind.",
@@ -72,7 +78,7 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 	for _, kind := range writeKinds() {
 		m.rejected.WithLabelValues(kind)
 	}
-	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.batchSize, m.rejected, m.fenced, m.tracked, gauge, bytes} {
+	for _, c := range []prometheus.Collector{m.tasksByStatus, m.transitions, m.reasons, m.commitLatency, m.batchSize, m.desired, m.rejected, m.fenced, m.tracked, gauge, bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -85,6 +91,13 @@ func (m *Metrics) batchWritten(n int) {
 		return
 	}
 	m.batchSize.Observe(float64(n))
+}
+
+func (m *Metrics) desiredReached(d lifecycle.Desired, latency time.Duration) {
+	if m == nil {
+		return
+	}
+	m.desired.WithLabelValues(string(d)).Observe(latency.Seconds())
 }
 
 func (m *Metrics) committed(from, to lifecycle.Status, reason string, latency time.Duration) {

@@ -21,7 +21,7 @@ func (j *Journal) Start(ctx context.Context) error {
 	defer cancelWrites()
 	stopBatches := make(chan struct{})
 	var batchers, writers sync.WaitGroup
-	for range batchLoops {
+	for range j.batchLoops() {
 		batchers.Go(func() { j.recordBatches(writeCtx, stopBatches) })
 	}
 	for range j.opts.Writers {
@@ -31,24 +31,46 @@ func (j *Journal) Start(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	drained := make(chan struct{})
-	go func() {
-		j.queue.ShutDownWithDrain()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(j.opts.FlushTimeout):
+	if !j.flush(j.opts.FlushTimeout) {
 		j.log.Info("shutdown: giving up on the journal backlog", "unwritten", j.Backlog())
-		cancelWrites()
-		j.queue.ShutDown()
+		cancelWrites() // what is in flight fails at once
 	}
+	j.queue.ShutDown()
 	writers.Wait()
-	<-drained
 	close(stopBatches) // after the writers: none of them waits to hand a transition over
 	batchers.Wait()
-	j.queue.ShutDown() // ShutDownWithDrain leaves the delaying queue's goroutine running
 	return nil
+}
+
+// flush waits until nothing is left to write, or timeout. It looks at the tasks, not at the
+// queue: a task handed to the batch writers, or waiting out a retry's delay, is in neither the
+// queue's length nor (ShutDownWithDrain) its processing set for good, and a shut-down queue
+// takes no task back for its next write.
+func (j *Journal) flush(timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for j.unwritten() {
+		select {
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// unwritten reports whether a task this process still writes for has anything left to write.
+func (j *Journal) unwritten() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	left := false
+	j.tasks.Range(func(_ string, e *entry) bool {
+		left = e.hasWrites()
+		return !left
+	})
+	return left
 }
 
 // item is one write: exactly one field is set.
@@ -230,9 +252,7 @@ func (j *Journal) resolve(uid string, it item, err error) bool {
 		decide, report = j.rejectedLocked(e, it, err), true
 	}
 	j.reweighLocked(e)
-	more := e.ownership.Writes() &&
-		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested ||
-			e.releaseRequested)
+	more := e.hasWrites()
 	j.mu.Unlock()
 	if decide {
 		j.opts.Decide(nn)
@@ -272,6 +292,7 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 		e.announce(Announcement{From: tr.From, To: tr.To, Attempt: tr.Attempt, Reason: tr.Reason, Message: tr.Message,
 			Warning: it.pending.substituted})
 		j.opts.Metrics.committed(tr.From, tr.To, tr.Reason, j.opts.Clock.Since(tr.At))
+		j.desiredCommittedLocked(e, tr.To)
 		return wasFull, true
 	case it.checkpoint != nil:
 		if e.checkpoint == it.checkpoint {
@@ -295,6 +316,34 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 		return true, report
 	}
 	return false, report
+}
+
+// desiredCommittedLocked measures the operator's share of a pause, resume or stop: from the
+// change of spec.state (SetDesired) to the commit of the transition that reaches it. A run that
+// ends another way first is not counted.
+func (j *Journal) desiredCommittedLocked(e *entry, to lifecycle.Status) {
+	if e.desiredSince.IsZero() {
+		return
+	}
+	switch {
+	case to == reachedBy(e.desired):
+		j.opts.Metrics.desiredReached(e.desired, j.opts.Clock.Since(e.desiredSince))
+		e.desiredSince = time.Time{}
+	case to.Terminal():
+		e.desiredSince = time.Time{}
+	}
+}
+
+// reachedBy is the status in which a task is what d asks for.
+func reachedBy(d lifecycle.Desired) lifecycle.Status {
+	switch d {
+	case lifecycle.DesiredPaused:
+		return lifecycle.Paused
+	case lifecycle.DesiredStopped:
+		return lifecycle.Stopped
+	case lifecycle.DesiredRunning:
+	}
+	return lifecycle.Running
 }
 
 // rejectedLocked handles a write PostgreSQL refused for good. A transition is retried once
@@ -345,6 +394,13 @@ func (j *Journal) rejectedLocked(e *entry, it item, err error) bool {
 	e.announce(Announcement{From: e.committed.Status, To: e.committed.Status, Attempt: e.committed.Attempt,
 		Reason: lifecycle.ReasonRecordRejected, Message: msg, Warning: true})
 	return false
+}
+
+// hasWrites reports whether the task has anything left to write, and may still write it.
+func (e *entry) hasWrites() bool {
+	return e.ownership.Writes() &&
+		(len(e.events) > 0 || e.checkpoint != nil || e.columns.Progress != nil || e.columns.Desired != nil || e.deleteRequested ||
+			e.releaseRequested)
 }
 
 // dropAll forgets every unwritten change (the task is fenced, stale or deleted).
