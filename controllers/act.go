@@ -107,10 +107,10 @@ func (r *reconciler) startSpec(ctx context.Context, bt *v1alpha1.BackgroundTask,
 	if _, itemsLeftOut := bt.Annotations[annotationItemsLeftOut]; paramsLeftOut || itemsLeftOut {
 		var full v1alpha1.BackgroundTask
 		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(bt), &full); err != nil {
-			return engine.StartSpec{}, fmt.Errorf("read the params of %s/%s: %w", bt.Namespace, bt.Name, err)
+			return engine.StartSpec{}, fmt.Errorf("read the spec of %s/%s (the cache left its params or items out): %w", bt.Namespace, bt.Name, err)
 		}
 		if full.UID != bt.UID {
-			return engine.StartSpec{}, fmt.Errorf("read the params of %s/%s: the object was replaced", bt.Namespace, bt.Name)
+			return engine.StartSpec{}, fmt.Errorf("read the spec of %s/%s: the object was replaced", bt.Namespace, bt.Name)
 		}
 		bt = &full
 	}
