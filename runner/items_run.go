@@ -224,12 +224,22 @@ func (l *itemsLoop[V]) wait(block bool) (wrote bool, err error) {
 	}
 }
 
-// claim claims up to n pending items. The claim outlives the run's cancellation (up to
-// itemFinishGrace), as a write does: cut short, its statement may still commit in PostgreSQL,
+// claim claims up to n pending items. The claim outlives the run's cancellation by up to
+// itemFinishGrace, as a write does: cut short, its statement may still commit in PostgreSQL,
 // and the items it took would be left running for a run that never hears of them.
 func (l *itemsLoop[V]) claim(n int) ([]ClaimedItem, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), itemFinishGrace)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(l.ctx))
 	defer cancel()
+	stop := context.AfterFunc(l.ctx, func() {
+		grace := time.NewTimer(itemFinishGrace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	defer stop()
 	return l.src.Claim(ctx, n)
 }
 

@@ -167,6 +167,9 @@ type cancelledClaimRun struct {
 	fakeRun
 	cancel context.CancelFunc
 	claims int
+	// deadlined counts claims of the run before its cancellation that had a deadline: a slow
+	// claim of a run nobody stopped must wait, not fail.
+	deadlined int
 }
 
 func (f *cancelledClaimRun) Items() (ItemSource, bool) { return f, true }
@@ -175,6 +178,9 @@ func (f *cancelledClaimRun) Claim(ctx context.Context, n int) ([]ClaimedItem, er
 	f.mu.Lock()
 	f.claims++
 	second := f.claims == 2
+	if _, ok := ctx.Deadline(); ok && !second {
+		f.deadlined++
+	}
 	f.mu.Unlock()
 	if second {
 		f.cancel()
@@ -193,6 +199,7 @@ func TestItemsClaimedAsTheRunIsStoppedAreNotLeftRunning(t *testing.T) {
 	_, err := run.Run(ctx, f)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 2, f.claims, "no claim after the cancellation")
+	require.Zero(t, f.deadlined, "a claim of a run nobody stopped has no deadline")
 	require.Positive(t, f.claimed.Load())
 	require.Equal(t, f.claimed.Load(), f.recorded.Load(), "every claimed item is recorded, none left running")
 }

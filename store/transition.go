@@ -99,7 +99,7 @@ type TransitionWrite struct {
 // constraint violation is returned as it is (permanent: see IsTransient).
 func (r *Repository) RecordTransition(ctx context.Context, w TransitionWrite) error {
 	tr := w.Transition
-	if w.UID == "" || tr.Seq != w.Prev.Seq+1 || tr.From != w.Prev.Status || w.Owner.Epoch == 0 {
+	if w.UID == "" || tr.Seq != w.Prev.Seq+1 || tr.From != w.Prev.Status || w.Owner.Epoch == 0 || tr.At.IsZero() {
 		return fmt.Errorf("record transition %s seq %d: malformed (prev seq %d, from %s, epoch %d): %w",
 			w.UID, tr.Seq, w.Prev.Seq, tr.From, w.Owner.Epoch, ErrInvalidArgument)
 	}

@@ -172,7 +172,7 @@ func (r *Repository) RecordTransitions(ctx context.Context, ws []TransitionWrite
 	for i, w := range ws {
 		tr := w.Transition
 		switch {
-		case w.UID == "" || tr.Seq != w.Prev.Seq+1 || tr.From != w.Prev.Status || w.Owner.Epoch == 0:
+		case w.UID == "" || tr.Seq != w.Prev.Seq+1 || tr.From != w.Prev.Status || w.Owner.Epoch == 0 || tr.At.IsZero():
 			errs[i] = r.RecordTransition(ctx, w) // the same error, without a round trip
 		case seen[w.UID]:
 			errs[i] = fmt.Errorf("record transition %s seq %d: twice in one batch: %w", w.UID, tr.Seq, ErrInvalidArgument)

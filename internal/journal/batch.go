@@ -24,40 +24,45 @@ type queuedTransition struct {
 // guarded and fenced on its own row, until stop is closed.
 func (j *Journal) recordBatches(ctx context.Context, stop <-chan struct{}) {
 	batch := make([]queuedTransition, 0, j.opts.MaxBatch)
-	writes := make([]store.TransitionWrite, 0, j.opts.MaxBatch)
 	for {
-		batch, writes = batch[:0], writes[:0]
+		select {
+		case q := <-j.transitions:
+			j.writeBatch(ctx, j.fill(append(batch[:0], q)))
+		case <-stop:
+			// The writers are gone: write what they handed over last (a reconciler may record
+			// after the flush; when the flush gave up, ctx is cancelled and these fail at once).
+			for b := j.fill(batch[:0]); len(b) > 0; b = j.fill(batch[:0]) {
+				j.writeBatch(ctx, b)
+			}
+			return
+		}
+	}
+}
+
+// fill adds what waits to be written to batch, up to MaxBatch, without waiting.
+func (j *Journal) fill(batch []queuedTransition) []queuedTransition {
+	for len(batch) < j.opts.MaxBatch {
 		select {
 		case q := <-j.transitions:
 			batch = append(batch, q)
-		case <-stop:
-			for { // handed over after the flush gave up: their tasks just leave the queue
-				select {
-				case q := <-j.transitions:
-					j.queue.Done(q.uid)
-				default:
-					return
-				}
-			}
+		default:
+			return batch
 		}
-	fill:
-		for len(batch) < j.opts.MaxBatch {
-			select {
-			case q := <-j.transitions:
-				batch = append(batch, q)
-			default:
-				break fill
-			}
-		}
-		for _, q := range batch {
-			writes = append(writes, *q.it.transition)
-		}
-		writeCtx, cancel := context.WithTimeout(ctx, j.opts.WriteTimeout)
-		errs := j.opts.Store.RecordTransitions(writeCtx, writes)
-		cancel()
-		j.opts.Metrics.batchWritten(len(writes))
-		for i, q := range batch {
-			j.finish(ctx, q.uid, q.it, errs[i])
-		}
+	}
+	return batch
+}
+
+// writeBatch writes batch in one statement and finishes each of its tasks.
+func (j *Journal) writeBatch(ctx context.Context, batch []queuedTransition) {
+	writes := make([]store.TransitionWrite, len(batch))
+	for i, q := range batch {
+		writes[i] = *q.it.transition
+	}
+	writeCtx, cancel := context.WithTimeout(ctx, j.opts.WriteTimeout)
+	errs := j.opts.Store.RecordTransitions(writeCtx, writes)
+	cancel()
+	j.opts.Metrics.batchWritten(len(writes))
+	for i, q := range batch {
+		j.finish(ctx, q.uid, q.it, errs[i])
 	}
 }

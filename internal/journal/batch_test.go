@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -131,4 +133,31 @@ func TestShutdownFlushesWhatQueuedBehindABatch(t *testing.T) {
 	open()
 	<-done
 	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning", "transition RUNNING>PAUSED@1 RPaused"}, fs.of("x"))
+}
+
+// TestShutdownTakesTasksWaitingOutARetry: a task whose writes failed a few times waits out a
+// growing delay before its next try; a shutdown takes it at once (the database may be back),
+// rather than waiting the flush's whole time for a try that comes after it.
+func TestShutdownTakesTasksWaitingOutARetry(t *testing.T) {
+	var failures atomic.Int64
+	fs := &fakeStore{fail: func(_, kind string, _ *store.TransitionWrite) error {
+		if kind == "transition" && failures.Load() < 4 {
+			failures.Add(1)
+			return &pgconn.PgError{Code: "57P03", Message: "the database system is starting up"}
+		}
+		return nil
+	}}
+	// The fourth failure's delay is 800 ms, longer than the flush may take.
+	j, err := New(Options{Store: fs, Owner: func() store.Owner { return me }, Writers: 1, FlushTimeout: 500 * time.Millisecond})
+	require.NoError(t, err)
+	e := &env{j: j, store: fs}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = j.Start(ctx); close(done) }()
+	e.track("x")
+	e.run("x", "", lifecycle.Running, 1)
+	require.Eventually(t, func() bool { return failures.Load() == 4 }, 5*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	require.Equal(t, []string{"transition PENDING>RUNNING@1 RRunning"}, fs.of("x"))
 }

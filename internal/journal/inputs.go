@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 	"github.com/taskpilot/taskpilot/internal/engine"
@@ -142,7 +143,10 @@ func (j *Journal) SetDesired(uid string, d lifecycle.Desired) {
 		j.mu.Unlock()
 		return
 	}
-	e.desired, e.desiredSince = d, j.opts.Clock.Now()
+	e.desired, e.desiredSince = d, time.Time{}
+	if st := e.projected.Status; st != reachedBy(d) && (!st.Terminal() || st == lifecycle.Stopped && d == lifecycle.DesiredRunning) {
+		e.desiredSince = j.opts.Clock.Now() // a transition is to follow: measure until it commits
+	}
 	e.columns.Desired = &d
 	j.mu.Unlock()
 	j.queue.Add(uid)

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer, backlog func() int, backlogBytes func
 		}),
 		desired: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "taskpilot_desired_state_seconds",
-			Help:    "From this operator seeing a change of spec.state to the commit of the transition that reaches it (Paused, Running, Stopped): the operator's share of a pause, resume or stop.",
+			Help:    "From this operator seeing a change of spec.state to the commit of the transition that reaches it (Paused, Running, Stopped): the operator's share of a pause, resume or stop, with the wait for the task's next pause point and, for a resume, for a runner slot.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"desired"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -11,6 +11,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
+	"github.com/taskpilot/taskpilot/internal/engine"
 )
 
 // Every kind of rejected write is exported at 0 from the start: alerts and dashboards read
@@ -71,4 +72,33 @@ func histogramSum(t *testing.T, m *Metrics, d lifecycle.Desired) float64 {
 	var out dto.Metric
 	require.NoError(t, m.desired.WithLabelValues(string(d)).(prometheus.Histogram).Write(&out))
 	return out.GetHistogram().GetSampleSum()
+}
+
+// A change of spec.state that needs no transition, or one the task turns from before any
+// follows, starts no measurement: a pause flipped back to Running, then a stall's
+// Running -> Running an hour later, is not an hour-long resume; nor is a stop asked of a
+// finished task, reached by a restart days later.
+func TestDesiredStateCountsOnlyChangesThatATransitionFollows(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry(), func() int { return 0 }, func() int64 { return 0 })
+	require.NoError(t, err)
+	clk := clocktesting.NewFakeClock(time.Now())
+	e := newEnv(t, 1, nil, func(o *Options) { o.Metrics, o.Clock = m, clk })
+	e.track("a")
+	e.run("a", "", lifecycle.Running, 1)
+	e.waitCommitted(t, "a", lifecycle.Running, 1)
+
+	e.j.SetDesired("a", lifecycle.DesiredPaused)
+	e.j.SetDesired("a", lifecycle.DesiredRunning) // back before any pause was asked of the run
+	clk.Step(time.Hour)
+	e.run("a", lifecycle.Running, lifecycle.Running, 1, func(tr *engine.Transition) { tr.Reason = lifecycle.ReasonStalled })
+	e.waitCommitted(t, "a", lifecycle.Running, 1)
+	require.Zero(t, histogramCount(t, m, lifecycle.DesiredRunning))
+
+	e.run("a", lifecycle.Running, lifecycle.Finished, 1)
+	e.waitCommitted(t, "a", lifecycle.Finished, 1)
+	e.j.SetDesired("a", lifecycle.DesiredStopped) // of a finished task: nothing follows
+	clk.Step(24 * time.Hour)
+	e.run("a", lifecycle.Finished, lifecycle.Stopped, 1)
+	e.waitCommitted(t, "a", lifecycle.Stopped, 1)
+	require.Zero(t, histogramCount(t, m, lifecycle.DesiredStopped))
 }

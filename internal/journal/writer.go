@@ -47,6 +47,11 @@ func (j *Journal) Start(ctx context.Context) error {
 // queue's length nor (ShutDownWithDrain) its processing set for good, and a shut-down queue
 // takes no task back for its next write.
 func (j *Journal) flush(timeout time.Duration) bool {
+	// A task waiting out a retry's delay (a longer one after many failures) is taken now: the
+	// delay is for a database that is down, and it may be back.
+	for _, uid := range j.withWrites() {
+		j.queue.Add(uid)
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -59,6 +64,20 @@ func (j *Journal) flush(timeout time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// withWrites lists the tasks with something left to write.
+func (j *Journal) withWrites() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []string
+	j.tasks.Range(func(uid string, e *entry) bool {
+		if e.hasWrites() {
+			out = append(out, uid)
+		}
+		return true
+	})
+	return out
 }
 
 // unwritten reports whether a task this process still writes for has anything left to write.
@@ -292,7 +311,7 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 		e.announce(Announcement{From: tr.From, To: tr.To, Attempt: tr.Attempt, Reason: tr.Reason, Message: tr.Message,
 			Warning: it.pending.substituted})
 		j.opts.Metrics.committed(tr.From, tr.To, tr.Reason, j.opts.Clock.Since(tr.At))
-		j.desiredCommittedLocked(e, tr.To)
+		j.desiredCommittedLocked(e, prev, tr)
 		return wasFull, true
 	case it.checkpoint != nil:
 		if e.checkpoint == it.checkpoint {
@@ -320,16 +339,16 @@ func (j *Journal) succeededLocked(e *entry, it item) (decide, report bool) {
 
 // desiredCommittedLocked measures the operator's share of a pause, resume or stop: from the
 // change of spec.state (SetDesired) to the commit of the transition that reaches it. A run that
-// ends another way first is not counted.
-func (j *Journal) desiredCommittedLocked(e *entry, to lifecycle.Status) {
+// ends another way first, or a new attempt, is not counted.
+func (j *Journal) desiredCommittedLocked(e *entry, prev lifecycle.Record, tr lifecycle.Transition) {
 	if e.desiredSince.IsZero() {
 		return
 	}
 	switch {
-	case to == reachedBy(e.desired):
+	case tr.To == reachedBy(e.desired) && !lifecycle.NewAttempt(prev, tr):
 		j.opts.Metrics.desiredReached(e.desired, j.opts.Clock.Since(e.desiredSince))
 		e.desiredSince = time.Time{}
-	case to.Terminal():
+	case tr.To.Terminal(), lifecycle.NewAttempt(prev, tr):
 		e.desiredSince = time.Time{}
 	}
 }
