@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,20 +351,20 @@ func (r *Repository) FinishItems(ctx context.Context, uid string, owner Owner, a
 	if err != nil {
 		return nil, fmt.Errorf("finish items of %s: encode: %w", uid, err)
 	}
-	var done []struct {
-		Idx   int
-		State string
+	type finished struct {
+		idx   int
+		state string
 	}
-	err = r.db.WithContext(ctx).Raw(finishItemsSQL, map[string]any{
+	done, err := scanAll(r.db.WithContext(ctx).Raw(finishItemsSQL, map[string]any{
 		"uid": uid, "epoch": owner.Epoch, "attempt": attempt, "retries": maxRetries, "outcomes": string(doc),
-	}).Scan(&done).Error
+	}), func(rows *sql.Rows, f *finished) error { return rows.Scan(&f.idx, &f.state) })
 	if err != nil {
 		return nil, fmt.Errorf("finish %d items of %s: %w", len(outcomes), uid, err)
 	}
 	var failed []int
 	for _, d := range done {
-		if d.State == ItemFailed {
-			failed = append(failed, d.Idx)
+		if d.state == ItemFailed {
+			failed = append(failed, d.idx)
 		}
 	}
 	if len(done) < len(outcomes) {

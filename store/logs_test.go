@@ -32,6 +32,21 @@ func TestLogsNeverShowPayloads(t *testing.T) {
 	w := k.write(t, lifecycle.Finished, 1, time.Now())
 	w.Result = json.RawMessage(`{"password":"SECRET-RESULT"}`)
 	require.NoError(t, repo.RecordTransition(ctx, w))
+	// Many tasks' transitions in one statement, and items' outcomes.
+	a, b := createTask(t, repo, "a", "ns", "a", "demo"), createTask(t, repo, "b", "ns", "b", "demo")
+	for _, err := range repo.RecordTransitions(ctx, []TransitionWrite{
+		a.write(t, lifecycle.Running, 1, time.Now(), func(ev *lifecycle.Event) { ev.Message = "SECRET-BATCHED" }),
+		b.write(t, lifecycle.Running, 1, time.Now()),
+	}) {
+		require.NoError(t, err)
+	}
+	_, err := repo.BeginItems(ctx, "a", owner1, 1, ItemPlan{Count: 1})
+	require.NoError(t, err)
+	claimed, err := repo.ClaimItemsFrom(ctx, "a", owner1, 1, 1, 0)
+	require.NoError(t, err)
+	_, err = repo.FinishItems(ctx, "a", owner1, 1, 0, []ItemOutcome{{Index: claimed[0].Index, Execution: claimed[0].Execution,
+		Outcome: OutcomeFailed, Error: "SECRET-ITEM-ERROR"}})
+	require.NoError(t, err)
 	// A failing statement is logged too.
 	require.Error(t, repo.db.WithContext(ctx).Exec(`UPDATE background_tasks SET progress = ? WHERE uid = 'u1'`, strings.Repeat("SECRET-PROGRESS", 10)).Error)
 
@@ -39,7 +54,7 @@ func TestLogsNeverShowPayloads(t *testing.T) {
 	out := logged.String()
 	mu.Unlock()
 	require.Contains(t, out, "background_tasks", "statements are logged at V(2)")
-	for _, secret := range []string{"SECRET-MESSAGE", "SECRET-CHECKPOINT", "SECRET-RESULT", "SECRET-PROGRESS"} {
+	for _, secret := range []string{"SECRET-MESSAGE", "SECRET-CHECKPOINT", "SECRET-RESULT", "SECRET-PROGRESS", "SECRET-BATCHED", "SECRET-ITEM-ERROR"} {
 		require.NotContains(t, out, secret)
 	}
 }

@@ -4,54 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/taskpilot/taskpilot/api/lifecycle"
 )
-
-// recordTransitionSQL is the hot path: one statement, hence one implicit transaction and one
-// round trip. It holds no lifecycle policy: every column value is computed in Go by
-// lifecycle.Apply and passed in. The UPDATE only matches when the row is where the writer
-// believes it is (status, attempt, last_seq) and still belongs to the writer's fencing token;
-// the INSERT appends history only for a row the UPDATE matched, so the row and its history
-// never disagree. Concurrent writers serialise on the row lock and the loser re-checks the
-// WHERE clause against the winner's row (READ COMMITTED), matching nothing.
-const recordTransitionSQL = `
-WITH upd AS (
-    UPDATE background_tasks t SET
-        status                      = CAST(@to AS text),
-        attempt                     = CAST(@attempt AS integer),
-        reason                      = CAST(@reason AS text),
-        message                     = CAST(@message AS text),
-        last_seq                    = CAST(@seq AS bigint),
-        start_time                  = CAST(@start_time AS timestamptz),
-        end_time                    = CAST(@end_time AS timestamptz),
-        last_run_time               = CAST(@last_run_time AS timestamptz),
-        retry_at                    = CAST(@retry_at AS timestamptz),
-        retries                     = CAST(@retries AS integer),
-        observed_restart_generation = CAST(@restart_generation AS bigint),
-        transitioned_at             = CAST(@at AS timestamptz),
-        result                      = CAST(@result AS jsonb),
-        progress                    = COALESCE(CAST(@progress AS text), t.progress),
-        run_span                    = COALESCE(CAST(@run_span AS text), t.run_span),
-        checkpoint                  = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint END,
-        checkpoint_attempt          = CASE WHEN CAST(@keep_checkpoint AS boolean) THEN t.checkpoint_attempt END,
-        queue_state                 = CASE WHEN CAST(@leaves_queue AS boolean) THEN '' ELSE t.queue_state END,
-        updated_at                  = now()
-    WHERE t.uid = CAST(@uid AS text)
-      AND t.last_seq = CAST(@prev_seq AS bigint)
-      AND t.status = CAST(@from AS text)
-      AND t.attempt = CAST(@prev_attempt AS integer)
-      AND t.owner_epoch = CAST(@epoch AS bigint)
-      AND t.deleted_at IS NULL
-    RETURNING t.uid
-)
-INSERT INTO background_task_transitions
-    (task_uid, seq, from_status, to_status, attempt, reason, message, at, owner_epoch, restart_generation, retry_at)
-SELECT uid, CAST(@seq AS bigint), CAST(@from AS text), CAST(@to AS text), CAST(@attempt AS integer),
-       CAST(@reason AS text), CAST(@message AS text), CAST(@at AS timestamptz), CAST(@epoch AS bigint),
-       CAST(@restart_generation AS bigint), CAST(@retry_at AS timestamptz)
-FROM upd`
 
 // diagnoseSQL runs only when a guarded write matched nothing: it tells a replay (our own
 // transition is already recorded), a fence (another owner) and a deletion apart.
@@ -103,11 +58,11 @@ func (r *Repository) RecordTransition(ctx context.Context, w TransitionWrite) er
 		return fmt.Errorf("record transition %s seq %d: malformed (prev seq %d, from %s, epoch %d): %w",
 			w.UID, tr.Seq, w.Prev.Seq, tr.From, w.Owner.Epoch, ErrInvalidArgument)
 	}
-	res := r.db.WithContext(ctx).Exec(recordTransitionSQL, transitionArgs(w))
-	if res.Error != nil {
-		return fmt.Errorf("record transition %s seq %d %s->%s: %w", w.UID, tr.Seq, tr.From, tr.To, res.Error)
+	recorded, err := r.recordBatch(ctx, []batchedTransition{transitionRow(w)})
+	if err != nil {
+		return fmt.Errorf("record transition %s seq %d %s->%s: %w", w.UID, tr.Seq, tr.From, tr.To, err)
 	}
-	if res.RowsAffected == 1 {
+	if len(recorded) == 1 {
 		return nil
 	}
 	return r.unmatchedTransition(ctx, w)
@@ -121,53 +76,6 @@ func (r *Repository) unmatchedTransition(ctx context.Context, w TransitionWrite)
 		func(d diagnosis) bool {
 			return d.RecTo != nil && *d.RecTo == tr.To && deref(d.RecAttempt) == tr.Attempt && deref(d.RecEpoch) == w.Owner.Epoch
 		}, tr.Seq)
-}
-
-// transitionArgs are the named parameters of recordTransitionSQL for w.
-func transitionArgs(w TransitionWrite) map[string]any {
-	b := transitionRow(w)
-	var result, progress, span any
-	if b.Result != nil {
-		result = *b.Result
-	}
-	if b.Progress != nil {
-		progress = *b.Progress
-	}
-	if b.RunSpan != nil {
-		span = *b.RunSpan
-	}
-	return map[string]any{
-		"run_span":           span,
-		"uid":                b.UID,
-		"epoch":              b.Epoch,
-		"prev_seq":           b.PrevSeq,
-		"from":               b.From,
-		"prev_attempt":       b.PrevAttempt,
-		"seq":                b.Seq,
-		"to":                 b.To,
-		"attempt":            b.Attempt,
-		"reason":             b.Reason,
-		"message":            b.Message,
-		"at":                 b.At,
-		"start_time":         timeArg(b.StartTime),
-		"end_time":           timeArg(b.EndTime),
-		"last_run_time":      timeArg(b.LastRunTime),
-		"retry_at":           timeArg(b.RetryAt),
-		"retries":            b.Retries,
-		"restart_generation": b.RestartGeneration,
-		"result":             result,
-		"progress":           progress,
-		"keep_checkpoint":    b.KeepCheckpoint,
-		"leaves_queue":       b.LeavesQueue,
-	}
-}
-
-// timeArg is SQL NULL for nil.
-func timeArg(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return *t
 }
 
 // LeavesQueue reports whether a transition gives the task's place in its queue back: its run

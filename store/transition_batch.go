@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,12 +16,15 @@ import (
 	"github.com/taskpilot/taskpilot/internal/pgtext"
 )
 
-// recordTransitionsSQL is recordTransitionSQL for many tasks at once: one statement, one
-// round trip and one commit for the whole batch, each row still guarded (status, attempt,
-// last_seq) and fenced (owner_epoch) on its own. The writes come as one JSON array; the UPDATE
-// joins them to their rows by uid (unique, so an index probe per write) and the INSERT appends
-// history for the rows it matched only. A row that does not match is left alone and the others
-// still commit; RETURNING says which did.
+// recordTransitionsSQL is the hot path: one statement, hence one implicit transaction, one
+// round trip and one commit, for one task's transition or for those of many tasks. It holds no
+// lifecycle policy: every column value is computed in Go by lifecycle.Apply and passed in, as a
+// JSON array of writes. The UPDATE matches a row only when it is where its writer believes it
+// is (status, attempt, last_seq) and still belongs to the writer's fencing token; the INSERT
+// appends history only for the rows the UPDATE matched, so a row and its history never
+// disagree, and a row that does not match is left alone while the others commit (RETURNING
+// says which did). Concurrent writers serialise on the row lock and the loser re-checks the
+// WHERE clause against the winner's row (READ COMMITTED), matching nothing.
 const recordTransitionsSQL = `
 WITH w AS (
     SELECT * FROM jsonb_to_recordset(CAST(@writes AS jsonb)) AS w(
@@ -66,9 +70,9 @@ SELECT w.uid, w.seq, w.from_status, w.to_status, w.attempt, w.reason, w.message,
 FROM w JOIN upd ON upd.uid = w.uid
 RETURNING task_uid`
 
-// batchedTransition is one write as both statements take it (recordTransitionsSQL as a row of
-// its JSON array, recordTransitionSQL as named arguments). Times are cut to microseconds, as
-// pgx sends them, so a transition's time in PostgreSQL does not depend on the path it took.
+// batchedTransition is one write, a row of recordTransitionsSQL's JSON array. Times are cut to
+// microseconds, PostgreSQL's precision, in UTC (RFC 3339 offsets have no seconds, some zones'
+// do).
 type batchedTransition struct {
 	UID               string     `json:"uid"`
 	Epoch             int64      `json:"epoch"`
@@ -130,7 +134,7 @@ func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	t = t.UTC().Truncate(time.Microsecond) // UTC: RFC 3339 offsets have no seconds, some zones' do
+	t = t.UTC().Truncate(time.Microsecond)
 	return &t
 }
 
@@ -142,10 +146,9 @@ func (r *Repository) recordBatch(ctx context.Context, rows []batchedTransition) 
 	if err != nil {
 		return nil, fmt.Errorf("record %d transitions: encode: %w", len(rows), err)
 	}
-	var recorded []string
 	for try := 0; ; try++ {
-		recorded = recorded[:0]
-		err = r.db.WithContext(ctx).Raw(recordTransitionsSQL, map[string]any{"writes": string(doc)}).Scan(&recorded).Error
+		recorded, err := scanAll(r.db.WithContext(ctx).Raw(recordTransitionsSQL, map[string]any{"writes": string(doc)}),
+			func(rows *sql.Rows, uid *string) error { return rows.Scan(uid) })
 		var pgErr *pgconn.PgError
 		if try == 0 && errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
 			continue
