@@ -24,16 +24,41 @@ func exec(pid, attempt int, start float64, marks ...float64) witness.Execution {
 	return e
 }
 
+func neverFrozen(int, time.Time, time.Time) bool { return false }
+
+// TestACompletionOnWakingIsAtLeastOnce: an execution frozen after its last step, and taken
+// over meanwhile, that completes on waking did its work before the other began: tolerated, and
+// counted. Not frozen, the same completion is a double run; woken, a step is one either way.
+func TestACompletionOnWakingIsAtLeastOnce(t *testing.T) {
+	noFault := func(time.Time) (string, string) { return "", "" }
+	frozenFrom := func(pid int, from, to time.Time) bool { return pid == 1 && !at(3).Before(from) && at(3).Before(to) } // frozen at 3 s
+	completed := exec(1, 1, 0, 1, 2)
+	completed.Ended, completed.Completed, completed.End = true, true, at(15) // on waking, after 2's start
+	execs := map[string][]witness.Execution{"u": {completed, exec(2, 1, 10, 11, 12)}}
+	r := checkNoDoubleRun(execs, nil, noFault, frozenFrom)
+	if !r.held() || !strings.Contains(r.checked, "1 completions by a process frozen") {
+		t.Fatalf("a completion on waking is at-least-once: %+v, %s", r.examples, r.checked)
+	}
+	if r := checkNoDoubleRun(execs, nil, noFault, neverFrozen); r.broken != 1 {
+		t.Fatalf("not frozen, a completion after another start is a double run: %d", r.broken)
+	}
+	woke := exec(1, 1, 0, 1, 2, 14)
+	woke.Ended, woke.Completed, woke.End = true, true, at(15)
+	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": {woke, exec(2, 1, 10, 11, 12)}}, nil, noFault, frozenFrom); r.broken != 1 {
+		t.Fatalf("a step on waking is a double run, frozen or not: %d", r.broken)
+	}
+}
+
 func TestDoubleRunIsAMarkAfterAnotherStart(t *testing.T) {
 	noFault := func(time.Time) (string, string) { return "", "" }
 	// A frozen process that never marks again after the other started: not a double run.
 	frozen := []witness.Execution{exec(1, 1, 0, 1, 2), exec(2, 1, 10, 11, 12)}
-	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": frozen}, nil, noFault); !r.held() {
+	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": frozen}, nil, noFault, neverFrozen); !r.held() {
 		t.Fatalf("frozen without a step after the takeover is not a double run: %+v", r.examples)
 	}
 	// It wakes up and does one more step after the other started: a double run.
 	woke := []witness.Execution{exec(1, 1, 0, 1, 2, 10.5), exec(2, 1, 10, 11, 12)}
-	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": woke}, nil, noFault); r.broken != 1 {
+	if r := checkNoDoubleRun(map[string][]witness.Execution{"u": woke}, nil, noFault, neverFrozen); r.broken != 1 {
 		t.Fatalf("want one double run, got %d", r.broken)
 	}
 }
@@ -47,14 +72,14 @@ func TestAStepRecordedTwiceByOneExecutionIsNotADoubleRun(t *testing.T) {
 	e := exec(1, 1, 0, 1, 2, 63)
 	e.Marks = append(e.Marks[:2:2], append([]witness.Mark{{Step: 1, At: at(62)}}, e.Marks[2:]...)...) // step 1 written again
 	one := map[string][]witness.Execution{"u": {e}}
-	if r := checkNoDoubleRun(one, nil, noFault); !r.held() {
+	if r := checkNoDoubleRun(one, nil, noFault, neverFrozen); !r.held() {
 		t.Fatalf("one execution is no double run: %+v", r.examples)
 	}
 	if got := workRedone(one, iv); got.concurrent != 0 || got.steps != 0 {
 		t.Fatalf("one execution's step recorded twice counted as %+v", got)
 	}
 	two := map[string][]witness.Execution{"u": {exec(1, 1, 0, 1, 2, 10.5), exec(2, 1, 10, 11, 12)}}
-	if r, got := checkNoDoubleRun(two, nil, noFault), workRedone(two, iv); r.broken == 0 || got.concurrent == 0 {
+	if r, got := checkNoDoubleRun(two, nil, noFault, neverFrozen), workRedone(two, iv); r.broken == 0 || got.concurrent == 0 {
 		t.Fatalf("a real overlap counts in both: invariant 1 %d, concurrent %d", r.broken, got.concurrent)
 	}
 }

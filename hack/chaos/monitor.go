@@ -117,7 +117,7 @@ func (m *monitor) cheapChecks(ctx context.Context) {
 	for uid, r := range rows {
 		names[uid] = r.name
 	}
-	r1 := checkNoDoubleRun(execs, names, func(time.Time) (string, string) { return "", "" })
+	r1 := checkNoDoubleRun(execs, names, func(time.Time) (string, string) { return "", "" }, func(int, time.Time, time.Time) bool { return false })
 	r2 := checkHistory(trans, rows)
 	m.e.log.Info("so far", "double runs", r1.broken, "history breaks", r2.broken, "tasks", len(rows))
 }

@@ -321,7 +321,7 @@ func checkAndReport(ctx context.Context, e *env, res *results, before memSample,
 	res.invs = append([]result{
 		checkItems(items, res.frozen),
 		checkQueues(final.execs, queueOf, interval, limit, res.queuePauses, names, res.during),
-		checkNoDoubleRun(final.execs, names, res.during),
+		checkNoDoubleRun(final.execs, names, res.during, res.frozen),
 		checkHistory(final.trans, final.rows),
 		checkOutagesStopNothing(final.execs, res.faults, res.specChanges, names),
 	}, res.invs...)
